@@ -1,0 +1,1 @@
+"""Adapters: the outside world (database, gateways, banks, devices) behind the ports services declare."""

@@ -1,0 +1,373 @@
+"""Bill + policy + accumulators → the split (setlinfo, setldetail). Pure: nothing is read or written.
+
+Each tier pays a ratio of its *base* after its *deductible*, walking ratio *bands* from where the
+person already stands on the tier's axis (the year or this visit), until its *cap* is reached. The
+amount a capped tier could not pay is its *overflow*, which a large-amount tier may take as its base.
+Later tiers (civil servant, serious illness, assistance) take what the patient still bears of the
+in-scope amount. Every tier returns accumulator deltas for both the year and the visit, so a settlement
+and its cancellation move the same keys by opposite amounts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import ROUND_CEILING, Decimal
+
+from medpay.domain.classification import BillSplit, classify_bill
+from medpay.domain.model import AccountSource, Accumulators, FeeLine, Person, VisitContext
+from medpay.domain.policy import Band, Policy, Tier
+from medpay.money import Rounding, round_fen
+
+ACCOUNT_FUND_PAY_TYPE = "310200"
+ACCOUNT_FUND_NAME = "城镇职工基本医疗保险个人账户基金"
+FUND_NAMES = {
+    "310100": "城镇职工基本医疗保险统筹基金",
+    "320100": "公务员医疗补助基金",
+    "330100": "大额医疗费用补助基金",
+    "340100": "离休人员医疗保障基金",
+    "370100": "企业补充医疗保险基金",
+    "390100": "城乡居民基本医疗保险基金",
+    "390200": "城乡居民大病医疗保险基金",
+    "610100": "医疗救助基金",
+    "999997": "其他基金",
+}
+ADMISSIONS_KEY = "admissions"
+INPATIENT_CATEGORY = "inpatient"
+
+AMOUNT_FIELDS = (
+    "medfee_sumamt", "fulamt_ownpay_amt", "overlmt_selfpay", "preselfpay_amt", "inscp_scp_amt", "act_pay_dedc",
+    "hifp_pay", "cvlserv_pay", "hifes_pay", "hifmi_pay", "hifob_pay", "hifdm_pay", "maf_pay", "oth_pay",
+    "fund_pay_sumamt", "psn_part_amt", "acct_pay", "psn_cash_pay", "hosp_part_amt", "acct_mulaid_pay",
+)
+
+
+class AdjudicationError(ValueError):
+    """The policy can't settle this bill (e.g. no deductible rule for the institution's level)."""
+
+    def __init__(self, field: str, problem: str):
+        super().__init__(f"{field}: {problem}")
+        self.field = field
+        self.problem = problem
+
+
+@dataclass(frozen=True)
+class TierResult:
+    code: str
+    kind: str
+    fund_pay_type: str
+    fund_pay_type_name: str
+    setl_field: str
+    base: int
+    act_pay_dedc: int
+    eligible: int  # base after the deductible
+    consumed: int  # eligible amount the tier covered before its cap
+    overflow: int  # eligible amount its cap left unpaid
+    fund_payamt: int
+    crt_payb_lmt_amt: int | None  # what the cap still allowed before this settlement
+    ratio: Decimal
+    proc_info: str
+
+
+@dataclass(frozen=True)
+class AccountPayment:
+    psn_no: str
+    relation: str
+    amount: int
+
+
+@dataclass(frozen=True)
+class SetlDetail:
+    fund_pay_type: str
+    fund_pay_type_name: str
+    inscp_scp_amt: int
+    crt_payb_lmt_amt: int | None
+    fund_payamt: int
+    setl_proc_info: str
+
+
+@dataclass(frozen=True)
+class Adjudication:
+    policy_id: str
+    bill: BillSplit
+    tiers: tuple[TierResult, ...]
+    amounts: dict[str, int]  # AMOUNT_FIELDS, fen
+    pool_prop_selfpay: Decimal
+    balc: int  # own personal-account balance after the payment
+    account_payments: tuple[AccountPayment, ...]
+    setldetail: tuple[SetlDetail, ...]
+    year_deltas: dict[str, int] = field(default_factory=dict)
+    visit_deltas: dict[str, int] = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------------------------------
+
+
+def _walk(bands: tuple[Band, ...], start: int, amount: int, room: Decimal | None) -> tuple[Decimal, Decimal, Decimal]:
+    """Walk ``amount`` from ``start`` on the band axis. Stop paying when ``room`` (exact fen) is used up.
+
+    Returns (exact pay, exact amount covered, ratio of the band where the walk ended).
+    """
+    pay = Decimal(0)
+    covered = Decimal(0)
+    end = start + amount
+    ratio = bands[0].ratio
+    lower = 0
+    for band in bands:
+        upper = end if band.upto is None else band.upto
+        seg_lo, seg_hi = max(start, lower), min(end, upper)
+        if start >= lower:
+            ratio = band.ratio  # the band the walk starts in (reported even when nothing is walked)
+        lower = upper
+        if seg_hi <= seg_lo:
+            continue
+        ratio = band.ratio
+        seg = Decimal(seg_hi - seg_lo)
+        seg_pay = seg * ratio
+        if room is not None and pay + seg_pay >= room:
+            left = room - pay
+            covered += (left / ratio) if ratio > 0 else seg
+            return room, covered, ratio
+        pay += seg_pay
+        covered += seg
+    return pay, covered, ratio
+
+
+def _shift_bands(bands: tuple[Band, ...], by: int) -> tuple[Band, ...]:
+    """Absolute band limits → limits above a deductible of ``by`` (bands wholly below it vanish)."""
+    out = [Band(None if b.upto is None else b.upto - by, b.ratio) for b in bands]
+    return tuple(b for b in out if b.upto is None or b.upto > 0)
+
+
+@dataclass
+class _Context:
+    policy: Policy
+    person: Person
+    visit: VisitContext
+    psn_class: str
+    med_category: str
+    year: Accumulators
+    visit_acc: Accumulators
+
+
+def _deductible_amount(tier: Tier, ctx: _Context) -> int:
+    ded = tier.deductible
+    if ded.basis == "none":
+        return 0
+    for rule in ded.rules:
+        if rule.match.accepts(**_facts(ctx)):
+            amount = rule.amount
+            if ded.admission_factors:
+                seq = max(1, ctx.visit.admission_seq)
+                factor = ded.admission_factors[min(seq, len(ded.admission_factors)) - 1]
+                amount = round_fen(Decimal(amount) * factor, ctx.policy.rounding)
+            return amount
+    raise AdjudicationError(
+        f"tiers.{tier.code}.deductible",
+        f"no rule for level {ctx.visit.institution.level!r}, person class {ctx.psn_class!r}, "
+        f"medical category {ctx.med_category!r}",
+    )
+
+
+def _facts(ctx: _Context) -> dict:
+    return dict(
+        insutype=ctx.person.insutype, psn_class=ctx.psn_class, med_category=ctx.med_category,
+        level=ctx.visit.institution.level, identities=ctx.person.identities, dise_codg=ctx.visit.dise_codg,
+        cvlserv=ctx.person.cvlserv_flag,
+    )
+
+
+def _run_tier(tier: Tier, bands: tuple[Band, ...], base: int, ctx: _Context,
+              year_d: dict[str, int], visit_d: dict[str, int]) -> TierResult:
+    rounding: Rounding = ctx.policy.rounding
+    p = tier.pool
+    dedc_total = _deductible_amount(tier, ctx)
+    dedc_acc = ctx.year if tier.deductible.basis == "per_year" else ctx.visit_acc
+    remaining_dedc = max(0, dedc_total - dedc_acc.get(f"{p}.dedc"))
+    axis_acc = ctx.year if tier.axis == "year" else ctx.visit_acc
+    if tier.band_origin == "absolute":
+        bands = _shift_bands(bands, dedc_total)
+
+    before_ratio = tier.deductible.mode == "before_ratio"
+    act_dedc = min(base, remaining_dedc) if before_ratio else 0
+    eligible = base - act_dedc
+
+    walkable = eligible
+    limit_left: int | None = None
+    if tier.cap.basis == "inscp":
+        limit_left = max(0, tier.cap.amount - ctx.year.get(f"{p}.counted"))
+        walkable = min(eligible, limit_left)
+    room: Decimal | None = None
+    if tier.cap.basis == "fund":
+        limit_left = max(0, tier.cap.amount - ctx.year.get(f"{p}.fund"))
+        # with the deductible taken out of the fund payment, the walk may pay that much more first
+        room = Decimal(limit_left + (0 if before_ratio else remaining_dedc))
+
+    start = axis_acc.get(f"{p}.elig")
+    exact_pay, exact_covered, ratio = _walk(bands, start, walkable, room) if bands else (Decimal(0), Decimal(0), Decimal(0))
+    pay = round_fen(exact_pay, rounding)
+    consumed = min(walkable, int(exact_covered.to_integral_value(rounding=ROUND_CEILING)))
+    if not before_ratio:
+        act_dedc = min(remaining_dedc, pay)
+        pay -= act_dedc
+    overflow = eligible - consumed
+
+    for acc in (year_d, visit_d):
+        for key, value in ((f"{p}.dedc", act_dedc), (f"{p}.elig", consumed), (f"{p}.fund", pay), (f"{p}.counted", consumed)):
+            if value:
+                acc[key] = acc.get(key, 0) + value
+
+    info = [f"基数{_yuan(base)}"]
+    if dedc_total:
+        info.append(f"起付线{_yuan(dedc_total)}(本次{_yuan(act_dedc)})")
+    info.append("比例" + "/".join(f"{(b.ratio * 100).normalize():f}%" for b in bands) if bands else "比例0%")
+    if tier.cap.basis != "none":
+        info.append(f"封顶{_yuan(tier.cap.amount)}(剩余{_yuan(limit_left or 0)})")
+    return TierResult(
+        code=tier.code, kind=tier.kind, fund_pay_type=tier.fund_pay_type,
+        fund_pay_type_name=FUND_NAMES.get(tier.fund_pay_type, tier.name), setl_field=tier.setl_field,
+        base=base, act_pay_dedc=act_dedc, eligible=eligible, consumed=consumed, overflow=overflow, fund_payamt=pay,
+        crt_payb_lmt_amt=limit_left, ratio=ratio, proc_info="；".join(info),
+    )
+
+
+def _yuan(fen: int) -> str:
+    from medpay.money import format_yuan
+
+    return format_yuan(fen)
+
+
+def _account_payments(policy: Policy, person: Person, parts: dict[str, int], sources: tuple[AccountSource, ...],
+                      use_account: bool) -> tuple[AccountPayment, ...]:
+    if not use_account:
+        return ()
+    rules = policy.account
+    payable = sum(v for k, v in parts.items() if k in rules.payable)
+    payments: list[AccountPayment] = []
+    own_allowed = not rules.insutypes or person.insutype in rules.insutypes
+    for src in sources:
+        if payable <= 0:
+            break
+        if src.relation == "self":
+            if not own_allowed:
+                continue
+        elif not (rules.mutual_aid and src.relation in rules.mutual_aid_relations):
+            continue
+        amount = min(payable, max(0, src.balance))
+        if amount:
+            payments.append(AccountPayment(src.psn_no, src.relation, amount))
+            payable -= amount
+    return tuple(payments)
+
+
+def adjudicate(
+    policy: Policy,
+    person: Person,
+    visit: VisitContext,
+    lines: list[FeeLine] | tuple[FeeLine, ...],
+    year: Accumulators,
+    visit_acc: Accumulators | None = None,
+    accounts: tuple[AccountSource, ...] = (),
+    use_account: bool = True,
+) -> Adjudication:
+    """Split a bill into fund payments, personal-account payments and the patient's cash part.
+
+    ``accounts`` lists the personal accounts that may pay, the patient's own (relation "self") first,
+    then authorised family members in the order they should be drawn on.
+    """
+    ctx = _Context(policy, person, visit, policy.psn_class(person.psn_type), policy.med_category(visit.med_type),
+                   year, visit_acc or Accumulators())
+    if not ctx.med_category:
+        raise AdjudicationError("med_type", f"{visit.med_type!r} is not a medical type of policy {policy.policy_id}")
+    bill = classify_bill(lines, policy)
+    facts = _facts(ctx)
+    year_d: dict[str, int] = {}
+    visit_d: dict[str, int] = {}
+    results: dict[str, TierResult] = {}
+    groups_taken: set[str] = set()
+    fund_total = 0
+    dedc_total = 0
+    for tier in policy.tiers:
+        if tier.group in groups_taken or not tier.applies.accepts(**facts):
+            continue
+        rule = next((rr for rr in tier.ratios if rr.match.accepts(**facts)), None)
+        if rule is None:
+            continue
+        groups_taken.add(tier.group)
+        if tier.base == "inscp":
+            base = bill.inscp_scp_amt
+        elif tier.base == "overflow":
+            prior = results.get(tier.overflow_of)
+            base = prior.overflow if prior else 0
+        else:
+            base = bill.inscp_scp_amt - fund_total - (0 if tier.count_prior_dedc else dedc_total)
+        # hard guard: no tier may pay more than what is left of the in-scope amount
+        base = max(0, min(base, bill.inscp_scp_amt - fund_total))
+        result = _run_tier(tier, rule.bands, base, ctx, year_d, visit_d)
+        results[tier.code] = result
+        fund_total += result.fund_payamt
+        dedc_total += result.act_pay_dedc
+
+    tiers = tuple(results.values())
+    basic = next((t for t in tiers if t.kind == "basic"), None)
+    amounts = {k: 0 for k in AMOUNT_FIELDS}
+    amounts.update(
+        medfee_sumamt=bill.medfee_sumamt, fulamt_ownpay_amt=bill.fulamt_ownpay_amt,
+        overlmt_selfpay=bill.overlmt_selfpay, preselfpay_amt=bill.preselfpay_amt, inscp_scp_amt=bill.inscp_scp_amt,
+        act_pay_dedc=basic.act_pay_dedc if basic else 0,
+    )
+    for t in tiers:
+        amounts[t.setl_field] += t.fund_payamt
+    amounts["fund_pay_sumamt"] = fund_total
+    amounts["hosp_part_amt"] = 0
+    amounts["psn_part_amt"] = bill.medfee_sumamt - fund_total - amounts["hosp_part_amt"]
+
+    parts = {
+        "fulamt_ownpay": bill.fulamt_ownpay_amt, "overlmt_selfpay": bill.overlmt_selfpay,
+        "preselfpay": bill.preselfpay_amt, "inscp_selfpay": bill.inscp_scp_amt - fund_total,
+    }
+    payments = _account_payments(policy, person, parts, accounts, use_account)
+    acct_pay = sum(p.amount for p in payments)
+    amounts["acct_pay"] = acct_pay
+    amounts["acct_mulaid_pay"] = sum(p.amount for p in payments if p.relation != "self")
+    amounts["psn_cash_pay"] = amounts["psn_part_amt"] - acct_pay
+    own = next((s for s in accounts if s.relation == "self"), None)
+    own_paid = sum(p.amount for p in payments if p.relation == "self")
+    balc = (own.balance - own_paid) if own else 0
+
+    if visit.final and ctx.med_category == INPATIENT_CATEGORY:
+        year_d[ADMISSIONS_KEY] = 1
+
+    details = [
+        SetlDetail(t.fund_pay_type, t.fund_pay_type_name, bill.inscp_scp_amt, t.crt_payb_lmt_amt, t.fund_payamt,
+                   t.proc_info)
+        for t in tiers if t.fund_payamt
+    ]
+    if acct_pay:
+        details.append(SetlDetail(ACCOUNT_FUND_PAY_TYPE, ACCOUNT_FUND_NAME, bill.inscp_scp_amt, None, acct_pay,
+                                  "个人账户支付" + (f"，其中共济{_yuan(amounts['acct_mulaid_pay'])}" if amounts["acct_mulaid_pay"] else "")))
+    return Adjudication(
+        policy_id=policy.policy_id, bill=bill, tiers=tiers, amounts=amounts,
+        pool_prop_selfpay=basic.ratio if basic else Decimal(0), balc=balc, account_payments=payments,
+        setldetail=tuple(details), year_deltas=year_d, visit_deltas=visit_d,
+    )
+
+
+def identity_violations(amounts: dict[str, int], setldetail: tuple[SetlDetail, ...] = ()) -> list[str]:
+    """The four amount identities of the interface; an empty list means they hold."""
+    a = amounts
+    problems = []
+    if a["medfee_sumamt"] != a["fulamt_ownpay_amt"] + a["overlmt_selfpay"] + a["preselfpay_amt"] + a["inscp_scp_amt"]:
+        problems.append("medfee_sumamt != fulamt_ownpay_amt + overlmt_selfpay + preselfpay_amt + inscp_scp_amt")
+    if a["medfee_sumamt"] != a["fund_pay_sumamt"] + a["psn_part_amt"] + a["hosp_part_amt"]:
+        problems.append("medfee_sumamt != fund_pay_sumamt + psn_part_amt + hosp_part_amt")
+    if a["psn_part_amt"] != a["acct_pay"] + a["psn_cash_pay"]:
+        problems.append("psn_part_amt != acct_pay + psn_cash_pay")
+    if setldetail:
+        funds = sum(d.fund_payamt for d in setldetail if d.fund_pay_type not in (ACCOUNT_FUND_PAY_TYPE, "999996"))
+        if funds != a["fund_pay_sumamt"]:
+            problems.append("fund_pay_sumamt != Σ setldetail.fund_payamt (funds only)")
+    return problems
+
+
+def negate_deltas(deltas: dict[str, int]) -> dict[str, int]:
+    return {k: -v for k, v in deltas.items()}

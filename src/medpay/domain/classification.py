@@ -1,0 +1,84 @@
+"""Fee-line classification (2204/2301 result): how much of each line is in the policy scope.
+
+Order per line: 丙类 → everything fully self-paid; otherwise the part above the unit price limit is
+over-limit self-pay; of the rest, a 乙类 item's first self-pay share; what remains is in scope.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+from medpay.domain.model import ChrgitmLv, FeeLine
+from medpay.domain.policy import Policy
+from medpay.money import round_fen
+
+
+@dataclass(frozen=True)
+class LineSplit:
+    feedetl_sn: str
+    det_item_fee_sumamt: int
+    fulamt_ownpay_amt: int
+    overlmt_amt: int
+    preselfpay_amt: int
+    inscp_scp_amt: int
+    selfpay_prop: Decimal
+    chrgitm_lv: str
+    med_chrgitm_type: str
+    pric_uplmt_amt: int | None
+    exact_preselfpay: Decimal  # unrounded, for per-settlement rounding
+
+
+@dataclass(frozen=True)
+class BillSplit:
+    lines: tuple[LineSplit, ...]
+    medfee_sumamt: int
+    fulamt_ownpay_amt: int
+    overlmt_selfpay: int
+    preselfpay_amt: int
+    inscp_scp_amt: int
+
+
+def selfpay_prop(line: FeeLine, policy: Policy) -> Decimal:
+    item = line.item
+    if item.chrgitm_lv == ChrgitmLv.BING:
+        return Decimal(1)
+    if item.chrgitm_lv == ChrgitmLv.JIA:
+        return Decimal(0)
+    if item.selfpay_prop is not None:
+        return item.selfpay_prop
+    return policy.yi_selfpay_by_category.get(item.med_chrgitm_type, policy.yi_selfpay_default)
+
+
+def classify_line(line: FeeLine, policy: Policy) -> LineSplit:
+    amount = line.det_item_fee_sumamt
+    item = line.item
+    prop = selfpay_prop(line, policy)
+    fulamt = overlmt = 0
+    exact_pre = Decimal(0)
+    if item.chrgitm_lv == ChrgitmLv.BING:
+        fulamt = amount
+    else:
+        if item.pric_uplmt_amt is not None:
+            allowed = round_fen(Decimal(item.pric_uplmt_amt) * line.cnt, policy.rounding)
+            overlmt = max(0, amount - allowed)
+        exact_pre = Decimal(amount - overlmt) * prop
+    pre = round_fen(exact_pre, policy.rounding)
+    return LineSplit(
+        feedetl_sn=line.feedetl_sn, det_item_fee_sumamt=amount, fulamt_ownpay_amt=fulamt, overlmt_amt=overlmt,
+        preselfpay_amt=pre, inscp_scp_amt=amount - fulamt - overlmt - pre, selfpay_prop=prop,
+        chrgitm_lv=item.chrgitm_lv.value, med_chrgitm_type=item.med_chrgitm_type,
+        pric_uplmt_amt=item.pric_uplmt_amt, exact_preselfpay=exact_pre,
+    )
+
+
+def classify_bill(lines: list[FeeLine] | tuple[FeeLine, ...], policy: Policy) -> BillSplit:
+    splits = tuple(classify_line(line, policy) for line in lines)
+    medfee = sum(s.det_item_fee_sumamt for s in splits)
+    fulamt = sum(s.fulamt_ownpay_amt for s in splits)
+    overlmt = sum(s.overlmt_amt for s in splits)
+    if policy.preselfpay_rounding_scope == "per_settlement":
+        pre = round_fen(sum((s.exact_preselfpay for s in splits), Decimal(0)), policy.rounding)
+    else:
+        pre = sum(s.preselfpay_amt for s in splits)
+    return BillSplit(splits, medfee, fulamt, overlmt, pre, medfee - fulamt - overlmt - pre)

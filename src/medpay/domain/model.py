@@ -1,0 +1,108 @@
+"""The settlement's nouns, as immutable records. Amounts are integer fen; ratios are Decimal.
+
+Field names follow the NHSA institution interface (DESIGN §2) so that a record and the message
+that carries it read the same.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date
+from decimal import Decimal
+from enum import Enum
+
+
+class ChrgitmLv(str, Enum):
+    """收费项目等级."""
+
+    JIA = "01"  # 甲类: fully in scope
+    YI = "02"  # 乙类: a first self-pay share, the rest in scope
+    BING = "03"  # 丙类: fully self-paid
+
+
+@dataclass(frozen=True)
+class Region:
+    admdvs: str
+    name: str
+
+
+@dataclass(frozen=True)
+class Institution:
+    fixmedins_code: str
+    fixmedins_name: str
+    admdvs: str
+    level: str  # "1" | "2" | "3" (一级/二级/三级); "0" for unrated clinics and pharmacies
+
+
+@dataclass(frozen=True)
+class CatalogItem:
+    med_list_codg: str
+    name: str
+    chrgitm_lv: ChrgitmLv
+    med_chrgitm_type: str = ""  # 医疗收费项目类别, e.g. "09" 西药费; policies may set 乙类 ratios per category
+    pric_uplmt_amt: int | None = None  # price upper limit per unit, fen; None = no limit
+    selfpay_prop: Decimal | None = None  # 乙类 first self-pay ratio of this item; None = policy default
+
+
+@dataclass(frozen=True)
+class FeeLine:
+    """One uploaded fee line (2204/2301). ``det_item_fee_sumamt`` is authoritative; cnt × pric checks it."""
+
+    feedetl_sn: str
+    item: CatalogItem
+    cnt: Decimal
+    pric: Decimal  # yuan per unit, up to 6 decimals as the interface allows
+    det_item_fee_sumamt: int
+
+
+@dataclass(frozen=True)
+class Person:
+    psn_no: str
+    psn_name: str
+    insutype: str  # 310 employee basic, 390 resident basic, …
+    psn_type: str  # 1101 in service, 1201 retired, 1501 resident adult, …
+    insuplc_admdvs: str
+    cvlserv_flag: bool = False  # 公务员
+    identities: frozenset[str] = frozenset()  # psn_idet_type codes eligible for medical assistance
+
+
+@dataclass(frozen=True)
+class Accumulators:
+    """A person's year-to-date totals, keyed by policy-defined names (e.g. "inpatient.fund").
+
+    Missing keys are zero. The engine reads these and returns deltas; storage adds them up.
+    """
+
+    values: dict[str, int] = field(default_factory=dict)
+
+    def get(self, key: str) -> int:
+        return self.values.get(key, 0)
+
+    def plus(self, deltas: dict[str, int]) -> "Accumulators":
+        merged = dict(self.values)
+        for k, v in deltas.items():
+            merged[k] = merged.get(k, 0) + v
+        return Accumulators(merged)
+
+
+@dataclass(frozen=True)
+class AccountSource:
+    """A personal account that may pay: the patient's own (relation "self") or a family member's."""
+
+    psn_no: str
+    relation: str  # "self", "spouse", "parent", "child", …
+    balance: int
+
+
+@dataclass(frozen=True)
+class VisitContext:
+    """What the engine needs to know about the visit beyond its fee lines."""
+
+    mdtrt_id: str
+    med_type: str
+    setl_date: date
+    institution: Institution
+    admission_seq: int = 1  # this admission's number within the year (inpatient deductibles)
+    prior_dedc_in_visit: int = 0  # deductible already paid by earlier interim settlements of this visit
+    final: bool = True  # False for an interim (mid-stay) settlement
+    dise_codg: str = ""  # chronic/special disease code for 门诊慢特病
