@@ -75,7 +75,11 @@ def to_decimal(value: YuanInput, field: str = "amount") -> Decimal:
 def parse_yuan(value: YuanInput, field: str = "amount", *, allow_negative: bool = False) -> Fen:
     """Yuan (at most two decimals) -> integer fen. Raises MoneyError naming ``field``."""
     d = to_decimal(value, field)
-    if d != d.quantize(_CENT, rounding=ROUND_DOWN):
+    try:
+        cents = d.quantize(_CENT, rounding=ROUND_DOWN)
+    except InvalidOperation:  # more digits than Decimal's working precision
+        raise MoneyError(field, f"is too large: {value!r}") from None
+    if d != cents:
         raise MoneyError(field, f"has more than two decimals: {value!r}")
     if d < 0 and not allow_negative:
         raise MoneyError(field, f"must not be negative: {value!r}")

@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import dataclasses
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from enum import Enum
 
 MAX_TOTAL = 2**63 - 1  # totals are stored as signed 64-bit integers
@@ -178,7 +178,13 @@ class Transfer:
 
     @classmethod
     def post(
-        cls, id: str, pending: Transfer, amount: int | None = None, *, code: str | None = None, ref: str | None = None
+        cls,
+        id: str,
+        pending: Transfer,
+        amount: int | None = None,
+        *,
+        code: str | None = None,
+        ref: str | None = None,
     ) -> Transfer:
         """Post ``pending`` for ``amount`` (default: all of it); the rest is released."""
         return cls(
@@ -353,7 +359,9 @@ def validate_transfer(
     return _limit_result(t, debit, credit)
 
 
-def apply_transfer(t: Transfer, debit: Account, credit: Account, pending: Transfer | None = None) -> tuple[Account, Account]:
+def apply_transfer(
+    t: Transfer, debit: Account, credit: Account, pending: Transfer | None = None
+) -> tuple[Account, Account]:
     """New (debit, credit) account states after a validated transfer."""
     replace = dataclasses.replace
     if t.kind is TransferKind.SINGLE:
@@ -428,6 +436,10 @@ def check_invariants(
     """
     accounts_by_id = {a.id: a for a in accounts}
     violations: list[Violation] = []
+
+    def report(code: str, message: str, subject: str) -> None:
+        violations.append(Violation(code, message, subject))
+
     # Expected totals per account: [debits_pending, debits_posted, credits_pending, credits_posted].
     expected: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0, 0])
     pendings: dict[str, Transfer] = {}
@@ -436,12 +448,10 @@ def check_invariants(
 
     for t in transfers:
         if t.amount <= 0:
-            violations.append(Violation("nonpositive_amount", f"transfer {t.id} has amount {t.amount}", t.id))
+            report("nonpositive_amount", f"transfer {t.id} has amount {t.amount}", t.id)
         for side, account_id in (("debit", t.debit_account_id), ("credit", t.credit_account_id)):
             if account_id not in accounts_by_id:
-                violations.append(
-                    Violation("unknown_account", f"transfer {t.id}: {side} account {account_id} does not exist", t.id)
-                )
+                report("unknown_account", f"transfer {t.id}: {side} account {account_id} does not exist", t.id)
         if t.kind is TransferKind.SINGLE:
             expected[t.debit_account_id][DPO] += t.amount
             expected[t.credit_account_id][CPO] += t.amount
@@ -460,24 +470,18 @@ def check_invariants(
         pending = pendings.get(pending_id)
         names = ", ".join(r.id for r in resolved_by)
         if pending is None:
-            violations.append(
-                Violation("dangling_pending_id", f"{names} resolve(s) {pending_id!r}, not a pending transfer", pending_id)
-            )
+            report("dangling_pending_id", f"{names} resolve(s) {pending_id!r}, not a pending transfer", pending_id)
             continue
         # The resolution releases the whole reservation, whatever it posts.
         expected[pending.debit_account_id][DP] -= pending.amount
         expected[pending.credit_account_id][CP] -= pending.amount
         if len(resolved_by) > 1:
-            violations.append(Violation("pending_resolved_twice", f"pending {pending_id} resolved by {names}", pending_id))
+            report("pending_resolved_twice", f"pending {pending_id} resolved by {names}", pending_id)
         for r in resolved_by:
             if (r.debit_account_id, r.credit_account_id) != (pending.debit_account_id, pending.credit_account_id):
-                violations.append(
-                    Violation("resolution_accounts_differ", f"{r.id} moves other accounts than pending {pending_id}", r.id)
-                )
+                report("resolution_accounts_differ", f"{r.id} moves other accounts than {pending_id}", r.id)
             if r.kind is TransferKind.POST_PENDING and r.amount > pending.amount:
-                violations.append(
-                    Violation("post_exceeds_pending", f"{r.id} posts {r.amount} > pending {pending.amount}", r.id)
-                )
+                report("post_exceeds_pending", f"{r.id} posts {r.amount} > pending {pending.amount}", r.id)
             expires_at = pending.expires_at
             if (
                 r.kind is TransferKind.POST_PENDING
@@ -485,37 +489,33 @@ def check_invariants(
                 and r.created_at is not None
                 and r.created_at >= expires_at
             ):
-                violations.append(Violation("posted_after_expiry", f"{r.id} posted expired pending {pending_id}", r.id))
+                report("posted_after_expiry", f"{r.id} posted expired pending {pending_id}", r.id)
 
     if now is not None:
         for pending in pendings.values():
             if pending.id not in resolutions and pending_state(pending, None, now) is PendingState.EXPIRED:
-                violations.append(
-                    Violation("expired_pending_not_voided", f"pending {pending.id} expired but still reserves funds", pending.id)
-                )
+                message = f"pending {pending.id} expired but still reserves funds"
+                report("expired_pending_not_voided", message, pending.id)
 
     sums_by_ledger: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0, 0])
     for a in accounts_by_id.values():
         actual = [a.debits_pending, a.debits_posted, a.credits_pending, a.credits_posted]
         want = expected.get(a.id, [0, 0, 0, 0])
         if actual != want:
-            violations.append(
-                Violation(
-                    "account_totals_mismatch",
-                    f"account {a.id}: totals (debits pending/posted, credits pending/posted) are {actual}, "
-                    f"its transfers sum to {want}",
-                    a.id,
-                )
+            message = (
+                f"account {a.id}: totals (debits pending/posted, credits pending/posted) are {actual}, "
+                f"its transfers sum to {want}"
             )
+            report("account_totals_mismatch", message, a.id)
         violations.extend(_limit_violations(a))
         sums = sums_by_ledger[a.ledger]
         for i, value in enumerate(actual):
             sums[i] += value
     for ledger, (dp, dpo, cp, cpo) in sorted(sums_by_ledger.items()):
         if dpo != cpo:
-            violations.append(Violation("posted_unbalanced", f"ledger {ledger}: debits posted {dpo} != credits posted {cpo}", ledger))
+            report("posted_unbalanced", f"ledger {ledger}: debits posted {dpo} != credits posted {cpo}", ledger)
         if dp != cp:
-            violations.append(Violation("pending_unbalanced", f"ledger {ledger}: debits pending {dp} != credits pending {cp}", ledger))
+            report("pending_unbalanced", f"ledger {ledger}: debits pending {dp} != credits pending {cp}", ledger)
     return violations
 
 
@@ -526,10 +526,11 @@ class InMemoryLedger:
     """The rules applied to dictionaries: the reference model for property tests and a fake for services.
 
     Same contract as the database store: ``create_transfers`` is all-or-nothing and raises ``LedgerError``
-    on the first refused transfer.
+    on the first refused transfer. ``clock`` stamps transfers unless a call passes ``now``.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)) -> None:
+        self.clock = clock
         self.accounts: dict[str, Account] = {}
         self.transfers: dict[str, Transfer] = {}
         self._resolution_of: dict[str, Transfer] = {}  # pending id -> its post/void
@@ -543,7 +544,10 @@ class InMemoryLedger:
             raise LedgerError(result, id)
         return result
 
-    def create_transfers(self, transfers: Sequence[Transfer], now: datetime) -> list[tuple[str, TransferResult]]:
+    def create_transfers(
+        self, transfers: Sequence[Transfer], now: datetime | None = None
+    ) -> list[tuple[str, TransferResult]]:
+        now = now or self.clock()
         accounts = dict(self.accounts)
         new: dict[str, Transfer] = {}
         resolution_of: dict[str, Transfer] = {}
@@ -571,7 +575,9 @@ class InMemoryLedger:
             if not result.succeeded:
                 raise LedgerError(result, t.id)
             if result is TransferResult.OK:
-                debit, credit = apply_transfer(t, accounts[t.debit_account_id], accounts[t.credit_account_id], pending)
+                debit, credit = apply_transfer(
+                    t, accounts[t.debit_account_id], accounts[t.credit_account_id], pending
+                )
                 accounts[debit.id], accounts[credit.id] = debit, credit
                 new[t.id] = t
                 if t.pending_id is not None:
@@ -583,10 +589,11 @@ class InMemoryLedger:
         self._resolution_of.update(resolution_of)
         return results
 
-    def pending_state(self, pending_id: str, now: datetime) -> PendingState:
-        return pending_state(self.transfers[pending_id], self._resolution_of.get(pending_id), now)
+    def pending_state(self, pending_id: str, now: datetime | None = None) -> PendingState:
+        return pending_state(self.transfers[pending_id], self._resolution_of.get(pending_id), now or self.clock())
 
-    def expire_pending(self, now: datetime) -> list[Transfer]:
+    def expire_pending(self, now: datetime | None = None) -> list[Transfer]:
+        now = now or self.clock()
         due = [
             t
             for t in self.transfers.values()

@@ -47,7 +47,8 @@ def make_engine(url: str | URL, **engine_kwargs: Any) -> Engine:
         return _sqlite_engine(parsed, engine_kwargs)
     if backend == "postgresql":
         return _postgresql_engine(parsed, engine_kwargs)
-    raise ValueError(f"unsupported database url {parsed.render_as_string(hide_password=True)!r}: use sqlite or postgresql")
+    shown = parsed.render_as_string(hide_password=True)
+    raise ValueError(f"unsupported database url {shown!r}: use sqlite or postgresql")
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:

@@ -1,0 +1,9 @@
+"""Every table module, imported so that ``Base.metadata`` knows the whole schema.
+
+Add one import line here per new table module (tests and migrations create tables from this).
+"""
+
+from medpay.adapters.db import ledger_tables, tables  # noqa: F401
+from medpay.adapters.db.base import Base
+
+metadata = Base.metadata

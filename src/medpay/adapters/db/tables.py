@@ -1,0 +1,195 @@
+"""Tables of the settlement: regions, institutions, persons, catalog, visits, fee lines, settlements,
+year accumulators and idempotency records. Money columns are BigInteger fen.
+
+Personal data (names, ID and card numbers) is stored encrypted (``*_enc``) with a blind index
+(``*_idx``) for lookups; see ``medpay.adapters.crypto``.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Date,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from medpay.adapters.db.base import Base, UtcDateTime, utcnow
+
+
+class RegionRow(Base):
+    __tablename__ = "regions"
+    admdvs: Mapped[str] = mapped_column(String(6), primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+
+
+class InstitutionRow(Base):
+    __tablename__ = "institutions"
+    fixmedins_code: Mapped[str] = mapped_column(String(30), primary_key=True)
+    fixmedins_name: Mapped[str] = mapped_column(String(200))
+    admdvs: Mapped[str] = mapped_column(ForeignKey("regions.admdvs"))
+    level: Mapped[str] = mapped_column(String(2))
+    paasid: Mapped[str | None] = mapped_column(String(64), unique=True)
+    token_enc: Mapped[str | None] = mapped_column(Text)  # gateway token, encrypted: it signs requests
+
+
+class PersonRow(Base):
+    __tablename__ = "persons"
+    psn_no: Mapped[str] = mapped_column(String(30), primary_key=True)
+    psn_name_enc: Mapped[str] = mapped_column(Text)
+    certno_enc: Mapped[str] = mapped_column(Text)
+    certno_idx: Mapped[str] = mapped_column(String(64), unique=True)
+    card_no_enc: Mapped[str | None] = mapped_column(Text)
+    card_no_idx: Mapped[str | None] = mapped_column(String(64), unique=True)
+    psn_cert_type: Mapped[str] = mapped_column(String(3), default="01")
+    gend: Mapped[str] = mapped_column(String(1))
+    brdy: Mapped[date] = mapped_column(Date)
+    naty: Mapped[str] = mapped_column(String(3), default="01")
+    insutype: Mapped[str] = mapped_column(String(6))
+    psn_type: Mapped[str] = mapped_column(String(6))
+    psn_insu_stas: Mapped[str] = mapped_column(String(1), default="1")  # 1 参保缴费, 2 暂停, 4 终止
+    psn_insu_date: Mapped[date] = mapped_column(Date)
+    insuplc_admdvs: Mapped[str] = mapped_column(ForeignKey("regions.admdvs"))
+    emp_name: Mapped[str] = mapped_column(String(200), default="")
+    cvlserv_flag: Mapped[bool] = mapped_column(Boolean, default=False)
+    identities: Mapped[str] = mapped_column(String(200), default="")  # comma-separated psn_idet_type codes
+
+
+class FamilyLinkRow(Base):
+    """``payer_psn_no``'s personal account may pay for ``beneficiary_psn_no`` (个人账户家庭共济)."""
+
+    __tablename__ = "family_links"
+    __table_args__ = (UniqueConstraint("payer_psn_no", "beneficiary_psn_no"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    payer_psn_no: Mapped[str] = mapped_column(ForeignKey("persons.psn_no"))
+    beneficiary_psn_no: Mapped[str] = mapped_column(ForeignKey("persons.psn_no"), index=True)
+    relation: Mapped[str] = mapped_column(String(20))
+    priority: Mapped[int] = mapped_column(Integer, default=1)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+
+
+class CatalogItemRow(Base):
+    __tablename__ = "catalog_items"
+    med_list_codg: Mapped[str] = mapped_column(String(50), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    chrgitm_lv: Mapped[str] = mapped_column(String(2))
+    med_chrgitm_type: Mapped[str] = mapped_column(String(6), default="")
+    pric_uplmt_amt: Mapped[int | None] = mapped_column(BigInteger)
+    selfpay_prop: Mapped[str | None] = mapped_column(String(12))  # decimal text; None = policy default
+
+
+class VisitRow(Base):
+    __tablename__ = "visits"
+    __table_args__ = (Index("ix_visits_psn", "psn_no", "begntime"),)
+    mdtrt_id: Mapped[str] = mapped_column(String(30), primary_key=True)
+    fixmedins_code: Mapped[str] = mapped_column(ForeignKey("institutions.fixmedins_code"), index=True)
+    psn_no: Mapped[str] = mapped_column(ForeignKey("persons.psn_no"))
+    insutype: Mapped[str] = mapped_column(String(6))
+    med_type: Mapped[str] = mapped_column(String(6))
+    begntime: Mapped[datetime] = mapped_column(UtcDateTime)
+    endtime: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    status: Mapped[str] = mapped_column(String(12), default="open")  # open | discharged | settled | cancelled
+    ipt_otp_no: Mapped[str] = mapped_column(String(30), default="")
+    dise_codg: Mapped[str] = mapped_column(String(30), default="")
+    dise_name: Mapped[str] = mapped_column(String(200), default="")
+    mdtrt_cert_type: Mapped[str] = mapped_column(String(3), default="")
+    admission_seq: Mapped[int] = mapped_column(Integer, default=1)
+    deposit_amt: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class FeeLineRow(Base):
+    __tablename__ = "fee_lines"
+    __table_args__ = (
+        # a line number can be live only once in a visit; a cancelled line may be uploaded again
+        Index("uq_fee_lines_live_sn", "mdtrt_id", "feedetl_sn", unique=True,
+              sqlite_where=text("status = 'active'"), postgresql_where=text("status = 'active'")),
+        CheckConstraint("det_item_fee_sumamt >= 0", name="amount_not_negative"),
+    )
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    mdtrt_id: Mapped[str] = mapped_column(ForeignKey("visits.mdtrt_id"), index=True)
+    feedetl_sn: Mapped[str] = mapped_column(String(30))
+    chrg_bchno: Mapped[str] = mapped_column(String(30), default="")
+    med_list_codg: Mapped[str] = mapped_column(ForeignKey("catalog_items.med_list_codg"))
+    medins_list_codg: Mapped[str] = mapped_column(String(50), default="")
+    cnt: Mapped[str] = mapped_column(String(24))  # decimal text (16,4)
+    pric: Mapped[str] = mapped_column(String(24))  # decimal text (16,6)
+    det_item_fee_sumamt: Mapped[int] = mapped_column(BigInteger)
+    fee_ocur_time: Mapped[datetime] = mapped_column(UtcDateTime)
+    status: Mapped[str] = mapped_column(String(12), default="active")  # active | cancelled
+    setl_id: Mapped[str | None] = mapped_column(String(30), index=True)  # set once a settlement covers it
+    result: Mapped[dict] = mapped_column(JSON)  # the classification returned by 2204/2301
+
+
+class SettlementRow(Base):
+    __tablename__ = "settlements"
+    __table_args__ = (
+        UniqueConstraint("fixmedins_code", "msgid"),
+        # a settlement can be cancelled once: only one cancellation may name it
+        Index("uq_settlements_one_cancel", "orig_setl_id", unique=True),
+        Index("ix_settlements_inst_time", "fixmedins_code", "setl_time"),
+    )
+    setl_id: Mapped[str] = mapped_column(String(30), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(8))  # settle | cancel
+    orig_setl_id: Mapped[str | None] = mapped_column(String(30))
+    mdtrt_id: Mapped[str] = mapped_column(ForeignKey("visits.mdtrt_id"), index=True)
+    psn_no: Mapped[str] = mapped_column(ForeignKey("persons.psn_no"), index=True)
+    fixmedins_code: Mapped[str] = mapped_column(ForeignKey("institutions.fixmedins_code"))
+    msgid: Mapped[str] = mapped_column(String(40))
+    insutype: Mapped[str] = mapped_column(String(6))
+    med_type: Mapped[str] = mapped_column(String(6))
+    clr_type: Mapped[str] = mapped_column(String(6))
+    setl_time: Mapped[datetime] = mapped_column(UtcDateTime)
+    setl_year: Mapped[int] = mapped_column(Integer)
+    final: Mapped[bool] = mapped_column(Boolean, default=True)
+    channel: Mapped[str] = mapped_column(String(20), default="counter")
+    policy_id: Mapped[str] = mapped_column(String(40))
+    medfee_sumamt: Mapped[int] = mapped_column(BigInteger)
+    fund_pay_sumamt: Mapped[int] = mapped_column(BigInteger)
+    acct_pay: Mapped[int] = mapped_column(BigInteger)
+    psn_cash_pay: Mapped[int] = mapped_column(BigInteger)
+    hosp_part_amt: Mapped[int] = mapped_column(BigInteger, default=0)
+    cancelled: Mapped[bool] = mapped_column(Boolean, default=False)
+    output: Mapped[dict] = mapped_column(JSON)  # {"setlinfo": …, "setldetail": […]} in fen
+    year_deltas: Mapped[dict] = mapped_column(JSON)
+    visit_deltas: Mapped[dict] = mapped_column(JSON)
+    account_payments: Mapped[list] = mapped_column(JSON)  # [[psn_no, relation, fen], …]
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class AccumulatorRow(Base):
+    __tablename__ = "accumulators"
+    psn_no: Mapped[str] = mapped_column(ForeignKey("persons.psn_no"), primary_key=True)
+    year: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key: Mapped[str] = mapped_column(String(60), primary_key=True)
+    value: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class IdempotencyRow(Base):
+    """First answer to a caller's message id; a retry gets it back, a different body is refused."""
+
+    __tablename__ = "idempotency_keys"
+    scope: Mapped[str] = mapped_column(String(40), primary_key=True)  # e.g. the institution code
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)  # msgid / Idempotency-Key
+    request_hash: Mapped[str] = mapped_column(String(64))
+    operation: Mapped[str] = mapped_column(String(20))
+    response: Mapped[dict] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class SequenceRow(Base):
+    """Counters for readable ids (mdtrt_id, setl_id); one row per name, bumped under a row lock."""
+
+    __tablename__ = "sequences"
+    name: Mapped[str] = mapped_column(String(30), primary_key=True)
+    value: Mapped[int] = mapped_column(BigInteger, default=0)

@@ -1,0 +1,99 @@
+"""Demo data: a fictional region with two hospitals, six insured persons and a small catalog.
+
+Every identifier here is invented (the region code 999901 belongs to no real place). Seeding is
+idempotent, so ``medpay demo seed`` can run on every start.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from medpay.adapters.crypto import FieldCipher, mask_certno
+from medpay.money import format_yuan
+from medpay.services.directory import Directory, PersonInput
+
+REGION = ("999901", "演示统筹区")
+
+INSTITUTIONS = [
+    # code, name, level, paasid, token
+    ("H99990100001", "演示市第一人民医院", "3", "demo_paas_h1", "demo-token-h1-5f2b8c1e9a"),
+    ("H99990100002", "演示县中心卫生院", "1", "demo_paas_h2", "demo-token-h2-7d4e0a3b6c"),
+]
+
+PERSONS = [
+    PersonInput("99990100000001", "王建国", "999901198001010011", "1", date(1980, 1, 1), "310", "1101", "999901",
+                card_no="D99990001", emp_name="演示科技有限公司"),
+    PersonInput("99990100000002", "李秀英", "999901195503150022", "2", date(1955, 3, 15), "310", "1201", "999901",
+                card_no="D99990002", emp_name="演示纺织厂(退休)"),
+    PersonInput("99990100000003", "张伟", "999901198507200033", "1", date(1985, 7, 20), "310", "1102", "999901",
+                card_no="D99990003", emp_name="演示市卫生健康委员会", cvlserv_flag=True),
+    PersonInput("99990100000004", "王小明", "999901201506010044", "1", date(2015, 6, 1), "390", "1401", "999901",
+                card_no="D99990004"),
+    PersonInput("99990100000005", "陈桂兰", "999901196209090055", "2", date(1962, 9, 9), "390", "1501", "999901",
+                card_no="D99990005", identities=("2202",)),
+    PersonInput("99990100000006", "刘福", "999901194811110066", "1", date(1948, 11, 11), "390", "1501", "999901",
+                card_no="D99990006", identities=("2201",)),
+]
+
+ACCOUNT_BALANCES = {"99990100000001": 200000, "99990100000002": 500000, "99990100000003": 300000}
+
+# payer, beneficiary, relation: the father's account may pay for his son (个人账户家庭共济)
+FAMILY = [("99990100000001", "99990100000004", "parent")]
+
+CATALOG = [
+    # code, name, chrgitm_lv, med_chrgitm_type, price limit (fen/unit), 乙类 ratio
+    ("XJ01CAA001", "阿莫西林胶囊", "01", "09", None, None),
+    ("XM01AEB002", "布洛芬缓释胶囊", "02", "09", None, None),
+    ("ZA04BAA003", "复方丹参滴丸", "02", "11", None, "0.10"),
+    ("001201000010000", "普通门诊诊查费", "01", "04", 1000, None),
+    ("002101000010000", "血常规", "01", "03", None, None),
+    ("002100000020000", "胸部CT平扫", "01", "03", 30000, None),
+    ("001102000010000", "普通病房床位费", "01", "01", 6000, None),
+    ("003100000040000", "阑尾切除术", "02", "05", None, "0.20"),
+    ("CZF0000000001", "医疗美容项目", "03", "14", None, None),
+    ("CZF0000000002", "自费进口药品", "03", "09", None, None),
+]
+
+
+def seed(factory: sessionmaker[Session], cipher: FieldCipher) -> dict[str, Any]:
+    d = Directory(factory, cipher)
+    d.add_region(*REGION)
+    for code, name, level, paasid, token in INSTITUTIONS:
+        d.add_institution(code, name, REGION[0], level, paasid, token)
+    for p in PERSONS:
+        d.add_person(p)
+    for psn_no, amount in ACCOUNT_BALANCES.items():
+        d.top_up(psn_no, amount, ref=f"demo-2026-{psn_no}")
+    for payer, beneficiary, relation in FAMILY:
+        d.link_family(payer, beneficiary, relation)
+    for code, name, lv, typ, limit, prop in CATALOG:
+        d.add_catalog_item(code, name, lv, typ, limit, prop)
+    return summary()
+
+
+def summary(*, reveal: bool = True) -> dict[str, Any]:
+    """What a HIS integrator needs to point a client at the demo. ``reveal`` shows full ID numbers
+    (they are fictional); logs use the masked form."""
+    return {
+        "region": {"admdvs": REGION[0], "name": REGION[1]},
+        "institutions": [
+            {"fixmedins_code": c, "fixmedins_name": n, "admdvs": REGION[0], "level": lv, "paasid": pid, "token": tok}
+            for c, n, lv, pid, tok in INSTITUTIONS
+        ],
+        "persons": [
+            {"psn_no": p.psn_no, "psn_name": p.psn_name, "certno": p.certno if reveal else mask_certno(p.certno),
+             "card_no": p.card_no, "insutype": p.insutype, "psn_type": p.psn_type, "insuplc_admdvs": p.insuplc_admdvs,
+             "cvlserv_flag": "1" if p.cvlserv_flag else "0", "identities": list(p.identities),
+             "acct_balc": format_yuan(ACCOUNT_BALANCES.get(p.psn_no, 0)),
+             "family_payers": [{"psn_no": a, "relation": r} for a, b, r in FAMILY if b == p.psn_no]}
+            for p in PERSONS
+        ],
+        "catalog": [
+            {"med_list_codg": c, "name": n, "chrgitm_lv": lv, "med_chrgitm_type": t,
+             "pric_uplmt_amt": format_yuan(lim) if lim is not None else None, "selfpay_prop": prop}
+            for c, n, lv, t, lim, prop in CATALOG
+        ],
+    }

@@ -1,0 +1,127 @@
+"""Reference data: regions, institutions, insured persons, family links, catalog items, account top-ups.
+
+Writes are idempotent by natural key (re-running a seed changes nothing). Personal data is encrypted
+before it reaches a row.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from medpay.adapters.crypto import FieldCipher
+from medpay.adapters.db.tables import CatalogItemRow, FamilyLinkRow, InstitutionRow, PersonRow, RegionRow
+from medpay.domain.ledger import Transfer
+from medpay.domain.model import ChrgitmLv
+from medpay.domain.posting import account_source, personal_account
+from medpay.services.errors import Invalid, NotFound
+from medpay.services.unit_of_work import unit_of_work
+
+
+@dataclass(frozen=True)
+class PersonInput:
+    psn_no: str
+    psn_name: str
+    certno: str
+    gend: str
+    brdy: date
+    insutype: str
+    psn_type: str
+    insuplc_admdvs: str
+    card_no: str | None = None
+    emp_name: str = ""
+    cvlserv_flag: bool = False
+    identities: tuple[str, ...] = ()
+    psn_insu_date: date = date(2015, 1, 1)
+
+
+class Directory:
+    def __init__(self, factory: sessionmaker[Session], cipher: FieldCipher):
+        self.factory = factory
+        self.cipher = cipher
+
+    def add_region(self, admdvs: str, name: str) -> None:
+        with unit_of_work(self.factory) as uow:
+            if uow.session.get(RegionRow, admdvs) is None:
+                uow.session.add(RegionRow(admdvs=admdvs, name=name))
+
+    def add_institution(self, code: str, name: str, admdvs: str, level: str, paasid: str | None = None,
+                        token: str | None = None) -> None:
+        if level not in ("0", "1", "2", "3"):
+            raise Invalid("level", f"must be 0, 1, 2 or 3; got {level!r}")
+        with unit_of_work(self.factory) as uow:
+            if uow.session.get(RegionRow, admdvs) is None:
+                raise NotFound("admdvs", f"unknown region {admdvs!r}")
+            row = uow.session.get(InstitutionRow, code)
+            if row is None:
+                row = InstitutionRow(fixmedins_code=code)
+                uow.session.add(row)
+            row.fixmedins_name, row.admdvs, row.level, row.paasid = name, admdvs, level, paasid
+            row.token_enc = self.cipher.encrypt(token, "inst_token") if token else None
+
+    def add_person(self, p: PersonInput) -> None:
+        with unit_of_work(self.factory) as uow:
+            if uow.session.get(RegionRow, p.insuplc_admdvs) is None:
+                raise NotFound("insuplc_admdvs", f"unknown region {p.insuplc_admdvs!r}")
+            row = uow.session.get(PersonRow, p.psn_no)
+            if row is None:
+                row = PersonRow(psn_no=p.psn_no)
+                uow.session.add(row)
+            c = self.cipher
+            row.psn_name_enc = c.encrypt(p.psn_name, "psn_name")
+            row.certno_enc, row.certno_idx = c.encrypt(p.certno, "certno"), c.blind_index(p.certno, "certno")
+            if p.card_no:
+                row.card_no_enc, row.card_no_idx = c.encrypt(p.card_no, "card_no"), c.blind_index(p.card_no, "card_no")
+            row.gend, row.brdy, row.insutype, row.psn_type = p.gend, p.brdy, p.insutype, p.psn_type
+            row.insuplc_admdvs, row.emp_name, row.cvlserv_flag = p.insuplc_admdvs, p.emp_name, p.cvlserv_flag
+            row.identities, row.psn_insu_date = ",".join(p.identities), p.psn_insu_date
+            row.psn_cert_type, row.naty, row.psn_insu_stas = "01", "01", "1"
+            spec = personal_account(p.psn_no)
+            uow.ledger.open_account(spec.id, spec.ledger, spec.code, spec.flags)
+
+    def link_family(self, payer: str, beneficiary: str, relation: str, priority: int = 1) -> None:
+        if payer == beneficiary:
+            raise Invalid("beneficiary_psn_no", "a person is not their own family member")
+        with unit_of_work(self.factory) as uow:
+            for psn, field in ((payer, "payer_psn_no"), (beneficiary, "beneficiary_psn_no")):
+                if uow.session.get(PersonRow, psn) is None:
+                    raise NotFound(field, f"unknown person {psn!r}")
+            existing = uow.session.query(FamilyLinkRow).filter_by(payer_psn_no=payer, beneficiary_psn_no=beneficiary).one_or_none()
+            if existing is None:
+                uow.session.add(FamilyLinkRow(payer_psn_no=payer, beneficiary_psn_no=beneficiary, relation=relation,
+                                              priority=priority, active=True))
+            else:
+                existing.relation, existing.priority, existing.active = relation, priority, True
+
+    def add_catalog_item(self, code: str, name: str, chrgitm_lv: str, med_chrgitm_type: str = "",
+                         pric_uplmt_amt: int | None = None, selfpay_prop: str | None = None) -> None:
+        try:
+            ChrgitmLv(chrgitm_lv)
+        except ValueError:
+            raise Invalid("chrgitm_lv", f"must be 01, 02 or 03; got {chrgitm_lv!r}") from None
+        if selfpay_prop is not None and not (0 <= Decimal(selfpay_prop) <= 1):
+            raise Invalid("selfpay_prop", "must be between 0 and 1")
+        with unit_of_work(self.factory) as uow:
+            row = uow.session.get(CatalogItemRow, code)
+            if row is None:
+                row = CatalogItemRow(med_list_codg=code)
+                uow.session.add(row)
+            row.name, row.chrgitm_lv, row.med_chrgitm_type = name, chrgitm_lv, med_chrgitm_type
+            row.pric_uplmt_amt, row.selfpay_prop = pric_uplmt_amt, selfpay_prop
+
+    def top_up(self, psn_no: str, amount: int, ref: str) -> None:
+        """Credit a personal account (the yearly contribution transfer); idempotent by ``ref``."""
+        if amount <= 0:
+            raise Invalid("amount", "must be greater than zero")
+        with unit_of_work(self.factory) as uow:
+            row = uow.session.get(PersonRow, psn_no)
+            if row is None:
+                raise NotFound("psn_no", f"unknown person {psn_no!r}")
+            src, acct = account_source(row.insuplc_admdvs), personal_account(psn_no)
+            for spec in (src, acct):
+                uow.ledger.open_account(spec.id, spec.ledger, spec.code, spec.flags)
+            uow.ledger.create_transfers([Transfer(id=f"topup:{ref}", debit_account_id=src.id, credit_account_id=acct.id,
+                                                  amount=amount, code="topup", ref=ref)])

@@ -1,0 +1,560 @@
+"""The settlement service: visits, fee lines, pre-settlement, settlement, cancellation, deposits.
+
+Every channel ends here. Each public method is one unit of work; money-moving ones are idempotent by
+the caller's message id (``msgid``): a retry gets the first answer back, the same id with another body
+is refused. Concurrency: a settlement locks the visit and the person (so accumulators can't race), then
+the ledger locks every account it touches, in id order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from zoneinfo import ZoneInfo
+from decimal import Decimal, InvalidOperation
+from typing import Any, Callable
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from medpay.adapters.crypto import FieldCipher, default_cipher
+from medpay.adapters.db.base import utcnow
+from medpay.adapters.db.ledger_store import LedgerStore
+from medpay.adapters.db.tables import (
+    CatalogItemRow,
+    FeeLineRow,
+    IdempotencyRow,
+    PersonRow,
+    SettlementRow,
+    VisitRow,
+)
+from medpay.domain.adjudication import (
+    AMOUNT_FIELDS,
+    Adjudication,
+    AdjudicationError,
+    adjudicate,
+    negate_deltas,
+)
+from medpay.domain.classification import classify_line
+from medpay.domain.ledger import LedgerError, Transfer
+from medpay.domain.model import AccountSource, FeeLine, VisitContext
+from medpay.domain.policy import Policy, select_policy
+from medpay.domain.posting import (
+    Posting,
+    channel_payer,
+    deposit_account,
+    institution_cash,
+    personal_account,
+    reversal_posting,
+    settlement_posting,
+)
+from medpay.money import MoneyError, format_yuan, parse_yuan, to_decimal
+from medpay.services import records
+from medpay.services.errors import Conflict, Invalid, NotFound, ServiceError
+from medpay.services.unit_of_work import UnitOfWork, unit_of_work
+
+INPATIENT_MED_TYPES = ("21", "23", "24", "52")
+CLR_TYPES = {"outpatient": "11", "chronic": "14", "inpatient": "21"}
+LOCAL_TZ = ZoneInfo("Asia/Shanghai")  # times shown to callers; stored times are UTC
+LINE_TOLERANCE_FEN = 1  # det_item_fee_sumamt may differ from cnt × pric by rounding, never more
+
+
+@dataclass(frozen=True)
+class FeeLineInput:
+    feedetl_sn: str
+    med_list_codg: str
+    cnt: Any
+    pric: Any
+    det_item_fee_sumamt: Any  # yuan, as the interface sends it
+    fee_ocur_time: datetime | None = None
+    chrg_bchno: str = ""
+    medins_list_codg: str = ""
+
+
+@dataclass
+class Quote:
+    adjudication: Adjudication
+    setlinfo: dict[str, Any]
+    setldetail: list[dict[str, Any]]
+
+
+@dataclass
+class SettleRequest:
+    fixmedins_code: str
+    msgid: str
+    mdtrt_id: str
+    acct_used_flag: bool = True
+    mid_setl_flag: bool = False
+    channel: str = "counter"
+    declared: dict[str, Any] = field(default_factory=dict)  # medfee_sumamt etc. as the HIS summed them
+
+    def body(self) -> dict[str, Any]:
+        return {"mdtrt_id": self.mdtrt_id, "acct_used_flag": self.acct_used_flag, "mid_setl_flag": self.mid_setl_flag,
+                "channel": self.channel, "declared": {k: str(v) for k, v in sorted(self.declared.items())}}
+
+
+class SettlementService:
+    def __init__(self, factory: sessionmaker[Session], policies: list[Policy] | tuple[Policy, ...],
+                 cipher: FieldCipher | None = None, clock: Callable[[], datetime] = utcnow):
+        self.factory = factory
+        self.policies = list(policies)
+        self.cipher = cipher or default_cipher()
+        self.clock = clock
+
+    # ---------------------------------------------------------------- visits
+
+    def register_visit(self, fixmedins_code: str, psn_no: str, med_type: str, *, insutype: str | None = None,
+                       begntime: datetime | None = None, dise_codg: str = "", dise_name: str = "",
+                       mdtrt_cert_type: str = "", ipt_otp_no: str = "") -> VisitRow:
+        """Outpatient registration (2201) or admission (2401): opens a visit for this institution."""
+        with unit_of_work(self.factory) as uow:
+            records.institution(uow.session, fixmedins_code)
+            prow = records.person_row(uow.session, psn_no)
+            if prow.psn_insu_stas != "1":
+                raise Invalid("psn_no", f"person {psn_no!r} is not currently insured (psn_insu_stas {prow.psn_insu_stas})")
+            insutype = insutype or prow.insutype
+            if insutype != prow.insutype:
+                raise Invalid("insutype", f"person {psn_no!r} is insured under {prow.insutype}, not {insutype!r}")
+            policy = self._policy(prow.insuplc_admdvs, (begntime or self.clock()).astimezone(LOCAL_TZ).date())
+            if not policy.med_category(med_type):
+                raise Invalid("med_type", f"unknown medical type {med_type!r} in policy {policy.policy_id}")
+            now = begntime or self.clock()
+            seq = 1
+            if med_type in INPATIENT_MED_TYPES:
+                seq = records.year_accumulators(uow.session, psn_no, now.astimezone(LOCAL_TZ).year).get("admissions") + 1
+            row = VisitRow(mdtrt_id=records.new_id(now), fixmedins_code=fixmedins_code, psn_no=psn_no,
+                           insutype=insutype, med_type=med_type, begntime=now, status="open",
+                           ipt_otp_no=ipt_otp_no, dise_codg=dise_codg, dise_name=dise_name,
+                           mdtrt_cert_type=mdtrt_cert_type, admission_seq=seq)
+            uow.session.add(row)
+        return row
+
+    def cancel_visit(self, fixmedins_code: str, mdtrt_id: str) -> VisitRow:
+        """Registration cancel (2202) / admission cancel (2404): only a visit with nothing settled."""
+        with unit_of_work(self.factory) as uow:
+            visit = records.own_visit(uow.session, fixmedins_code, mdtrt_id, lock=True)
+            if visit.status == "cancelled":
+                raise Conflict("mdtrt_id", f"visit {mdtrt_id!r} is already cancelled")
+            live = self._live_settlements(uow.session, mdtrt_id)
+            if live:
+                raise Conflict("mdtrt_id", f"visit {mdtrt_id!r} has settlement {live[0].setl_id}; cancel it first")
+            if self._active_lines(uow.session, mdtrt_id):
+                raise Conflict("mdtrt_id", f"visit {mdtrt_id!r} still has fee lines; cancel them first (2205/2302)")
+            visit.status = "cancelled"
+        return visit
+
+    def discharge(self, fixmedins_code: str, mdtrt_id: str, endtime: datetime | None = None) -> VisitRow:
+        with unit_of_work(self.factory) as uow:
+            visit = records.own_visit(uow.session, fixmedins_code, mdtrt_id, lock=True)
+            if visit.med_type not in INPATIENT_MED_TYPES:
+                raise Invalid("mdtrt_id", f"visit {mdtrt_id!r} is not an admission")
+            if visit.status != "open":
+                raise Conflict("mdtrt_id", f"visit {mdtrt_id!r} is {visit.status}, not open")
+            visit.status = "discharged"
+            visit.endtime = endtime or self.clock()
+        return visit
+
+    def undo_discharge(self, fixmedins_code: str, mdtrt_id: str) -> VisitRow:
+        """Discharge cancel (2405): back in hospital, unless the final settlement stands."""
+        with unit_of_work(self.factory) as uow:
+            visit = records.own_visit(uow.session, fixmedins_code, mdtrt_id, lock=True)
+            if visit.status != "discharged":
+                raise Conflict("mdtrt_id", f"visit {mdtrt_id!r} is {visit.status}, not discharged")
+            visit.status, visit.endtime = "open", None
+        return visit
+
+    def deposit(self, fixmedins_code: str, mdtrt_id: str, amount: Any, msgid: str, channel: str = "counter") -> dict:
+        """An inpatient deposit (预交金), held on the visit and used for the cash part at settlement."""
+        fen = self._yuan(amount, "amount")
+        if fen <= 0:
+            raise Invalid("amount", "must be greater than zero")
+        body = {"mdtrt_id": mdtrt_id, "amount": fen, "channel": channel}
+
+        def work(uow: UnitOfWork) -> dict:
+            visit = records.own_visit(uow.session, fixmedins_code, mdtrt_id, lock=True)
+            if visit.med_type not in INPATIENT_MED_TYPES or visit.status != "open":
+                raise Invalid("mdtrt_id", f"visit {mdtrt_id!r} takes no deposit (not an open admission)")
+            for spec in (channel_payer(channel), deposit_account(mdtrt_id)):
+                uow.ledger.open_account(spec.id, spec.ledger, spec.code, spec.flags)
+            uow.ledger.create_transfers([Transfer(id=f"dep:{fixmedins_code}:{msgid}", debit_account_id=channel_payer(channel).id,
+                                                  credit_account_id=deposit_account(mdtrt_id).id, amount=fen,
+                                                  code="deposit", ref=mdtrt_id)])
+            visit.deposit_amt += fen
+            return {"mdtrt_id": mdtrt_id, "amount": fen, "deposit_total": visit.deposit_amt}
+
+        return self._idempotent(fixmedins_code, msgid, "deposit", body, work)
+
+    # ---------------------------------------------------------------- fee lines
+
+    def upload_fees(self, fixmedins_code: str, mdtrt_id: str, lines: list[FeeLineInput]) -> list[dict[str, Any]]:
+        """2204/2301: validate, classify and store fee lines, all or none. Returns the per-line result (fen)."""
+        if not lines:
+            raise Invalid("feedetail", "no fee lines")
+        with unit_of_work(self.factory) as uow:
+            visit = records.own_visit(uow.session, fixmedins_code, mdtrt_id, lock=True)
+            if visit.status not in ("open", "discharged"):
+                raise Conflict("mdtrt_id", f"visit {mdtrt_id!r} is {visit.status}; no more fee lines")
+            prow = records.person_row(uow.session, visit.psn_no)
+            policy = self._policy(prow.insuplc_admdvs, visit.begntime.astimezone(LOCAL_TZ).date())
+            live = {r.feedetl_sn for r in self._active_lines(uow.session, mdtrt_id)}
+            seen: set[str] = set()
+            codes = {ln.med_list_codg for ln in lines}
+            catalog = {r.med_list_codg: r for r in uow.session.execute(
+                select(CatalogItemRow).where(CatalogItemRow.med_list_codg.in_(codes))).scalars()}
+            results = []
+            for i, ln in enumerate(lines):
+                where = f"feedetail[{i}]"
+                if not ln.feedetl_sn:
+                    raise Invalid(f"{where}.feedetl_sn", "missing")
+                if ln.feedetl_sn in live or ln.feedetl_sn in seen:
+                    raise Conflict(f"{where}.feedetl_sn", f"line {ln.feedetl_sn!r} is already uploaded for this visit")
+                seen.add(ln.feedetl_sn)
+                item_row = catalog.get(ln.med_list_codg)
+                if item_row is None:
+                    raise NotFound(f"{where}.med_list_codg", f"unknown catalog item {ln.med_list_codg!r}")
+                fee_line = self._fee_line(ln, records.catalog_item(item_row), where)
+                split = classify_line(fee_line, policy)
+                result = {
+                    "feedetl_sn": ln.feedetl_sn, "det_item_fee_sumamt": split.det_item_fee_sumamt,
+                    "cnt": str(fee_line.cnt), "pric": str(fee_line.pric), "pric_uplmt_amt": split.pric_uplmt_amt,
+                    "selfpay_prop": str(split.selfpay_prop), "fulamt_ownpay_amt": split.fulamt_ownpay_amt,
+                    "overlmt_amt": split.overlmt_amt, "preselfpay_amt": split.preselfpay_amt,
+                    "inscp_scp_amt": split.inscp_scp_amt, "chrgitm_lv": split.chrgitm_lv,
+                    "med_chrgitm_type": split.med_chrgitm_type,
+                }
+                uow.session.add(FeeLineRow(
+                    mdtrt_id=mdtrt_id, feedetl_sn=ln.feedetl_sn, chrg_bchno=ln.chrg_bchno,
+                    med_list_codg=ln.med_list_codg, medins_list_codg=ln.medins_list_codg, cnt=str(fee_line.cnt),
+                    pric=str(fee_line.pric), det_item_fee_sumamt=fee_line.det_item_fee_sumamt,
+                    fee_ocur_time=ln.fee_ocur_time or self.clock(), status="active", result=result))
+                results.append(result)
+        return results
+
+    def cancel_fees(self, fixmedins_code: str, mdtrt_id: str, feedetl_sn: str | None = None) -> int:
+        """2205/2302: withdraw unsettled lines (one by number, or all when ``feedetl_sn`` is None or "0000")."""
+        with unit_of_work(self.factory) as uow:
+            records.own_visit(uow.session, fixmedins_code, mdtrt_id, lock=True)
+            lines = self._active_lines(uow.session, mdtrt_id)
+            if feedetl_sn not in (None, "", "0000"):
+                lines = [r for r in lines if r.feedetl_sn == feedetl_sn]
+                if not lines:
+                    raise NotFound("feedetl_sn", f"no live fee line {feedetl_sn!r} in visit {mdtrt_id!r}")
+            settled = [r for r in lines if r.setl_id]
+            if settled:
+                raise Conflict("feedetl_sn", f"line {settled[0].feedetl_sn!r} is settled ({settled[0].setl_id}); cancel the settlement first")
+            for r in lines:
+                r.status = "cancelled"
+            return len(lines)
+
+    # ---------------------------------------------------------------- settlement
+
+    def presettle(self, fixmedins_code: str, mdtrt_id: str, *, acct_used_flag: bool = True,
+                  mid_setl_flag: bool = False, declared: dict[str, Any] | None = None) -> Quote:
+        """2206/2303: the settlement as it would be now. Writes nothing."""
+        session = self.factory()
+        try:
+            with session.begin():
+                visit = records.own_visit(session, fixmedins_code, mdtrt_id)
+                prow = records.person_row(session, visit.psn_no)
+                adj, _lines, _policy, _dep = self._adjudicate(session, visit, prow, acct_used_flag, mid_setl_flag)
+                self._check_declared(adj, declared or {})
+                return self._quote(adj, visit, prow, setl_id="", msgid="", now=self.clock(), channel="")
+        finally:
+            session.close()
+
+    def settle(self, req: SettleRequest) -> dict[str, Any]:
+        """2207/2304: settle atomically, exactly once per msgid. Returns the stored output (fen)."""
+
+        def work(uow: UnitOfWork) -> dict:
+            session = uow.session
+            visit = records.own_visit(session, req.fixmedins_code, req.mdtrt_id, lock=True)
+            if visit.status == "cancelled":
+                raise Conflict("mdtrt_id", f"visit {req.mdtrt_id!r} is cancelled")
+            inpatient = visit.med_type in INPATIENT_MED_TYPES
+            if req.mid_setl_flag and not inpatient:
+                raise Invalid("mid_setl_flag", "interim settlement is only for admissions")
+            if inpatient and not req.mid_setl_flag and visit.status != "discharged":
+                raise Conflict("mdtrt_id", f"admission {req.mdtrt_id!r} is not discharged yet (2402 first, or mid_setl_flag=1)")
+            prow = records.person_row(session, visit.psn_no, lock=True)
+            adj, lines, policy, deposit_balance = self._adjudicate(session, visit, prow, req.acct_used_flag,
+                                                                   req.mid_setl_flag, lock_accounts=uow)
+            self._check_declared(adj, req.declared)
+            now = self.clock()
+            setl_id = records.new_id(now)
+            final = not req.mid_setl_flag
+            posting = settlement_posting(setl_id, prow.insuplc_admdvs, req.fixmedins_code, adj, req.channel,
+                                         deposit_balance, release_deposit=final and inpatient, mdtrt_id=visit.mdtrt_id)
+            self._post(uow, posting)
+            quote = self._quote(adj, visit, prow, setl_id=setl_id, msgid=req.msgid, now=now, channel=req.channel)
+            quote.setlinfo.update(deposit_applied=posting.deposit_applied, deposit_refund=posting.deposit_refund)
+            output = {"setlinfo": quote.setlinfo, "setldetail": quote.setldetail}
+            session.add(self._settlement_row(setl_id, "settle", None, visit, prow, req.msgid, now, final, req.channel,
+                                             adj.policy_id, quote.setlinfo, output, adj.year_deltas, adj.visit_deltas,
+                                             [[p.psn_no, p.relation, p.amount] for p in adj.account_payments]))
+            session.flush()
+            for line in lines:
+                line.setl_id = setl_id
+            records.add_to_accumulators(session, prow.psn_no, now.astimezone(LOCAL_TZ).year, adj.year_deltas)
+            if final:
+                visit.status = "settled"
+            return output
+
+        return self._idempotent(req.fixmedins_code, req.msgid, "settle", req.body(), work)
+
+    def cancel(self, fixmedins_code: str, msgid: str, setl_id: str, psn_no: str | None = None) -> dict[str, Any]:
+        """2208/2305: a compensating settlement with negated amounts; balances and accumulators restored."""
+
+        def work(uow: UnitOfWork) -> dict:
+            session = uow.session
+            orig = records.own_settlement(session, fixmedins_code, setl_id, lock=True)
+            if psn_no and psn_no != orig.psn_no:
+                raise Invalid("psn_no", f"settlement {setl_id!r} is not of person {psn_no!r}")
+            if orig.kind != "settle":
+                raise Invalid("setl_id", f"{setl_id!r} is itself a cancellation")
+            if orig.cancelled:
+                raise Conflict("setl_id", f"settlement {setl_id!r} is already cancelled")
+            visit = records.own_visit(session, fixmedins_code, orig.mdtrt_id, lock=True)
+            later = [s for s in self._live_settlements(session, visit.mdtrt_id) if s.setl_time > orig.setl_time]
+            if later:
+                raise Conflict("setl_id", f"cancel the later settlement {later[0].setl_id} of this visit first")
+            prow = records.person_row(session, orig.psn_no, lock=True)
+            now = self.clock()
+            cancel_id = records.new_id(now)
+            self._post(uow, reversal_posting(cancel_id, uow.ledger.transfers_by_ref(setl_id)))
+            setlinfo = _negated(orig.output["setlinfo"])
+            setlinfo.update(setl_id=cancel_id, setl_time=_fmt_time(now), medins_setl_id=msgid, setl_type="2",
+                            orig_setl_id=setl_id, balc=self._balance(uow, prow.psn_no))
+            setldetail = [_negated(d) for d in orig.output["setldetail"]]
+            output = {"setlinfo": setlinfo, "setldetail": setldetail}
+            session.add(self._settlement_row(
+                cancel_id, "cancel", setl_id, visit, prow, msgid, now, orig.final, orig.channel, orig.policy_id,
+                setlinfo, output, negate_deltas(orig.year_deltas), negate_deltas(orig.visit_deltas),
+                [[p, r, -a] for p, r, a in orig.account_payments]))
+            orig.cancelled = True
+            session.flush()
+            records.add_to_accumulators(session, prow.psn_no, orig.setl_year, negate_deltas(orig.year_deltas))
+            # the lines are refunded with the settlement; a partial refund re-uploads what stays billed
+            session.execute(update(FeeLineRow).where(FeeLineRow.setl_id == setl_id).values(status="cancelled"))
+            visit.status = "discharged" if visit.endtime is not None else "open"
+            return output
+
+        return self._idempotent(fixmedins_code, msgid, "cancel", {"setl_id": setl_id, "psn_no": psn_no or ""}, work)
+
+    # ---------------------------------------------------------------- queries
+
+    def settlement(self, fixmedins_code: str, setl_id: str) -> dict[str, Any]:
+        session = self.factory()
+        try:
+            row = records.own_settlement(session, fixmedins_code, setl_id)
+            return dict(row.output)
+        finally:
+            session.close()
+
+    def fee_lines(self, fixmedins_code: str, mdtrt_id: str) -> list[dict[str, Any]]:
+        session = self.factory()
+        try:
+            records.own_visit(session, fixmedins_code, mdtrt_id)
+            rows = session.execute(select(FeeLineRow).where(FeeLineRow.mdtrt_id == mdtrt_id).order_by(FeeLineRow.id)).scalars()
+            return [dict(r.result, status=r.status, setl_id=r.setl_id or "") for r in rows]
+        finally:
+            session.close()
+
+    def accumulators(self, psn_no: str, year: int) -> dict[str, int]:
+        session = self.factory()
+        try:
+            records.person_row(session, psn_no)
+            return dict(records.year_accumulators(session, psn_no, year).values)
+        finally:
+            session.close()
+
+    def account_balance(self, psn_no: str) -> int:
+        session = self.factory()
+        try:
+            acct = LedgerStore(session).account(personal_account(psn_no).id)
+            return acct.balance if acct else 0
+        finally:
+            session.close()
+
+    # ---------------------------------------------------------------- internals
+
+    def _policy(self, admdvs: str, on) -> Policy:
+        try:
+            return select_policy(self.policies, admdvs, on)
+        except LookupError as e:
+            raise Invalid("insuplc_admdvs", str(e)) from None
+
+    @staticmethod
+    def _yuan(value: Any, field: str) -> int:
+        try:
+            return parse_yuan(value, field)
+        except MoneyError as e:
+            raise Invalid(e.field, e.problem) from None
+
+    def _fee_line(self, ln: FeeLineInput, item, where: str) -> FeeLine:
+        amount = self._yuan(ln.det_item_fee_sumamt, f"{where}.det_item_fee_sumamt")
+        try:
+            cnt = to_decimal(ln.cnt, f"{where}.cnt")
+            pric = to_decimal(ln.pric, f"{where}.pric")
+        except MoneyError as e:
+            raise Invalid(e.field, e.problem) from None
+        if cnt <= 0:
+            raise Invalid(f"{where}.cnt", f"must be greater than zero; got {ln.cnt!r}")
+        if pric < 0:
+            raise Invalid(f"{where}.pric", f"must not be negative; got {ln.pric!r}")
+        if cnt.as_tuple().exponent < -4 or pric.as_tuple().exponent < -6:  # type: ignore[operator]
+            raise Invalid(f"{where}.cnt", "cnt allows 4 decimals and pric 6")
+        expected = cnt * pric * 100
+        if abs(Decimal(amount) - expected) > LINE_TOLERANCE_FEN:
+            raise Invalid(f"{where}.det_item_fee_sumamt",
+                          f"{format_yuan(amount)} does not match cnt × pric = {cnt} × {pric}")
+        return FeeLine(ln.feedetl_sn, item, cnt, pric, amount)
+
+    @staticmethod
+    def _active_lines(session: Session, mdtrt_id: str) -> list[FeeLineRow]:
+        return list(session.execute(select(FeeLineRow).where(FeeLineRow.mdtrt_id == mdtrt_id,
+                                                             FeeLineRow.status == "active")
+                                    .order_by(FeeLineRow.id)).scalars())
+
+    @staticmethod
+    def _live_settlements(session: Session, mdtrt_id: str) -> list[SettlementRow]:
+        return list(session.execute(select(SettlementRow).where(
+            SettlementRow.mdtrt_id == mdtrt_id, SettlementRow.kind == "settle",
+            SettlementRow.cancelled.is_(False)).order_by(SettlementRow.setl_time)).scalars())
+
+    def _adjudicate(self, session: Session, visit: VisitRow, prow: PersonRow, acct_used: bool, mid_setl: bool,
+                    lock_accounts: UnitOfWork | None = None):
+        lines = [r for r in self._active_lines(session, visit.mdtrt_id) if r.setl_id is None]
+        if not lines:
+            raise Conflict("mdtrt_id", f"visit {visit.mdtrt_id!r} has no unsettled fee lines (upload them first)")
+        catalog = {r.med_list_codg: records.catalog_item(r) for r in session.execute(
+            select(CatalogItemRow).where(CatalogItemRow.med_list_codg.in_({ln.med_list_codg for ln in lines}))).scalars()}
+        fee_lines = [FeeLine(r.feedetl_sn, catalog[r.med_list_codg], Decimal(r.cnt), Decimal(r.pric), r.det_item_fee_sumamt)
+                     for r in lines]
+        now = self.clock()
+        policy = self._policy(prow.insuplc_admdvs, visit.begntime.astimezone(LOCAL_TZ).date())
+        inst = records.institution(session, visit.fixmedins_code)
+        person = records.person(prow, self.cipher)
+        payers = records.family_payers(session, prow.psn_no)
+        account_ids = [personal_account(prow.psn_no).id] + [personal_account(l.payer_psn_no).id for l in payers]
+        deposit_id = deposit_account(visit.mdtrt_id).id
+        if lock_accounts is not None:
+            balances = lock_accounts.ledger._lock_accounts(sorted(set(account_ids + [deposit_id])))
+        else:
+            balances = LedgerStore(session).accounts(account_ids + [deposit_id])
+        sources = [AccountSource(prow.psn_no, "self", balances[account_ids[0]].available if account_ids[0] in balances else 0)]
+        for link, acct_id in zip(payers, account_ids[1:]):
+            sources.append(AccountSource(link.payer_psn_no, link.relation,
+                                         balances[acct_id].available if acct_id in balances else 0))
+        deposit_balance = balances[deposit_id].available if deposit_id in balances else 0
+        ctx = VisitContext(mdtrt_id=visit.mdtrt_id, med_type=visit.med_type, setl_date=now.astimezone(LOCAL_TZ).date(), institution=inst,
+                           admission_seq=visit.admission_seq, final=not mid_setl, dise_codg=visit.dise_codg)
+        try:
+            adj = adjudicate(policy, person, ctx, fee_lines, records.year_accumulators(session, prow.psn_no, now.astimezone(LOCAL_TZ).year),
+                             records.visit_accumulators(session, visit.mdtrt_id), tuple(sources), acct_used)
+        except AdjudicationError as e:
+            raise Invalid(e.field, e.problem) from None
+        return adj, lines, policy, deposit_balance
+
+    @staticmethod
+    def _check_declared(adj: Adjudication, declared: dict[str, Any]) -> None:
+        """The HIS's own sums (2207 input) must match the uploaded lines to the fen."""
+        for key in ("medfee_sumamt", "fulamt_ownpay_amt", "overlmt_selfpay", "preselfpay_amt", "inscp_scp_amt"):
+            if key not in declared or declared[key] in (None, ""):
+                continue
+            try:
+                fen = parse_yuan(declared[key], key)
+            except MoneyError as e:
+                raise Invalid(e.field, e.problem) from None
+            if fen != adj.amounts[key]:
+                raise Invalid(key, f"{format_yuan(fen)} does not match the uploaded fee lines ({format_yuan(adj.amounts[key])})")
+
+    def _quote(self, adj: Adjudication, visit: VisitRow, prow: PersonRow, *, setl_id: str, msgid: str,
+               now: datetime, channel: str) -> Quote:
+        policy_cat = next((p.med_category(visit.med_type) for p in self.policies if p.policy_id == adj.policy_id), "")
+        setlinfo: dict[str, Any] = {
+            "mdtrt_id": visit.mdtrt_id, "setl_id": setl_id, "psn_no": prow.psn_no, "psn_cert_type": prow.psn_cert_type,
+            "gend": prow.gend, "naty": prow.naty, "brdy": prow.brdy.isoformat(), "age": _age(prow.brdy, now),
+            "insutype": visit.insutype, "psn_type": prow.psn_type, "cvlserv_flag": "1" if prow.cvlserv_flag else "0",
+            "setl_time": _fmt_time(now), "mdtrt_cert_type": visit.mdtrt_cert_type, "med_type": visit.med_type,
+            **{k: adj.amounts[k] for k in AMOUNT_FIELDS},
+            "pool_prop_selfpay": str(adj.pool_prop_selfpay), "balc": adj.balc, "medins_setl_id": msgid,
+            "clr_optins": prow.insuplc_admdvs, "clr_way": "1", "clr_type": CLR_TYPES.get(policy_cat, "11"),
+            "setl_type": "1", "policy_ver": adj.policy_id, "channel": channel,
+        }
+        setldetail = [
+            {"fund_pay_type": d.fund_pay_type, "inscp_scp_amt": d.inscp_scp_amt, "crt_payb_lmt_amt": d.crt_payb_lmt_amt,
+             "fund_payamt": d.fund_payamt, "fund_pay_type_name": d.fund_pay_type_name, "setl_proc_info": d.setl_proc_info}
+            for d in adj.setldetail
+        ]
+        return Quote(adj, setlinfo, setldetail)
+
+    def _settlement_row(self, setl_id, kind, orig, visit, prow, msgid, now, final, channel, policy_id, setlinfo,
+                        output, year_deltas, visit_deltas, account_payments) -> SettlementRow:
+        cat = "inpatient" if visit.med_type in INPATIENT_MED_TYPES else "outpatient"
+        return SettlementRow(
+            setl_id=setl_id, kind=kind, orig_setl_id=orig, mdtrt_id=visit.mdtrt_id, psn_no=prow.psn_no,
+            fixmedins_code=visit.fixmedins_code, msgid=msgid, insutype=visit.insutype, med_type=visit.med_type,
+            clr_type=setlinfo.get("clr_type", CLR_TYPES[cat]), setl_time=now, setl_year=now.astimezone(LOCAL_TZ).year, final=final,
+            channel=channel, policy_id=policy_id, medfee_sumamt=setlinfo["medfee_sumamt"],
+            fund_pay_sumamt=setlinfo["fund_pay_sumamt"], acct_pay=setlinfo["acct_pay"],
+            psn_cash_pay=setlinfo["psn_cash_pay"], hosp_part_amt=setlinfo["hosp_part_amt"], output=output,
+            year_deltas=year_deltas, visit_deltas=visit_deltas, account_payments=account_payments)
+
+    @staticmethod
+    def _post(uow: UnitOfWork, posting: Posting) -> None:
+        for spec in posting.accounts:
+            uow.ledger.open_account(spec.id, spec.ledger, spec.code, spec.flags)
+        try:
+            uow.ledger.create_transfers(list(posting.transfers))
+        except LedgerError as e:  # the limits were checked under lock; reaching here means a race we lost
+            raise Conflict("acct_pay", f"ledger refused the settlement: {e}") from None
+
+    @staticmethod
+    def _balance(uow: UnitOfWork, psn_no: str) -> int:
+        acct = uow.ledger.account(personal_account(psn_no).id)
+        return acct.balance if acct else 0
+
+    def _idempotent(self, scope: str, key: str, operation: str, body: dict, work: Callable[[UnitOfWork], dict]) -> dict:
+        if not key:
+            raise Invalid("msgid", "missing")
+        digest = records.request_hash({"op": operation, **body})
+        for attempt in range(2):
+            try:
+                with unit_of_work(self.factory) as uow:
+                    prior = uow.session.get(IdempotencyRow, (scope, key))
+                    if prior is not None:
+                        return self._replay(prior, operation, digest, key)
+                    response = work(uow)
+                    uow.session.add(IdempotencyRow(scope=scope, key=key, request_hash=digest, operation=operation,
+                                                   response=response))
+                    uow.session.flush()
+                    return response
+            except IntegrityError:
+                # a concurrent request with the same key committed first: answer with its result
+                if attempt:
+                    raise
+        raise AssertionError("unreachable")
+
+    @staticmethod
+    def _replay(prior: IdempotencyRow, operation: str, digest: str, key: str) -> dict:
+        if prior.request_hash != digest:
+            raise Conflict("msgid", f"message id {key!r} was already used for a different request ({prior.operation})")
+        return prior.response
+
+
+def _negated(row: dict[str, Any]) -> dict[str, Any]:
+    out = dict(row)
+    for k in (*AMOUNT_FIELDS, "fund_payamt", "deposit_applied", "deposit_refund"):
+        if isinstance(out.get(k), int) and not isinstance(out.get(k), bool):
+            out[k] = -out[k]
+    return out
+
+
+def _fmt_time(t: datetime) -> str:
+    return t.astimezone(LOCAL_TZ).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _age(brdy, now: datetime) -> int:
+    d = now.date()
+    return d.year - brdy.year - ((d.month, d.day) < (brdy.month, brdy.day))
