@@ -89,6 +89,9 @@ class AccountResult(str, Enum):
     EXISTS_WITH_DIFFERENT_FIELDS = "account_exists_with_different_fields"
     ID_MUST_NOT_BE_EMPTY = "account_id_must_not_be_empty"
     ID_TOO_LONG = "account_id_too_long"
+    LEDGER_MUST_NOT_BE_EMPTY = "ledger_must_not_be_empty"
+    LEDGER_TOO_LONG = "ledger_too_long"
+    CODE_TOO_LONG = "account_code_too_long"
 
 
 class PendingState(str, Enum):
@@ -614,6 +617,12 @@ def account_definition_result(new: Account, existing: Account | None) -> Account
         return AccountResult.ID_MUST_NOT_BE_EMPTY
     if len(new.id) > MAX_ID_LENGTH:
         return AccountResult.ID_TOO_LONG
+    if not new.ledger:
+        return AccountResult.LEDGER_MUST_NOT_BE_EMPTY
+    if len(new.ledger) > MAX_CODE_LENGTH:
+        return AccountResult.LEDGER_TOO_LONG
+    if len(new.code) > MAX_CODE_LENGTH:
+        return AccountResult.CODE_TOO_LONG
     if existing is None:
         return AccountResult.OK
     return AccountResult.EXISTS if existing.same_definition(new) else AccountResult.EXISTS_WITH_DIFFERENT_FIELDS

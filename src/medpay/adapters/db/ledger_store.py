@@ -11,6 +11,8 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import and_, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
 
@@ -118,10 +120,7 @@ class LedgerStore:
             "created_at": self.clock(),
         }
         # ON CONFLICT DO NOTHING: two concurrent opens of one account both succeed without an abort.
-        if self._dialect == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert as dialect_insert
-        else:
-            from sqlalchemy.dialects.sqlite import insert as dialect_insert
+        dialect_insert = postgresql_insert if self._dialect == "postgresql" else sqlite_insert
         statement = (
             dialect_insert(accounts_table)
             .values(values)

@@ -40,7 +40,7 @@ class LedgerAccountRow(Base):
     )
 
     id: Mapped[str] = mapped_column(ID, primary_key=True)
-    ledger: Mapped[str] = mapped_column(String(32))
+    ledger: Mapped[str] = mapped_column(String(MAX_CODE_LENGTH))
     code: Mapped[str] = mapped_column(String(MAX_CODE_LENGTH))
     debits_must_not_exceed_credits: Mapped[bool] = mapped_column(Boolean, default=False)
     credits_must_not_exceed_debits: Mapped[bool] = mapped_column(Boolean, default=False)

@@ -1,0 +1,32 @@
+"""The FastAPI application: one process serves every door (institution interface, admin, pages)."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from medpay import __version__
+from medpay.api import admin, errors, pages
+from medpay.api.platform import Platform, build_platform
+
+DESCRIPTION = """
+medpay 医保便捷支付平台 — 门诊、急诊、住院费用一站式结算：统筹基金、个人账户（含家庭共济）与个人自付。
+
+Unified medical-insurance convenient payment for a region. Amounts at this interface are **yuan** with
+two decimals; inside, everything is integer fen. Errors share one shape:
+`{"error": {"code", "field", "message"}}`.
+"""
+
+
+def create_app(platform: Platform | None = None) -> FastAPI:
+    app = FastAPI(
+        title="medpay 医保便捷支付", version=__version__, description=DESCRIPTION,
+        openapi_tags=[
+            {"name": "admin", "description": "医保经办 — policies, quotes and ledger checks for the bureau's staff"},
+            {"name": "pages", "description": "网页 — human pages"},
+        ],
+    )
+    app.state.platform = platform or build_platform()
+    errors.install(app)
+    app.include_router(admin.router)
+    app.include_router(pages.router)
+    return app

@@ -1,0 +1,202 @@
+"""medpay command line (Typer + Rich)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(help="medpay 医保便捷支付平台 — unified medical-insurance payment.", no_args_is_help=True,
+                  pretty_exceptions_enable=False)
+db_app = typer.Typer(help="数据库 / database schema", no_args_is_help=True)
+demo_app = typer.Typer(help="演示数据 / demo data", no_args_is_help=True)
+ledger_app = typer.Typer(help="账务 / ledger", no_args_is_help=True)
+policy_app = typer.Typer(help="政策 / region policies", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(demo_app, name="demo")
+app.add_typer(ledger_app, name="ledger")
+app.add_typer(policy_app, name="policy")
+
+console = Console()
+err = Console(stderr=True)
+
+
+def _fail(message: str, code: int = 2) -> None:
+    err.print(f"[bold red]错误 / error:[/] {message}")
+    raise typer.Exit(code)
+
+
+def _engine():
+    from medpay.adapters.db.engine import database_url, make_engine
+
+    return make_engine(database_url())
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Create or migrate the schema to the newest revision (SQLite under ./var by default)."""
+    from medpay.adapters.db import migrate
+
+    engine = _engine()
+    migrate.upgrade(engine)
+    console.print(f"数据库已是最新 / database at revision [bold]{migrate.current_revision(engine)}[/] "
+                  f"({engine.url.render_as_string(hide_password=True)})")
+
+
+@demo_app.command("seed")
+def demo_seed(as_json: bool = typer.Option(False, "--json", help="print the demo data as JSON")) -> None:
+    """Load the demo region, institutions (with gateway credentials), persons and catalog. Idempotent."""
+    from medpay.adapters.crypto import default_cipher
+    from medpay.adapters.db import migrate
+    from medpay.adapters.db.engine import session_factory
+    from medpay.services import demo
+
+    engine = _engine()
+    migrate.upgrade(engine)
+    data = demo.seed(session_factory(engine), default_cipher())
+    if as_json:
+        sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=2) + "\n")
+        return
+    t = Table(title="定点医药机构 / institutions")
+    for col in ("fixmedins_code", "fixmedins_name", "admdvs", "level", "paasid", "token"):
+        t.add_column(col)
+    for i in data["institutions"]:
+        t.add_row(i["fixmedins_code"], i["fixmedins_name"], i["admdvs"], i["level"], i["paasid"], i["token"])
+    console.print(t)
+    t = Table(title="参保人员 / insured persons (fictional)")
+    for col in ("psn_no", "psn_name", "certno", "insutype", "psn_type", "identities", "acct_balc", "family payer"):
+        t.add_column(col)
+    for p in data["persons"]:
+        t.add_row(p["psn_no"], p["psn_name"], p["certno"], p["insutype"], p["psn_type"], ",".join(p["identities"]),
+                  p["acct_balc"], ",".join(f"{x['psn_no']}({x['relation']})" for x in p["family_payers"]))
+    console.print(t)
+    t = Table(title="医保目录 / catalog")
+    for col in ("med_list_codg", "name", "chrgitm_lv", "pric_uplmt_amt", "selfpay_prop"):
+        t.add_column(col)
+    for c in data["catalog"]:
+        t.add_row(c["med_list_codg"], c["name"], {"01": "01 甲", "02": "02 乙", "03": "03 丙"}[c["chrgitm_lv"]],
+                  c["pric_uplmt_amt"] or "", c["selfpay_prop"] or "")
+    console.print(t)
+
+
+@app.command()
+def serve(host: str = typer.Option("127.0.0.1", help="address to listen on"),
+          port: int = typer.Option(8000, help="port to listen on"),
+          seed: bool = typer.Option(True, help="load the demo data on start (idempotent)"),
+          workers: int = typer.Option(1, help="worker processes")) -> None:
+    """Serve the API, OpenAPI docs (/docs) and pages."""
+    import uvicorn
+
+    from medpay.adapters.db import migrate
+
+    engine = _engine()
+    migrate.upgrade(engine)
+    if seed:
+        from medpay.adapters.crypto import default_cipher
+        from medpay.adapters.db.engine import session_factory
+        from medpay.services import demo
+
+        demo.seed(session_factory(engine), default_cipher())
+    engine.dispose()
+    console.print(f"medpay 服务 / serving on [bold]http://{host}:{port}[/]  (docs: http://{host}:{port}/docs)")
+    uvicorn.run("medpay.api.main:app", host=host, port=port, workers=workers, log_level="info")
+
+
+@app.command()
+def quote(bill: Path = typer.Argument(..., exists=True, dir_okay=False, help="bill JSON (person, visit, lines …)"),
+          policy: Optional[Path] = typer.Option(None, "--policy", exists=True, dir_okay=False,
+                                                help="policy TOML file (default: the built-in policy of the person's region)"),
+          person: Optional[Path] = typer.Option(None, "--person", exists=True, dir_okay=False,
+                                                help="person JSON, if not inside the bill")) -> None:
+    """Pre-settle a bill against a policy and print setlinfo/setldetail JSON (yuan). Writes nothing."""
+    from medpay.adapters.policy_files import builtin_policies, load_policy_file
+    from medpay.domain.policy import PolicyError, select_policy
+    from medpay.interface_format import to_yuan
+    from medpay.services.errors import ServiceError
+    from medpay.services.quote import parse_quote
+    from medpay.services.quote import quote as run_quote
+
+    doc = _read_json(bill)
+    if person is not None:
+        doc["person"] = _read_json(person)
+    try:
+        p, visit, *_ = parse_quote(doc)
+        if policy is not None:
+            chosen = load_policy_file(policy)
+        else:
+            chosen = select_policy(list(builtin_policies()), p.insuplc_admdvs, visit.setl_date)
+        result = run_quote(chosen, doc)
+    except (ServiceError, PolicyError, LookupError) as e:
+        _fail(str(e))
+    sys.stdout.write(json.dumps(to_yuan(result), ensure_ascii=False, indent=2) + "\n")
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        _fail(f"{path}: not readable JSON ({e})")
+    if not isinstance(doc, dict):
+        _fail(f"{path}: must hold a JSON object")
+    return doc
+
+
+@policy_app.command("check")
+def policy_check(files: list[Path] = typer.Argument(None, help="policy TOML files (default: the built-in ones)")) -> None:
+    """Validate policy files; errors name the file, key and problem."""
+    from medpay.adapters.policy_files import BUILTIN_DIR, load_policy_file
+    from medpay.domain.policy import PolicyError
+
+    paths = files or sorted(BUILTIN_DIR.glob("*.toml"))
+    failed = 0
+    t = Table(title="政策文件 / policy files")
+    for col in ("file", "policy", "effective", "tiers", "result"):
+        t.add_column(col)
+    for path in paths:
+        try:
+            p = load_policy_file(path)
+            t.add_row(path.name, f"{p.name} {p.policy_id}", f"{p.effective_from}…{p.effective_to or ''}",
+                      str(len(p.tiers)), "[green]ok[/]")
+        except PolicyError as e:
+            failed += 1
+            t.add_row(path.name, "", "", "", f"[red]{e.key}: {e.problem}[/]")
+    console.print(t)
+    if failed:
+        raise typer.Exit(1)
+
+
+@ledger_app.command("check")
+def ledger_check() -> None:
+    """Verify the ledger invariants on the live database; exit 1 on any violation."""
+    from rich.progress import Progress
+
+    from medpay.adapters.db.engine import session_factory
+    from medpay.adapters.db.ledger_store import check_ledger
+
+    engine = _engine()
+    session = session_factory(engine)()
+    try:
+        with Progress(transient=True) as progress:
+            progress.add_task("检查账务 / checking ledger", total=None)
+            violations = check_ledger(session)
+    finally:
+        session.close()
+    if not violations:
+        console.print("[green]账务平衡 / ledger balanced[/]: all debits = all credits, every balance = its transfers, no limit broken")
+        return
+    t = Table(title=f"[red]{len(violations)} violation(s)[/]")
+    t.add_column("code")
+    t.add_column("message")
+    for v in violations:
+        t.add_row(str(getattr(v.code, "value", v.code)), v.message)
+    console.print(t)
+    raise typer.Exit(1)
+
+
+if __name__ == "__main__":
+    app()

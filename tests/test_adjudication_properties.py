@@ -1,0 +1,317 @@
+"""Laws of the adjudication engine over random bills, persons, visits, accumulators and accounts.
+
+Policies: the demo policy, plus variants of it that switch the knobs the demo leaves at their default
+(deductible out of the fund payment, a cap on the in-scope amount, absolute serious-illness bands,
+per-settlement rounding, other rounding modes, an account that may not pay 丙类 items).
+"""
+
+from __future__ import annotations
+
+import copy
+import tomllib
+from datetime import date
+from decimal import Decimal
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from medpay.adapters.policy_files import BUILTIN_DIR
+from medpay.domain.adjudication import AMOUNT_FIELDS, Adjudication, adjudicate, identity_violations, negate_deltas
+from medpay.domain.model import (
+    AccountSource,
+    Accumulators,
+    CatalogItem,
+    ChrgitmLv,
+    FeeLine,
+    Institution,
+    Person,
+    VisitContext,
+)
+from medpay.domain.policy import Policy, parse_policy
+from medpay.money import round_fen
+
+DEMO_DOC = tomllib.loads((BUILTIN_DIR / "999901-demo-2026.toml").read_text(encoding="utf-8"))
+
+
+def _variant(name: str, edit) -> Policy:
+    doc = copy.deepcopy(DEMO_DOC)
+    edit(doc, {t["code"]: t for t in doc["tiers"]})
+    return parse_policy(doc, name)
+
+
+def _knobs(doc, tiers):
+    doc["rounding"] = {"mode": "half_even", "preselfpay": "per_settlement"}
+    tiers["emp_outpatient"]["deductible"]["mode"] = "from_fund"
+    tiers["res_outpatient"]["deductible"]["mode"] = "from_fund"
+    tiers["emp_inpatient"]["cap"] = {"basis": "inscp", "amount": "200000.00"}
+    tiers["res_serious"]["band_origin"] = "absolute"
+    tiers["res_serious"]["count_prior_dedc"] = False
+    doc["account"]["payable"] = ["overlmt_selfpay", "preselfpay", "inscp_selfpay"]
+
+
+def _rounding(mode):
+    def edit(doc, tiers):
+        doc["rounding"] = {"mode": mode, "preselfpay": "per_line"}
+        tiers["res_inpatient"]["deductible"]["mode"] = "from_fund"
+        tiers["maf_dibao"]["count_prior_dedc"] = False
+    return edit
+
+
+DEMO = parse_policy(copy.deepcopy(DEMO_DOC), "999901-demo-2026.toml")
+POLICIES = [DEMO, DEMO, DEMO, _variant("knobs", _knobs), _variant("up", _rounding("up")),
+            _variant("down", _rounding("down"))]
+
+MED_TYPES = sorted(DEMO.med_categories)
+LEVELS = ["0", "1", "2", "3"]
+PERSON_KINDS = [("310", "1101"), ("310", "1201"), ("310", "1300"), ("390", "1501"), ("390", "1402"),
+                ("390", "1101"), ("310", "9999")]
+IDENTITIES = ["2201", "2202", "2203", "9999"]
+RELATIONS = ["spouse", "parent", "child", "sibling", "cousin", "friend"]
+
+# pool -> (fund cap, deductible, a band edge) in fen, to draw accumulators near the interesting points
+POOLS = {
+    "emp_pool": (30_000_000, 90_000, 3_000_000),
+    "emp_otp": (300_000, 50_000, 0),
+    "emp_large": (50_000_000, 0, 0),
+    "emp_civil_servant": (0, 0, 0),
+    "res_pool": (20_000_000, 100_000, 0),
+    "res_otp": (40_000, 10_000, 0),
+    "res_serious": (40_000_000, 1_500_000, 10_000_000),
+    "maf": (6_000_000, 50_000, 0),
+}
+
+
+def near(point: int) -> st.SearchStrategy[int]:
+    return st.one_of(
+        st.integers(0, max(point, 1) * 6 // 5),
+        st.sampled_from([0, max(point - 1, 0), point, point + 1]),
+        st.integers(max(0, point - 5_000), point + 5_000),
+    )
+
+
+@st.composite
+def accumulators(draw, *, year: bool) -> Accumulators:
+    values: dict[str, int] = {}
+    for pool, (cap, dedc, edge) in POOLS.items():
+        if not draw(st.booleans()):
+            continue
+        values[f"{pool}.fund"] = draw(near(cap))
+        values[f"{pool}.dedc"] = draw(near(dedc))
+        values[f"{pool}.elig"] = draw(st.one_of(near(edge), st.integers(0, 60_000_000)))
+        values[f"{pool}.counted"] = draw(st.one_of(near(20_000_000), st.integers(0, 60_000_000)))
+    if not year:  # a visit's own totals are small: a few earlier interim settlements
+        values = {k: min(v, 5_000_000) for k, v in values.items() if not k.endswith((".fund", ".counted"))}
+    return Accumulators(values)
+
+
+@st.composite
+def fee_line(draw, n: int) -> FeeLine:
+    lv = draw(st.sampled_from(list(ChrgitmLv)))
+    price = draw(st.one_of(st.integers(1, 5_000), st.integers(1, 2_000_000)))  # fen per unit
+    cnt = draw(st.sampled_from([Decimal(1), Decimal(1), Decimal(2), Decimal(3), Decimal(10), Decimal("0.5"),
+                                Decimal("2.5")]))
+    amount = max(1, round_fen(Decimal(price) * cnt))
+    limit = draw(st.one_of(st.none(), st.integers(1, 2_000_000), st.just(price), st.just(max(1, price - 1))))
+    prop = draw(st.one_of(st.none(), st.decimals(min_value=0, max_value=1, places=2)))
+    cat = draw(st.sampled_from(["09", "11", "01", ""]))
+    item = CatalogItem(f"X{n:04d}", f"item {n}", lv, cat, limit, prop)
+    return FeeLine(str(n), item, cnt, Decimal(amount) / 100 / cnt, amount)
+
+
+@st.composite
+def bills(draw) -> list[FeeLine]:
+    size = draw(st.integers(1, 40))
+    return [draw(fee_line(i)) for i in range(size)]
+
+
+@st.composite
+def persons(draw) -> Person:
+    insutype, psn_type = draw(st.sampled_from(PERSON_KINDS))
+    ids = frozenset(draw(st.lists(st.sampled_from(IDENTITIES), max_size=3)))
+    return Person("P0", "患者", insutype, psn_type, "999901", draw(st.booleans()), ids)
+
+
+@st.composite
+def visits(draw) -> VisitContext:
+    inst = Institution("H001", "医院", "999901", draw(st.sampled_from(LEVELS)))
+    return VisitContext("M1", draw(st.sampled_from(MED_TYPES)), date(2026, 5, 1), inst,
+                        admission_seq=draw(st.integers(1, 4)), final=draw(st.booleans()))
+
+
+balances = st.one_of(st.just(0), st.integers(0, 20_000), st.integers(0, 5_000_000))
+
+
+@st.composite
+def account_sources(draw) -> tuple[AccountSource, ...]:
+    sources = []
+    if draw(st.booleans()):
+        sources.append(AccountSource("P0", "self", draw(balances)))
+    for i in range(draw(st.integers(0, 3))):
+        sources.append(AccountSource(f"F{i}", draw(st.sampled_from(RELATIONS)), draw(balances)))
+    return tuple(sources)
+
+
+@st.composite
+def cases(draw) -> dict:
+    return dict(
+        policy=draw(st.sampled_from(POLICIES)), person=draw(persons()), visit=draw(visits()), lines=draw(bills()),
+        year=draw(accumulators(year=True)),
+        visit_acc=draw(st.one_of(st.none(), accumulators(year=False))),
+        accounts=draw(account_sources()), use_account=draw(st.booleans()),
+    )
+
+
+def run(c: dict, **changes) -> Adjudication:
+    c = {**c, **changes}
+    return adjudicate(c["policy"], c["person"], c["visit"], c["lines"], c["year"], c["visit_acc"], c["accounts"],
+                      c["use_account"])
+
+
+def nonzero(acc: Accumulators) -> dict[str, int]:
+    """Accumulators say missing keys are zero; compare them that way."""
+    return {k: v for k, v in acc.values.items() if v}
+
+
+PROPS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+# --------------------------------------------------------------------------------------------------
+
+
+@PROPS
+@given(cases())
+def test_the_four_amount_identities_always_hold(c):
+    r = run(c)
+    assert identity_violations(r.amounts, r.setldetail) == []
+    assert set(r.amounts) == set(AMOUNT_FIELDS)
+    assert sum(r.amounts[t.setl_field] for t in r.tiers) == r.amounts["fund_pay_sumamt"]
+
+
+@PROPS
+@given(cases())
+def test_no_amount_is_negative(c):
+    r = run(c)
+    assert {k: v for k, v in r.amounts.items() if v < 0} == {}
+    for t in r.tiers:
+        assert min(t.base, t.act_pay_dedc, t.eligible, t.consumed, t.overflow, t.fund_payamt) >= 0, t
+        assert t.crt_payb_lmt_amt is None or t.crt_payb_lmt_amt >= 0
+    for s in r.bill.lines:
+        assert min(s.fulamt_ownpay_amt, s.overlmt_amt, s.preselfpay_amt, s.inscp_scp_amt) >= 0, s
+    assert all(v >= 0 for v in r.year_deltas.values()) and all(v >= 0 for v in r.visit_deltas.values())
+    assert r.balc >= 0
+
+
+@PROPS
+@given(cases())
+def test_funds_never_pay_more_than_the_in_scope_amount(c):
+    r = run(c)
+    assert r.amounts["fund_pay_sumamt"] <= r.amounts["inscp_scp_amt"]
+
+
+@PROPS
+@given(cases())
+def test_each_capped_tier_pays_within_its_remaining_room(c):
+    r = run(c)
+    tiers = {t.code: t for t in c["policy"].tiers}
+    for t in r.tiers:
+        cap = tiers[t.code].cap
+        if cap.basis == "none":
+            assert t.crt_payb_lmt_amt is None
+            continue
+        assert t.crt_payb_lmt_amt is not None
+        assert t.fund_payamt <= t.crt_payb_lmt_amt, t
+        pool = tiers[t.code].pool
+        if cap.basis == "fund":
+            assert t.crt_payb_lmt_amt == max(0, cap.amount - c["year"].get(f"{pool}.fund"))
+            if c["year"].get(f"{pool}.fund") <= cap.amount:
+                assert c["year"].plus(r.year_deltas).get(f"{pool}.fund") <= cap.amount
+        else:
+            assert t.consumed <= t.crt_payb_lmt_amt
+
+
+@PROPS
+@given(cases(), st.integers(1, 10_000_000), st.data())
+def test_raising_a_bing_line_changes_no_fund_payment(c, extra, data):
+    lines = list(c["lines"])
+    bing = [i for i, ln in enumerate(lines) if ln.item.chrgitm_lv == ChrgitmLv.BING]
+    if not bing:
+        lines.append(FeeLine("B", CatalogItem("B", "丙类", ChrgitmLv.BING), Decimal(1), Decimal("0.01"), 1))
+        bing = [len(lines) - 1]
+    i = data.draw(st.sampled_from(bing))
+    raised = list(lines)
+    old = raised[i]
+    raised[i] = FeeLine(old.feedetl_sn, old.item, old.cnt, old.pric, old.det_item_fee_sumamt + extra)
+
+    before, after = run(c, lines=lines), run(c, lines=raised)
+    assert after.amounts["fund_pay_sumamt"] == before.amounts["fund_pay_sumamt"]
+    assert [(t.code, t.fund_payamt) for t in after.tiers] == [(t.code, t.fund_payamt) for t in before.tiers]
+    assert after.year_deltas == before.year_deltas and after.visit_deltas == before.visit_deltas
+    assert after.amounts["psn_part_amt"] == before.amounts["psn_part_amt"] + extra
+    assert after.amounts["fulamt_ownpay_amt"] == before.amounts["fulamt_ownpay_amt"] + extra
+
+
+@PROPS
+@given(cases())
+def test_account_payments_stay_within_the_balances(c):
+    r = run(c)
+    by_psn = {s.psn_no: s for s in c["accounts"]}
+    assert r.amounts["acct_pay"] <= sum(max(0, s.balance) for s in c["accounts"])
+    assert r.amounts["acct_pay"] == sum(p.amount for p in r.account_payments)
+    policy = c["policy"]
+    for p in r.account_payments:
+        src = by_psn[p.psn_no]
+        assert 0 < p.amount <= src.balance
+        assert p.relation == src.relation
+        if p.relation == "self":
+            assert not policy.account.insutypes or c["person"].insutype in policy.account.insutypes
+        else:
+            assert policy.account.mutual_aid and p.relation in policy.account.mutual_aid_relations
+    if not c["use_account"]:
+        assert r.account_payments == () and r.amounts["acct_pay"] == 0
+    parts = {"fulamt_ownpay": r.amounts["fulamt_ownpay_amt"], "overlmt_selfpay": r.amounts["overlmt_selfpay"],
+             "preselfpay": r.amounts["preselfpay_amt"],
+             "inscp_selfpay": r.amounts["inscp_scp_amt"] - r.amounts["fund_pay_sumamt"]}
+    assert r.amounts["acct_pay"] <= sum(v for k, v in parts.items() if k in policy.account.payable)
+
+
+@PROPS
+@given(cases())
+def test_settle_then_cancel_returns_the_accumulators_and_the_next_settlement_is_the_same(c):
+    first = run(c)
+    year = c["year"].plus(first.year_deltas).plus(negate_deltas(first.year_deltas))
+    assert nonzero(year) == nonzero(c["year"])
+    visit_start = c["visit_acc"] or Accumulators()
+    visit_acc = visit_start.plus(first.visit_deltas).plus(negate_deltas(first.visit_deltas))
+    assert nonzero(visit_acc) == nonzero(visit_start)
+
+    again = run(c, year=year, visit_acc=visit_acc)
+    assert again.amounts == first.amounts
+    assert again.tiers == first.tiers
+    assert again.account_payments == first.account_payments
+    assert again.year_deltas == first.year_deltas
+
+
+@PROPS
+@given(cases())
+def test_adjudicate_is_deterministic(c):
+    assert run(c) == run(c)
+
+
+@PROPS
+@given(cases(), st.integers(1, 39))
+def test_interim_then_final_settlement_takes_the_same_basic_deductible(c, cut):
+    lines = c["lines"]
+    if len(lines) < 2:
+        lines = lines * 2
+    cut = min(cut, len(lines) - 1)
+    v = c["visit"]
+    whole = run(c, lines=lines, visit_acc=None)
+    interim_visit = VisitContext(v.mdtrt_id, v.med_type, v.setl_date, v.institution, v.admission_seq, final=False)
+    interim = run(c, lines=lines[:cut], visit=interim_visit, visit_acc=None)
+    final = run(c, lines=lines[cut:], year=c["year"].plus(interim.year_deltas),
+                visit_acc=Accumulators(interim.visit_deltas))
+    tiers = {t.code: t for t in c["policy"].tiers}
+    basic = next((t for t in whole.tiers if t.kind == "basic"), None)
+    if basic is not None and tiers[basic.code].deductible.mode == "before_ratio":
+        assert interim.amounts["act_pay_dedc"] + final.amounts["act_pay_dedc"] == whole.amounts["act_pay_dedc"]
+    assert interim.amounts["medfee_sumamt"] + final.amounts["medfee_sumamt"] == whole.amounts["medfee_sumamt"]
