@@ -81,47 +81,65 @@ POOLS = {
 }
 
 
-def near(point: int) -> st.SearchStrategy[int]:
-    return st.one_of(
-        st.integers(0, max(point, 1) * 6 // 5),
-        st.sampled_from([0, max(point - 1, 0), point, point + 1]),
-        st.integers(max(0, point - 5_000), point + 5_000),
-    )
+# Generation is kept cheap (a few draws per bill line / per pool) so 200 examples run in about a second:
+# each line and each accumulator value is drawn as one integer and decoded, rather than field by field.
 
 
-@st.composite
-def accumulators(draw, *, year: bool) -> Accumulators:
+def _near(x: int, point: int) -> int:
+    """Decode one drawn integer into a value near ``point``: anywhere below it, on it, around it, or far."""
+    mode, x = x % 4, x // 4
+    if mode == 0:
+        return x % (point * 6 // 5 + 2)
+    if mode == 1:
+        return (0, max(point - 1, 0), point, point + 1)[x % 4]
+    if mode == 2:
+        return max(0, point - 5_000 + x % 10_001)
+    return x % 60_000_001
+
+
+def _accumulator_values(draws: tuple[int, ...]) -> dict[str, int]:
+    """One drawn integer per pool: even means the pool is untouched this year, odd decodes its four totals."""
     values: dict[str, int] = {}
-    for pool, (cap, dedc, edge) in POOLS.items():
-        if not draw(st.booleans()):
+    for (pool, (cap, dedc, edge)), x in zip(POOLS.items(), draws):
+        if x % 2 == 0:
             continue
-        values[f"{pool}.fund"] = draw(near(cap))
-        values[f"{pool}.dedc"] = draw(near(dedc))
-        values[f"{pool}.elig"] = draw(st.one_of(near(edge), st.integers(0, 60_000_000)))
-        values[f"{pool}.counted"] = draw(st.one_of(near(20_000_000), st.integers(0, 60_000_000)))
-    if not year:  # a visit's own totals are small: a few earlier interim settlements
-        values = {k: min(v, 5_000_000) for k, v in values.items() if not k.endswith((".fund", ".counted"))}
-    return Accumulators(values)
+        x //= 2
+        for suffix, point in (("fund", cap), ("dedc", dedc), ("elig", edge), ("counted", 20_000_000)):
+            x, part = divmod(x, 2**60)
+            values[f"{pool}.{suffix}"] = _near(part, point)
+    return values
 
 
-@st.composite
-def fee_line(draw, n: int) -> FeeLine:
-    lv = draw(st.sampled_from(list(ChrgitmLv)))
-    price = draw(st.one_of(st.integers(1, 5_000), st.integers(1, 2_000_000)))  # fen per unit
-    cnt = draw(st.sampled_from([Decimal(1), Decimal(1), Decimal(2), Decimal(3), Decimal(10), Decimal("0.5"),
-                                Decimal("2.5")]))
+_pool_draws = st.tuples(*(st.integers(0, 2**241) for _ in POOLS)).map(_accumulator_values)
+year_accumulators = _pool_draws.map(Accumulators)
+# a visit's own totals (earlier interim settlements of this stay): deductible and band position only
+visit_accumulators = _pool_draws.map(
+    lambda v: Accumulators({k: min(x, 5_000_000) for k, x in v.items() if k.endswith((".dedc", ".elig"))}))
+
+COUNTS = [Decimal(1), Decimal(1), Decimal(2), Decimal(3), Decimal(10), Decimal("0.5"), Decimal("2.5")]
+LEVS = [ChrgitmLv.JIA, ChrgitmLv.YI, ChrgitmLv.BING]
+CATS = ["09", "11", "01", ""]
+
+
+def _fee_line(n: int, x: int) -> FeeLine:
+    """Decode one drawn integer into a fee line (0 decodes to a 0.01 甲类 line with no limit)."""
+    def take(k: int) -> int:
+        nonlocal x
+        x, r = divmod(x, k)
+        return r
+
+    lv, cnt, cat = LEVS[take(3)], COUNTS[take(7)], CATS[take(4)]
+    price = take(5_000) + 1 if take(2) == 0 else take(2_000_000) + 1  # fen per unit
+    limit_kind = take(4)
+    limit = (None, price, max(1, price - 1), take(2_000_000) + 1)[limit_kind]  # none, at, just under, any
+    prop = None if take(2) == 0 else Decimal(take(101)) / 100  # 乙类 first self-pay of the item
     amount = max(1, round_fen(Decimal(price) * cnt))
-    limit = draw(st.one_of(st.none(), st.integers(1, 2_000_000), st.just(price), st.just(max(1, price - 1))))
-    prop = draw(st.one_of(st.none(), st.decimals(min_value=0, max_value=1, places=2)))
-    cat = draw(st.sampled_from(["09", "11", "01", ""]))
     item = CatalogItem(f"X{n:04d}", f"item {n}", lv, cat, limit, prop)
     return FeeLine(str(n), item, cnt, Decimal(amount) / 100 / cnt, amount)
 
 
-@st.composite
-def bills(draw) -> list[FeeLine]:
-    size = draw(st.integers(1, 40))
-    return [draw(fee_line(i)) for i in range(size)]
+bills = st.lists(st.integers(0, 2**80), min_size=1, max_size=40).map(
+    lambda xs: [_fee_line(i, x) for i, x in enumerate(xs)])
 
 
 @st.composite
@@ -138,26 +156,21 @@ def visits(draw) -> VisitContext:
                         admission_seq=draw(st.integers(1, 4)), final=draw(st.booleans()))
 
 
+PERSONS, VISITS, POLICY_CHOICE = persons(), visits(), st.sampled_from(POLICIES)
 balances = st.one_of(st.just(0), st.integers(0, 20_000), st.integers(0, 5_000_000))
-
-
-@st.composite
-def account_sources(draw) -> tuple[AccountSource, ...]:
-    sources = []
-    if draw(st.booleans()):
-        sources.append(AccountSource("P0", "self", draw(balances)))
-    for i in range(draw(st.integers(0, 3))):
-        sources.append(AccountSource(f"F{i}", draw(st.sampled_from(RELATIONS)), draw(balances)))
-    return tuple(sources)
+account_sources = st.tuples(
+    st.one_of(st.none(), balances),
+    st.lists(st.tuples(st.sampled_from(RELATIONS), balances), max_size=3),
+).map(lambda t: tuple(([AccountSource("P0", "self", t[0])] if t[0] is not None else [])
+                      + [AccountSource(f"F{i}", rel, bal) for i, (rel, bal) in enumerate(t[1])]))
 
 
 @st.composite
 def cases(draw) -> dict:
     return dict(
-        policy=draw(st.sampled_from(POLICIES)), person=draw(persons()), visit=draw(visits()), lines=draw(bills()),
-        year=draw(accumulators(year=True)),
-        visit_acc=draw(st.one_of(st.none(), accumulators(year=False))),
-        accounts=draw(account_sources()), use_account=draw(st.booleans()),
+        policy=draw(POLICY_CHOICE), person=draw(PERSONS), visit=draw(VISITS), lines=draw(bills),
+        year=draw(year_accumulators), visit_acc=draw(st.one_of(st.none(), visit_accumulators)),
+        accounts=draw(account_sources), use_account=draw(st.booleans()),
     )
 
 

@@ -534,6 +534,18 @@ class SettlementService:
                 # a concurrent request with the same key committed first: answer with its result
                 if attempt:
                     raise
+            except ServiceError:
+                # A concurrent request with the same key may have committed while this one waited on a lock,
+                # and its effect is why this one was refused (e.g. the lines are settled now): answer as a retry.
+                with unit_of_work(self.factory) as uow:
+                    prior = uow.session.get(IdempotencyRow, (scope, key))
+                    if prior is None:
+                        prior_response = None
+                    else:
+                        prior_response = self._replay(prior, operation, digest, key)
+                if prior_response is None:
+                    raise
+                return prior_response
         raise AssertionError("unreachable")
 
     @staticmethod

@@ -185,11 +185,3 @@ class IdempotencyRow(Base):
     operation: Mapped[str] = mapped_column(String(20))
     response: Mapped[dict] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
-
-
-class SequenceRow(Base):
-    """Counters for readable ids (mdtrt_id, setl_id); one row per name, bumped under a row lock."""
-
-    __tablename__ = "sequences"
-    name: Mapped[str] = mapped_column(String(30), primary_key=True)
-    value: Mapped[int] = mapped_column(BigInteger, default=0)

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-23 14:41:25.409285
+Create Date: 2026-11-23
 """
 from __future__ import annotations
 
@@ -58,11 +58,6 @@ def upgrade() -> None:
     sa.Column('admdvs', sa.String(length=6), nullable=False),
     sa.Column('name', sa.String(length=100), nullable=False),
     sa.PrimaryKeyConstraint('admdvs', name=op.f('pk_regions'))
-    )
-    op.create_table('sequences',
-    sa.Column('name', sa.String(length=30), nullable=False),
-    sa.Column('value', sa.BigInteger(), nullable=False),
-    sa.PrimaryKeyConstraint('name', name=op.f('pk_sequences'))
     )
     op.create_table('institutions',
     sa.Column('fixmedins_code', sa.String(length=30), nullable=False),
@@ -274,7 +269,6 @@ def downgrade() -> None:
 
     op.drop_table('ledger_transfers')
     op.drop_table('institutions')
-    op.drop_table('sequences')
     op.drop_table('regions')
     op.drop_table('ledger_accounts')
     op.drop_table('idempotency_keys')

@@ -1,0 +1,803 @@
+"""Core performance figures of medpay: the policy engine, the settlement service, and PostgreSQL itself.
+
+Run from the repository root::
+
+    python -m benchmarks.core [--quick] [--out benchmarks/results/core.json]
+
+Three phases (see benchmarks/README.md for what each figure means):
+
+1. policy engine — pure ``adjudicate`` calls on a 10-line outpatient and a 300-line inpatient bill, for an
+   employee and a resident, each for a fixed time; peak memory per bill with tracemalloc;
+2. settlement service — register_visit + upload_fees (10 lines) + settle through ``SettlementService`` on
+   SQLite (temp file) and PostgreSQL (a fresh schema, dropped afterwards), at 1 and N worker threads;
+3. pgbench — TPC-B-like tps of the same PostgreSQL (scratch database, created and dropped), and the ratio
+   of settlements/s to pgbench tps at the same client count.
+
+Importing this module does nothing; everything happens in ``main()``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import itertools
+import json
+import math
+import os
+import platform
+import pstats
+import random
+import re
+import secrets
+import shutil
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import tracemalloc
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import date, datetime, timezone
+from decimal import ROUND_HALF_UP, Decimal
+from pathlib import Path
+from typing import Any, Callable
+
+DEFAULT_PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
+PG_URL_ENV = "MEDPAY_BENCH_PG_URL"
+PGBENCH_DB = "medpay_bench_pgbench"
+DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "core.json"
+
+ADMDVS = "999901"
+PERSONS_PER_THREAD = 4  # alternating employee / resident
+EMPLOYEE_TOP_UP_FEN = 100_000_000  # big enough that accounts never run dry during a run
+SQLITE_THREADS = (1, 4)  # SQLite serialises writers (BEGIN IMMEDIATE): 4 shows the queueing, more adds nothing
+PG_THREADS = (1, 8)
+PGBENCH_CLIENTS = (1, 8)
+
+
+@dataclass(frozen=True)
+class Config:
+    quick: bool
+    policy_seconds: float
+    service_seconds: float
+    pgbench_seconds: int
+    pg_url: str | None  # None: PostgreSQL phases skipped
+    sqlite_threads: tuple[int, ...] = SQLITE_THREADS
+    pg_threads: tuple[int, ...] = PG_THREADS
+    pgbench_clients: tuple[int, ...] = PGBENCH_CLIENTS
+    profile: bool = False
+
+
+# ------------------------------------------------------------------------------------------ helpers
+
+
+def percentile(values: list[float], p: float) -> float:
+    """Nearest-rank percentile (p in 0..100); NaN for an empty list."""
+    if not values:
+        return math.nan
+    xs = sorted(values)
+    k = max(0, min(len(xs) - 1, math.ceil(p / 100 * len(xs)) - 1))
+    return xs[k]
+
+
+def _ms(seconds: float) -> float:
+    return round(seconds * 1000, 3)
+
+
+def _git_revision() -> dict[str, Any]:
+    root = Path(__file__).resolve().parent.parent
+    try:
+        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True,
+                             timeout=5).stdout.strip()
+        dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                                    capture_output=True, text=True, timeout=5).stdout.strip())
+        return {"commit": rev or None, "dirty": dirty}
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None, "dirty": None}
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _mem_total_mib() -> int | None:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return int(line.split()[1]) // 1024
+    except OSError:
+        pass
+    return None
+
+
+def machine_info() -> dict[str, Any]:
+    import sqlalchemy
+
+    try:
+        import psycopg
+
+        psycopg_version = psycopg.__version__
+    except ImportError:  # pragma: no cover
+        psycopg_version = None
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        usable = os.cpu_count()
+    pgbench = shutil.which("pgbench")
+    pgbench_version = None
+    if pgbench:
+        try:
+            pgbench_version = subprocess.run([pgbench, "--version"], capture_output=True, text=True,
+                                             timeout=5).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            pass
+    return {
+        "hostname": socket.gethostname(),
+        "platform": platform.platform(),
+        "cpu_model": _cpu_model(),
+        "logical_cpus": os.cpu_count(),
+        "usable_cpus": usable,
+        "mem_total_mib": _mem_total_mib(),
+        "load_avg_at_start": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+        "python": sys.version.split()[0],
+        "python_implementation": platform.python_implementation(),
+        "sqlite": sqlite3.sqlite_version,
+        "sqlalchemy": sqlalchemy.__version__,
+        "psycopg": psycopg_version,
+        "pgbench": pgbench_version,
+        "git": _git_revision(),
+    }
+
+
+# ------------------------------------------------------------------------------ 1. policy engine
+
+
+def _catalog() -> list[Any]:
+    """The demo catalog plus a few items, as domain CatalogItems: 甲/乙/丙, some with unit price limits."""
+    from medpay.domain.model import CatalogItem, ChrgitmLv
+    from medpay.services import demo
+
+    rows = list(demo.CATALOG) + [
+        ("XJ01DCA004", "头孢呋辛酯片", "02", "09", None, None),
+        ("T00000000005", "中药饮片", "02", "10", None, "0.15"),
+        ("C00000000006", "一次性输液器", "02", "08", 500, None),
+        ("003100000070000", "静脉输液", "01", "05", 800, None),
+    ]
+    return [CatalogItem(code, name, ChrgitmLv(lv), typ, limit, Decimal(prop) if prop is not None else None)
+            for code, name, lv, typ, limit, prop in rows]
+
+
+def make_bill(n_lines: int, seed: int) -> list[Any]:
+    """A deterministic bill of ``n_lines`` fee lines; price-limited items are priced around their limit."""
+    from medpay.domain.model import FeeLine
+
+    from medpay.domain.model import ChrgitmLv
+
+    rng = random.Random(seed)
+    by_level: dict[Any, list[Any]] = {}
+    for it in _catalog():
+        by_level.setdefault(it.chrgitm_lv, []).append(it)
+    levels = [ChrgitmLv.JIA, ChrgitmLv.YI, ChrgitmLv.BING]
+    lines = []
+    for i in range(n_lines):
+        # roughly 45 % 甲, 40 % 乙, 15 % 丙; the first three lines are one of each so every bill has all three
+        level = levels[i] if i < 3 else rng.choices(levels, weights=(45, 40, 15))[0]
+        item = rng.choice(by_level[level])
+        cnt = Decimal(rng.choice(["1", "1", "1", "2", "3", "0.5", "10"]))
+        if item.pric_uplmt_amt is not None:
+            pric = (Decimal(item.pric_uplmt_amt) / 100 * Decimal(rng.choice(["0.8", "1.0", "1.0", "1.25"]))).quantize(
+                Decimal("0.01"))
+        else:
+            pric = Decimal(rng.randint(150, 60000)) / 100
+        amount = int((cnt * pric * 100).to_integral_value(rounding=ROUND_HALF_UP))
+        lines.append(FeeLine(f"{i + 1:04d}", item, cnt, pric, amount))
+    return lines
+
+
+def _bill_mix(lines: list[Any]) -> dict[str, int]:
+    from medpay.domain.model import ChrgitmLv
+
+    names = {ChrgitmLv.JIA: "甲", ChrgitmLv.YI: "乙", ChrgitmLv.BING: "丙"}
+    mix = Counter(names[ln.item.chrgitm_lv] for ln in lines)
+    mix["price_limited"] = sum(1 for ln in lines if ln.item.pric_uplmt_amt is not None)
+    return dict(mix)
+
+
+def _policy_cases() -> list[dict[str, Any]]:
+    from medpay.adapters.policy_files import builtin_policies
+    from medpay.domain.model import AccountSource, Accumulators, Institution, Person, VisitContext
+    from medpay.domain.policy import select_policy
+
+    on = date(2026, 6, 1)
+    policy = select_policy(list(builtin_policies()), ADMDVS, on)
+    inst = Institution("H99990100001", "演示市第一人民医院", ADMDVS, "3")
+    people = {
+        # a civil servant (adds the 公务员 tier), own account; part-way through the year
+        "employee": (Person("99990100009001", "职工", "310", "1101", ADMDVS, cvlserv_flag=True),
+                     (AccountSource("99990100009001", "self", 500_000),),
+                     Accumulators({"emp_otp.dedc": 30_000, "emp_pool.fund": 25_000_000, "admissions": 1})),
+        # a 低保 resident (adds serious-illness and assistance tiers); a parent's account pays (共济)
+        "resident": (Person("99990100009002", "居民", "390", "1501", ADMDVS, identities=frozenset({"2202"})),
+                     (AccountSource("99990100009003", "parent", 300_000),),
+                     Accumulators({"res_otp.dedc": 5_000, "res_pool.fund": 1_000_000})),
+    }
+    bills = {
+        "outpatient": ("11", make_bill(10, seed=1), 1),
+        "inpatient": ("21", make_bill(300, seed=2), 2),
+    }
+    cases = []
+    for bill_name, (med_type, lines, seq) in bills.items():
+        for who, (person, accounts, year) in people.items():
+            visit = VisitContext(mdtrt_id=f"BENCH-{bill_name}", med_type=med_type, setl_date=on, institution=inst,
+                                 admission_seq=seq)
+            cases.append({"bill": bill_name, "person": who, "policy": policy, "person_obj": person, "visit": visit,
+                          "lines": lines, "year": year, "accounts": accounts})
+    return cases
+
+
+def bench_policy(seconds: float, log: Callable[[str], None] = lambda s: None) -> list[dict[str, Any]]:
+    from medpay.domain.adjudication import adjudicate, identity_violations
+
+    out = []
+    for case in _policy_cases():
+        policy, person, visit, lines = case["policy"], case["person_obj"], case["visit"], case["lines"]
+        year, accounts = case["year"], case["accounts"]
+
+        def call() -> Any:
+            return adjudicate(policy, person, visit, lines, year, None, accounts)
+
+        first = call()
+        problems = identity_violations(first.amounts, first.setldetail)
+        if problems:
+            raise AssertionError(f"policy bench {case['bill']}/{case['person']}: {problems}")
+        for _ in range(20 if len(lines) < 100 else 3):  # warm-up
+            call()
+        n = 0
+        t0 = time.perf_counter()
+        end = t0 + seconds
+        while True:
+            call()
+            n += 1
+            if time.perf_counter() >= end:
+                break
+        elapsed = time.perf_counter() - t0
+
+        # peak memory of one call (includes the Adjudication it returns); tracemalloc slows calls, so apart
+        reps = 20 if len(lines) < 100 else 5
+        peaks = []
+        tracemalloc.start()
+        try:
+            call()
+            for _ in range(reps):
+                tracemalloc.reset_peak()
+                base = tracemalloc.get_traced_memory()[0]
+                result = call()
+                peaks.append(tracemalloc.get_traced_memory()[1] - base)
+                del result
+        finally:
+            tracemalloc.stop()
+        row = {
+            "bill": case["bill"], "person": case["person"], "lines": len(lines), "mix": _bill_mix(lines),
+            "tiers_paid": [t.code for t in first.tiers if t.fund_payamt],
+            "medfee_sumamt": first.amounts["medfee_sumamt"], "fund_pay_sumamt": first.amounts["fund_pay_sumamt"],
+            "seconds": round(elapsed, 3), "bills": n, "bills_per_s": round(n / elapsed, 1),
+            "us_per_bill": round(elapsed / n * 1e6, 1), "lines_per_s": round(n * len(lines) / elapsed),
+            "peak_kib_per_bill": round(max(peaks) / 1024, 1), "peak_kib_per_bill_median": round(sorted(peaks)[len(peaks) // 2] / 1024, 1),
+        }
+        log(f"policy {row['bill']:<10} {row['person']:<8} {row['bills_per_s']:>10,.0f} bills/s")
+        out.append(row)
+    return out
+
+
+# ------------------------------------------------------------------------- 2. settlement service
+
+
+def flow_lines() -> list[Any]:
+    """The 10-line outpatient bill each settlement uploads (demo catalog: 甲/乙/丙, two lines over a price limit)."""
+    from medpay.services.settlement import FeeLineInput
+
+    spec = [
+        ("001201000010000", "1", "15.00"),   # 诊查费, limit 10.00 → over-limit
+        ("XJ01CAA001", "2", "12.50"),        # 甲
+        ("XM01AEB002", "2", "30.50"),        # 乙 西药 5 %
+        ("ZA04BAA003", "3", "18.20"),        # 乙 中成药 10 %
+        ("002101000010000", "1", "25.00"),   # 甲
+        ("002100000020000", "1", "350.00"),  # CT, limit 300.00 → over-limit
+        ("CZF0000000002", "1", "88.00"),     # 丙
+        ("XJ01CAA001", "1", "12.50"),
+        ("XM01AEB002", "1", "30.50"),
+        ("CZF0000000001", "1", "100.00"),    # 丙
+    ]
+    return [FeeLineInput(f"{i + 1}", code, cnt, pric, str(Decimal(cnt) * Decimal(pric)))
+            for i, (code, cnt, pric) in enumerate(spec)]
+
+
+def _bench_persons(threads: int) -> list[list[Any]]:
+    from medpay.services.directory import PersonInput
+
+    out = []
+    for t in range(threads):
+        mine = []
+        for i in range(PERSONS_PER_THREAD):
+            employee = i % 2 == 0
+            mine.append(PersonInput(
+                psn_no=f"99990198{t:02d}{i:04d}", psn_name=f"压测{t}号{i}", certno=f"99990119900101{t:02d}{i:02d}",
+                gend="1", brdy=date(1990, 1, 1), insutype="310" if employee else "390",
+                psn_type="1101" if employee else "1501", insuplc_admdvs=ADMDVS))
+        out.append(mine)
+    return out
+
+
+@dataclass
+class _WorkerStats:
+    flow: list[float] = field(default_factory=list)
+    register: list[float] = field(default_factory=list)
+    upload: list[float] = field(default_factory=list)
+    settle: list[float] = field(default_factory=list)
+    stmts_flow: list[int] = field(default_factory=list)
+    stmts_settle: list[int] = field(default_factory=list)
+    errors: Counter = field(default_factory=Counter)
+    first_error: str | None = None
+    finished_at: float = 0.0
+
+
+class _StatementCounter:
+    """Counts SQL statements per thread (a before_cursor_execute listener)."""
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+
+    def __call__(self, *_args: Any, **_kwargs: Any) -> None:
+        self._local.n = getattr(self._local, "n", 0) + 1
+
+    @property
+    def value(self) -> int:
+        return getattr(self._local, "n", 0)
+
+
+def _run_worker(svc: Any, inst: str, persons: list[str], tag: str, state: dict[str, float], stats: _WorkerStats,
+                counter: _StatementCounter, barrier: threading.Barrier | None, max_flows: int | None = None,
+                profiler: cProfile.Profile | None = None) -> None:
+    from medpay.services.settlement import SettleRequest
+
+    lines = flow_lines()
+    declared = {"medfee_sumamt": str(sum(Decimal(ln.det_item_fee_sumamt) for ln in lines))}
+    if barrier is not None:
+        barrier.wait()
+    deadline = state["deadline"]
+    clock = time.perf_counter
+    for i in itertools.count():
+        if clock() >= deadline or (max_flows is not None and i >= max_flows):
+            break
+        psn = persons[i % len(persons)]
+        c0 = counter.value
+        t0 = clock()
+        try:
+            visit = svc.register_visit(inst, psn, "11")
+            t1 = clock()
+            svc.upload_fees(inst, visit.mdtrt_id, lines)
+            t2 = clock()
+            c2 = counter.value
+            req = SettleRequest(inst, f"{tag}-{i}", visit.mdtrt_id, declared=declared)
+            if profiler is not None:
+                profiler.enable()
+            try:
+                svc.settle(req)
+            finally:
+                if profiler is not None:
+                    profiler.disable()
+            t3 = clock()
+        except Exception as e:  # noqa: BLE001 - a benchmark counts failures instead of stopping
+            stats.errors[type(e).__name__] += 1
+            if stats.first_error is None:
+                stats.first_error = f"{type(e).__name__}: {e}"[:300]
+            continue
+        stats.register.append(t1 - t0)
+        stats.upload.append(t2 - t1)
+        stats.settle.append(t3 - t2)
+        stats.flow.append(t3 - t0)
+        stats.stmts_flow.append(counter.value - c0)
+        stats.stmts_settle.append(counter.value - c2)
+    stats.finished_at = clock()
+
+
+class _Backend:
+    """One database for the service phase: SQLite in a temp dir, or a fresh schema in PostgreSQL."""
+
+    def __init__(self, kind: str, pg_url: str | None = None):
+        self.kind = kind
+        self.pg_url = pg_url
+        self.tmpdir: str | None = None
+        self.schema: str | None = None
+        self.engine: Any = None
+        self.server_version: str | None = None
+
+    def __enter__(self) -> "_Backend":
+        from sqlalchemy import text
+
+        from medpay.adapters.db import schema
+        from medpay.adapters.db.engine import make_engine
+
+        try:
+            if self.kind == "sqlite":
+                self.tmpdir = tempfile.mkdtemp(prefix="medpay-bench-")
+                self.engine = make_engine(f"sqlite:///{self.tmpdir}/bench.db")
+                self.server_version = sqlite3.sqlite_version
+            else:
+                self.schema = f"medpay_bench_{os.getpid()}_{secrets.token_hex(3)}"
+                with self._admin() as admin, admin.connect() as conn:
+                    conn.execute(text(f'CREATE SCHEMA "{self.schema}"'))
+                    self.server_version = conn.execute(text("SHOW server_version")).scalar()
+                self.engine = make_engine(self.pg_url, connect_args={"options": f"-csearch_path={self.schema}"})
+            schema.metadata.create_all(self.engine)
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+        return self
+
+    def _admin(self) -> Any:
+        from contextlib import contextmanager
+
+        from sqlalchemy import create_engine
+        from sqlalchemy.pool import NullPool
+
+        from medpay.adapters.db.engine import normalize_url
+
+        @contextmanager
+        def cm() -> Any:
+            eng = create_engine(normalize_url(self.pg_url), isolation_level="AUTOCOMMIT", poolclass=NullPool)
+            try:
+                yield eng
+            finally:
+                eng.dispose()
+
+        return cm()
+
+    def __exit__(self, *_exc: Any) -> None:
+        from sqlalchemy import text
+
+        if self.engine is not None:
+            self.engine.dispose()
+            self.engine = None
+        if self.tmpdir:
+            shutil.rmtree(self.tmpdir, ignore_errors=True)
+            self.tmpdir = None
+        if self.schema:
+            with self._admin() as admin, admin.connect() as conn:
+                conn.execute(text(f'DROP SCHEMA IF EXISTS "{self.schema}" CASCADE'))
+            self.schema = None
+
+
+def _summarise_run(backend: str, threads: int, stats: list[_WorkerStats], wall: float) -> dict[str, Any]:
+    flow = [x for s in stats for x in s.flow]
+    settle = [x for s in stats for x in s.settle]
+    register = [x for s in stats for x in s.register]
+    upload = [x for s in stats for x in s.upload]
+    errors: Counter = Counter()
+    for s in stats:
+        errors.update(s.errors)
+    n = len(flow)
+    mean_settle = sum(settle) / n if n else math.nan
+    stmts_flow = [x for s in stats for x in s.stmts_flow]
+    stmts_settle = [x for s in stats for x in s.stmts_settle]
+    return {
+        "backend": backend, "threads": threads, "seconds": round(wall, 3), "settlements": n,
+        "settlements_per_s": round(n / wall, 2) if wall else None,
+        "per_thread": [len(s.flow) for s in stats],
+        "flow_p50_ms": _ms(percentile(flow, 50)), "flow_p99_ms": _ms(percentile(flow, 99)),
+        "register_p50_ms": _ms(percentile(register, 50)), "upload_p50_ms": _ms(percentile(upload, 50)),
+        "settle_p50_ms": _ms(percentile(settle, 50)), "settle_p99_ms": _ms(percentile(settle, 99)),
+        "settle_mean_ms": _ms(mean_settle),
+        # Little's law: what `threads` callers doing only settles at this latency would sustain
+        "settle_only_per_s_est": round(threads / mean_settle, 2) if n else None,
+        "settle_share_of_flow": round(sum(settle) / sum(flow), 3) if n else None,
+        "sql_statements_per_flow": round(sum(stmts_flow) / n, 1) if n else None,
+        "sql_statements_per_settle": round(sum(stmts_settle) / n, 1) if n else None,
+        "errors": dict(errors), "first_error": next((s.first_error for s in stats if s.first_error), None),
+    }
+
+
+def bench_service(kind: str, thread_counts: tuple[int, ...], seconds: float, pg_url: str | None = None,
+                  log: Callable[[str], None] = lambda s: None,
+                  profile: bool = False) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Returns (one row per thread count, backend facts)."""
+    from sqlalchemy import event
+
+    from medpay.adapters.crypto import FieldCipher
+    from medpay.adapters.db.engine import session_factory
+    from medpay.adapters.db.ledger_store import check_ledger
+    from medpay.adapters.policy_files import builtin_policies
+    from medpay.services import demo
+    from medpay.services.directory import Directory
+    from medpay.services.settlement import SettlementService
+
+    rows: list[dict[str, Any]] = []
+    facts: dict[str, Any] = {"backend": kind}
+    with _Backend(kind, pg_url) as be:
+        facts["server_version"] = be.server_version
+        counter = _StatementCounter()
+        event.listen(be.engine, "before_cursor_execute", counter)
+        factory = session_factory(be.engine)
+        cipher = FieldCipher(secrets.token_bytes(32))
+        t0 = time.perf_counter()
+        demo.seed(factory, cipher)
+        directory = Directory(factory, cipher)
+        people = _bench_persons(max(thread_counts))
+        for mine in people:
+            for p in mine:
+                directory.add_person(p)
+                if p.insutype == "310":
+                    directory.top_up(p.psn_no, EMPLOYEE_TOP_UP_FEN, ref=f"bench-{p.psn_no}")
+        facts["seed_s"] = round(time.perf_counter() - t0, 3)
+        svc = SettlementService(factory, builtin_policies(), cipher=cipher)
+        institutions = [code for code, *_ in demo.INSTITUTIONS]
+        run_id = secrets.token_hex(4)
+
+        # warm-up (imports, caches, connection pool), not measured
+        _run_worker(svc, institutions[0], [p.psn_no for p in people[0]], f"W{run_id}", {"deadline": math.inf},
+                    _WorkerStats(), counter, None, max_flows=5)
+
+        for threads in thread_counts:
+            stats = [_WorkerStats() for _ in range(threads)]
+            state: dict[str, float] = {}
+
+            def start() -> None:
+                state["start"] = time.perf_counter()
+                state["deadline"] = state["start"] + seconds
+
+            barrier = threading.Barrier(threads, action=start)
+            workers = [threading.Thread(
+                target=_run_worker, name=f"bench-{kind}-{t}",
+                args=(svc, institutions[t % len(institutions)], [p.psn_no for p in people[t]],
+                      f"B{run_id}-{threads}-{t}", state, stats[t], counter, barrier))
+                for t in range(threads)]
+            cpu0 = time.process_time()
+            for w in workers:
+                w.start()
+            for w in workers:
+                w.join()
+            cpu = time.process_time() - cpu0
+            wall = max(s.finished_at for s in stats) - state["start"]
+            row = _summarise_run(kind, threads, stats, wall)
+            # CPU this process (client side: Python, SQLAlchemy, driver) spent per settlement flow
+            row["client_cpu_ms_per_flow"] = round(cpu / row["settlements"] * 1000, 2) if row["settlements"] else None
+            rows.append(row)
+            log(f"service {kind:<10} {threads} thread(s) {row['settlements_per_s']:>8,.1f} settlements/s"
+                + (f"  errors {row['errors']}" if row["errors"] else ""))
+
+        if profile:
+            prof = cProfile.Profile()
+            _run_worker(svc, institutions[0], [p.psn_no for p in people[0]], f"P{run_id}",
+                        {"deadline": time.perf_counter() + seconds}, _WorkerStats(), counter, None, profiler=prof)
+            buf = io.StringIO()
+            pstats.Stats(prof, stream=buf).sort_stats("cumulative").print_stats(25)
+            facts["profile_settle_cumulative"] = buf.getvalue()
+
+        session = factory()
+        try:
+            t0 = time.perf_counter()
+            facts["ledger_violations"] = len(check_ledger(session))
+            facts["ledger_check_s"] = round(time.perf_counter() - t0, 3)
+        finally:
+            session.close()
+        event.remove(be.engine, "before_cursor_execute", counter)
+    return rows, facts
+
+
+# ------------------------------------------------------------------------------------ 3. pgbench
+
+_TPS_RE = re.compile(r"^tps = ([0-9.]+) \((?:without initial connection time|excluding connections establishing)\)",
+                     re.M)
+_LAT_RE = re.compile(r"^latency average = ([0-9.]+) ms", re.M)
+_TX_RE = re.compile(r"^number of transactions actually processed: (\d+)", re.M)
+_FAILED_RE = re.compile(r"^number of failed transactions: (\d+)", re.M)
+
+
+def parse_pgbench(output: str) -> dict[str, Any]:
+    tps = _TPS_RE.search(output)
+    if tps is None:
+        raise ValueError(f"no tps line in pgbench output:\n{output[-2000:]}")
+    lat, tx, failed = _LAT_RE.search(output), _TX_RE.search(output), _FAILED_RE.search(output)
+    return {"tps": float(tps.group(1)), "latency_avg_ms": float(lat.group(1)) if lat else None,
+            "transactions": int(tx.group(1)) if tx else None, "failed": int(failed.group(1)) if failed else None}
+
+
+def bench_pgbench(pg_url: str, clients: tuple[int, ...], seconds: int, database: str = PGBENCH_DB,
+                  log: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.pool import NullPool
+
+    from medpay.adapters.db.engine import normalize_url
+
+    exe = shutil.which("pgbench")
+    if exe is None:
+        return {"skipped": "pgbench not on PATH"}
+    url = normalize_url(pg_url)
+    env = dict(os.environ)
+    if url.password:
+        env["PGPASSWORD"] = str(url.password)
+    base = [exe, "-h", url.host or "127.0.0.1", "-p", str(url.port or 5432), "-U", url.username or "postgres"]
+    admin = create_engine(url, isolation_level="AUTOCOMMIT", poolclass=NullPool)
+    out: dict[str, Any] = {"database": database, "scale": 1, "seconds": seconds, "runs": []}
+
+    def run(args: list[str]) -> str:
+        proc = subprocess.run(base + args + [database], capture_output=True, text=True, env=env,
+                              timeout=seconds * 3 + 120)
+        if proc.returncode != 0:
+            raise RuntimeError(f"pgbench {' '.join(args)} failed ({proc.returncode}): {proc.stderr[-2000:]}")
+        return proc.stdout + proc.stderr
+
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{database}"'))
+            conn.execute(text(f'CREATE DATABASE "{database}"'))
+        t0 = time.perf_counter()
+        run(["-i", "-s", "1", "-q"])
+        out["init_s"] = round(time.perf_counter() - t0, 3)
+        for c in clients:
+            args = ["-c", str(c), "-j", str(min(2, c)), "-T", str(seconds)]
+            res = parse_pgbench(run(args))
+            res.update(clients=c, threads=min(2, c), command="pgbench " + " ".join(args))
+            out["runs"].append(res)
+            log(f"pgbench  -c {c:<2} {res['tps']:>10,.1f} tps")
+    finally:
+        try:
+            with admin.connect() as conn:
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
+        finally:
+            admin.dispose()
+    return out
+
+
+def compute_ratios(service: list[dict[str, Any]], pgbench: dict[str, Any]) -> list[dict[str, Any]]:
+    out = []
+    for run in pgbench.get("runs", []):
+        match = next((r for r in service if r["backend"] == "postgresql" and r["threads"] == run["clients"]), None)
+        if match is None or not match["settlements_per_s"] or not run["tps"]:
+            continue
+        out.append({
+            "clients": run["clients"], "settlements_per_s": match["settlements_per_s"], "pgbench_tps": run["tps"],
+            "settlements_per_pgbench_tx": round(match["settlements_per_s"] / run["tps"], 4),
+            "pgbench_tx_per_settlement": round(run["tps"] / match["settlements_per_s"], 2),
+        })
+    return out
+
+
+# ------------------------------------------------------------------------------------ reporting
+
+
+def render_table(result: dict[str, Any]) -> Any:
+    from rich.table import Table
+
+    table = Table(title=f"medpay core benchmark ({result['mode']}, {result['date'][:19]}Z, "
+                        f"{result['machine']['usable_cpus']} CPU)", title_justify="left")
+    table.add_column("phase")
+    table.add_column("case")
+    table.add_column("rate", justify="right")
+    table.add_column("p50", justify="right")
+    table.add_column("p99", justify="right")
+    table.add_column("notes")
+    for r in result["policy_engine"]:
+        table.add_row("policy", f"{r['bill']} {r['lines']} lines, {r['person']}", f"{r['bills_per_s']:,.0f} bills/s",
+                      f"{r['us_per_bill']:,.0f} µs", "",
+                      f"{r['lines_per_s']:,} lines/s; peak {r['peak_kib_per_bill']:,.0f} KiB/bill")
+    table.add_section()
+    for r in result["service"]:
+        errs = f"; errors {r['errors']}" if r["errors"] else ""
+        table.add_row(
+            "service", f"{r['backend']} ×{r['threads']} thr", f"{r['settlements_per_s']:,.1f} settl/s",
+            f"{r['flow_p50_ms']:,.1f} ms", f"{r['flow_p99_ms']:,.1f} ms",
+            f"settle p50 {r['settle_p50_ms']:,.1f} p99 {r['settle_p99_ms']:,.1f} ms, ≈{r['settle_only_per_s_est']:,.0f}/s "
+            f"alone, {r['settle_share_of_flow']:.0%} of flow; {r['sql_statements_per_flow']:.0f} SQL, "
+            f"{r['client_cpu_ms_per_flow']:,.1f} ms CPU/flow{errs}")
+    pg = result.get("pgbench") or {}
+    if pg.get("runs"):
+        table.add_section()
+        for r in pg["runs"]:
+            table.add_row("pgbench", f"TPC-B s=1 -c {r['clients']} -j {r['threads']}", f"{r['tps']:,.1f} tps",
+                          f"{r['latency_avg_ms']:,.2f} ms avg" if r["latency_avg_ms"] is not None else "", "",
+                          f"{r['transactions']:,} tx in {pg['seconds']} s")
+    elif pg.get("skipped"):
+        table.add_section()
+        table.add_row("pgbench", "skipped", "", "", "", pg["skipped"])
+    if result.get("ratios"):
+        table.add_section()
+        for r in result["ratios"]:
+            table.add_row("ratio", f"PG settl/s ÷ pgbench tps @ {r['clients']}", f"{r['settlements_per_pgbench_tx']:.3f}",
+                          "", "", f"one settlement costs ≈ {r['pgbench_tx_per_settlement']:.1f} pgbench transactions")
+    return table
+
+
+# ------------------------------------------------------------------------------------ main
+
+
+def build_config(args: argparse.Namespace) -> Config:
+    if args.quick:
+        policy_s = service_s = 2.0
+        pgbench_s = 2
+    else:
+        policy_s, service_s, pgbench_s = 5.0, 10.0, 10
+    if args.seconds is not None:
+        policy_s = service_s = args.seconds
+        pgbench_s = max(1, round(args.seconds))
+    pg_url = None if args.no_pg else (args.pg_url or os.environ.get(PG_URL_ENV) or DEFAULT_PG_URL)
+    return Config(quick=args.quick, policy_seconds=policy_s, service_seconds=service_s, pgbench_seconds=pgbench_s,
+                  pg_url=pg_url, profile=args.profile)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.core", description=__doc__.split("\n\n")[0])
+    p.add_argument("--quick", action="store_true", help="~2 s per measurement (smoke run)")
+    p.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"JSON results file (default {DEFAULT_OUT})")
+    p.add_argument("--seconds", type=float, default=None, help="override the length of every measurement")
+    p.add_argument("--pg-url", default=None, help=f"PostgreSQL URL (default ${PG_URL_ENV} or {DEFAULT_PG_URL})")
+    p.add_argument("--no-pg", action="store_true", help="skip the PostgreSQL and pgbench phases")
+    p.add_argument("--profile", action="store_true",
+                   help="also cProfile the settle step (1 thread, each backend); top entries printed and stored")
+    return p.parse_args(argv)
+
+
+def run(cfg: Config, log: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
+    started = time.perf_counter()
+    result: dict[str, Any] = {
+        "benchmark": "medpay.core", "format": 1, "mode": "quick" if cfg.quick else "full",
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", ""),
+        "machine": machine_info(),
+        "config": {"policy_seconds": cfg.policy_seconds, "service_seconds": cfg.service_seconds,
+                   "pgbench_seconds": cfg.pgbench_seconds, "sqlite_threads": list(cfg.sqlite_threads),
+                   "pg_threads": list(cfg.pg_threads) if cfg.pg_url else [],
+                   "pgbench_clients": list(cfg.pgbench_clients) if cfg.pg_url else [],
+                   "persons_per_thread": PERSONS_PER_THREAD, "flow_lines": len(flow_lines())},
+    }
+    result["policy_engine"] = bench_policy(cfg.policy_seconds, log)
+    service: list[dict[str, Any]] = []
+    backends: list[dict[str, Any]] = []
+    rows, facts = bench_service("sqlite", cfg.sqlite_threads, cfg.service_seconds, log=log, profile=cfg.profile)
+    service += rows
+    backends.append(facts)
+    if cfg.pg_url:
+        rows, facts = bench_service("postgresql", cfg.pg_threads, cfg.service_seconds, cfg.pg_url, log=log,
+                                    profile=cfg.profile)
+        service += rows
+        backends.append(facts)
+        result["machine"]["postgresql"] = facts["server_version"]
+        result["pgbench"] = bench_pgbench(cfg.pg_url, cfg.pgbench_clients, cfg.pgbench_seconds, log=log)
+    else:
+        result["pgbench"] = {"skipped": "--no-pg"}
+    result["service"] = service
+    result["backends"] = backends
+    result["ratios"] = compute_ratios(service, result["pgbench"])
+    result["machine"]["load_avg_at_end"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
+    result["duration_s"] = round(time.perf_counter() - started, 1)
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    from rich.console import Console
+
+    args = parse_args(argv)
+    cfg = build_config(args)
+    console = Console() if sys.stdout.isatty() else Console(width=150)
+    result = run(cfg, log=lambda s: console.print(f"[dim]{s}[/dim]"))
+    console.print(render_table(result))
+    for b in result["backends"]:
+        if b.get("profile_settle_cumulative"):
+            console.print(b["profile_settle_cumulative"], markup=False, highlight=False)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    console.print(f"wrote {args.out} ({result['duration_s']} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

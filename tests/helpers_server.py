@@ -1,0 +1,59 @@
+"""Run `medpay serve` as a real server process for end-to-end tests."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import httpx
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def medpay_env(db_url: str, tmp: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(MEDPAY_DATABASE_URL=db_url, MEDPAY_DATA_KEY_FILE=str(tmp / "data.key"), PYTHONUNBUFFERED="1")
+    return env
+
+
+def run_cli(args: list[str], db_url: str, tmp: Path, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "medpay.cli", *args], env=medpay_env(db_url, tmp), cwd=tmp,
+                          capture_output=True, text=True, timeout=120, **kw)
+
+
+@contextmanager
+def server(db_url: str, tmp: Path, *extra: str) -> Iterator[str]:
+    port = free_port()
+    log = open(tmp / "server.log", "w")
+    proc = subprocess.Popen([sys.executable, "-m", "medpay.cli", "serve", "--port", str(port), *extra],
+                            env=medpay_env(db_url, tmp), cwd=tmp, stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("server did not start:\n" + (tmp / "server.log").read_text())
+            time.sleep(0.2)
+        yield base
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()

@@ -1,0 +1,111 @@
+"""The command line, run in-process with Typer's runner against each backend."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import text
+from typer.testing import CliRunner
+
+from medpay.adapters.db import migrate
+from medpay.adapters.db.engine import make_engine
+from medpay.adapters.db.schema import metadata
+from medpay.cli import app
+
+EXAMPLE = Path(__file__).parents[1] / "examples" / "inpatient-bill.json"
+runner = CliRunner()
+
+
+@pytest.fixture
+def env(db_url: str, tmp_path: Path) -> dict[str, str]:
+    return {"MEDPAY_DATABASE_URL": db_url, "MEDPAY_DATA_KEY_FILE": str(tmp_path / "data.key")}
+
+
+def test_demo_seed_json_lists_what_a_his_integrator_needs(env) -> None:
+    r = runner.invoke(app, ["demo", "seed", "--json"], env=env)
+    assert r.exit_code == 0, r.output
+    data = json.loads(r.stdout)
+    assert len(data["institutions"]) >= 2
+    for inst in data["institutions"]:
+        assert {"fixmedins_code", "fixmedins_name", "admdvs", "paasid", "token"} <= set(inst)
+    insutypes = {p["insutype"] for p in data["persons"]}
+    assert {"310", "390"} <= insutypes
+    assert any(p["family_payers"] for p in data["persons"])
+    assert all({"psn_no", "certno", "insutype", "insuplc_admdvs"} <= set(p) for p in data["persons"])
+    assert {"01", "02", "03"} <= {c["chrgitm_lv"] for c in data["catalog"]}
+    # seeding twice changes nothing and still prints the same
+    again = runner.invoke(app, ["demo", "seed", "--json"], env=env)
+    assert json.loads(again.stdout) == data
+
+
+def test_demo_seed_table_output(env) -> None:
+    r = runner.invoke(app, ["demo", "seed"], env=env)
+    assert r.exit_code == 0 and "H99990100001" in r.stdout and "demo_paas_h1" in r.stdout
+
+
+def test_migrations_create_exactly_the_model_schema(db_url: str) -> None:
+    engine = make_engine(db_url)
+    try:
+        migrate.upgrade(engine)
+        assert migrate.current_revision(engine) == migrate.head_revision(engine)
+        with engine.connect() as conn:
+            diffs = compare_metadata(MigrationContext.configure(conn), metadata)
+        assert diffs == []
+    finally:
+        engine.dispose()
+
+
+def test_ledger_check_passes_then_fails_after_tampering(env, db_url: str) -> None:
+    assert runner.invoke(app, ["demo", "seed"], env=env).exit_code == 0
+    ok = runner.invoke(app, ["ledger", "check"], env=env)
+    assert ok.exit_code == 0 and "balanced" in ok.stdout
+    engine = make_engine(db_url)
+    with engine.begin() as conn:  # someone edits a balance behind the ledger's back
+        conn.execute(text("UPDATE ledger_accounts SET credits_posted = credits_posted + 1 "
+                          "WHERE id = 'psnacct:99990100000001'"))
+    engine.dispose()
+    bad = runner.invoke(app, ["ledger", "check"], env=env)
+    assert bad.exit_code == 1 and "violation" in bad.stdout
+
+
+def test_quote_prints_setlinfo_and_setldetail_in_yuan(tmp_path: Path) -> None:
+    r = runner.invoke(app, ["quote", str(EXAMPLE)])
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    assert out["setlinfo"]["hifp_pay"] == 2328.24 and out["setlinfo"]["policy_ver"] == "999901@2026.1"
+    assert out["setldetail"][0]["fund_pay_type"] == "310100"
+
+
+def test_quote_against_a_changed_policy_file(tmp_path: Path) -> None:
+    from medpay.adapters.policy_files import BUILTIN_DIR
+
+    changed = (BUILTIN_DIR / "999901-demo-2026.toml").read_text(encoding="utf-8").replace(
+        '{ psn_classes = ["retired"], levels = ["3"], bands = [{ upto = "30000.00", ratio = "0.90" }',
+        '{ psn_classes = ["retired"], levels = ["3"], bands = [{ upto = "30000.00", ratio = "0.80" }')
+    policy = tmp_path / "rule-change.toml"
+    policy.write_text(changed, encoding="utf-8")
+    r = runner.invoke(app, ["quote", str(EXAMPLE), "--policy", str(policy)])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["setlinfo"]["hifp_pay"] == 2069.54  # (3486.93 − 900) × 0.80
+
+
+def test_quote_bad_bill_names_the_field(tmp_path: Path) -> None:
+    bill = json.loads(EXAMPLE.read_text(encoding="utf-8"))
+    bill["lines"][1]["det_item_fee_sumamt"] = "3200.001"
+    path = tmp_path / "bill.json"
+    path.write_text(json.dumps(bill), encoding="utf-8")
+    r = runner.invoke(app, ["quote", str(path)])
+    assert r.exit_code == 2
+    assert "lines[1].det_item_fee_sumamt" in r.output and "Traceback" not in r.output
+
+
+def test_policy_check_names_file_key_and_problem(tmp_path: Path) -> None:
+    assert runner.invoke(app, ["policy", "check"]).exit_code == 0
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[policy]\nadmdvs = "12"\n', encoding="utf-8")
+    r = runner.invoke(app, ["policy", "check", str(bad)])
+    assert r.exit_code == 1 and "policy.admdvs" in r.stdout

@@ -1,0 +1,70 @@
+"""End to end over real HTTP: `medpay serve` in its own process, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import _postgresql_schema_url
+from tests.helpers_server import server
+
+EXAMPLE = json.loads((Path(__file__).parents[1] / "examples" / "inpatient-bill.json").read_text(encoding="utf-8"))
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def base(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
+    """One server per backend for the module: these tests only read, so they can share it."""
+    tmp = tmp_path_factory.mktemp("server")
+    urls = iter([f"sqlite:///{tmp / 'medpay.db'}"]) if request.param == "sqlite" else _postgresql_schema_url()
+    db_url = next(urls)
+    try:
+        with server(db_url, tmp) as url:
+            yield url
+    finally:
+        for _ in urls:  # drops the PostgreSQL schema
+            pass
+
+
+def test_health_home_and_openapi(base: str) -> None:
+    assert httpx.get(f"{base}/healthz").json()["status"] == "ok"
+    home = httpx.get(f"{base}/")
+    assert home.status_code == 200 and "医保便捷支付" in home.text
+    assert "演示统筹区" in home.text  # the demo policy is listed
+    assert "unified medical-insurance" in httpx.get(f"{base}/?lang=en").text
+    spec = httpx.get(f"{base}/openapi.json").json()
+    assert "/api/v1/admin/quote" in spec["paths"] and "/api/v1/admin/ledger/check" in spec["paths"]
+    assert httpx.get(f"{base}/docs").status_code == 200
+
+
+def test_quote_over_http_matches_hand_computation(base: str) -> None:
+    out = httpx.post(f"{base}/api/v1/admin/quote", json=EXAMPLE).json()
+    info = out["setlinfo"]
+    # retiree, level-3 hospital, demo policy: deductible 900.00, then 90% → (3486.93 − 900) × 0.9 = 2328.237 → 2328.24
+    assert info["inscp_scp_amt"] == 3486.93 and info["act_pay_dedc"] == 900
+    assert info["hifp_pay"] == 2328.24 and info["acct_pay"] == 500 and info["psn_cash_pay"] == 1801.16
+
+
+@pytest.mark.parametrize("doc, field", [
+    ({"person": {"insutype": "310"}}, "person.psn_type"),
+    ({**EXAMPLE, "lines": [{"chrgitm_lv": "01", "det_item_fee_sumamt": "1.234"}]}, "lines[0].det_item_fee_sumamt"),
+    ({**EXAMPLE, "lines": [{"chrgitm_lv": "09", "det_item_fee_sumamt": "1"}]}, "lines[0].chrgitm_lv"),
+    ({**EXAMPLE, "lines": [{"chrgitm_lv": "01", "det_item_fee_sumamt": "-5"}]}, "lines[0].det_item_fee_sumamt"),
+    ({**EXAMPLE, "visit": {"med_type": "77"}}, "med_type"),
+])
+def test_bad_quote_gets_one_error_shape_naming_the_field(base: str, doc: dict, field: str) -> None:
+    r = httpx.post(f"{base}/api/v1/admin/quote", json=doc)
+    assert r.status_code == 422
+    assert r.json()["error"]["field"] == field
+    assert "Traceback" not in r.text
+
+
+def test_malformed_json_is_refused_without_traceback(base: str) -> None:
+    r = httpx.post(f"{base}/api/v1/admin/quote", content=b"{not json", headers={"content-type": "application/json"})
+    assert r.status_code == 422 and "error" in r.json() and "Traceback" not in r.text
+
+
+def test_ledger_check_over_http_is_clean_after_seed(base: str) -> None:
+    assert httpx.get(f"{base}/api/v1/admin/ledger/check").json() == {"ok": True, "violations": []}
