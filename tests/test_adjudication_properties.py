@@ -58,8 +58,8 @@ def _rounding(mode):
 
 
 DEMO = parse_policy(copy.deepcopy(DEMO_DOC), "999901-demo-2026.toml")
-POLICIES = [DEMO, DEMO, DEMO, _variant("knobs", _knobs), _variant("up", _rounding("up")),
-            _variant("down", _rounding("down"))]
+POLICIES = {"demo": DEMO, "knobs": _variant("knobs", _knobs), "up": _variant("up", _rounding("up")),
+            "down": _variant("down", _rounding("down"))}
 
 MED_TYPES = sorted(DEMO.med_categories)
 LEVELS = ["0", "1", "2", "3"]
@@ -156,7 +156,8 @@ def visits(draw) -> VisitContext:
                         admission_seq=draw(st.integers(1, 4)), final=draw(st.booleans()))
 
 
-PERSONS, VISITS, POLICY_CHOICE = persons(), visits(), st.sampled_from(POLICIES)
+PERSONS, VISITS = persons(), visits()
+POLICY_CHOICE = st.sampled_from(["demo", "demo", "demo", "knobs", "up", "down"])  # by name: short failure reports
 balances = st.one_of(st.just(0), st.integers(0, 20_000), st.integers(0, 5_000_000))
 account_sources = st.tuples(
     st.one_of(st.none(), balances),
@@ -174,9 +175,13 @@ def cases(draw) -> dict:
     )
 
 
+def policy_of(c: dict) -> Policy:
+    return POLICIES[c["policy"]]
+
+
 def run(c: dict, **changes) -> Adjudication:
     c = {**c, **changes}
-    return adjudicate(c["policy"], c["person"], c["visit"], c["lines"], c["year"], c["visit_acc"], c["accounts"],
+    return adjudicate(POLICIES[c["policy"]], c["person"], c["visit"], c["lines"], c["year"], c["visit_acc"], c["accounts"],
                       c["use_account"])
 
 
@@ -225,7 +230,7 @@ def test_funds_never_pay_more_than_the_in_scope_amount(c):
 @given(cases())
 def test_each_capped_tier_pays_within_its_remaining_room(c):
     r = run(c)
-    tiers = {t.code: t for t in c["policy"].tiers}
+    tiers = {t.code: t for t in policy_of(c).tiers}
     for t in r.tiers:
         cap = tiers[t.code].cap
         if cap.basis == "none":
@@ -270,7 +275,7 @@ def test_account_payments_stay_within_the_balances(c):
     by_psn = {s.psn_no: s for s in c["accounts"]}
     assert r.amounts["acct_pay"] <= sum(max(0, s.balance) for s in c["accounts"])
     assert r.amounts["acct_pay"] == sum(p.amount for p in r.account_payments)
-    policy = c["policy"]
+    policy = policy_of(c)
     for p in r.account_payments:
         src = by_psn[p.psn_no]
         assert 0 < p.amount <= src.balance
@@ -323,8 +328,14 @@ def test_interim_then_final_settlement_takes_the_same_basic_deductible(c, cut):
     interim = run(c, lines=lines[:cut], visit=interim_visit, visit_acc=None)
     final = run(c, lines=lines[cut:], year=c["year"].plus(interim.year_deltas),
                 visit_acc=Accumulators(interim.visit_deltas))
-    tiers = {t.code: t for t in c["policy"].tiers}
+    for k in ("medfee_sumamt", "fulamt_ownpay_amt", "overlmt_selfpay"):
+        assert interim.amounts[k] + final.amounts[k] == whole.amounts[k]
+    if policy_of(c).preselfpay_rounding_scope == "per_settlement":
+        return  # rounding the first self-pay per settlement legitimately moves a fen between the parts
+    assert interim.amounts["inscp_scp_amt"] + final.amounts["inscp_scp_amt"] == whole.amounts["inscp_scp_amt"]
     basic = next((t for t in whole.tiers if t.kind == "basic"), None)
+    tiers = {t.code: t for t in policy_of(c).tiers}
     if basic is not None and tiers[basic.code].deductible.mode == "before_ratio":
         assert interim.amounts["act_pay_dedc"] + final.amounts["act_pay_dedc"] == whole.amounts["act_pay_dedc"]
-    assert interim.amounts["medfee_sumamt"] + final.amounts["medfee_sumamt"] == whole.amounts["medfee_sumamt"]
+    assert final.year_deltas.get("admissions", 0) == whole.year_deltas.get("admissions", 0)
+    assert "admissions" not in interim.year_deltas

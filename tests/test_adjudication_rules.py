@@ -463,10 +463,11 @@ def test_demo_large_amount_tier_takes_the_basic_tiers_overflow():
     assert basic.crt_payb_lmt_amt == 100_000 and basic.fund_payamt == 100_000
     assert basic.consumed == 111_112  # ⌈1000.00 / 0.9⌉
     assert basic.overflow == 470_000 - 111_112
-    assert large.base == 358_888 and large.fund_payamt == 322_999  # 90% of 3588.88
+    # the overflow stays exact (4700.00 − 1000.00/0.9 = 3588.888…), so 90% of it is exactly 3230.00
+    assert large.base == 358_888 and large.fund_payamt == 323_000
     a = r.amounts
-    assert (a["hifp_pay"], a["hifob_pay"], a["fund_pay_sumamt"]) == (100_000, 322_999, 422_999)
-    assert a["psn_part_amt"] == 77_001
+    assert (a["hifp_pay"], a["hifob_pay"], a["fund_pay_sumamt"]) == (100_000, 323_000, 423_000)
+    assert a["psn_part_amt"] == 77_000
     assert {d.fund_pay_type for d in r.setldetail} == {"310100", "330100"}
 
 

@@ -267,11 +267,6 @@ ratios = [{{ ratio = "0.60" }}]
 """
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "engine rounds the basic tier's capped-off amount to whole fen before the large-amount tier: "
-    "consumed = ceil(65000/0.91 yuan) = 71428.58, overflow 227371.42 × 95% = 216002.849 -> 216002.85; "
-    "清远 keeps 65000÷91% exact: (298800 − 71428.5714…)×95% = 216002.857 -> 216002.86 (and 大病 then "
-    "2056.28, not 2056.29). Needs TierResult.overflow carried as an exact Decimal into the overflow tier."))
 def test_qingyuan_employee_basic_cap_large_amount_and_serious_illness():
     """清远 (广东), 职工 住院 — basic-fund cap hit, then 职工大额 95%, then 职工大病 60%.
 
@@ -798,15 +793,11 @@ kind = "basic"
 fund_pay_type = "390100"
 pool = "res_pool"
 applies = {{ insutypes = ["390"], med_categories = ["inpatient"] }}
-deductible = {{ basis = "per_visit", rules = [{{ levels = ["2"], amount = "600.00" }}, {{ levels = ["3"], amount = "1200.00" }}] }}
+deductible = {{ basis = "per_visit", year_cap = "2300.00", rules = [{{ levels = ["2"], amount = "600.00" }}, {{ levels = ["3"], amount = "1200.00" }}] }}
 ratios = [{{ levels = ["3"], ratio = "0.60" }}]
 """
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "no yearly ceiling on cumulative per-admission deductibles: after two county admissions (600+600) the "
-    "city admission should deduct min(1200, 2300−1200) = 1100; the engine deducts the full 1200. Needs e.g. "
-    "deductible.year_cap: per_visit deductible limited to year_cap − year['<pool>.dedc']."))
 def test_resident_third_admission_yearly_deductible_ceiling():
     """Province inferred (湖南, 2019), 城乡居民 住院 — 3rd admission of the year; the yearly total of
     deductibles is capped at the provincial-hospital deductible (2300).

@@ -62,6 +62,7 @@ class TierResult:
     eligible: int  # base after the deductible
     consumed: int  # eligible amount the tier covered before its cap
     overflow: int  # eligible amount its cap left unpaid
+    overflow_exact: Decimal  # the same before rounding to the fen, so the next tier's ratio applies to it exactly
     fund_payamt: int
     crt_payb_lmt_amt: int | None  # what the cap still allowed before this settlement
     ratio: Decimal
@@ -102,7 +103,7 @@ class Adjudication:
 # --------------------------------------------------------------------------------------------------
 
 
-def _walk(bands: tuple[Band, ...], start: int, amount: int, room: Decimal | None) -> tuple[Decimal, Decimal, Decimal]:
+def _walk(bands: tuple[Band, ...], start: int, amount: int | Decimal, room: Decimal | None) -> tuple[Decimal, Decimal, Decimal]:
     """Walk ``amount`` from ``start`` on the band axis. Stop paying when ``room`` (exact fen) is used up.
 
     Returns (exact pay, exact amount covered, ratio of the band where the walk ended).
@@ -177,12 +178,14 @@ def _facts(ctx: _Context) -> dict:
 
 
 def _run_tier(tier: Tier, bands: tuple[Band, ...], base: int, ctx: _Context,
-              year_d: dict[str, int], visit_d: dict[str, int]) -> TierResult:
+              year_d: dict[str, int], visit_d: dict[str, int], exact_base: Decimal | None = None) -> TierResult:
     rounding: Rounding = ctx.policy.rounding
     p = tier.pool
     dedc_total = _deductible_amount(tier, ctx)
     dedc_acc = ctx.year if tier.deductible.basis == "per_year" else ctx.visit_acc
     remaining_dedc = max(0, dedc_total - dedc_acc.get(f"{p}.dedc"))
+    if tier.deductible.year_cap is not None:
+        remaining_dedc = min(remaining_dedc, max(0, tier.deductible.year_cap - ctx.year.get(f"{p}.dedc")))
     axis_acc = ctx.year if tier.axis == "year" else ctx.visit_acc
     if tier.band_origin == "absolute":
         bands = _shift_bands(bands, dedc_total)
@@ -203,13 +206,18 @@ def _run_tier(tier: Tier, bands: tuple[Band, ...], base: int, ctx: _Context,
         room = Decimal(limit_left + (0 if before_ratio else remaining_dedc))
 
     start = axis_acc.get(f"{p}.elig")
-    exact_pay, exact_covered, ratio = _walk(bands, start, walkable, room) if bands else (Decimal(0), Decimal(0), Decimal(0))
+    # an overflow base stays exact when nothing was taken off it, so ratio × base is rounded only once
+    walk_amount: Decimal | int = walkable
+    if exact_base is not None and act_dedc == 0 and tier.cap.basis != "inscp":
+        walk_amount = exact_base
+    exact_pay, exact_covered, ratio = _walk(bands, start, walk_amount, room) if bands else (Decimal(0), Decimal(0), Decimal(0))
     pay = round_fen(exact_pay, rounding)
     consumed = min(walkable, int(exact_covered.to_integral_value(rounding=ROUND_CEILING)))
     if not before_ratio:
         act_dedc = min(remaining_dedc, pay)
         pay -= act_dedc
     overflow = eligible - consumed
+    overflow_exact = max(Decimal(0), (walk_amount if isinstance(walk_amount, Decimal) else Decimal(eligible)) - exact_covered)
 
     for acc in (year_d, visit_d):
         for key, value in ((f"{p}.dedc", act_dedc), (f"{p}.elig", consumed), (f"{p}.fund", pay), (f"{p}.counted", consumed)):
@@ -225,7 +233,8 @@ def _run_tier(tier: Tier, bands: tuple[Band, ...], base: int, ctx: _Context,
     return TierResult(
         code=tier.code, kind=tier.kind, fund_pay_type=tier.fund_pay_type,
         fund_pay_type_name=FUND_NAMES.get(tier.fund_pay_type, tier.name), setl_field=tier.setl_field,
-        base=base, act_pay_dedc=act_dedc, eligible=eligible, consumed=consumed, overflow=overflow, fund_payamt=pay,
+        base=base, act_pay_dedc=act_dedc, eligible=eligible, consumed=consumed, overflow=overflow,
+        overflow_exact=overflow_exact, fund_payamt=pay,
         crt_payb_lmt_amt=limit_left, ratio=ratio, proc_info="；".join(info),
     )
 
@@ -293,16 +302,20 @@ def adjudicate(
         if rule is None:
             continue
         groups_taken.add(tier.group)
+        exact: Decimal | None = None
         if tier.base == "inscp":
             base = bill.inscp_scp_amt
         elif tier.base == "overflow":
             prior = results.get(tier.overflow_of)
             base = prior.overflow if prior else 0
+            exact = prior.overflow_exact if prior else None
         else:
             base = bill.inscp_scp_amt - fund_total - (0 if tier.count_prior_dedc else dedc_total)
         # hard guard: no tier may pay more than what is left of the in-scope amount
-        base = max(0, min(base, bill.inscp_scp_amt - fund_total))
-        result = _run_tier(tier, rule.bands, base, ctx, year_d, visit_d)
+        clamped = max(0, min(base, bill.inscp_scp_amt - fund_total))
+        if clamped != base:
+            base, exact = clamped, None
+        result = _run_tier(tier, rule.bands, base, ctx, year_d, visit_d, exact)
         results[tier.code] = result
         fund_total += result.fund_payamt
         dedc_total += result.act_pay_dedc

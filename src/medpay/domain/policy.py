@@ -86,6 +86,7 @@ class Deductible:
     mode: str = "before_ratio"  # "before_ratio": ratio × (base − deductible); "from_fund": ratio × base − deductible
     rules: tuple[DeductibleRule, ...] = ()
     admission_factors: tuple[Decimal, ...] = ()  # per_visit inpatient: factor for 1st, 2nd, 3rd… admission (last repeats)
+    year_cap: int | None = None  # per_visit: the most all of a year's per-visit deductibles may add up to
 
 
 @dataclass(frozen=True)
@@ -290,7 +291,10 @@ def _deductible(r: _Reader, doc: Mapping[str, Any], path: str) -> Deductible:
     factors = tuple(r.ratio(f, f"{path}.admission_factors[{i}]") for i, f in enumerate(doc.get("admission_factors", [])))
     if factors and basis != "per_visit":
         raise r.fail(_join(path, "admission_factors"), "only meaningful with basis 'per_visit'")
-    return Deductible(basis=basis, mode=mode, rules=tuple(rules), admission_factors=factors)
+    year_cap = r.yuan(doc, "year_cap", path) if "year_cap" in doc else None
+    if year_cap is not None and basis != "per_visit":
+        raise r.fail(_join(path, "year_cap"), "only meaningful with basis 'per_visit'")
+    return Deductible(basis=basis, mode=mode, rules=tuple(rules), admission_factors=factors, year_cap=year_cap)
 
 
 def _tier(r: _Reader, doc: Mapping[str, Any], path: str, known: dict[str, Tier]) -> Tier:
