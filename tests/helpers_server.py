@@ -57,3 +57,17 @@ def server(db_url: str, tmp: Path, *extra: str) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             proc.kill()
         log.close()
+
+
+def backend_server(backend: str, tmp: Path) -> Iterator[str]:
+    """A served platform on its own database of ``backend`` ("sqlite" or "postgresql"), for module fixtures."""
+    from tests.conftest import _postgresql_schema_url
+
+    urls = iter([f"sqlite:///{tmp / 'medpay.db'}"]) if backend == "sqlite" else _postgresql_schema_url()
+    db_url = next(urls)
+    try:
+        with server(db_url, tmp) as url:
+            yield url
+    finally:
+        for _ in urls:  # drops the PostgreSQL schema
+            pass

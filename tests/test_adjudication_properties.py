@@ -82,7 +82,13 @@ POOLS = {
 
 
 # Generation is kept cheap (a few draws per bill line / per pool) so 200 examples run in about a second:
-# each line and each accumulator value is drawn as one integer and decoded, rather than field by field.
+# each line and each pool's totals are drawn as one integer and decoded, rather than field by field. The
+# integer is scrambled first (an odd multiplier is a bijection mod 2**k, and 0 stays 0) because Hypothesis
+# favours small integers, which would otherwise decode to tiny bills and untouched accumulators.
+
+
+def _scramble(x: int, bits: int) -> int:
+    return (x * 0x9E3779B97F4A7C15F39CC0605CEDC8351D2A6E0B5C3F7A1D) % (1 << bits)
 
 
 def _near(x: int, point: int) -> int:
@@ -101,6 +107,7 @@ def _accumulator_values(draws: tuple[int, ...]) -> dict[str, int]:
     """One drawn integer per pool: even means the pool is untouched this year, odd decodes its four totals."""
     values: dict[str, int] = {}
     for (pool, (cap, dedc, edge)), x in zip(POOLS.items(), draws):
+        x = _scramble(x, 241)
         if x % 2 == 0:
             continue
         x //= 2
@@ -123,6 +130,8 @@ CATS = ["09", "11", "01", ""]
 
 def _fee_line(n: int, x: int) -> FeeLine:
     """Decode one drawn integer into a fee line (0 decodes to a 0.01 甲类 line with no limit)."""
+    x = _scramble(x, 80)
+
     def take(k: int) -> int:
         nonlocal x
         x, r = divmod(x, k)
@@ -181,8 +190,8 @@ def policy_of(c: dict) -> Policy:
 
 def run(c: dict, **changes) -> Adjudication:
     c = {**c, **changes}
-    return adjudicate(POLICIES[c["policy"]], c["person"], c["visit"], c["lines"], c["year"], c["visit_acc"], c["accounts"],
-                      c["use_account"])
+    return adjudicate(policy_of(c), c["person"], c["visit"], c["lines"], c["year"], c["visit_acc"],
+                      c["accounts"], c["use_account"])
 
 
 def nonzero(acc: Accumulators) -> dict[str, int]:
@@ -203,6 +212,9 @@ def test_the_four_amount_identities_always_hold(c):
     assert identity_violations(r.amounts, r.setldetail) == []
     assert set(r.amounts) == set(AMOUNT_FIELDS)
     assert sum(r.amounts[t.setl_field] for t in r.tiers) == r.amounts["fund_pay_sumamt"]
+    if policy_of(c).preselfpay_rounding_scope == "per_line":  # the 2204 line results add up to the settlement
+        assert sum(s.preselfpay_amt for s in r.bill.lines) == r.amounts["preselfpay_amt"]
+        assert sum(s.inscp_scp_amt for s in r.bill.lines) == r.amounts["inscp_scp_amt"]
 
 
 @PROPS
@@ -243,8 +255,12 @@ def test_each_capped_tier_pays_within_its_remaining_room(c):
             assert t.crt_payb_lmt_amt == max(0, cap.amount - c["year"].get(f"{pool}.fund"))
             if c["year"].get(f"{pool}.fund") <= cap.amount:
                 assert c["year"].plus(r.year_deltas).get(f"{pool}.fund") <= cap.amount
+            if t.overflow:  # every band here is open-ended with a ratio > 0: only the cap leaves an overflow
+                assert t.fund_payamt == t.crt_payb_lmt_amt, t
         else:
             assert t.consumed <= t.crt_payb_lmt_amt
+            if t.overflow:
+                assert t.consumed == t.crt_payb_lmt_amt, t
 
 
 @PROPS
@@ -336,6 +352,10 @@ def test_interim_then_final_settlement_takes_the_same_basic_deductible(c, cut):
     basic = next((t for t in whole.tiers if t.kind == "basic"), None)
     tiers = {t.code: t for t in policy_of(c).tiers}
     if basic is not None and tiers[basic.code].deductible.mode == "before_ratio":
-        assert interim.amounts["act_pay_dedc"] + final.amounts["act_pay_dedc"] == whole.amounts["act_pay_dedc"]
+        # per-settlement rounding of the first self-pay may move a fen of in-scope amount between the two
+        # halves and the whole; the deductible law is about the same in-scope total
+        split_inscp = interim.amounts["inscp_scp_amt"] + final.amounts["inscp_scp_amt"]
+        if split_inscp == whole.amounts["inscp_scp_amt"]:
+            assert interim.amounts["act_pay_dedc"] + final.amounts["act_pay_dedc"] == whole.amounts["act_pay_dedc"]
     assert final.year_deltas.get("admissions", 0) == whole.year_deltas.get("admissions", 0)
     assert "admissions" not in interim.year_deltas

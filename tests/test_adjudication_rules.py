@@ -212,7 +212,8 @@ def test_mixed_bill_sums_each_part():
     lines = [line(JIA, 10000), line(YI, 20000, cat="09"), line(BING, 3000), line(JIA, 3600, cnt=3, limit=1000)]
     a = settle(p, EMPLOYEE, visit("11"), lines).amounts
     assert a["medfee_sumamt"] == 36600
-    assert (a["fulamt_ownpay_amt"], a["overlmt_selfpay"], a["preselfpay_amt"], a["inscp_scp_amt"]) == (3000, 600, 1000, 32000)
+    parts = (a["fulamt_ownpay_amt"], a["overlmt_selfpay"], a["preselfpay_amt"], a["inscp_scp_amt"])
+    assert parts == (3000, 600, 1000, 32000)
     assert a["fund_pay_sumamt"] == 25600
 
 
@@ -355,7 +356,9 @@ def test_missing_deductible_rule_for_the_level_is_an_adjudication_error():
 code = "basic"
 kind = "basic"
 fund_pay_type = "310100"
-deductible = { basis = "per_visit", rules = [{ levels = ["1"], amount = "100.00" }, { levels = ["2"], amount = "200.00" }] }
+deductible = { basis = "per_visit", rules = [
+  { levels = ["1"], amount = "100.00" }, { levels = ["2"], amount = "200.00" },
+] }
 ratios = [{ ratio = "0.80" }]
 """)
     assert settle(p, EMPLOYEE, visit("11", "2"), [jia(100000)]).amounts["act_pay_dedc"] == 20000
@@ -455,6 +458,39 @@ def test_inscp_cap_limits_the_amount_counted_not_the_payment():
     assert r.year_deltas["basic.counted"] == 30000
 
 
+def test_fund_cap_with_the_deductible_out_of_the_fund_payment_pays_the_whole_remaining_room():
+    p = mk_policy("""
+[[tiers]]
+code = "basic"
+kind = "basic"
+fund_pay_type = "310100"
+deductible = { basis = "per_visit", mode = "from_fund", amount = "100.00" }
+cap = { basis = "fund", amount = "1000.00" }
+ratios = [{ ratio = "0.80" }]
+""")
+    r = settle(p, EMPLOYEE, visit("11"), [jia(100_000)], Accumulators({"basic.fund": 60_000}))
+    t = r.tiers[0]
+    # 80% of 1000.00 = 800.00, less the 100.00 deductible = 700.00, but only 400.00 of the cap is left:
+    # the walk may pay 400.00 + 100.00 before the deductible comes off, covering 500.00 / 0.8 = 625.00
+    assert t.crt_payb_lmt_amt == 40_000 and t.fund_payamt == 40_000 and t.act_pay_dedc == 10_000
+    assert t.consumed == 62_500 and t.overflow == 37_500
+
+
+def test_a_later_tier_on_the_in_scope_base_only_gets_what_earlier_tiers_left():
+    p = mk_policy(FLAT_80 + """
+[[tiers]]
+code = "supplementary"
+kind = "supplementary"
+fund_pay_type = "370100"
+base = "inscp"
+ratios = [{ ratio = "0.50" }]
+""")
+    r = settle(p, EMPLOYEE, visit("11"), [jia(10_000)])
+    assert tier(r, "supplementary").base == 2_000  # not the whole 100.00: the basic tier paid 80.00 of it
+    assert r.amounts["hifp_pay"] == 8_000 and r.amounts["hifes_pay"] == 1_000
+    assert r.amounts["fund_pay_sumamt"] == 9_000
+
+
 def test_demo_large_amount_tier_takes_the_basic_tiers_overflow():
     # basic fund cap 300000.00 with 1000.00 left; level 1: 300.00 deductible, 90%
     year = Accumulators({"emp_pool.fund": 29_900_000})
@@ -540,7 +576,8 @@ ratios = [{{ bands = [{{ upto = "20000.00", ratio = "0.60" }}, {{ ratio = "0.80"
     [
         # basic pays 50% of 49000.00 = 24500.00; the patient bears 25500.00 of which 1000.00 deductible
         ("true", "deductible", 2_550_000, 930_000),  # 60% of 15500.00
-        ("true", "absolute", 2_550_000, 600_000 + 440_000),  # 60% up to 20000.00 absolute = 10000.00 above, 80% of 5500.00
+        # 60% up to 20000.00 absolute (= 10000.00 above the deductible), then 80% of 5500.00
+        ("true", "absolute", 2_550_000, 600_000 + 440_000),
         ("false", "deductible", 2_450_000, 870_000),  # 60% of 14500.00
         ("false", "absolute", 2_450_000, 600_000 + 360_000),  # 60% of 10000.00, 80% of 4500.00
     ],

@@ -8,24 +8,15 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import _postgresql_schema_url
-from tests.helpers_server import server
+from tests.helpers_server import backend_server
 
 EXAMPLE = json.loads((Path(__file__).parents[1] / "examples" / "inpatient-bill.json").read_text(encoding="utf-8"))
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
 def base(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
-    """One server per backend for the module: these tests only read, so they can share it."""
-    tmp = tmp_path_factory.mktemp("server")
-    urls = iter([f"sqlite:///{tmp / 'medpay.db'}"]) if request.param == "sqlite" else _postgresql_schema_url()
-    db_url = next(urls)
-    try:
-        with server(db_url, tmp) as url:
-            yield url
-    finally:
-        for _ in urls:  # drops the PostgreSQL schema
-            pass
+    """One server per backend for the module; each test works on visits of its own."""
+    yield from backend_server(request.param, tmp_path_factory.mktemp("server"))
 
 
 def test_health_home_and_openapi(base: str) -> None:

@@ -212,7 +212,8 @@ def test_rounding_names_are_the_policy_file_values():
     assert Rounding("half_up") is Rounding.HALF_UP
 
 
-@pytest.mark.parametrize(("value", "ratio"), [("0.85", Decimal("0.85")), (0.05, Decimal("0.05")), (1, Decimal(1)), ("0", Decimal(0))])
+@pytest.mark.parametrize(
+    ("value", "ratio"), [("0.85", Decimal("0.85")), (0.05, Decimal("0.05")), (1, Decimal(1)), ("0", Decimal(0))])
 def test_parse_ratio_accepts_zero_to_one(value, ratio):
     assert parse_ratio(value) == ratio
 

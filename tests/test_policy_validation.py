@@ -467,6 +467,20 @@ def test_tier_using_an_undefined_person_class():
     assert err.key == "tiers.emp_inpatient.applies.psn_classes" and "'veteran'" in err.problem
 
 
+def test_ratio_rule_using_an_undefined_person_class():
+    doc = demo_doc()
+    doc["tiers"][0]["ratios"][1]["psn_classes"] = ["retird"]
+    err = refuse(doc)
+    assert "psn_classes" in err.key and "'retird'" in err.problem
+
+
+def test_deductible_rule_using_an_undefined_med_category():
+    doc = demo_doc()
+    doc["tiers"][0]["deductible"]["rules"][0]["med_categories"] = ["inpatent"]
+    err = refuse(doc)
+    assert "med_categories" in err.key and "'inpatent'" in err.problem
+
+
 def test_missing_med_categories_table():
     doc = demo_doc()
     del doc["med_categories"]

@@ -6,7 +6,7 @@ the example describes, then asserts the published fund payments and the patient'
 Where the publication's own arithmetic is wrong, the test asserts the correct figure and its docstring
 says what was printed and why it is wrong.
 
-Sources are listed in /work/research/examples.md (A1…A17, B1, B2). They are mostly re-posts found by a
+Sources are listed in /work/research/examples.md (A1…A18, B1, B2). They are mostly re-posts found by a
 search tool; none was checked against the original policy document. ``psn_type`` and identity codes in the
 inline policies only route the test person to the category the example talks about.
 
@@ -465,6 +465,72 @@ def test_quzhou_retiree_outpatient_cap_hit_published_result_wrong():
     r = settle(pol, person("310", "1201", "330800"), visit("11", "2", "330800"), [line("1", JIA, "10000.00")])
     assert_yuan(r, hifp_pay="1500.00", fund_pay_sumamt="1500.00", psn_part_amt="8500.00")
     assert r.tiers[0].overflow > 0
+
+
+JIANGYIN_URL = "http://www.husay.cn/c/12012K5X2023.html"
+
+JIANGYIN_ASSISTANCE = f"""
+# 江阴 (无锡, 江苏) 医疗救助: 住院 个人负担部分 70%, 年度最高限额 30万. Source: {JIANGYIN_URL}
+# The basic and 大病 payments are published without their parameters: stand-ins at the published amounts.
+# Identity 2202 only routes the test person to "医疗救助对象".
+[policy]
+admdvs = "320281"
+name = "江阴市医疗救助（举例）"
+version = "maf-A18"
+effective_from = 2023-01-01
+source = "{JIANGYIN_URL}"
+[person_classes]
+resident = ["1501"]
+[med_categories]
+inpatient = ["21"]
+[[tiers]]
+code = "res_basic_standin"
+kind = "basic"
+fund_pay_type = "390100"
+cap = {{ basis = "fund", amount = "68828.00" }}
+ratios = [{{ ratio = "1" }}]
+[[tiers]]
+code = "res_serious_standin"
+kind = "serious_illness"
+fund_pay_type = "390200"
+cap = {{ basis = "fund", amount = "37161.80" }}
+ratios = [{{ ratio = "1" }}]
+[[tiers]]
+code = "maf_inpatient"
+kind = "assistance"
+fund_pay_type = "610100"
+applies = {{ identities = ["2202"], med_categories = ["inpatient"] }}
+cap = {{ basis = "fund", amount = "300000.00" }}   # "医疗救助的年度最高限额为30万元"
+ratios = [{{ ratio = "0.70" }}]                     # "住院医疗费用个人负担部分给予70%的救助"
+"""
+
+
+def test_jiangyin_inpatient_medical_assistance_after_basic_and_serious_illness():
+    """江阴 (无锡, 江苏), 医疗救助对象, 住院 — 基本医保 + 大病保险, then 医疗救助 70% of the remaining
+    in-scope personal burden, no 救助 deductible. Year not stated (re-post; the rules cite 无锡市规定).
+
+    Source: http://www.husay.cn/c/12012K5X2023.html (research A18; "江阴医疗救助能报销多少钱?").
+    Published: "张先生是医疗救助对象,发生住院医疗费用共计15万元,基本医疗保险可以报销68828元,目录内个人
+    自付和自理部分为66172元,大病保险可以报销37161.8元,其余为目录外自费部分。…医疗救助金额=(66172-
+    37161.8)×70%=20307.14元 住院共计报销=68828元+37161.8元+20307.14元=126296.94元".
+    All lines are right: 29010.20 × 70% = 20307.14; the sum is 126296.94; 目录外自费 = 150000 − 68828 −
+    66172 = 15000; the patient bears 150000 − 126296.94 = 23703.06 (by subtraction, not printed).
+    The 66172 lumps "自付" with "自理" (乙类 first self-pay) and the page's 救助 base includes both. The split
+    is not published, so the in-scope 135000 is one 甲类 line here. NOTE: had part of it been 乙类 先行自付,
+    the engine's ``psn_inscp`` base (inscp_scp_amt − fund payments) would leave it out of the 救助 base,
+    unlike this page. Basic and 大病 parameters are not published: stand-in tiers pay exactly those amounts.
+    """
+    pol = policy(JIANGYIN_ASSISTANCE, "jiangyin-a18")
+    bill = [line("1", JIA, "135000.00", name="目录内"), line("2", BING, "15000.00", name="目录外自费")]
+    r = settle(pol, person("390", "1501", "320281", "2202"), visit("21", "3", "320281"), bill)
+    assert_yuan(r, medfee_sumamt="150000.00", fulamt_ownpay_amt="15000.00", inscp_scp_amt="135000.00",
+                hifp_pay="68828.00", hifmi_pay="37161.80", maf_pay="20307.14", fund_pay_sumamt="126296.94",
+                psn_part_amt="23703.06")
+    maf = next(t for t in r.tiers if t.code == "maf_inpatient")
+    assert (maf.base, maf.act_pay_dedc) == (parse_yuan("29010.20"), 0)
+    # not a 医疗救助对象: basic and 大病 only
+    r2 = settle(pol, person("390", "1501", "320281"), visit("21", "3", "320281"), bill)
+    assert r2.amounts["maf_pay"] == 0 and r2.amounts["fund_pay_sumamt"] == parse_yuan("105989.80")
 
 
 # ==================================================================================================

@@ -11,6 +11,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from medpay.cli_his import his_app
+
 app = typer.Typer(help="medpay 医保便捷支付平台 — unified medical-insurance payment.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
 db_app = typer.Typer(help="数据库 / database schema", no_args_is_help=True)
@@ -21,6 +23,8 @@ app.add_typer(db_app, name="db")
 app.add_typer(demo_app, name="demo")
 app.add_typer(ledger_app, name="ledger")
 app.add_typer(policy_app, name="policy")
+
+app.add_typer(his_app, name="his", help="HIS 客户端 / send institution-interface transactions")
 
 console = Console()
 err = Console(stderr=True)

@@ -6,6 +6,7 @@ from fastapi import FastAPI
 
 from medpay import __version__
 from medpay.api import admin, errors, pages
+from medpay.api.institution import routes as institution
 from medpay.api.platform import Platform, build_platform
 
 DESCRIPTION = """
@@ -21,12 +22,14 @@ def create_app(platform: Platform | None = None) -> FastAPI:
     app = FastAPI(
         title="medpay 医保便捷支付", version=__version__, description=DESCRIPTION,
         openapi_tags=[
+            {"name": "institution", "description": "定点医药机构接口 — the NHSA-style interface HIS systems call (infno transactions)"},
             {"name": "admin", "description": "医保经办 — policies, quotes and ledger checks for the bureau's staff"},
             {"name": "pages", "description": "网页 — human pages"},
         ],
     )
     app.state.platform = platform or build_platform()
     errors.install(app)
+    app.include_router(institution.router)
     app.include_router(admin.router)
     app.include_router(pages.router)
     return app

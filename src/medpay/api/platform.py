@@ -11,7 +11,10 @@ from medpay.adapters.crypto import FieldCipher, default_cipher
 from medpay.adapters.db.engine import database_url, make_engine, session_factory
 from medpay.adapters.policy_files import builtin_policies
 from medpay.domain.policy import Policy
+from medpay.services.gateway_auth import GatewayAuth
+from medpay.services.persons import PersonService
 from medpay.services.settlement import SettlementService
+from medpay.services.sign_in import SignInService
 
 
 @dataclass
@@ -23,6 +26,9 @@ class Platform:
     policies: list[Policy]
     cipher: FieldCipher
     settlement: SettlementService
+    persons: PersonService
+    sign_in: SignInService
+    gateway: GatewayAuth
 
 
 def build_platform(url: str | None = None, policies: list[Policy] | None = None,
@@ -31,6 +37,7 @@ def build_platform(url: str | None = None, policies: list[Policy] | None = None,
     factory = session_factory(engine)
     policies = list(policies if policies is not None else builtin_policies())
     cipher = cipher or default_cipher()
-    return Platform(engine, factory, policies, cipher, SettlementService(factory, policies, cipher))
+    return Platform(engine, factory, policies, cipher, SettlementService(factory, policies, cipher),
+                    PersonService(factory, cipher), SignInService(factory), GatewayAuth(factory, cipher))
 
 

@@ -103,6 +103,5 @@ class VisitContext:
     setl_date: date
     institution: Institution
     admission_seq: int = 1  # this admission's number within the year (inpatient deductibles)
-    prior_dedc_in_visit: int = 0  # deductible already paid by earlier interim settlements of this visit
     final: bool = True  # False for an interim (mid-stay) settlement
     dise_codg: str = ""  # chronic/special disease code for 门诊慢特病

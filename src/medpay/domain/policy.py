@@ -412,12 +412,17 @@ def parse_policy(doc: Mapping[str, Any], source: str) -> Policy:
 
     med_categories = _codes(r, doc, "med_categories")
     person_classes = _codes(r, doc, "person_classes")
+    # every condition — the tier's own, its ratio rules' and its deductible rules' — must name defined
+    # classes: a typo would otherwise silently never match and hand the person another ratio
     for t in known.values():
-        for name, used, defined in (("med_categories", t.applies.med_categories, set(med_categories.values())),
-                                    ("psn_classes", t.applies.psn_classes, set(person_classes.values()))):
-            missing = used - defined
-            if missing:
-                raise r.fail(f"tiers.{t.code}.applies.{name}", f"undefined class(es) {sorted(missing)}")
+        matches = [("applies", t.applies)] + [(f"ratios[{i}]", rr.match) for i, rr in enumerate(t.ratios)] + \
+                  [(f"deductible.rules[{i}]", dr.match) for i, dr in enumerate(t.deductible.rules)]
+        for where, match in matches:
+            for name, used, defined in (("med_categories", match.med_categories, set(med_categories.values())),
+                                        ("psn_classes", match.psn_classes, set(person_classes.values()))):
+                missing = used - defined
+                if missing:
+                    raise r.fail(f"tiers.{t.code}.{where}.{name}", f"undefined class(es) {sorted(missing)}")
 
     return Policy(
         admdvs=admdvs, name=r.text(head, "name", "policy"), version=r.text(head, "version", "policy"),

@@ -120,9 +120,11 @@ def add_to_accumulators(session: Session, psn_no: str, year: int, deltas: dict[s
 
 
 def visit_accumulators(session: Session, mdtrt_id: str) -> Accumulators:
-    """Sum of the visit deltas of every settlement (and cancellation) of the visit so far."""
+    """Sum of the visit deltas of the visit's standing settlements (a cancelled one and its cancellation net to zero)."""
     acc = Accumulators()
-    for deltas in session.execute(select(SettlementRow.visit_deltas).where(SettlementRow.mdtrt_id == mdtrt_id)).scalars():
+    for deltas in session.execute(select(SettlementRow.visit_deltas).where(
+            SettlementRow.mdtrt_id == mdtrt_id, SettlementRow.kind == "settle",
+            SettlementRow.cancelled.is_(False))).scalars():
         acc = acc.plus(deltas)
     return acc
 

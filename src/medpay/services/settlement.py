@@ -55,6 +55,7 @@ from medpay.services.errors import Conflict, Invalid, NotFound, ServiceError
 from medpay.services.unit_of_work import UnitOfWork, unit_of_work
 
 INPATIENT_MED_TYPES = ("21", "23", "24", "52")
+REVERSED = "reversed"  # idempotency record of a message undone (or pre-empted) by 2601
 CLR_TYPES = {"outpatient": "11", "chronic": "14", "inpatient": "21"}
 LOCAL_TZ = ZoneInfo("Asia/Shanghai")  # times shown to callers; stored times are UTC
 LINE_TOLERANCE_FEN = 1  # det_item_fee_sumamt may differ from cnt × pric by rounding, never more
@@ -106,33 +107,40 @@ class SettlementService:
 
     def register_visit(self, fixmedins_code: str, psn_no: str, med_type: str, *, insutype: str | None = None,
                        begntime: datetime | None = None, dise_codg: str = "", dise_name: str = "",
-                       mdtrt_cert_type: str = "", ipt_otp_no: str = "") -> VisitRow:
+                       mdtrt_cert_type: str = "", ipt_otp_no: str = "", msgid: str | None = None) -> VisitRow:
         """Outpatient registration (2201) or admission (2401): opens a visit for this institution."""
-        with unit_of_work(self.factory) as uow:
+        body = {"psn_no": psn_no, "med_type": med_type, "insutype": insutype or "", "dise_codg": dise_codg,
+                "mdtrt_cert_type": mdtrt_cert_type, "ipt_otp_no": ipt_otp_no,
+                "begntime": begntime.isoformat() if begntime else ""}
+
+        def work(uow: UnitOfWork) -> dict:
             records.institution(uow.session, fixmedins_code)
             prow = records.person_row(uow.session, psn_no)
             if prow.psn_insu_stas != "1":
                 raise Invalid("psn_no", f"person {psn_no!r} is not currently insured (psn_insu_stas {prow.psn_insu_stas})")
-            insutype = insutype or prow.insutype
-            if insutype != prow.insutype:
-                raise Invalid("insutype", f"person {psn_no!r} is insured under {prow.insutype}, not {insutype!r}")
-            policy = self._policy(prow.insuplc_admdvs, (begntime or self.clock()).astimezone(LOCAL_TZ).date())
+            chosen = insutype or prow.insutype
+            if chosen != prow.insutype:
+                raise Invalid("insutype", f"person {psn_no!r} is insured under {prow.insutype}, not {chosen!r}")
+            now = begntime or self.clock()
+            policy = self._policy(prow.insuplc_admdvs, now.astimezone(LOCAL_TZ).date())
             if not policy.med_category(med_type):
                 raise Invalid("med_type", f"unknown medical type {med_type!r} in policy {policy.policy_id}")
-            now = begntime or self.clock()
             seq = 1
             if med_type in INPATIENT_MED_TYPES:
                 seq = records.year_accumulators(uow.session, psn_no, now.astimezone(LOCAL_TZ).year).get("admissions") + 1
             row = VisitRow(mdtrt_id=records.new_id(now), fixmedins_code=fixmedins_code, psn_no=psn_no,
-                           insutype=insutype, med_type=med_type, begntime=now, status="open",
+                           insutype=chosen, med_type=med_type, begntime=now, status="open",
                            ipt_otp_no=ipt_otp_no, dise_codg=dise_codg, dise_name=dise_name,
                            mdtrt_cert_type=mdtrt_cert_type, admission_seq=seq)
             uow.session.add(row)
-        return row
+            return {"mdtrt_id": row.mdtrt_id}
 
-    def cancel_visit(self, fixmedins_code: str, mdtrt_id: str) -> VisitRow:
+        return self._visit(self._write(fixmedins_code, msgid, "register", body, work)["mdtrt_id"])
+
+    def cancel_visit(self, fixmedins_code: str, mdtrt_id: str, msgid: str | None = None) -> VisitRow:
         """Registration cancel (2202) / admission cancel (2404): only a visit with nothing settled."""
-        with unit_of_work(self.factory) as uow:
+
+        def work(uow: UnitOfWork) -> dict:
             visit = records.own_visit(uow.session, fixmedins_code, mdtrt_id, lock=True)
             if visit.status == "cancelled":
                 raise Conflict("mdtrt_id", f"visit {mdtrt_id!r} is already cancelled")
@@ -142,10 +150,16 @@ class SettlementService:
             if self._active_lines(uow.session, mdtrt_id):
                 raise Conflict("mdtrt_id", f"visit {mdtrt_id!r} still has fee lines; cancel them first (2205/2302)")
             visit.status = "cancelled"
-        return visit
+            return {"mdtrt_id": mdtrt_id}
 
-    def discharge(self, fixmedins_code: str, mdtrt_id: str, endtime: datetime | None = None) -> VisitRow:
-        with unit_of_work(self.factory) as uow:
+        self._write(fixmedins_code, msgid, "cancel_visit", {"mdtrt_id": mdtrt_id}, work)
+        return self._visit(mdtrt_id)
+
+    def discharge(self, fixmedins_code: str, mdtrt_id: str, endtime: datetime | None = None,
+                  msgid: str | None = None) -> VisitRow:
+        """Discharge (2402): the admission is closed for new fee lines' dates and ready to settle."""
+
+        def work(uow: UnitOfWork) -> dict:
             visit = records.own_visit(uow.session, fixmedins_code, mdtrt_id, lock=True)
             if visit.med_type not in INPATIENT_MED_TYPES:
                 raise Invalid("mdtrt_id", f"visit {mdtrt_id!r} is not an admission")
@@ -153,16 +167,48 @@ class SettlementService:
                 raise Conflict("mdtrt_id", f"visit {mdtrt_id!r} is {visit.status}, not open")
             visit.status = "discharged"
             visit.endtime = endtime or self.clock()
-        return visit
+            return {"mdtrt_id": mdtrt_id}
 
-    def undo_discharge(self, fixmedins_code: str, mdtrt_id: str) -> VisitRow:
+        body = {"mdtrt_id": mdtrt_id, "endtime": endtime.isoformat() if endtime else ""}
+        self._write(fixmedins_code, msgid, "discharge", body, work)
+        return self._visit(mdtrt_id)
+
+    def undo_discharge(self, fixmedins_code: str, mdtrt_id: str, msgid: str | None = None) -> VisitRow:
         """Discharge cancel (2405): back in hospital, unless the final settlement stands."""
-        with unit_of_work(self.factory) as uow:
+
+        def work(uow: UnitOfWork) -> dict:
             visit = records.own_visit(uow.session, fixmedins_code, mdtrt_id, lock=True)
             if visit.status != "discharged":
                 raise Conflict("mdtrt_id", f"visit {mdtrt_id!r} is {visit.status}, not discharged")
             visit.status, visit.endtime = "open", None
-        return visit
+            return {"mdtrt_id": mdtrt_id}
+
+        self._write(fixmedins_code, msgid, "undo_discharge", {"mdtrt_id": mdtrt_id}, work)
+        return self._visit(mdtrt_id)
+
+    def update_visit(self, fixmedins_code: str, mdtrt_id: str, *, med_type: str | None = None, dise_codg: str = "",
+                     dise_name: str = "", msgid: str | None = None) -> VisitRow:
+        """Visit information (2203): medical type and diagnosis, before anything is settled."""
+        body = {"mdtrt_id": mdtrt_id, "med_type": med_type or "", "dise_codg": dise_codg, "dise_name": dise_name}
+
+        def work(uow: UnitOfWork) -> dict:
+            visit = records.own_visit(uow.session, fixmedins_code, mdtrt_id, lock=True)
+            if visit.status != "open" or self._live_settlements(uow.session, mdtrt_id):
+                raise Conflict("mdtrt_id", f"visit {mdtrt_id!r} is {visit.status}; its information is fixed")
+            if med_type and med_type != visit.med_type:
+                if (med_type in INPATIENT_MED_TYPES) != (visit.med_type in INPATIENT_MED_TYPES):
+                    raise Invalid("med_type", "can't turn an outpatient visit into an admission or back")
+                prow = records.person_row(uow.session, visit.psn_no)
+                policy = self._policy(prow.insuplc_admdvs, visit.begntime.astimezone(LOCAL_TZ).date())
+                if not policy.med_category(med_type):
+                    raise Invalid("med_type", f"unknown medical type {med_type!r} in policy {policy.policy_id}")
+                visit.med_type = med_type
+            if dise_codg:
+                visit.dise_codg, visit.dise_name = dise_codg, dise_name
+            return {"mdtrt_id": mdtrt_id}
+
+        self._write(fixmedins_code, msgid, "update_visit", body, work)
+        return self._visit(mdtrt_id)
 
     def deposit(self, fixmedins_code: str, mdtrt_id: str, amount: Any, msgid: str, channel: str = "counter") -> dict:
         """An inpatient deposit (预交金), held on the visit and used for the cash part at settlement."""
@@ -187,65 +233,80 @@ class SettlementService:
 
     # ---------------------------------------------------------------- fee lines
 
-    def upload_fees(self, fixmedins_code: str, mdtrt_id: str, lines: list[FeeLineInput]) -> list[dict[str, Any]]:
+    def upload_fees(self, fixmedins_code: str, mdtrt_id: str, lines: list[FeeLineInput],
+                    msgid: str | None = None) -> list[dict[str, Any]]:
         """2204/2301: validate, classify and store fee lines, all or none. Returns the per-line result (fen)."""
         if not lines:
             raise Invalid("feedetail", "no fee lines")
-        with unit_of_work(self.factory) as uow:
-            visit = records.own_visit(uow.session, fixmedins_code, mdtrt_id, lock=True)
-            if visit.status not in ("open", "discharged"):
-                raise Conflict("mdtrt_id", f"visit {mdtrt_id!r} is {visit.status}; no more fee lines")
-            prow = records.person_row(uow.session, visit.psn_no)
-            policy = self._policy(prow.insuplc_admdvs, visit.begntime.astimezone(LOCAL_TZ).date())
-            live = {r.feedetl_sn for r in self._active_lines(uow.session, mdtrt_id)}
-            seen: set[str] = set()
-            codes = {ln.med_list_codg for ln in lines}
-            catalog = {r.med_list_codg: r for r in uow.session.execute(
-                select(CatalogItemRow).where(CatalogItemRow.med_list_codg.in_(codes))).scalars()}
-            results = []
-            for i, ln in enumerate(lines):
-                where = f"feedetail[{i}]"
-                if not ln.feedetl_sn:
-                    raise Invalid(f"{where}.feedetl_sn", "missing")
-                if ln.feedetl_sn in live or ln.feedetl_sn in seen:
-                    raise Conflict(f"{where}.feedetl_sn", f"line {ln.feedetl_sn!r} is already uploaded for this visit")
-                seen.add(ln.feedetl_sn)
-                item_row = catalog.get(ln.med_list_codg)
-                if item_row is None:
-                    raise NotFound(f"{where}.med_list_codg", f"unknown catalog item {ln.med_list_codg!r}")
-                fee_line = self._fee_line(ln, records.catalog_item(item_row), where)
-                split = classify_line(fee_line, policy)
-                result = {
-                    "feedetl_sn": ln.feedetl_sn, "det_item_fee_sumamt": split.det_item_fee_sumamt,
-                    "cnt": str(fee_line.cnt), "pric": str(fee_line.pric), "pric_uplmt_amt": split.pric_uplmt_amt,
-                    "selfpay_prop": str(split.selfpay_prop), "fulamt_ownpay_amt": split.fulamt_ownpay_amt,
-                    "overlmt_amt": split.overlmt_amt, "preselfpay_amt": split.preselfpay_amt,
-                    "inscp_scp_amt": split.inscp_scp_amt, "chrgitm_lv": split.chrgitm_lv,
-                    "med_chrgitm_type": split.med_chrgitm_type,
-                }
-                uow.session.add(FeeLineRow(
-                    mdtrt_id=mdtrt_id, feedetl_sn=ln.feedetl_sn, chrg_bchno=ln.chrg_bchno,
-                    med_list_codg=ln.med_list_codg, medins_list_codg=ln.medins_list_codg, cnt=str(fee_line.cnt),
-                    pric=str(fee_line.pric), det_item_fee_sumamt=fee_line.det_item_fee_sumamt,
-                    fee_ocur_time=ln.fee_ocur_time or self.clock(), status="active", result=result))
-                results.append(result)
+        body = {"mdtrt_id": mdtrt_id, "lines": [vars(ln) for ln in lines]}
+        return self._write(fixmedins_code, msgid, "upload_fees", body, lambda uow: {"result": self._upload(uow, fixmedins_code, mdtrt_id, lines)})["result"]
+
+    def _upload(self, uow: UnitOfWork, fixmedins_code: str, mdtrt_id: str, lines: list[FeeLineInput]) -> list[dict[str, Any]]:
+        visit = records.own_visit(uow.session, fixmedins_code, mdtrt_id, lock=True)
+        if visit.status not in ("open", "discharged"):
+            raise Conflict("mdtrt_id", f"visit {mdtrt_id!r} is {visit.status}; no more fee lines")
+        prow = records.person_row(uow.session, visit.psn_no)
+        policy = self._policy(prow.insuplc_admdvs, visit.begntime.astimezone(LOCAL_TZ).date())
+        live = {r.feedetl_sn for r in self._active_lines(uow.session, mdtrt_id)}
+        seen: set[str] = set()
+        codes = {ln.med_list_codg for ln in lines}
+        catalog = {r.med_list_codg: r for r in uow.session.execute(
+            select(CatalogItemRow).where(CatalogItemRow.med_list_codg.in_(codes))).scalars()}
+        results = []
+        for i, ln in enumerate(lines):
+            where = f"feedetail[{i}]"
+            if not ln.feedetl_sn:
+                raise Invalid(f"{where}.feedetl_sn", "missing")
+            if ln.feedetl_sn in live or ln.feedetl_sn in seen:
+                raise Conflict(f"{where}.feedetl_sn", f"line {ln.feedetl_sn!r} is already uploaded for this visit")
+            seen.add(ln.feedetl_sn)
+            item_row = catalog.get(ln.med_list_codg)
+            if item_row is None:
+                raise NotFound(f"{where}.med_list_codg", f"unknown catalog item {ln.med_list_codg!r}")
+            fee_line = self._fee_line(ln, records.catalog_item(item_row), where)
+            split = classify_line(fee_line, policy)
+            result = {
+                "feedetl_sn": ln.feedetl_sn, "det_item_fee_sumamt": split.det_item_fee_sumamt,
+                "cnt": str(fee_line.cnt), "pric": str(fee_line.pric), "pric_uplmt_amt": split.pric_uplmt_amt,
+                "selfpay_prop": str(split.selfpay_prop), "fulamt_ownpay_amt": split.fulamt_ownpay_amt,
+                "overlmt_amt": split.overlmt_amt, "preselfpay_amt": split.preselfpay_amt,
+                "inscp_scp_amt": split.inscp_scp_amt, "chrgitm_lv": split.chrgitm_lv,
+                "med_chrgitm_type": split.med_chrgitm_type,
+            }
+            uow.session.add(FeeLineRow(
+                mdtrt_id=mdtrt_id, feedetl_sn=ln.feedetl_sn, chrg_bchno=ln.chrg_bchno,
+                med_list_codg=ln.med_list_codg, medins_list_codg=ln.medins_list_codg, cnt=str(fee_line.cnt),
+                pric=str(fee_line.pric), det_item_fee_sumamt=fee_line.det_item_fee_sumamt,
+                fee_ocur_time=ln.fee_ocur_time or self.clock(), status="active", result=result))
+            results.append(result)
         return results
 
-    def cancel_fees(self, fixmedins_code: str, mdtrt_id: str, feedetl_sn: str | None = None) -> int:
-        """2205/2302: withdraw unsettled lines (one by number, or all when ``feedetl_sn`` is None or "0000")."""
-        with unit_of_work(self.factory) as uow:
-            records.own_visit(uow.session, fixmedins_code, mdtrt_id, lock=True)
-            lines = self._active_lines(uow.session, mdtrt_id)
-            if feedetl_sn not in (None, "", "0000"):
-                lines = [r for r in lines if r.feedetl_sn == feedetl_sn]
-                if not lines:
-                    raise NotFound("feedetl_sn", f"no live fee line {feedetl_sn!r} in visit {mdtrt_id!r}")
-            settled = [r for r in lines if r.setl_id]
-            if settled:
-                raise Conflict("feedetl_sn", f"line {settled[0].feedetl_sn!r} is settled ({settled[0].setl_id}); cancel the settlement first")
-            for r in lines:
-                r.status = "cancelled"
-            return len(lines)
+    def cancel_fees(self, fixmedins_code: str, mdtrt_id: str, feedetl_sn: str | None = None,
+                    msgid: str | None = None, chrg_bchno: str | None = None) -> int:
+        """2205/2302: withdraw unsettled lines — one by number (2302 ``feedetl_sn``), one batch (2205
+        ``chrg_bchno``), or all when the number is None or "0000"."""
+        body = {"mdtrt_id": mdtrt_id, "feedetl_sn": feedetl_sn or "", "chrg_bchno": chrg_bchno or ""}
+        return self._write(fixmedins_code, msgid, "cancel_fees", body, lambda uow: {
+            "count": self._cancel_fees(uow, fixmedins_code, mdtrt_id, feedetl_sn, chrg_bchno)})["count"]
+
+    def _cancel_fees(self, uow: UnitOfWork, fixmedins_code: str, mdtrt_id: str, feedetl_sn: str | None,
+                     chrg_bchno: str | None = None) -> int:
+        records.own_visit(uow.session, fixmedins_code, mdtrt_id, lock=True)
+        lines = self._active_lines(uow.session, mdtrt_id)
+        if feedetl_sn not in (None, "", "0000"):
+            lines = [r for r in lines if r.feedetl_sn == feedetl_sn]
+            if not lines:
+                raise NotFound("feedetl_sn", f"no live fee line {feedetl_sn!r} in visit {mdtrt_id!r}")
+        if chrg_bchno not in (None, "", "0000"):
+            lines = [r for r in lines if r.chrg_bchno == chrg_bchno]
+            if not lines:
+                raise NotFound("chrg_bchno", f"no live fee lines of batch {chrg_bchno!r} in visit {mdtrt_id!r}")
+        settled = [r for r in lines if r.setl_id]
+        if settled:
+            raise Conflict("feedetl_sn", f"line {settled[0].feedetl_sn!r} is settled ({settled[0].setl_id}); cancel the settlement first")
+        for r in lines:
+            r.status = "cancelled"
+        return len(lines)
 
     # ---------------------------------------------------------------- settlement
 
@@ -306,40 +367,112 @@ class SettlementService:
         """2208/2305: a compensating settlement with negated amounts; balances and accumulators restored."""
 
         def work(uow: UnitOfWork) -> dict:
-            session = uow.session
-            orig = records.own_settlement(session, fixmedins_code, setl_id, lock=True)
+            orig = records.own_settlement(uow.session, fixmedins_code, setl_id, lock=True)
             if psn_no and psn_no != orig.psn_no:
                 raise Invalid("psn_no", f"settlement {setl_id!r} is not of person {psn_no!r}")
             if orig.kind != "settle":
                 raise Invalid("setl_id", f"{setl_id!r} is itself a cancellation")
             if orig.cancelled:
                 raise Conflict("setl_id", f"settlement {setl_id!r} is already cancelled")
-            visit = records.own_visit(session, fixmedins_code, orig.mdtrt_id, lock=True)
-            later = [s for s in self._live_settlements(session, visit.mdtrt_id) if s.setl_time > orig.setl_time]
-            if later:
-                raise Conflict("setl_id", f"cancel the later settlement {later[0].setl_id} of this visit first")
-            prow = records.person_row(session, orig.psn_no, lock=True)
-            now = self.clock()
-            cancel_id = records.new_id(now)
-            self._post(uow, reversal_posting(cancel_id, uow.ledger.transfers_by_ref(setl_id)))
-            setlinfo = _negated(orig.output["setlinfo"])
-            setlinfo.update(setl_id=cancel_id, setl_time=_fmt_time(now), medins_setl_id=msgid, setl_type="2",
-                            orig_setl_id=setl_id, balc=self._balance(uow, prow.psn_no))
-            setldetail = [_negated(d) for d in orig.output["setldetail"]]
-            output = {"setlinfo": setlinfo, "setldetail": setldetail}
-            session.add(self._settlement_row(
-                cancel_id, "cancel", setl_id, visit, prow, msgid, now, orig.final, orig.channel, orig.policy_id,
-                setlinfo, output, negate_deltas(orig.year_deltas), negate_deltas(orig.visit_deltas),
-                [[p, r, -a] for p, r, a in orig.account_payments]))
-            orig.cancelled = True
-            session.flush()
-            records.add_to_accumulators(session, prow.psn_no, orig.setl_year, negate_deltas(orig.year_deltas))
-            # the lines are refunded with the settlement; a partial refund re-uploads what stays billed
-            session.execute(update(FeeLineRow).where(FeeLineRow.setl_id == setl_id).values(status="cancelled"))
-            visit.status = "discharged" if visit.endtime is not None else "open"
-            return output
+            return self._cancel_in(uow, fixmedins_code, msgid, orig)
 
         return self._idempotent(fixmedins_code, msgid, "cancel", {"setl_id": setl_id, "psn_no": psn_no or ""}, work)
+
+    def _cancel_in(self, uow: UnitOfWork, fixmedins_code: str, msgid: str, orig: SettlementRow) -> dict[str, Any]:
+        session = uow.session
+        setl_id = orig.setl_id
+        visit = records.own_visit(session, fixmedins_code, orig.mdtrt_id, lock=True)
+        later = [s for s in self._live_settlements(session, visit.mdtrt_id) if s.setl_time > orig.setl_time]
+        if later:
+            raise Conflict("setl_id", f"cancel the later settlement {later[0].setl_id} of this visit first")
+        prow = records.person_row(session, orig.psn_no, lock=True)
+        now = self.clock()
+        cancel_id = records.new_id(now)
+        self._post(uow, reversal_posting(cancel_id, uow.ledger.transfers_by_ref(setl_id)))
+        setlinfo = _negated(orig.output["setlinfo"])
+        setlinfo.update(setl_id=cancel_id, setl_time=_fmt_time(now), medins_setl_id=msgid, setl_type="2",
+                        orig_setl_id=setl_id, balc=self._balance(uow, prow.psn_no))
+        setldetail = [_negated(d) for d in orig.output["setldetail"]]
+        output = {"setlinfo": setlinfo, "setldetail": setldetail}
+        session.add(self._settlement_row(
+            cancel_id, "cancel", setl_id, visit, prow, msgid, now, orig.final, orig.channel, orig.policy_id,
+            setlinfo, output, negate_deltas(orig.year_deltas), negate_deltas(orig.visit_deltas),
+            [[p, r, -a] for p, r, a in orig.account_payments]))
+        orig.cancelled = True
+        session.flush()
+        records.add_to_accumulators(session, prow.psn_no, orig.setl_year, negate_deltas(orig.year_deltas))
+        # the lines are refunded with the settlement; a partial refund re-uploads what stays billed
+        session.execute(update(FeeLineRow).where(FeeLineRow.setl_id == setl_id).values(status="cancelled"))
+        visit.status = "discharged" if visit.endtime is not None else "open"
+        return output
+
+    # ---------------------------------------------------------------- reversal (2601)
+
+    REVERSIBLE = {"2207": "settle", "2304": "settle", "2208": "cancel", "2305": "cancel", "2401": "register"}
+
+    def reverse(self, fixmedins_code: str, msgid: str, omsgid: str, oinfno: str, psn_no: str = "") -> dict[str, Any]:
+        """2601 冲正: undo the effect of message ``omsgid`` whose outcome the HIS does not know.
+
+        Safe whatever happened to the original: never arrived → a tombstone refuses it if it arrives
+        later; arrived once or more → its one effect is compensated. Either way the answer says which.
+        """
+        if oinfno not in self.REVERSIBLE:
+            raise Invalid("oinfno", f"transaction {oinfno!r} can't be reversed; reversible: {', '.join(self.REVERSIBLE)}")
+        if not omsgid:
+            raise Invalid("omsgid", "missing")
+        if omsgid == msgid:
+            raise Invalid("omsgid", "a reversal needs its own msgid")
+
+        def work(uow: UnitOfWork) -> dict:
+            session = uow.session
+            prior = session.execute(select(IdempotencyRow).where(
+                IdempotencyRow.scope == fixmedins_code, IdempotencyRow.key == omsgid).with_for_update()).scalar_one_or_none()
+            if prior is None:
+                session.add(IdempotencyRow(scope=fixmedins_code, key=omsgid, request_hash="", operation=REVERSED,
+                                           response={"reversed_by": msgid}))
+                return {"omsgid": omsgid, "oinfno": oinfno, "result": "original_not_received"}
+            if prior.operation == REVERSED:
+                return {"omsgid": omsgid, "oinfno": oinfno, "result": "already_reversed"}
+            expected = self.REVERSIBLE[oinfno]
+            if prior.operation != expected:
+                raise Invalid("oinfno", f"message {omsgid!r} was a {prior.operation}, not {oinfno}")
+            if expected == "settle":
+                setl_id = prior.response["setlinfo"]["setl_id"]
+                row = records.own_settlement(session, fixmedins_code, setl_id, lock=True)
+                if psn_no and psn_no != row.psn_no:
+                    raise Invalid("psn_no", f"message {omsgid!r} was not for person {psn_no!r}")
+                if not row.cancelled:
+                    self._cancel_in(uow, fixmedins_code, msgid, row)
+            elif expected == "cancel":
+                self._void_cancellation(uow, fixmedins_code, prior.response["setlinfo"]["setl_id"])
+            else:
+                visit = records.own_visit(session, fixmedins_code, prior.response["mdtrt_id"], lock=True)
+                if self._live_settlements(session, visit.mdtrt_id):
+                    raise Conflict("omsgid", f"admission {visit.mdtrt_id} has settlements; cancel them first")
+                for line in self._active_lines(session, visit.mdtrt_id):
+                    line.status = "cancelled"
+                visit.status = "cancelled"
+            prior.operation = REVERSED
+            return {"omsgid": omsgid, "oinfno": oinfno, "result": "reversed"}
+
+        return self._idempotent(fixmedins_code, msgid, "reverse", {"omsgid": omsgid, "oinfno": oinfno}, work)
+
+    def _void_cancellation(self, uow: UnitOfWork, fixmedins_code: str, cancel_setl_id: str) -> None:
+        """Undo a cancellation: the original settlement stands again, with its money and accumulators."""
+        session = uow.session
+        cancel = records.own_settlement(session, fixmedins_code, cancel_setl_id, lock=True)
+        if cancel.cancelled:
+            return
+        orig = records.own_settlement(session, fixmedins_code, cancel.orig_setl_id, lock=True)
+        prow = records.person_row(session, orig.psn_no, lock=True)
+        self._post(uow, reversal_posting(f"{cancel_setl_id}R", uow.ledger.transfers_by_ref(cancel_setl_id)))
+        cancel.cancelled, orig.cancelled = True, False
+        session.flush()
+        records.add_to_accumulators(session, prow.psn_no, orig.setl_year, orig.year_deltas)
+        session.execute(update(FeeLineRow).where(FeeLineRow.setl_id == orig.setl_id).values(status="active"))
+        visit = records.own_visit(session, fixmedins_code, orig.mdtrt_id, lock=True)
+        if orig.final:
+            visit.status = "settled"
 
     # ---------------------------------------------------------------- queries
 
@@ -515,6 +648,21 @@ class SettlementService:
         acct = uow.ledger.account(personal_account(psn_no).id)
         return acct.balance if acct else 0
 
+    def _write(self, scope: str, msgid: str | None, operation: str, body: dict,
+               work: Callable[[UnitOfWork], dict]) -> dict:
+        """One unit of work; exactly once per ``msgid`` when the caller gives one."""
+        if msgid is not None:
+            return self._idempotent(scope, msgid, operation, body, work)
+        with unit_of_work(self.factory) as uow:
+            return work(uow)
+
+    def _visit(self, mdtrt_id: str) -> VisitRow:
+        session = self.factory()
+        try:
+            return session.get(VisitRow, mdtrt_id)
+        finally:
+            session.close()
+
     def _idempotent(self, scope: str, key: str, operation: str, body: dict, work: Callable[[UnitOfWork], dict]) -> dict:
         if not key:
             raise Invalid("msgid", "missing")
@@ -550,6 +698,8 @@ class SettlementService:
 
     @staticmethod
     def _replay(prior: IdempotencyRow, operation: str, digest: str, key: str) -> dict:
+        if prior.operation == REVERSED:
+            raise Conflict("msgid", f"message {key!r} was reversed (2601); nothing was done — send it again with a new msgid")
         if prior.request_hash != digest:
             raise Conflict("msgid", f"message id {key!r} was already used for a different request ({prior.operation})")
         return prior.response

@@ -135,8 +135,10 @@ class SettlementRow(Base):
     __tablename__ = "settlements"
     __table_args__ = (
         UniqueConstraint("fixmedins_code", "msgid"),
-        # a settlement can be cancelled once: only one cancellation may name it
-        Index("uq_settlements_one_cancel", "orig_setl_id", unique=True),
+        # a settlement can be cancelled once: only one standing cancellation may name it (a cancellation
+        # voided by a 2601 reversal no longer counts, so the settlement may be cancelled again later)
+        Index("uq_settlements_one_cancel", "orig_setl_id", unique=True,
+              sqlite_where=text("NOT cancelled"), postgresql_where=text("NOT cancelled")),
         Index("ix_settlements_inst_time", "fixmedins_code", "setl_time"),
     )
     setl_id: Mapped[str] = mapped_column(String(30), primary_key=True)
@@ -185,3 +187,28 @@ class IdempotencyRow(Base):
     operation: Mapped[str] = mapped_column(String(20))
     response: Mapped[dict] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class CredentialPresentationRow(Base):
+    """A person showed a credential (card, ID, e-certificate, face) to an institution: 1101 records it, and
+    only then may that institution open a visit for them (tenancy)."""
+
+    __tablename__ = "credential_presentations"
+    __table_args__ = (Index("ix_presentations_inst_psn", "fixmedins_code", "psn_no", "presented_at"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    fixmedins_code: Mapped[str] = mapped_column(ForeignKey("institutions.fixmedins_code"))
+    psn_no: Mapped[str] = mapped_column(ForeignKey("persons.psn_no"))
+    mdtrt_cert_type: Mapped[str] = mapped_column(String(3))
+    presented_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class EcTokenRow(Base):
+    """An e-certificate token (ecToken) issued after a scan or face check; only its hash is stored."""
+
+    __tablename__ = "ec_tokens"
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    psn_no: Mapped[str] = mapped_column(ForeignKey("persons.psn_no"), index=True)
+    fixmedins_code: Mapped[str | None] = mapped_column(ForeignKey("institutions.fixmedins_code"))
+    business_type: Mapped[str] = mapped_column(String(5), default="")
+    issued_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime)

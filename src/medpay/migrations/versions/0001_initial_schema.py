@@ -28,6 +28,15 @@ def upgrade() -> None:
     sa.Column('selfpay_prop', sa.String(length=12), nullable=True),
     sa.PrimaryKeyConstraint('med_list_codg', name=op.f('pk_catalog_items'))
     )
+    op.create_table('gateway_nonces',
+    sa.Column('paasid', sa.String(length=64), nullable=False),
+    sa.Column('nonce', sa.String(length=64), nullable=False),
+    sa.Column('seen_at', medpay.adapters.db.base.UtcDateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint('paasid', 'nonce', name=op.f('pk_gateway_nonces'))
+    )
+    with op.batch_alter_table('gateway_nonces', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_gateway_nonces_seen_at'), ['seen_at'], unique=False)
+
     op.create_table('idempotency_keys',
     sa.Column('scope', sa.String(length=40), nullable=False),
     sa.Column('key', sa.String(length=64), nullable=False),
@@ -131,6 +140,33 @@ def upgrade() -> None:
     sa.ForeignKeyConstraint(['psn_no'], ['persons.psn_no'], name=op.f('fk_accumulators_psn_no_persons')),
     sa.PrimaryKeyConstraint('psn_no', 'year', 'key', name=op.f('pk_accumulators'))
     )
+    op.create_table('credential_presentations',
+    sa.Column('id', sa.Integer(), autoincrement=True, nullable=False),
+    sa.Column('fixmedins_code', sa.String(length=30), nullable=False),
+    sa.Column('psn_no', sa.String(length=30), nullable=False),
+    sa.Column('mdtrt_cert_type', sa.String(length=3), nullable=False),
+    sa.Column('presented_at', medpay.adapters.db.base.UtcDateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['fixmedins_code'], ['institutions.fixmedins_code'], name=op.f('fk_credential_presentations_fixmedins_code_institutions')),
+    sa.ForeignKeyConstraint(['psn_no'], ['persons.psn_no'], name=op.f('fk_credential_presentations_psn_no_persons')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_credential_presentations'))
+    )
+    with op.batch_alter_table('credential_presentations', schema=None) as batch_op:
+        batch_op.create_index('ix_presentations_inst_psn', ['fixmedins_code', 'psn_no', 'presented_at'], unique=False)
+
+    op.create_table('ec_tokens',
+    sa.Column('token_hash', sa.String(length=64), nullable=False),
+    sa.Column('psn_no', sa.String(length=30), nullable=False),
+    sa.Column('fixmedins_code', sa.String(length=30), nullable=True),
+    sa.Column('business_type', sa.String(length=5), nullable=False),
+    sa.Column('issued_at', medpay.adapters.db.base.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('expires_at', medpay.adapters.db.base.UtcDateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['fixmedins_code'], ['institutions.fixmedins_code'], name=op.f('fk_ec_tokens_fixmedins_code_institutions')),
+    sa.ForeignKeyConstraint(['psn_no'], ['persons.psn_no'], name=op.f('fk_ec_tokens_psn_no_persons')),
+    sa.PrimaryKeyConstraint('token_hash', name=op.f('pk_ec_tokens'))
+    )
+    with op.batch_alter_table('ec_tokens', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_ec_tokens_psn_no'), ['psn_no'], unique=False)
+
     op.create_table('family_links',
     sa.Column('id', sa.Integer(), autoincrement=True, nullable=False),
     sa.Column('payer_psn_no', sa.String(length=30), nullable=False),
@@ -145,6 +181,40 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('family_links', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_family_links_beneficiary_psn_no'), ['beneficiary_psn_no'], unique=False)
+
+    op.create_table('institution_keys',
+    sa.Column('fixmedins_code', sa.String(length=30), nullable=False),
+    sa.Column('sm2_public_key', sa.String(length=130), nullable=False),
+    sa.ForeignKeyConstraint(['fixmedins_code'], ['institutions.fixmedins_code'], name=op.f('fk_institution_keys_fixmedins_code_institutions')),
+    sa.PrimaryKeyConstraint('fixmedins_code', name=op.f('pk_institution_keys'))
+    )
+    op.create_table('interface_files',
+    sa.Column('file_qury_no', sa.String(length=40), nullable=False),
+    sa.Column('fixmedins_code', sa.String(length=30), nullable=False),
+    sa.Column('filename', sa.String(length=200), nullable=False),
+    sa.Column('content', sa.LargeBinary(), nullable=False),
+    sa.Column('created_at', medpay.adapters.db.base.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('kind', sa.String(length=8), nullable=False),
+    sa.CheckConstraint("kind IN ('upload', 'download')", name=op.f('ck_interface_files_kind_known')),
+    sa.ForeignKeyConstraint(['fixmedins_code'], ['institutions.fixmedins_code'], name=op.f('fk_interface_files_fixmedins_code_institutions')),
+    sa.PrimaryKeyConstraint('file_qury_no', name=op.f('pk_interface_files'))
+    )
+    with op.batch_alter_table('interface_files', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_interface_files_fixmedins_code'), ['fixmedins_code'], unique=False)
+
+    op.create_table('sign_ins',
+    sa.Column('sign_no', sa.String(length=30), nullable=False),
+    sa.Column('fixmedins_code', sa.String(length=30), nullable=False),
+    sa.Column('opter', sa.String(length=30), nullable=False),
+    sa.Column('mac', sa.String(length=64), nullable=False),
+    sa.Column('ip', sa.String(length=64), nullable=False),
+    sa.Column('sign_time', medpay.adapters.db.base.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('sign_out_time', medpay.adapters.db.base.UtcDateTime(timezone=True), nullable=True),
+    sa.ForeignKeyConstraint(['fixmedins_code'], ['institutions.fixmedins_code'], name=op.f('fk_sign_ins_fixmedins_code_institutions')),
+    sa.PrimaryKeyConstraint('sign_no', name=op.f('pk_sign_ins'))
+    )
+    with op.batch_alter_table('sign_ins', schema=None) as batch_op:
+        batch_op.create_index('ix_sign_ins_inst_time', ['fixmedins_code', 'sign_time'], unique=False)
 
     op.create_table('visits',
     sa.Column('mdtrt_id', sa.String(length=30), nullable=False),
@@ -230,7 +300,7 @@ def upgrade() -> None:
         batch_op.create_index('ix_settlements_inst_time', ['fixmedins_code', 'setl_time'], unique=False)
         batch_op.create_index(batch_op.f('ix_settlements_mdtrt_id'), ['mdtrt_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_settlements_psn_no'), ['psn_no'], unique=False)
-        batch_op.create_index('uq_settlements_one_cancel', ['orig_setl_id'], unique=True)
+        batch_op.create_index('uq_settlements_one_cancel', ['orig_setl_id'], unique=True, sqlite_where=sa.text('NOT cancelled'), postgresql_where=sa.text('NOT cancelled'))
 
     # ### end Alembic commands ###
 
@@ -238,7 +308,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     # ### commands auto generated by Alembic - please adjust! ###
     with op.batch_alter_table('settlements', schema=None) as batch_op:
-        batch_op.drop_index('uq_settlements_one_cancel')
+        batch_op.drop_index('uq_settlements_one_cancel', sqlite_where=sa.text('NOT cancelled'), postgresql_where=sa.text('NOT cancelled'))
         batch_op.drop_index(batch_op.f('ix_settlements_psn_no'))
         batch_op.drop_index(batch_op.f('ix_settlements_mdtrt_id'))
         batch_op.drop_index('ix_settlements_inst_time')
@@ -255,10 +325,27 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_visits_fixmedins_code'))
 
     op.drop_table('visits')
+    with op.batch_alter_table('sign_ins', schema=None) as batch_op:
+        batch_op.drop_index('ix_sign_ins_inst_time')
+
+    op.drop_table('sign_ins')
+    with op.batch_alter_table('interface_files', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_interface_files_fixmedins_code'))
+
+    op.drop_table('interface_files')
+    op.drop_table('institution_keys')
     with op.batch_alter_table('family_links', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_family_links_beneficiary_psn_no'))
 
     op.drop_table('family_links')
+    with op.batch_alter_table('ec_tokens', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_ec_tokens_psn_no'))
+
+    op.drop_table('ec_tokens')
+    with op.batch_alter_table('credential_presentations', schema=None) as batch_op:
+        batch_op.drop_index('ix_presentations_inst_psn')
+
+    op.drop_table('credential_presentations')
     op.drop_table('accumulators')
     op.drop_table('persons')
     with op.batch_alter_table('ledger_transfers', schema=None) as batch_op:
@@ -272,5 +359,9 @@ def downgrade() -> None:
     op.drop_table('regions')
     op.drop_table('ledger_accounts')
     op.drop_table('idempotency_keys')
+    with op.batch_alter_table('gateway_nonces', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_gateway_nonces_seen_at'))
+
+    op.drop_table('gateway_nonces')
     op.drop_table('catalog_items')
     # ### end Alembic commands ###

@@ -1,0 +1,121 @@
+"""OpenAPI material for the institution interface: envelope schemas, headers, a titled example per infno."""
+
+from __future__ import annotations
+
+from typing import Any
+
+TITLES = {
+    "9001": "签到 sign in", "9002": "签退 sign out", "1101": "人员信息获取 person info", "2001": "人员待遇享受检查 eligibility",
+    "2201": "门诊挂号 registration", "2202": "挂号撤销 registration cancel", "2203": "就诊信息上传 visit info",
+    "2204": "门诊费用明细上传 fee upload", "2205": "门诊费用明细撤销 fee cancel", "2206": "门诊预结算 pre-settle",
+    "2207": "门诊结算 settle", "2208": "门诊结算撤销 settlement cancel", "2301": "住院费用明细上传 inpatient fees",
+    "2302": "住院费用明细撤销 inpatient fee cancel", "2303": "住院预结算 inpatient pre-settle",
+    "2304": "住院结算 inpatient settle", "2305": "住院结算撤销 inpatient settlement cancel", "2401": "入院办理 admission",
+    "2402": "出院办理 discharge", "2404": "入院撤销 admission cancel", "2405": "出院撤销 discharge cancel",
+    "2601": "冲正交易 reversal", "3201": "对总账 totals reconciliation", "3202": "对明细账 detail reconciliation",
+    "5203": "结算信息查询 settlement query", "5204": "费用明细查询 fee query", "5206": "人员累计信息查询 accumulators",
+    "9101": "文件上传 file upload", "9102": "文件下载 file download",
+}
+
+HEADER_PARAMETERS = [
+    {"name": "x-tif-paasid", "in": "header", "required": True, "schema": {"type": "string"},
+     "description": "the institution's gateway id"},
+    {"name": "x-tif-timestamp", "in": "header", "required": True, "schema": {"type": "string"},
+     "description": "unix seconds; refused outside ±300 s"},
+    {"name": "x-tif-nonce", "in": "header", "required": True, "schema": {"type": "string"},
+     "description": "unique per request; a reused nonce is refused"},
+    {"name": "x-tif-signature", "in": "header", "required": True, "schema": {"type": "string"},
+     "description": "hex SHA256(timestamp + token + nonce + timestamp)"},
+]
+
+_TEXT = {"type": "string"}
+ENVELOPE_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["infno", "msgid", "fixmedins_code", "input"],
+    "properties": {
+        "infno": {"type": "string", "description": "交易编号"},
+        "msgid": {"type": "string", "maxLength": 30, "description": "发送方报文ID: 机构编号+yyyyMMddHHmmss+顺序号; a retry reuses it"},
+        "mdtrtarea_admvs": {**_TEXT, "description": "就医地医保区划"},
+        "insuplc_admdvs": {**_TEXT, "description": "参保地医保区划 (from 1101)"},
+        "recer_sys_code": {**_TEXT, "description": "YBXT / LXXT / GSXT"},
+        "dev_no": _TEXT, "dev_safe_info": _TEXT, "cainfo": _TEXT,
+        "signtype": {**_TEXT, "description": "SM2 to sign the body (cainfo)"},
+        "infver": _TEXT, "opter_type": _TEXT, "opter": _TEXT, "opter_name": _TEXT, "inf_time": _TEXT,
+        "fixmedins_code": {**_TEXT, "description": "定点医药机构编号; must match the gateway credentials"},
+        "fixmedins_name": _TEXT,
+        "sign_no": {**_TEXT, "description": "from 9001; required for every transaction but 9001/9002"},
+        "input": {"type": "object", "description": "交易输入: node name depends on infno (data, feedetail, mdtrtinfo, …)"},
+    },
+}
+RESPONSE_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "infcode": {"type": "integer", "description": "0 success; −2 refused (nothing written); −1 system fault"},
+        "inf_refmsgid": _TEXT, "refmsg_time": _TEXT, "respond_time": _TEXT, "err_msg": {"type": ["string", "null"]},
+        "output": {"type": "object"},
+    },
+}
+
+
+def _env(infno: str, node: str, value: Any) -> dict[str, Any]:
+    return {"summary": f"{infno} {TITLES.get(infno, '')}", "value": {
+        "infno": infno, "msgid": "H99990100001202611231000000001", "mdtrtarea_admvs": "999901",
+        "insuplc_admdvs": "999901", "recer_sys_code": "YBXT", "infver": "V1.0", "opter_type": "1", "opter": "1001",
+        "opter_name": "收费员", "inf_time": "2026-11-23 10:00:00", "fixmedins_code": "H99990100001",
+        "fixmedins_name": "演示市第一人民医院", "sign_no": "260000000000000000000000000001", "input": {node: value}}}
+
+
+MDTRT = "26112310000012345678"
+PSN = "99990100000001"
+EXAMPLES = {
+    "9001": _env("9001", "signIn", {"opter_no": "1001", "mac": "00:16:3e:00:00:01", "ip": "10.0.0.8"}),
+    "9002": _env("9002", "signOut", {"sign_no": "260000000000000000000000000001", "opter_no": "1001"}),
+    "1101": _env("1101", "data", {"mdtrt_cert_type": "02", "mdtrt_cert_no": "999901198001010011", "card_sn": "",
+                                  "psn_cert_type": "01", "certno": "999901198001010011", "psn_name": ""}),
+    "2001": _env("2001", "data", {"psn_no": PSN, "insutype": "310", "med_type": "11"}),
+    "2201": _env("2201", "data", {"psn_no": PSN, "insutype": "310", "begntime": "2026-11-23 10:00:00",
+                                  "mdtrt_cert_type": "02", "mdtrt_cert_no": "999901198001010011",
+                                  "ipt_otp_no": "MZ0001", "atddr_no": "D001", "dr_name": "李医生", "dept_code": "01",
+                                  "dept_name": "内科", "caty": "A03"}),
+    "2202": _env("2202", "data", {"psn_no": PSN, "mdtrt_id": MDTRT, "ipt_otp_no": "MZ0001"}),
+    "2203": _env("2203", "mdtrtinfo", {"mdtrt_id": MDTRT, "psn_no": PSN, "med_type": "11",
+                                       "begntime": "2026-11-23 10:00:00", "dise_codg": "J06.900", "dise_name": "急性上呼吸道感染"}),
+    "2204": _env("2204", "feedetail", [{"feedetl_sn": "1", "mdtrt_id": MDTRT, "psn_no": PSN, "chrg_bchno": "B1",
+                                        "fee_ocur_time": "2026-11-23 10:05:00", "med_list_codg": "XM01AEB002",
+                                        "medins_list_codg": "YP0001", "det_item_fee_sumamt": 61.0, "cnt": 2,
+                                        "pric": 30.5}]),
+    "2205": _env("2205", "data", {"mdtrt_id": MDTRT, "chrg_bchno": "B1", "psn_no": PSN}),
+    "2206": _env("2206", "data", {"psn_no": PSN, "mdtrt_cert_type": "02", "mdtrt_cert_no": "999901198001010011",
+                                  "med_type": "11", "medfee_sumamt": 61.0, "psn_setlway": "01", "mdtrt_id": MDTRT,
+                                  "chrg_bchno": "B1", "insutype": "310", "acct_used_flag": "1"}),
+    "2207": _env("2207", "data", {"psn_no": PSN, "mdtrt_cert_type": "02", "mdtrt_cert_no": "999901198001010011",
+                                  "med_type": "11", "medfee_sumamt": 61.0, "psn_setlway": "01", "mdtrt_id": MDTRT,
+                                  "chrg_bchno": "B1", "insutype": "310", "acct_used_flag": "1", "invono": "",
+                                  "fulamt_ownpay_amt": 0, "overlmt_selfpay": 0, "preselfpay_amt": 3.05,
+                                  "inscp_scp_amt": 57.95}),
+    "2208": _env("2208", "data", {"setl_id": "26112310000087654321", "mdtrt_id": MDTRT, "psn_no": PSN}),
+    "2301": _env("2301", "feedetail", [{"feedetl_sn": "1", "mdtrt_id": MDTRT, "psn_no": PSN, "med_type": "21",
+                                        "fee_ocur_time": "2026-11-23 10:05:00", "med_list_codg": "001102000010000",
+                                        "det_item_fee_sumamt": 300, "cnt": 5, "pric": 60}]),
+    "2302": _env("2302", "data", {"feedetl_sn": "0000", "mdtrt_id": MDTRT, "psn_no": PSN}),
+    "2303": _env("2303", "data", {"psn_no": PSN, "mdtrt_cert_type": "02", "mdtrt_cert_no": "999901198001010011",
+                                  "medfee_sumamt": 300, "psn_setlway": "01", "mdtrt_id": MDTRT, "insutype": "310",
+                                  "acct_used_flag": "1", "mid_setl_flag": "0"}),
+    "2304": _env("2304", "data", {"psn_no": PSN, "mdtrt_cert_type": "02", "mdtrt_cert_no": "999901198001010011",
+                                  "medfee_sumamt": 300, "psn_setlway": "01", "mdtrt_id": MDTRT, "insutype": "310",
+                                  "acct_used_flag": "1", "mid_setl_flag": "0", "dscg_time": "2026-11-28 10:00:00"}),
+    "2305": _env("2305", "data", {"mdtrt_id": MDTRT, "setl_id": "26112310000087654321", "psn_no": PSN}),
+    "2401": _env("2401", "mdtrtinfo", {"psn_no": PSN, "insutype": "310", "begntime": "2026-11-23 10:00:00",
+                                       "mdtrt_cert_type": "02", "mdtrt_cert_no": "999901198001010011", "med_type": "21",
+                                       "ipt_no": "ZY0001", "atddr_no": "D001", "adm_diag_dscr": "急性阑尾炎",
+                                       "adm_dept_codg": "03", "adm_dept_name": "普外科", "adm_bed": "12",
+                                       "dise_codg": "K35.800", "dise_name": "急性阑尾炎"}),
+    "2402": _env("2402", "dscginfo", {"mdtrt_id": MDTRT, "psn_no": PSN, "insutype": "310",
+                                      "endtime": "2026-11-28 10:00:00", "dscg_way": "1"}),
+    "2404": _env("2404", "data", {"mdtrt_id": MDTRT, "psn_no": PSN}),
+    "2405": _env("2405", "data", {"mdtrt_id": MDTRT, "psn_no": PSN}),
+    "2601": _env("2601", "data", {"psn_no": PSN, "omsgid": "H99990100001202611231000000001", "oinfno": "2207"}),
+    "5203": _env("5203", "data", {"psn_no": PSN, "mdtrt_id": MDTRT, "setl_id": "26112310000087654321"}),
+    "5204": _env("5204", "data", {"psn_no": PSN, "mdtrt_id": MDTRT, "setl_id": ""}),
+    "5206": _env("5206", "data", {"psn_no": PSN, "cum_ym": "202611"}),
+}

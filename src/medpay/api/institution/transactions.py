@@ -1,0 +1,406 @@
+"""One handler per ``infno``: read the input node(s), call a service, shape the output (yuan).
+
+Handlers raise ``ServiceError`` (→ infcode −2 naming the field); the route turns anything else into −1.
+Every write passes the envelope's ``msgid`` down, so the service applies it exactly once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Callable, Mapping
+
+from medpay.api.institution.envelope import LOCAL_TZ, Envelope, EnvelopeError, as_text
+from medpay.api.platform import Platform
+from medpay.interface_format import to_yuan
+from medpay.services import records
+from medpay.services.errors import Invalid
+from medpay.services.settlement import FeeLineInput, SettleRequest
+
+
+@dataclass
+class Call:
+    env: Envelope
+    fixmedins_code: str
+    platform: Platform
+
+
+Handler = Callable[[Call], Any]
+HANDLERS: dict[str, Handler] = {}
+# transactions that need no active sign-in (sign_no) first
+NO_SIGN_IN = {"9001", "9002"}
+
+
+def handler(*infnos: str) -> Callable[[Handler], Handler]:
+    def register(fn: Handler) -> Handler:
+        for infno in infnos:
+            HANDLERS[infno] = fn
+        return fn
+
+    return register
+
+
+# ------------------------------------------------------------------------------------------ input access
+
+
+def node(call: Call, name: str) -> Mapping[str, Any]:
+    value = call.env.input.get(name)
+    if value is None:
+        raise Invalid(f"input.{name}", "missing")
+    if not isinstance(value, Mapping):
+        raise Invalid(f"input.{name}", "must be an object")
+    return value
+
+
+def rows(call: Call, name: str) -> list[Mapping[str, Any]]:
+    value = call.env.input.get(name)
+    if isinstance(value, Mapping):  # a single row sent as an object
+        value = [value]
+    if not isinstance(value, list) or not value:
+        raise Invalid(f"input.{name}", "must be a non-empty list")
+    for i, row in enumerate(value):
+        if not isinstance(row, Mapping):
+            raise Invalid(f"input.{name}[{i}]", "must be an object")
+    return value
+
+
+def text(d: Mapping[str, Any], key: str, path: str, *, required: bool = True, default: str = "") -> str:
+    try:
+        value = as_text(d.get(key), f"{path}.{key}")
+    except EnvelopeError as e:
+        raise Invalid(e.field, e.message) from None
+    if not value:
+        if required:
+            raise Invalid(f"{path}.{key}", "missing")
+        return default
+    return value
+
+
+def flag(d: Mapping[str, Any], key: str, path: str, default: bool) -> bool:
+    value = text(d, key, path, required=False)
+    if not value:
+        return default
+    if value not in ("0", "1"):
+        raise Invalid(f"{path}.{key}", f"must be 0 or 1; got {value!r}")
+    return value == "1"
+
+
+def timestamp(d: Mapping[str, Any], key: str, path: str) -> datetime | None:
+    value = text(d, key, path, required=False)
+    if not value:
+        return None
+    for fmt in ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d", "%Y%m%d%H%M%S"):
+        try:
+            return datetime.strptime(value, fmt).replace(tzinfo=LOCAL_TZ)
+        except ValueError:
+            continue
+    raise Invalid(f"{path}.{key}", f"must be a time yyyy-MM-dd HH:mm:ss; got {value!r}")
+
+
+def _same_person(call: Call, mdtrt_id: str, psn_no: str, path: str) -> None:
+    if not psn_no:
+        return
+    session = call.platform.factory()
+    try:
+        visit = records.own_visit(session, call.fixmedins_code, mdtrt_id)
+        if visit.psn_no != psn_no:
+            raise Invalid(f"{path}.psn_no", f"visit {mdtrt_id!r} is not of person {psn_no!r}")
+    finally:
+        session.close()
+
+
+def _target_visit(call: Call, name: str = "data") -> str:
+    """The visit a write names, after checking it is this institution's and, if given, this person's."""
+    d = node(call, name)
+    mdtrt_id = text(d, "mdtrt_id", name)
+    _same_person(call, mdtrt_id, text(d, "psn_no", name, required=False), name)
+    return mdtrt_id
+
+
+def _with_person(call: Call, output: dict[str, Any]) -> dict[str, Any]:
+    """Settlement outputs carry the person's name and ID number, decrypted only for this response."""
+    info = output["setlinfo"]
+    session = call.platform.factory()
+    try:
+        row = records.person_row(session, info["psn_no"])
+        cipher = call.platform.cipher
+        info = {**info, "psn_name": cipher.decrypt(row.psn_name_enc, "psn_name"),
+                "certno": cipher.decrypt(row.certno_enc, "certno")}
+    finally:
+        session.close()
+    return to_yuan({**output, "setlinfo": info})
+
+
+# ------------------------------------------------------------------------------------------ 9xxx, 1101, 2001
+
+
+@handler("9001")
+def sign_in(call: Call) -> dict:
+    d = node(call, "signIn")
+    sign_no, sign_time = call.platform.sign_in.sign_in(call.fixmedins_code, text(d, "opter_no", "signIn"),
+                                                       text(d, "mac", "signIn", required=False),
+                                                       text(d, "ip", "signIn", required=False))
+    return {"signinoutb": {"sign_no": sign_no, "sign_time": sign_time.astimezone(LOCAL_TZ).strftime("%Y-%m-%d %H:%M:%S")}}
+
+
+@handler("9002")
+def sign_out(call: Call) -> dict:
+    d = node(call, "signOut")
+    when = call.platform.sign_in.sign_out(call.fixmedins_code, text(d, "sign_no", "signOut"),
+                                          text(d, "opter_no", "signOut", required=False))
+    return {"signoutoutb": {"sign_time": when.astimezone(LOCAL_TZ).strftime("%Y-%m-%d %H:%M:%S")}}
+
+
+@handler("1101")
+def person_info(call: Call) -> dict:
+    d = node(call, "data")
+    cert_type = text(d, "mdtrt_cert_type", "data")
+    cert_no = text(d, "mdtrt_cert_no", "data", required=False) or (text(d, "certno", "data") if cert_type == "02" else "")
+    if not cert_no:
+        raise Invalid("data.mdtrt_cert_no", "missing")
+    out = call.platform.persons.person_info(call.fixmedins_code, cert_type, cert_no,
+                                            text(d, "card_sn", "data", required=False))
+    return to_yuan(out)
+
+
+@handler("2001")
+def eligibility(call: Call) -> dict:
+    d = node(call, "data")
+    psn_no = text(d, "psn_no", "data")
+    med_type = text(d, "med_type", "data", required=False, default="11")
+    session = call.platform.factory()
+    try:
+        row = records.person_row(session, psn_no, field="data.psn_no")
+        call.platform.persons.require_presentation(session, call.fixmedins_code, psn_no)
+    finally:
+        session.close()
+    insured = row.psn_insu_stas == "1"
+    return {"trtinfo": [{"fund_pay_type": "310100" if row.insutype.startswith("31") else "390100",
+                         "trt_chk_type": "1", "trt_enjymnt_flag": "1" if insured else "0", "med_type": med_type,
+                         "memo": "" if insured else "参保状态非正常参保缴费"}]}
+
+
+# ------------------------------------------------------------------------------------------ visits
+
+
+def _open_visit(call: Call, d: Mapping[str, Any], path: str, med_type: str) -> dict:
+    psn_no = text(d, "psn_no", path)
+    session = call.platform.factory()
+    try:
+        records.person_row(session, psn_no, field=f"{path}.psn_no")
+        call.platform.persons.require_presentation(session, call.fixmedins_code, psn_no)
+    finally:
+        session.close()
+    visit = call.platform.settlement.register_visit(
+        call.fixmedins_code, psn_no, med_type, insutype=text(d, "insutype", path, required=False) or None,
+        begntime=timestamp(d, "begntime", path), dise_codg=text(d, "dise_codg", path, required=False),
+        dise_name=text(d, "dise_name", path, required=False),
+        mdtrt_cert_type=text(d, "mdtrt_cert_type", path, required=False),
+        ipt_otp_no=text(d, "ipt_otp_no", path, required=False) or text(d, "ipt_no", path, required=False),
+        msgid=call.env.msgid)
+    return {"mdtrt_id": visit.mdtrt_id, "psn_no": visit.psn_no, "ipt_otp_no": visit.ipt_otp_no}
+
+
+@handler("2201")
+def register(call: Call) -> dict:
+    d = node(call, "data")
+    return {"data": _open_visit(call, d, "data", text(d, "med_type", "data", required=False, default="11"))}
+
+
+@handler("2202")
+def register_cancel(call: Call) -> dict:
+    mdtrt_id = _target_visit(call)
+    call.platform.settlement.cancel_visit(call.fixmedins_code, mdtrt_id, msgid=call.env.msgid)
+    return {}
+
+
+@handler("2203", "2203A")
+def visit_info(call: Call) -> dict:
+    d = node(call, "mdtrtinfo")
+    mdtrt_id = text(d, "mdtrt_id", "mdtrtinfo")
+    _same_person(call, mdtrt_id, text(d, "psn_no", "mdtrtinfo", required=False), "mdtrtinfo")
+    call.platform.settlement.update_visit(
+        call.fixmedins_code, mdtrt_id, med_type=text(d, "med_type", "mdtrtinfo", required=False) or None,
+        dise_codg=text(d, "dise_codg", "mdtrtinfo", required=False),
+        dise_name=text(d, "dise_name", "mdtrtinfo", required=False), msgid=call.env.msgid)
+    return {}
+
+
+@handler("2401")
+def admit(call: Call) -> dict:
+    d = node(call, "mdtrtinfo")
+    return {"result": _open_visit(call, d, "mdtrtinfo", text(d, "med_type", "mdtrtinfo", required=False, default="21"))}
+
+
+@handler("2402")
+def discharge(call: Call) -> dict:
+    d = node(call, "dscginfo")
+    mdtrt_id = text(d, "mdtrt_id", "dscginfo")
+    _same_person(call, mdtrt_id, text(d, "psn_no", "dscginfo", required=False), "dscginfo")
+    call.platform.settlement.discharge(call.fixmedins_code, mdtrt_id, timestamp(d, "endtime", "dscginfo"),
+                                       msgid=call.env.msgid)
+    return {}
+
+
+@handler("2404")
+def admit_cancel(call: Call) -> dict:
+    mdtrt_id = _target_visit(call)
+    call.platform.settlement.cancel_visit(call.fixmedins_code, mdtrt_id, msgid=call.env.msgid)
+    return {}
+
+
+@handler("2405")
+def discharge_cancel(call: Call) -> dict:
+    mdtrt_id = _target_visit(call)
+    call.platform.settlement.undo_discharge(call.fixmedins_code, mdtrt_id, msgid=call.env.msgid)
+    return {}
+
+
+# ------------------------------------------------------------------------------------------ fee lines
+
+LINE_DEFAULTS = {"bas_medn_flag": "0", "hi_nego_drug_flag": "0", "chld_medc_flag": "0", "list_sp_item_flag": "0",
+                 "lmt_used_flag": "0", "drt_reim_flag": "0", "memo": ""}
+
+
+@handler("2204", "2301")
+def upload_fees(call: Call) -> dict:
+    lines = rows(call, "feedetail")
+    mdtrt_ids = {text(r, "mdtrt_id", f"feedetail[{i}]") for i, r in enumerate(lines)}
+    if len(mdtrt_ids) != 1:
+        raise Invalid("feedetail.mdtrt_id", "all lines of one upload must belong to one visit")
+    mdtrt_id = mdtrt_ids.pop()
+    _same_person(call, mdtrt_id, text(lines[0], "psn_no", "feedetail[0]", required=False), "feedetail[0]")
+    inputs = []
+    for i, r in enumerate(lines):
+        path = f"feedetail[{i}]"
+        inputs.append(FeeLineInput(
+            feedetl_sn=text(r, "feedetl_sn", path), med_list_codg=text(r, "med_list_codg", path),
+            cnt=_number(r, "cnt", path), pric=_number(r, "pric", path),
+            det_item_fee_sumamt=_number(r, "det_item_fee_sumamt", path),
+            fee_ocur_time=timestamp(r, "fee_ocur_time", path), chrg_bchno=text(r, "chrg_bchno", path, required=False),
+            medins_list_codg=text(r, "medins_list_codg", path, required=False)))
+    result = call.platform.settlement.upload_fees(call.fixmedins_code, mdtrt_id, inputs, msgid=call.env.msgid)
+    return {"result": [to_yuan({**LINE_DEFAULTS, **row, "cnt": float(row["cnt"]), "pric": float(row["pric"]),
+                                "selfpay_prop": float(row["selfpay_prop"]),
+                                "pric_uplmt_amt": row["pric_uplmt_amt"] if row["pric_uplmt_amt"] is not None else 999999_00})
+                       for row in result]}
+
+
+def _number(d: Mapping[str, Any], key: str, path: str) -> Any:
+    value = d.get(key)
+    if value is None or value == "":
+        raise Invalid(f"{path}.{key}", "missing")
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise Invalid(f"{path}.{key}", "must be a number")
+    return value
+
+
+@handler("2205")
+def cancel_fees_outpatient(call: Call) -> dict:
+    d = node(call, "data")
+    mdtrt_id = text(d, "mdtrt_id", "data")
+    _same_person(call, mdtrt_id, text(d, "psn_no", "data", required=False), "data")
+    call.platform.settlement.cancel_fees(call.fixmedins_code, mdtrt_id, chrg_bchno=text(d, "chrg_bchno", "data"),
+                                         msgid=call.env.msgid)
+    return {}
+
+
+@handler("2302")
+def cancel_fees_inpatient(call: Call) -> dict:
+    d = node(call, "data")
+    mdtrt_id = text(d, "mdtrt_id", "data")
+    _same_person(call, mdtrt_id, text(d, "psn_no", "data", required=False), "data")
+    call.platform.settlement.cancel_fees(call.fixmedins_code, mdtrt_id, feedetl_sn=text(d, "feedetl_sn", "data"),
+                                         msgid=call.env.msgid)
+    return {}
+
+
+# ------------------------------------------------------------------------------------------ settlement
+
+DECLARED = ("medfee_sumamt", "fulamt_ownpay_amt", "overlmt_selfpay", "preselfpay_amt", "inscp_scp_amt")
+
+
+def _settle_input(call: Call) -> tuple[Mapping[str, Any], str, dict[str, Any]]:
+    d = node(call, "data")
+    mdtrt_id = text(d, "mdtrt_id", "data")
+    _same_person(call, mdtrt_id, text(d, "psn_no", "data", required=False), "data")
+    declared = {k: d[k] for k in DECLARED if d.get(k) not in (None, "")}
+    return d, mdtrt_id, declared
+
+
+@handler("2206", "2206A", "2303")
+def presettle(call: Call) -> dict:
+    d, mdtrt_id, declared = _settle_input(call)
+    quote = call.platform.settlement.presettle(
+        call.fixmedins_code, mdtrt_id, acct_used_flag=flag(d, "acct_used_flag", "data", True),
+        mid_setl_flag=flag(d, "mid_setl_flag", "data", False), declared=declared)
+    return _with_person(call, {"setlinfo": quote.setlinfo, "setldetail": quote.setldetail})
+
+
+@handler("2207", "2207A", "2304")
+def settle(call: Call) -> dict:
+    d, mdtrt_id, declared = _settle_input(call)
+    out = call.platform.settlement.settle(SettleRequest(
+        call.fixmedins_code, call.env.msgid, mdtrt_id, acct_used_flag=flag(d, "acct_used_flag", "data", True),
+        mid_setl_flag=flag(d, "mid_setl_flag", "data", False), declared=declared))
+    return _with_person(call, out)
+
+
+@handler("2208", "2305")
+def cancel_settlement(call: Call) -> dict:
+    d = node(call, "data")
+    out = call.platform.settlement.cancel(call.fixmedins_code, call.env.msgid, text(d, "setl_id", "data"),
+                                          text(d, "psn_no", "data", required=False) or None)
+    return _with_person(call, out)
+
+
+@handler("2601")
+def reverse(call: Call) -> dict:
+    d = node(call, "data")
+    out = call.platform.settlement.reverse(call.fixmedins_code, call.env.msgid, text(d, "omsgid", "data"),
+                                           text(d, "oinfno", "data"), text(d, "psn_no", "data", required=False))
+    return {"data": out}
+
+
+# ------------------------------------------------------------------------------------------ queries
+
+
+@handler("5203")
+def query_settlement(call: Call) -> dict:
+    d = node(call, "data")
+    out = call.platform.settlement.settlement(call.fixmedins_code, text(d, "setl_id", "data"))
+    psn_no = text(d, "psn_no", "data", required=False)
+    if psn_no and out["setlinfo"]["psn_no"] != psn_no:
+        raise Invalid("data.psn_no", "the settlement is not of this person")
+    return _with_person(call, out)
+
+
+@handler("5204")
+def query_fees(call: Call) -> dict:
+    d = node(call, "data")
+    mdtrt_id = text(d, "mdtrt_id", "data")
+    _same_person(call, mdtrt_id, text(d, "psn_no", "data", required=False), "data")
+    lines = call.platform.settlement.fee_lines(call.fixmedins_code, mdtrt_id)
+    setl_id = text(d, "setl_id", "data", required=False)
+    if setl_id:
+        lines = [x for x in lines if x["setl_id"] == setl_id]
+    return {"feedetail": to_yuan(lines)}
+
+
+@handler("5206")
+def query_accumulators(call: Call) -> dict:
+    d = node(call, "data")
+    psn_no = text(d, "psn_no", "data")
+    year_text = text(d, "cum_ym", "data", required=False)[:4] or str(datetime.now(LOCAL_TZ).year)
+    if not year_text.isdigit():
+        raise Invalid("data.cum_ym", "must start with a year yyyy")
+    session = call.platform.factory()
+    try:
+        records.person_row(session, psn_no, field="data.psn_no")
+        call.platform.persons.require_presentation(session, call.fixmedins_code, psn_no)
+    finally:
+        session.close()
+    acc = call.platform.settlement.accumulators(psn_no, int(year_text))
+    return {"cuminfo": [{"year": year_text, "cum_type_code": key,
+                         "cum": value if key == "admissions" else to_yuan({"amount": value})["amount"]}
+                        for key, value in sorted(acc.items())]}

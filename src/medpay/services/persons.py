@@ -1,0 +1,103 @@
+"""Who is this patient? Credentials (e-certificate token, ID card, social-security card) → the insured
+person (1101), recorded as a presentation at the asking institution."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from datetime import datetime, timedelta
+from typing import Any, Callable
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from medpay.adapters.crypto import FieldCipher
+from medpay.adapters.db.base import utcnow
+from medpay.adapters.db.ledger_store import LedgerStore
+from medpay.adapters.db.tables import CredentialPresentationRow, EcTokenRow, PersonRow
+from medpay.domain.posting import personal_account
+from medpay.services import records
+from medpay.services.errors import Forbidden, Invalid, NotFound
+from medpay.services.unit_of_work import unit_of_work
+
+CERT_TYPES = {"01": "医保电子凭证", "02": "居民身份证", "03": "社会保障卡"}
+PRESENTATION_VALID = timedelta(hours=24)  # a visit may be opened this long after the credential was shown
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class PersonService:
+    def __init__(self, factory: sessionmaker[Session], cipher: FieldCipher, clock: Callable[[], datetime] = utcnow):
+        self.factory = factory
+        self.cipher = cipher
+        self.clock = clock
+
+    def issue_ec_token(self, psn_no: str, fixmedins_code: str | None, business_type: str = "",
+                       ttl: timedelta = timedelta(minutes=30)) -> str:
+        """A fresh ecToken for ``psn_no`` (issued after a QR scan or face check); usable as mdtrt_cert_no with type 01."""
+        token = secrets.token_hex(20)  # 40 characters, the interface's ecToken length
+        now = self.clock()
+        with unit_of_work(self.factory) as uow:
+            records.person_row(uow.session, psn_no)
+            uow.session.add(EcTokenRow(token_hash=token_hash(token), psn_no=psn_no, fixmedins_code=fixmedins_code,
+                                       business_type=business_type, issued_at=now, expires_at=now + ttl))
+        return token
+
+    def resolve(self, session: Session, fixmedins_code: str, cert_type: str, cert_no: str, card_sn: str = "") -> PersonRow:
+        if cert_type not in CERT_TYPES:
+            raise Invalid("mdtrt_cert_type", f"must be 01 (e-certificate), 02 (ID card) or 03 (social-security card); got {cert_type!r}")
+        if not cert_no:
+            raise Invalid("mdtrt_cert_no", "missing")
+        if cert_type == "01":
+            tok = session.get(EcTokenRow, token_hash(cert_no))
+            if tok is None:
+                raise NotFound("mdtrt_cert_no", "unknown e-certificate token")
+            if tok.expires_at <= self.clock():
+                raise Invalid("mdtrt_cert_no", "e-certificate token has expired; ask the patient to show the code again")
+            if tok.fixmedins_code not in (None, fixmedins_code):
+                raise Forbidden("mdtrt_cert_no", "e-certificate token was issued for another institution")
+            return records.person_row(session, tok.psn_no, field="mdtrt_cert_no")
+        column = PersonRow.certno_idx if cert_type == "02" else PersonRow.card_no_idx
+        kind = "certno" if cert_type == "02" else "card_no"
+        row = session.execute(select(PersonRow).where(column == self.cipher.blind_index(cert_no, kind))).scalar_one_or_none()
+        if row is None:
+            raise NotFound("mdtrt_cert_no", f"no insured person with this {CERT_TYPES[cert_type]}")
+        return row
+
+    def person_info(self, fixmedins_code: str, cert_type: str, cert_no: str, card_sn: str = "") -> dict[str, Any]:
+        """1101: baseinfo, insuinfo, idetinfo — and a presentation record for tenancy."""
+        with unit_of_work(self.factory) as uow:
+            records.institution(uow.session, fixmedins_code)
+            row = self.resolve(uow.session, fixmedins_code, cert_type, cert_no, card_sn)
+            now = self.clock()
+            uow.session.add(CredentialPresentationRow(fixmedins_code=fixmedins_code, psn_no=row.psn_no,
+                                                      mdtrt_cert_type=cert_type, presented_at=now))
+            acct = LedgerStore(uow.session).account(personal_account(row.psn_no).id)
+            return self.describe(row, balance=acct.balance if acct else 0, now=now)
+
+    def describe(self, row: PersonRow, *, balance: int, now: datetime) -> dict[str, Any]:
+        d = now.date()
+        age = d.year - row.brdy.year - ((d.month, d.day) < (row.brdy.month, row.brdy.day))
+        return {
+            "baseinfo": {"psn_no": row.psn_no, "psn_cert_type": row.psn_cert_type,
+                         "certno": self.cipher.decrypt(row.certno_enc, "certno"),
+                         "psn_name": self.cipher.decrypt(row.psn_name_enc, "psn_name"), "gend": row.gend,
+                         "naty": row.naty, "brdy": row.brdy.isoformat(), "age": age},
+            "insuinfo": [{"balc": balance, "insutype": row.insutype, "psn_type": row.psn_type,
+                          "psn_insu_stas": row.psn_insu_stas, "psn_insu_date": row.psn_insu_date.isoformat(),
+                          "paus_insu_date": None, "cvlserv_flag": "1" if row.cvlserv_flag else "0",
+                          "insuplc_admdvs": row.insuplc_admdvs, "emp_name": row.emp_name}],
+            "idetinfo": [{"psn_idet_type": code, "psn_type_lv": "", "memo": "", "begntime": None, "endtime": None}
+                         for code in row.identities.split(",") if code],
+        }
+
+    def require_presentation(self, session: Session, fixmedins_code: str, psn_no: str) -> None:
+        """Tenancy: an institution may act for a person only after that person showed it a credential."""
+        since = self.clock() - PRESENTATION_VALID
+        found = session.execute(select(CredentialPresentationRow.id).where(
+            CredentialPresentationRow.fixmedins_code == fixmedins_code, CredentialPresentationRow.psn_no == psn_no,
+            CredentialPresentationRow.presented_at >= since).limit(1)).first()
+        if found is None:
+            raise Forbidden("psn_no", "this person has not presented a credential here (1101 first)")
