@@ -249,3 +249,40 @@ def test_a_his_that_drops_its_connection_mid_call_and_retries_settles_once(base:
     third = c.send_envelope(env).output["setlinfo"]
     assert again["setl_id"] == third["setl_id"]
     assert balance(c) == before - Decimal(str(again["acct_pay"]))
+
+
+def test_reconciliation_totals_and_detail_file_over_http(base: str) -> None:
+    """3201 totals, then 9101 upload of the 7-column detail file, 3202 comparison and 9102 download."""
+    import base64
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    from medpay.services.reconciliation import detail_file, read_result_file
+
+    c = client(base, H2)  # H2 settles nothing else in this module, so its totals are exactly these
+    mdtrt_id, _, total = open_outpatient(c, person=RETIREE, lines=((DRUG, 1, "4.52"),))
+    setl = c.settle_outpatient(RETIREE.psn_no, mdtrt_id, "B1", total, acct_used_flag="0").output["setlinfo"]
+    today = datetime.now(ZoneInfo("Asia/Shanghai")).date().isoformat()
+    period = {"stmt_begndate": today, "stmt_enddate": today, "setl_optins": "999901", "clr_type": "11"}
+    stmt = c.call("3201", {"data": {**period, "insutype": "310", "medfee_sumamt": setl["medfee_sumamt"],
+                                    "fund_pay_sumamt": setl["fund_pay_sumamt"], "acct_pay": setl["acct_pay"],
+                                    "fixmedins_setl_cnt": 1, "refd_setl_flag": "0"}}).output["stmtinfo"]
+    assert stmt["stmt_rslt"] == "0"
+    off = c.call("3201", {"data": {**period, "insutype": "310", "medfee_sumamt": 99, "fund_pay_sumamt": 0,
+                                   "acct_pay": 0, "fixmedins_setl_cnt": 1, "refd_setl_flag": "0"}}).output["stmtinfo"]
+    assert off["stmt_rslt"] == "1"
+    rows = [(setl["setl_id"], mdtrt_id, RETIREE.psn_no, setl["medfee_sumamt"], setl["fund_pay_sumamt"],
+             setl["acct_pay"], "0"),
+            ("HOSPITAL-ONLY-1", mdtrt_id, RETIREE.psn_no, "1.00", "0", "0", "0")]
+    upload = c.call("9101", {"fsUploadIn": {"in": base64.b64encode(detail_file(rows)).decode(),
+                                            "filename": "detail.zip", "fixmedins_code": H2[0]}}).output
+    info = c.call("3202", {"data": {**period, "file_qury_no": upload["file_qury_no"],
+                                    "medfee_sumamt": setl["medfee_sumamt"], "fund_pay_sumamt": setl["fund_pay_sumamt"],
+                                    "cash_payamt": setl["psn_cash_pay"], "fixmedins_setl_cnt": 2}}).output["fileinfo"]
+    got = c.call("9102", {"fsDownloadIn": {"file_qury_no": info["file_qury_no"], "filename": info["filename"],
+                                           "fixmedins_code": H2[0]}}).output
+    result = {r["setl_id"]: r for r in read_result_file(base64.b64decode(got["content"]))}
+    assert result[setl["setl_id"]]["stmt_rslt"] == "0"
+    assert result["HOSPITAL-ONLY-1"]["stmt_rslt"] == "1" and "医院有医保无" in result["HOSPITAL-ONLY-1"]["memo"]
+    with pytest.raises(HisBusinessError):  # another institution can't fetch it
+        client(base).call("9102", {"fsDownloadIn": {"file_qury_no": info["file_qury_no"], "fixmedins_code": H1[0]}})

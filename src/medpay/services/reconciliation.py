@@ -223,7 +223,9 @@ class ReconciliationService:
                 diffs.append(f"明细 {unbalanced} 笔不平")
             summary = (f"医院文件 {len(rows)} 笔, 医保 {len(recs)} 笔, 明细平 {len(result) - unbalanced} 笔, "
                        f"不平 {unbalanced} 笔")
-            stored = self._store(session, fixmedins_code, "", _result_zip(result, self.clock()), "download")
+            no = self._new_no()
+            stored = self._store(session, fixmedins_code, f"{no}.zip", _result_zip(result, f"{no}.txt", self.clock()),
+                                 "download", no)
         info = {"file_qury_no": stored.file_qury_no, "filename": stored.filename, "dld_endtime": _fmt(stored.dld_endtime)}
         rslt = UNBALANCED if diffs else BALANCED
         dscr = ("不平: " + "; ".join(diffs) if diffs else "平") + f" ({summary})"
@@ -268,11 +270,15 @@ class ReconciliationService:
             raise NotFound("file_qury_no", f"file {no!r} expired at {_fmt(stored.dld_endtime)}; upload or reconcile again")
         return stored
 
-    def _store(self, session: Session, fixmedins_code: str, filename: str, content: bytes, kind: str) -> StoredFile:
-        now = self.clock()
-        no = now.astimezone(LOCAL_TZ).strftime("%Y%m%d%H%M%S") + secrets.token_hex(8)
-        row = InterfaceFileRow(file_qury_no=no, fixmedins_code=fixmedins_code, filename=filename or f"{no}.zip",
-                               content=content, created_at=now, kind=kind)
+    def _new_no(self) -> str:
+        """A file_qury_no: local time to the second, then 16 random hex digits (30 characters, unguessable)."""
+        return self.clock().astimezone(LOCAL_TZ).strftime("%Y%m%d%H%M%S") + secrets.token_hex(8)
+
+    def _store(self, session: Session, fixmedins_code: str, filename: str, content: bytes, kind: str,
+               no: str | None = None) -> StoredFile:
+        no = no or self._new_no()
+        row = InterfaceFileRow(file_qury_no=no, fixmedins_code=fixmedins_code, filename=filename, content=content,
+                               created_at=self.clock(), kind=kind)
         session.add(row)
         session.flush()
         return _stored(row)
@@ -405,9 +411,9 @@ def _result_line(values: Record | DetailRow, rec: Record | None, rslt: str, memo
             memo, format_yuan(values.medfee_sumamt), format_yuan(values.fund_pay_sumamt), format_yuan(values.acct_pay))
 
 
-def _result_zip(lines: list[tuple[str, ...]], now: datetime) -> bytes:
+def _result_zip(lines: list[tuple[str, ...]], name: str, now: datetime) -> bytes:
     text = "".join("\t".join(_cell(v) for v in line) + "\n" for line in lines)
-    info = zipfile.ZipInfo("result.txt", date_time=now.astimezone(LOCAL_TZ).timetuple()[:6])
+    info = zipfile.ZipInfo(name, date_time=now.astimezone(LOCAL_TZ).timetuple()[:6])
     info.compress_type = zipfile.ZIP_DEFLATED
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as zf:

@@ -54,8 +54,10 @@ def as_text(value: Any, name: str) -> str:
 def parse_envelope(body: bytes, infno_from_path: str | None = None) -> Envelope:
     try:
         doc = json.loads(body.decode("utf-8") if isinstance(body, bytes) else body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise EnvelopeError("body", f"is not valid JSON ({e.__class__.__name__}: {e})") from None
+    except (UnicodeDecodeError, ValueError) as e:  # JSONDecodeError, or an integer literal over 4300 digits
+        raise EnvelopeError("body", f"is not valid JSON ({e.__class__.__name__}: {str(e)[:200]})") from None
+    except RecursionError:
+        raise EnvelopeError("body", "is nested too deeply") from None
     if not isinstance(doc, Mapping):
         raise EnvelopeError("body", "must be a JSON object")
     fields = {name: as_text(doc.get(name), name) for name in STRING_FIELDS}
@@ -75,7 +77,7 @@ def parse_envelope(body: bytes, infno_from_path: str | None = None) -> Envelope:
     if isinstance(raw_input, str):  # some HIS send input as a JSON string
         try:
             raw_input = json.loads(raw_input)
-        except json.JSONDecodeError:
+        except (ValueError, RecursionError):
             raise EnvelopeError("input", "is a string that is not JSON") from None
     if not isinstance(raw_input, Mapping):
         raise EnvelopeError("input", "must be an object")
