@@ -47,6 +47,12 @@ def as_text(value: Any, name: str) -> str:
     if isinstance(value, (int, float)):
         return str(value)
     if isinstance(value, str):
+        if "\x00" in value:  # PostgreSQL text can't hold NUL
+            raise EnvelopeError(name, "must not contain NUL characters")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate (\ud800) decoded from a JSON escape
+            raise EnvelopeError(name, "is not valid Unicode (unpaired surrogate)") from None
         return value.strip()
     raise EnvelopeError(name, f"must be a string; got {type(value).__name__}")
 

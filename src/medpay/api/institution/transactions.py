@@ -64,6 +64,12 @@ def rows(call: Call, name: str) -> list[Mapping[str, Any]]:
     return value
 
 
+# longest value of input fields that are stored (the column's length; PostgreSQL refuses longer values)
+MAX_LENGTHS = {"mdtrt_cert_type": 3, "insutype": 6, "med_type": 6, "ipt_otp_no": 30, "ipt_no": 30, "dise_codg": 30,
+               "dise_name": 200, "feedetl_sn": 30, "chrg_bchno": 30, "medins_list_codg": 50, "med_list_codg": 50,
+               "omsgid": 30}
+
+
 def text(d: Mapping[str, Any], key: str, path: str, *, required: bool = True, default: str = "") -> str:
     try:
         value = as_text(d.get(key), f"{path}.{key}")
@@ -73,6 +79,8 @@ def text(d: Mapping[str, Any], key: str, path: str, *, required: bool = True, de
         if required:
             raise Invalid(f"{path}.{key}", "missing")
         return default
+    if key in MAX_LENGTHS and len(value) > MAX_LENGTHS[key]:
+        raise Invalid(f"{path}.{key}", f"longer than {MAX_LENGTHS[key]} characters")
     return value
 
 
@@ -292,6 +300,8 @@ def _number(d: Mapping[str, Any], key: str, path: str) -> Any:
         raise Invalid(f"{path}.{key}", "missing")
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         raise Invalid(f"{path}.{key}", "must be a number")
+    if isinstance(value, str):
+        text(d, key, path)  # no NUL, no unpaired surrogate
     return value
 
 
@@ -325,6 +335,9 @@ def _settle_input(call: Call) -> tuple[Mapping[str, Any], str, dict[str, Any]]:
     mdtrt_id = text(d, "mdtrt_id", "data")
     _same_person(call, mdtrt_id, text(d, "psn_no", "data", required=False), "data")
     declared = {k: d[k] for k in DECLARED if d.get(k) not in (None, "")}
+    for k in declared:
+        if isinstance(declared[k], str):
+            text(d, k, "data", required=False)  # no NUL, no unpaired surrogate
     return d, mdtrt_id, declared
 
 
