@@ -346,7 +346,6 @@ class SettlementService:
             final = not req.mid_setl_flag
             posting = settlement_posting(setl_id, prow.insuplc_admdvs, req.fixmedins_code, adj, req.channel,
                                          deposit_balance, release_deposit=final and inpatient, mdtrt_id=visit.mdtrt_id)
-            self._post(uow, posting)
             quote = self._quote(adj, visit, prow, setl_id=setl_id, msgid=req.msgid, now=now, channel=req.channel)
             quote.setlinfo.update(deposit_applied=posting.deposit_applied, deposit_refund=posting.deposit_refund)
             output = {"setlinfo": quote.setlinfo, "setldetail": quote.setldetail}
@@ -359,6 +358,8 @@ class SettlementService:
             records.add_to_accumulators(session, prow.psn_no, now.astimezone(LOCAL_TZ).year, adj.year_deltas)
             if final:
                 visit.status = "settled"
+            # money moves last: the shared fund/institution rows it increments stay locked only until commit
+            self._post(uow, posting)
             return output
 
         return self._idempotent(req.fixmedins_code, req.msgid, "settle", req.body(), work)
@@ -636,8 +637,10 @@ class SettlementService:
 
     @staticmethod
     def _post(uow: UnitOfWork, posting: Posting) -> None:
+        existing = uow.ledger.accounts(spec.id for spec in posting.accounts)
         for spec in posting.accounts:
-            uow.ledger.open_account(spec.id, spec.ledger, spec.code, spec.flags)
+            if spec.id not in existing:  # first use of a fund, institution or channel account
+                uow.ledger.open_account(spec.id, spec.ledger, spec.code, spec.flags)
         try:
             uow.ledger.create_transfers(list(posting.transfers))
         except LedgerError as e:  # the limits were checked under lock; reaching here means a race we lost

@@ -201,7 +201,8 @@ class LedgerStore:
         # A savepoint around the batch: if a transfer is refused, the ones before it are undone even when
         # the caller catches the error and carries on with its transaction.
         with self.session.begin_nested():
-            accounts = self._lock_accounts(accounts_for(stamped))
+            accounts = self._read_for_transfer(accounts_for(stamped))
+            before = dict(accounts)
             changed: set[str] = set()
             results: list[tuple[str, TransferResult]] = []
             for t in stamped:
@@ -226,8 +227,18 @@ class LedgerStore:
                     self._insert_transfer(t)
                 results.append((t.id, result))
             for account_id in sorted(changed):
-                self._write_totals(accounts[account_id])
+                self._write_totals(accounts[account_id], before[account_id])
         return results
+
+    def _read_for_transfer(self, ids: Sequence[str]) -> dict[str, Account]:
+        """The accounts a batch touches. Only those with a balance limit are locked: their checks need a
+        stable balance. The others (funds, institutions, channels — touched by every settlement) are read
+        without a lock and later moved by increments, so concurrent settlements don't queue on them."""
+        accounts = self.accounts(ids)
+        limited = [i for i, a in accounts.items()
+                   if a.flags.debits_must_not_exceed_credits or a.flags.credits_must_not_exceed_debits]
+        accounts.update(self._lock_accounts(limited))
+        return accounts
 
     def _insert_transfer(self, t: Transfer) -> None:
         try:
@@ -246,17 +257,18 @@ class LedgerStore:
             code = TransferResult.EXISTS_WITH_DIFFERENT_FIELDS
             raise LedgerError(code, t.id, "recorded by a concurrent transfer") from error
 
-    def _write_totals(self, a: Account) -> None:
-        self.session.execute(
-            update(accounts_table)
-            .where(accounts_table.c.id == a.id)
-            .values(
-                debits_pending=a.debits_pending,
-                debits_posted=a.debits_posted,
-                credits_pending=a.credits_pending,
-                credits_posted=a.credits_posted,
-            )
-        )
+    def _write_totals(self, a: Account, before: Account) -> None:
+        """Locked (limited) accounts get their new totals; unlocked ones the increments, applied atomically
+        on top of whatever concurrent batches committed meanwhile."""
+        c = accounts_table.c
+        if a.flags.debits_must_not_exceed_credits or a.flags.credits_must_not_exceed_debits:
+            values = {"debits_pending": a.debits_pending, "debits_posted": a.debits_posted,
+                      "credits_pending": a.credits_pending, "credits_posted": a.credits_posted}
+        else:
+            values = {name: getattr(c, name) + (getattr(a, name) - getattr(before, name))
+                      for name in ("debits_pending", "debits_posted", "credits_pending", "credits_posted")
+                      if getattr(a, name) != getattr(before, name)}
+        self.session.execute(update(accounts_table).where(c.id == a.id).values(**values))
 
     def expire_pending(self, now: datetime | None = None) -> list[Transfer]:
         """Void every pending transfer whose timeout has passed; returns the expiry voids recorded."""
