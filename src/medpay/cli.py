@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from medpay.cli_ecert import ecert_app
 from medpay.cli_his import his_app
 
 app = typer.Typer(help="medpay 医保便捷支付平台 — unified medical-insurance payment.", no_args_is_help=True,
@@ -25,6 +26,7 @@ app.add_typer(ledger_app, name="ledger")
 app.add_typer(policy_app, name="policy")
 
 app.add_typer(his_app, name="his", help="HIS 客户端 / send institution-interface transactions")
+app.add_typer(ecert_app, name="ecert", help="医保电子凭证 / e-certificates, codes and terminals")
 
 console = Console()
 err = Console(stderr=True)
@@ -92,8 +94,13 @@ def demo_seed(as_json: bool = typer.Option(False, "--json", help="print the demo
 def serve(host: str = typer.Option("127.0.0.1", help="address to listen on"),
           port: int = typer.Option(8000, help="port to listen on"),
           seed: bool = typer.Option(True, help="load the demo data on start (idempotent)"),
-          workers: int = typer.Option(1, help="worker processes")) -> None:
+          workers: int = typer.Option(1, help="worker processes"),
+          gateway_sim: bool = typer.Option(True, help="start the payment-gateway SIMULATOR as its own process, unless "
+                                                      "MEDPAY_GATEWAY_URL names a gateway"),
+          gateway_port: int = typer.Option(8100, help="port of the gateway simulator")) -> None:
     """Serve the API, OpenAPI docs (/docs) and pages."""
+    import os
+
     import uvicorn
 
     from medpay.adapters.db import migrate
@@ -106,9 +113,41 @@ def serve(host: str = typer.Option("127.0.0.1", help="address to listen on"),
         from medpay.services import demo
 
         demo.seed(session_factory(engine), default_cipher())
+    simulator = None
+    if gateway_sim and not os.environ.get("MEDPAY_GATEWAY_URL"):
+        from medpay.simulators.launch import start_gateway_simulator
+
+        simulator = start_gateway_simulator(host, gateway_port, f"http://{host}:{port}/api/v1/partner/gateway/callback")
+        if seed:
+            from medpay.adapters.crypto import default_cipher
+            from medpay.adapters.db.engine import session_factory
+            from medpay.simulators.launch import bind_demo_wallets
+
+            bind_demo_wallets(session_factory(engine), default_cipher(), simulator)
+        console.print(f"支付网关模拟器 / payment-gateway SIMULATOR on [bold]{simulator.url}[/] (not a real gateway)")
     engine.dispose()
     console.print(f"medpay 服务 / serving on [bold]http://{host}:{port}[/]  (docs: http://{host}:{port}/docs)")
-    uvicorn.run("medpay.api.main:app", host=host, port=port, workers=workers, log_level="info")
+    try:
+        uvicorn.run("medpay.api.main:app", host=host, port=port, workers=workers, log_level="info")
+    finally:
+        if simulator is not None:
+            simulator.stop()
+
+
+@app.command("simulator")
+def simulator_cmd(port: int = typer.Option(8100), host: str = typer.Option("127.0.0.1"),
+                  callback_url: str = typer.Option("http://127.0.0.1:8000/api/v1/partner/gateway/callback")) -> None:
+    """Run only the payment-gateway simulator (fault injection at POST /sim/faults)."""
+    from medpay.simulators.launch import start_gateway_simulator
+
+    sim = start_gateway_simulator(host, port, callback_url)
+    console.print(f"payment-gateway SIMULATOR on {sim.url}; Ctrl-C stops it")
+    try:
+        sim.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        sim.stop()
 
 
 @app.command()

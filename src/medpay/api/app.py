@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from medpay import __version__
-from medpay.api import admin, errors, pages
+from medpay.api import admin, errors, mobile, pages, payments, terminal
 from medpay.api.institution import routes as institution
 from medpay.api.platform import Platform, build_platform
 
@@ -23,6 +23,9 @@ def create_app(platform: Platform | None = None) -> FastAPI:
         title="medpay 医保便捷支付", version=__version__, description=DESCRIPTION,
         openapi_tags=[
             {"name": "institution", "description": "定点医药机构接口 — the NHSA-style interface HIS systems call (infno transactions)"},
+            {"name": "terminal", "description": "扫码终端 — ec.query and one-scan settlement for an institution's signed terminals"},
+            {"name": "mobile", "description": "移动端 — e-certificate activation and the dynamic QR code (device-key signed)"},
+            {"name": "partner", "description": "合作方 — signed callbacks of the payment gateway"},
             {"name": "admin", "description": "医保经办 — policies, quotes and ledger checks for the bureau's staff"},
             {"name": "pages", "description": "网页 — human pages"},
         ],
@@ -30,6 +33,11 @@ def create_app(platform: Platform | None = None) -> FastAPI:
     app.state.platform = platform or build_platform()
     errors.install(app)
     app.include_router(institution.router)
+    app.include_router(terminal.router)
+    app.include_router(payments.terminal_router)
+    app.include_router(mobile.router)
+    app.include_router(payments.partner_router)
+    app.include_router(payments.admin_router)
     app.include_router(admin.router)
     app.include_router(pages.router)
     return app

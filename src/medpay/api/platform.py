@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 from sqlalchemy import Engine
@@ -11,7 +12,9 @@ from medpay.adapters.crypto import FieldCipher, default_cipher
 from medpay.adapters.db.engine import database_url, make_engine, session_factory
 from medpay.adapters.policy_files import builtin_policies
 from medpay.domain.policy import Policy
+from medpay.adapters.gateway.http_gateway import HttpGateway
 from medpay.services.gateway_auth import GatewayAuth
+from medpay.services.one_scan import OneScanService
 from medpay.services.persons import PersonService
 from medpay.services.settlement import SettlementService
 from medpay.services.sign_in import SignInService
@@ -29,6 +32,8 @@ class Platform:
     persons: PersonService
     sign_in: SignInService
     gateway: GatewayAuth
+    one_scan: OneScanService | None = None  # None when no payment gateway is configured
+    gateway_secret: str = ""
 
 
 def build_platform(url: str | None = None, policies: list[Policy] | None = None,
@@ -37,7 +42,16 @@ def build_platform(url: str | None = None, policies: list[Policy] | None = None,
     factory = session_factory(engine)
     policies = list(policies if policies is not None else builtin_policies())
     cipher = cipher or default_cipher()
-    return Platform(engine, factory, policies, cipher, SettlementService(factory, policies, cipher),
-                    PersonService(factory, cipher), SignInService(factory), GatewayAuth(factory, cipher))
+    settlement = SettlementService(factory, policies, cipher)
+    one_scan, secret = None, ""
+    gateway_url = os.environ.get("MEDPAY_GATEWAY_URL", "")
+    if gateway_url:  # the payment gateway (or its simulator): see README, "Real parts and simulated parts"
+        gateway = HttpGateway(gateway_url, os.environ.get("MEDPAY_GATEWAY_MERCHANT", "medpay"),
+                              os.environ.get("MEDPAY_GATEWAY_API_KEY", ""),
+                              timeout=float(os.environ.get("MEDPAY_GATEWAY_TIMEOUT", "2.0")))
+        one_scan = OneScanService(factory, settlement, gateway, cipher)
+        secret = os.environ.get("MEDPAY_GATEWAY_SECRET", "")
+    return Platform(engine, factory, policies, cipher, settlement, PersonService(factory, cipher),
+                    SignInService(factory), GatewayAuth(factory, cipher), one_scan, secret)
 
 

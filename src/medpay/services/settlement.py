@@ -89,10 +89,12 @@ class SettleRequest:
     mid_setl_flag: bool = False
     channel: str = "counter"
     declared: dict[str, Any] = field(default_factory=dict)  # medfee_sumamt etc. as the HIS summed them
+    max_cash_fen: int | None = None  # a channel that holds money first: the cash part may not exceed the hold
 
     def body(self) -> dict[str, Any]:
         return {"mdtrt_id": self.mdtrt_id, "acct_used_flag": self.acct_used_flag, "mid_setl_flag": self.mid_setl_flag,
-                "channel": self.channel, "declared": {k: str(v) for k, v in sorted(self.declared.items())}}
+                "channel": self.channel, "declared": {k: str(v) for k, v in sorted(self.declared.items())},
+                "max_cash_fen": self.max_cash_fen}
 
 
 class SettlementService:
@@ -341,6 +343,9 @@ class SettlementService:
             adj, lines, policy, deposit_balance = self._adjudicate(session, visit, prow, req.acct_used_flag,
                                                                    req.mid_setl_flag, lock_accounts=uow)
             self._check_declared(adj, req.declared)
+            if req.max_cash_fen is not None and adj.amounts["psn_cash_pay"] > req.max_cash_fen:
+                raise Conflict("psn_cash_pay", f"cash part {format_yuan(adj.amounts['psn_cash_pay'])} exceeds the "
+                                               f"{format_yuan(req.max_cash_fen)} held from the patient; quote again")
             now = self.clock()
             setl_id = records.new_id(now)
             final = not req.mid_setl_flag

@@ -6,6 +6,8 @@ Add one import line here per new table module (tests and migrations create table
 from medpay.adapters.db import ledger_tables, tables  # noqa: F401
 from medpay.adapters.db import gateway_tables  # noqa: F401
 from medpay.adapters.db import file_tables  # noqa: F401
+from medpay.adapters.db import ecert_tables  # noqa: F401
+from medpay.adapters.db import payment_tables  # noqa: F401
 from medpay.adapters.db.base import Base
 
 metadata = Base.metadata

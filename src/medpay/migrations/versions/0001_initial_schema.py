@@ -167,6 +167,22 @@ def upgrade() -> None:
     with op.batch_alter_table('ec_tokens', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_ec_tokens_psn_no'), ['psn_no'], unique=False)
 
+    op.create_table('ecerts',
+    sa.Column('ecert_id', sa.String(length=20), nullable=False),
+    sa.Column('psn_no', sa.String(length=30), nullable=False),
+    sa.Column('device_key', sa.String(length=64), nullable=False),
+    sa.Column('status', sa.String(length=8), nullable=False),
+    sa.Column('consent_at', medpay.adapters.db.base.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('activated_at', medpay.adapters.db.base.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('revoked_at', medpay.adapters.db.base.UtcDateTime(timezone=True), nullable=True),
+    sa.ForeignKeyConstraint(['psn_no'], ['persons.psn_no'], name=op.f('fk_ecerts_psn_no_persons')),
+    sa.PrimaryKeyConstraint('ecert_id', name=op.f('pk_ecerts'))
+    )
+    with op.batch_alter_table('ecerts', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_ecerts_psn_no'), ['psn_no'], unique=False)
+        batch_op.create_index('uq_ecerts_active_device', ['device_key'], unique=True, sqlite_where=sa.text("status = 'active'"), postgresql_where=sa.text("status = 'active'"))
+        batch_op.create_index('uq_ecerts_active_person', ['psn_no'], unique=True, sqlite_where=sa.text("status = 'active'"), postgresql_where=sa.text("status = 'active'"))
+
     op.create_table('family_links',
     sa.Column('id', sa.Integer(), autoincrement=True, nullable=False),
     sa.Column('payer_psn_no', sa.String(length=30), nullable=False),
@@ -202,6 +218,14 @@ def upgrade() -> None:
     with op.batch_alter_table('interface_files', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_interface_files_fixmedins_code'), ['fixmedins_code'], unique=False)
 
+    op.create_table('payment_methods',
+    sa.Column('psn_no', sa.String(length=30), nullable=False),
+    sa.Column('gateway', sa.String(length=20), nullable=False),
+    sa.Column('payer_token_enc', sa.Text(), nullable=False),
+    sa.Column('bound_at', medpay.adapters.db.base.UtcDateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['psn_no'], ['persons.psn_no'], name=op.f('fk_payment_methods_psn_no_persons')),
+    sa.PrimaryKeyConstraint('psn_no', name=op.f('pk_payment_methods'))
+    )
     op.create_table('sign_ins',
     sa.Column('sign_no', sa.String(length=30), nullable=False),
     sa.Column('fixmedins_code', sa.String(length=30), nullable=False),
@@ -215,6 +239,20 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('sign_ins', schema=None) as batch_op:
         batch_op.create_index('ix_sign_ins_inst_time', ['fixmedins_code', 'sign_time'], unique=False)
+
+    op.create_table('terminals',
+    sa.Column('terminal_id', sa.String(length=20), nullable=False),
+    sa.Column('fixmedins_code', sa.String(length=30), nullable=False),
+    sa.Column('public_key', sa.String(length=64), nullable=False),
+    sa.Column('name', sa.String(length=100), nullable=False),
+    sa.Column('status', sa.String(length=8), nullable=False),
+    sa.Column('registered_at', medpay.adapters.db.base.UtcDateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['fixmedins_code'], ['institutions.fixmedins_code'], name=op.f('fk_terminals_fixmedins_code_institutions')),
+    sa.PrimaryKeyConstraint('terminal_id', name=op.f('pk_terminals')),
+    sa.UniqueConstraint('public_key', name=op.f('uq_terminals_public_key'))
+    )
+    with op.batch_alter_table('terminals', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_terminals_fixmedins_code'), ['fixmedins_code'], unique=False)
 
     op.create_table('visits',
     sa.Column('mdtrt_id', sa.String(length=30), nullable=False),
@@ -239,6 +277,18 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_visits_fixmedins_code'), ['fixmedins_code'], unique=False)
         batch_op.create_index('ix_visits_psn', ['psn_no', 'begntime'], unique=False)
 
+    op.create_table('ecert_code_nonces',
+    sa.Column('nonce', sa.String(length=32), nullable=False),
+    sa.Column('ecert_id', sa.String(length=20), nullable=False),
+    sa.Column('terminal_id', sa.String(length=20), nullable=True),
+    sa.Column('used_at', medpay.adapters.db.base.UtcDateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['ecert_id'], ['ecerts.ecert_id'], name=op.f('fk_ecert_code_nonces_ecert_id_ecerts')),
+    sa.PrimaryKeyConstraint('nonce', name=op.f('pk_ecert_code_nonces'))
+    )
+    with op.batch_alter_table('ecert_code_nonces', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_ecert_code_nonces_ecert_id'), ['ecert_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_ecert_code_nonces_used_at'), ['used_at'], unique=False)
+
     op.create_table('fee_lines',
     sa.Column('id', sa.Integer(), autoincrement=True, nullable=False),
     sa.Column('mdtrt_id', sa.String(length=30), nullable=False),
@@ -262,6 +312,32 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_fee_lines_mdtrt_id'), ['mdtrt_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_fee_lines_setl_id'), ['setl_id'], unique=False)
         batch_op.create_index('uq_fee_lines_live_sn', ['mdtrt_id', 'feedetl_sn'], unique=True, sqlite_where=sa.text("status = 'active'"), postgresql_where=sa.text("status = 'active'"))
+
+    op.create_table('payment_intents',
+    sa.Column('intent_id', sa.String(length=64), nullable=False),
+    sa.Column('fixmedins_code', sa.String(length=30), nullable=False),
+    sa.Column('msgid', sa.String(length=40), nullable=False),
+    sa.Column('mdtrt_id', sa.String(length=30), nullable=False),
+    sa.Column('psn_no', sa.String(length=30), nullable=False),
+    sa.Column('amount', sa.BigInteger(), nullable=False),
+    sa.Column('captured', sa.BigInteger(), nullable=False),
+    sa.Column('refunded', sa.BigInteger(), nullable=False),
+    sa.Column('state', sa.String(length=16), nullable=False),
+    sa.Column('in_doubt', sa.Boolean(), nullable=False),
+    sa.Column('setl_id', sa.String(length=30), nullable=True),
+    sa.Column('gateway_ref', sa.String(length=64), nullable=False),
+    sa.Column('error', sa.String(length=300), nullable=False),
+    sa.Column('request', sa.JSON(), nullable=False),
+    sa.Column('created_at', medpay.adapters.db.base.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', medpay.adapters.db.base.UtcDateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['fixmedins_code'], ['institutions.fixmedins_code'], name=op.f('fk_payment_intents_fixmedins_code_institutions')),
+    sa.ForeignKeyConstraint(['mdtrt_id'], ['visits.mdtrt_id'], name=op.f('fk_payment_intents_mdtrt_id_visits')),
+    sa.ForeignKeyConstraint(['psn_no'], ['persons.psn_no'], name=op.f('fk_payment_intents_psn_no_persons')),
+    sa.PrimaryKeyConstraint('intent_id', name=op.f('pk_payment_intents')),
+    sa.UniqueConstraint('fixmedins_code', 'msgid', name=op.f('uq_payment_intents_fixmedins_code_msgid'))
+    )
+    with op.batch_alter_table('payment_intents', schema=None) as batch_op:
+        batch_op.create_index('ix_payment_intents_state', ['state', 'updated_at'], unique=False)
 
     op.create_table('settlements',
     sa.Column('setl_id', sa.String(length=30), nullable=False),
@@ -302,11 +378,39 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_settlements_psn_no'), ['psn_no'], unique=False)
         batch_op.create_index('uq_settlements_one_cancel', ['orig_setl_id'], unique=True, sqlite_where=sa.text('NOT cancelled'), postgresql_where=sa.text('NOT cancelled'))
 
+    op.create_table('terminal_nonces',
+    sa.Column('terminal_id', sa.String(length=20), nullable=False),
+    sa.Column('nonce', sa.String(length=64), nullable=False),
+    sa.Column('seen_at', medpay.adapters.db.base.UtcDateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['terminal_id'], ['terminals.terminal_id'], name=op.f('fk_terminal_nonces_terminal_id_terminals')),
+    sa.PrimaryKeyConstraint('terminal_id', 'nonce', name=op.f('pk_terminal_nonces'))
+    )
+    with op.batch_alter_table('terminal_nonces', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_terminal_nonces_seen_at'), ['seen_at'], unique=False)
+
+    op.create_table('notifications',
+    sa.Column('id', sa.Integer(), autoincrement=True, nullable=False),
+    sa.Column('intent_id', sa.String(length=64), nullable=False),
+    sa.Column('target', sa.String(length=200), nullable=False),
+    sa.Column('payload', sa.JSON(), nullable=False),
+    sa.Column('attempts', sa.Integer(), nullable=False),
+    sa.Column('delivered_at', medpay.adapters.db.base.UtcDateTime(timezone=True), nullable=True),
+    sa.Column('last_error', sa.String(length=300), nullable=False),
+    sa.Column('created_at', medpay.adapters.db.base.UtcDateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['intent_id'], ['payment_intents.intent_id'], name=op.f('fk_notifications_intent_id_payment_intents')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_notifications')),
+    sa.UniqueConstraint('intent_id', 'target', name=op.f('uq_notifications_intent_id_target'))
+    )
     # ### end Alembic commands ###
 
 
 def downgrade() -> None:
     # ### commands auto generated by Alembic - please adjust! ###
+    op.drop_table('notifications')
+    with op.batch_alter_table('terminal_nonces', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_terminal_nonces_seen_at'))
+
+    op.drop_table('terminal_nonces')
     with op.batch_alter_table('settlements', schema=None) as batch_op:
         batch_op.drop_index('uq_settlements_one_cancel', sqlite_where=sa.text('NOT cancelled'), postgresql_where=sa.text('NOT cancelled'))
         batch_op.drop_index(batch_op.f('ix_settlements_psn_no'))
@@ -314,21 +418,35 @@ def downgrade() -> None:
         batch_op.drop_index('ix_settlements_inst_time')
 
     op.drop_table('settlements')
+    with op.batch_alter_table('payment_intents', schema=None) as batch_op:
+        batch_op.drop_index('ix_payment_intents_state')
+
+    op.drop_table('payment_intents')
     with op.batch_alter_table('fee_lines', schema=None) as batch_op:
         batch_op.drop_index('uq_fee_lines_live_sn', sqlite_where=sa.text("status = 'active'"), postgresql_where=sa.text("status = 'active'"))
         batch_op.drop_index(batch_op.f('ix_fee_lines_setl_id'))
         batch_op.drop_index(batch_op.f('ix_fee_lines_mdtrt_id'))
 
     op.drop_table('fee_lines')
+    with op.batch_alter_table('ecert_code_nonces', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_ecert_code_nonces_used_at'))
+        batch_op.drop_index(batch_op.f('ix_ecert_code_nonces_ecert_id'))
+
+    op.drop_table('ecert_code_nonces')
     with op.batch_alter_table('visits', schema=None) as batch_op:
         batch_op.drop_index('ix_visits_psn')
         batch_op.drop_index(batch_op.f('ix_visits_fixmedins_code'))
 
     op.drop_table('visits')
+    with op.batch_alter_table('terminals', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_terminals_fixmedins_code'))
+
+    op.drop_table('terminals')
     with op.batch_alter_table('sign_ins', schema=None) as batch_op:
         batch_op.drop_index('ix_sign_ins_inst_time')
 
     op.drop_table('sign_ins')
+    op.drop_table('payment_methods')
     with op.batch_alter_table('interface_files', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_interface_files_fixmedins_code'))
 
@@ -338,6 +456,12 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_family_links_beneficiary_psn_no'))
 
     op.drop_table('family_links')
+    with op.batch_alter_table('ecerts', schema=None) as batch_op:
+        batch_op.drop_index('uq_ecerts_active_person', sqlite_where=sa.text("status = 'active'"), postgresql_where=sa.text("status = 'active'"))
+        batch_op.drop_index('uq_ecerts_active_device', sqlite_where=sa.text("status = 'active'"), postgresql_where=sa.text("status = 'active'"))
+        batch_op.drop_index(batch_op.f('ix_ecerts_psn_no'))
+
+    op.drop_table('ecerts')
     with op.batch_alter_table('ec_tokens', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_ec_tokens_psn_no'))
 

@@ -1,0 +1,91 @@
+"""One-scan settlement for terminals, the payment gateway's callbacks, and the payment admin tasks."""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+from medpay.adapters.gateway.port import CallbackRejected, verify_callback
+from medpay.api.deps import platform
+from medpay.api.errors import ErrorResponse, error_response
+from medpay.api.platform import Platform
+from medpay.api.terminal import ecert_service
+from medpay.interface_format import to_yuan
+from medpay.services.errors import Invalid, ServiceError
+from medpay.services.one_scan import OneScanService
+
+terminal_router = APIRouter(prefix="/api/v1/terminal", tags=["terminal"])
+partner_router = APIRouter(prefix="/api/v1/partner", tags=["partner"])
+admin_router = APIRouter(prefix="/api/v1/admin/payments", tags=["admin"])
+
+
+def _one_scan(p: Platform) -> OneScanService:
+    if p.one_scan is None:
+        raise Invalid("gateway", "no payment gateway is configured (MEDPAY_GATEWAY_URL); pay at the window")
+    return p.one_scan
+
+
+class OneScanSettle(BaseModel):
+    msgid: str = Field(..., min_length=1, max_length=40, description="the terminal's message id; a retry reuses it")
+    ecToken: str = Field(..., min_length=1, max_length=64, description="from ec.query with businessType 01301")
+    mdtrt_id: str = Field(..., min_length=1, max_length=30)
+    acct_used_flag: str = Field("1", pattern="^[01]$")
+    notify_url: str | None = Field(None, max_length=200, description="where to push settle.notify (the HIS's)")
+
+    model_config = {"json_schema_extra": {"examples": [{
+        "msgid": "TM0001202611231000000001", "ecToken": "3f6c…(40 hex)", "mdtrt_id": "26112310000012345678",
+        "acct_used_flag": "1", "notify_url": "http://his.example/medpay/notify"}]}}
+
+
+@terminal_router.post("/settle", summary="一码付结算 / one-scan settlement (fund + account + cash via the gateway)",
+                      responses={401: {"model": ErrorResponse}, 422: {"model": ErrorResponse}})
+async def one_scan_settle(request: Request) -> JSONResponse:
+    body = await request.body()
+    p: Platform = request.app.state.platform
+
+    def work() -> JSONResponse:
+        try:
+            _terminal, code = ecert_service(request).verify_terminal(request.headers, "POST", request.url.path, body)
+            try:
+                req = OneScanSettle.model_validate(json.loads(body or b"{}"))
+            except (ValueError, TypeError) as e:
+                errors = getattr(e, "errors", lambda: [])()
+                field = ".".join(str(x) for x in errors[0]["loc"]) if errors else "body"
+                raise Invalid(field, errors[0]["msg"] if errors else "is not valid JSON") from None
+            res = _one_scan(p).pay(code, req.msgid, req.ecToken, req.mdtrt_id, acct_used_flag=req.acct_used_flag == "1",
+                                   notify_urls=(req.notify_url,) if req.notify_url else ())
+        except ServiceError as e:
+            return error_response(e.status, e.code, e.field, e.message)
+        return JSONResponse({"intent_id": res.intent_id, "state": res.state, "setl_id": res.setl_id,
+                             "settlement": to_yuan(res.output) if res.output else None, "notify": res.notify})
+
+    return await run_in_threadpool(work)
+
+
+@partner_router.post("/gateway/callback", summary="支付网关回调 / signed gateway callback (a hint: truth is a status query)")
+async def gateway_callback(request: Request) -> JSONResponse:
+    body = await request.body()
+    p: Platform = request.app.state.platform
+    try:
+        event = verify_callback(request.headers, body, p.gateway_secret)
+    except CallbackRejected as e:
+        return error_response(401, "unauthorized", e.field, e.message)
+    # duplicates and late arrivals are harmless: recovery asks the gateway and is idempotent
+    await run_in_threadpool(_one_scan(p).recover)
+    return JSONResponse({"received": event.get("event_id", "")})
+
+
+@admin_router.post("/recover", summary="处理待定支付 / resolve in-doubt payments by status query")
+def recover(p: Platform = Depends(platform)) -> dict[str, Any]:
+    return {"resolved": [{"intent_id": i, "state": s} for i, s in _one_scan(p).recover()]}
+
+
+@admin_router.get("/statement/{day}", summary="网关对账 / reconcile the gateway's daily statement with our payments")
+def statement(day: date, p: Platform = Depends(platform)) -> dict[str, Any]:
+    return _one_scan(p).reconcile_statement(day)

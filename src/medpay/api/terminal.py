@@ -1,0 +1,243 @@
+"""Terminal door (扫码终端): ``ec.query`` for scanners, kiosks and windows of an institution.
+
+Every request is signed by the terminal's Ed25519 key (registered per institution)::
+
+    X-Terminal-Id: TM…            X-Timestamp: unix seconds (±300 s)
+    X-Nonce: 8–64 characters, once   X-Signature: hex(Ed25519(METHOD\\npath\\ntimestamp\\nnonce\\nsha256hex(body)))
+
+Responses use the e-certificate interface's envelope ``{orgId, code, message, data}``: ``code`` 0 is success;
+any other ``code`` comes with an HTTP 4xx status and ``message`` = ``"<field>: <why>"``. The nonzero codes are
+medpay's own (the interface's 附录A.3 table is not in our sources): see ``EC_CODES``.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from medpay.adapters.platform_keys import default_signing_key
+from medpay.domain.ecert_code import BUSINESS_TYPES
+from medpay.services.ecert import EcertService
+from medpay.services.errors import Forbidden, Invalid, ServiceError
+
+router = APIRouter(prefix="/api/v1/terminal", tags=["terminal"])
+
+MAX_BODY_BYTES = 9 * 1024 * 1024  # an 8 MiB image plus the multipart framing
+
+EC_CODES: dict[str, int] = {
+    "invalid": 1001,  # a request field is missing or malformed
+    "not_found": 1002,
+    "forbidden": 1003,  # orgId is not the terminal's institution
+    "conflict": 1004,
+    "unauthorized": 1101,  # terminal signature headers: missing, stale, wrong, replayed nonce
+    "too_large": 1102,
+    "code_invalid": 2001,  # truncated, garbled, other version
+    "code_forged": 2002,  # signature doesn't verify
+    "code_expired": 2003,
+    "code_used": 2004,  # scanned before
+    "ecert_revoked": 2005,
+    "business_type_mismatch": 2006,
+    "image_invalid": 2007,  # no QR code, two codes, not an image
+}
+
+
+def ecert_service(request: Request) -> EcertService:
+    """The app's EcertService: ``app.state.ecert`` if set, else built once from the Platform (same database,
+    cipher and person service; the signing key from ``MEDPAY_SIGNING_KEY_FILE``)."""
+    svc = getattr(request.app.state, "ecert", None)
+    if svc is None:
+        p = request.app.state.platform
+        svc = EcertService(p.factory, p.cipher, default_signing_key(), p.persons, clock=p.persons.clock)
+        request.app.state.ecert = svc
+    return svc
+
+
+QUERY_EXAMPLE_JSON = {"orgId": "H99990100001", "businessType": "01301",
+                      "qrCode": "MPEC1.eyJ2IjoxLCJlYyI6IkVDN0syTTlRWDQiLCJidCI6IjAxMzAxIiwiaWF0IjoxNzY3MjI1NjAwLCJleHAi"
+                                "OjE3NjcyMjU2NjAsIm4iOiJXbEQ0S3pWd1RfOCJ9.<86 characters of signature>",
+                      "operatorId": "0001", "operatorName": "收费员", "deviceType": "Window"}
+QUERY_EXAMPLE_ENVELOPE = {"orgId": "H99990100001", "transType": "ec.query",
+                          "data": {"businessType": "01101", "qrCode": "MPEC1.….…", "deviceType": "SelfService"}}
+QUERY_OK = {"orgId": "H99990100001", "code": 0, "message": "成功", "data": {
+    "idNo": "999901********0011", "idType": "01", "userName": "王**", "ecToken": "3f9a…(40 hex)",
+    "insuOrg": "999901", "ecIndexNo": "EC7K2M9QX4", "gender": "1", "birthday": "1980-01-01",
+    "businessType": "01301"}}
+
+_SIGNED_HEADERS = [
+    {"name": "X-Terminal-Id", "in": "header", "required": True, "schema": {"type": "string"},
+     "description": "terminal id from registration", "example": "TM4Q7ZK2PA"},
+    {"name": "X-Timestamp", "in": "header", "required": True, "schema": {"type": "string"},
+     "description": "unix time in seconds; ±300 s of server time"},
+    {"name": "X-Nonce", "in": "header", "required": True, "schema": {"type": "string"},
+     "description": "8–64 printable characters, never reused by this terminal"},
+    {"name": "X-Signature", "in": "header", "required": True, "schema": {"type": "string"},
+     "description": "hex Ed25519 signature of METHOD\\npath\\ntimestamp\\nnonce\\nsha256hex(body)"},
+]
+
+_OPENAPI = {
+    "parameters": _SIGNED_HEADERS,
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {"type": "object", "required": ["orgId", "businessType", "qrCode"], "properties": {
+                    "orgId": {"type": "string", "description": "定点医药机构编号: the terminal's institution"},
+                    "businessType": {"type": "string", "enum": list(BUSINESS_TYPES),
+                                     "description": "用码业务类型: " + ", ".join(f"{k} {v}" for k, v in
+                                                                           BUSINESS_TYPES.items())},
+                    "qrCode": {"type": "string", "description": "the scanned string"},
+                    "operatorId": {"type": "string"}, "operatorName": {"type": "string"},
+                    "officeId": {"type": "string"}, "officeName": {"type": "string"},
+                    "deviceType": {"type": "string"}}},
+                "examples": {"scanned": {"summary": "scanned string", "value": QUERY_EXAMPLE_JSON},
+                             "envelope": {"summary": "interface envelope {orgId, transType, data}",
+                                          "value": QUERY_EXAMPLE_ENVELOPE}},
+            },
+            "multipart/form-data": {
+                "schema": {"type": "object", "required": ["orgId", "businessType", "image"], "properties": {
+                    "orgId": {"type": "string"}, "businessType": {"type": "string", "enum": list(BUSINESS_TYPES)},
+                    "image": {"type": "string", "format": "binary",
+                              "description": "a photo of the code (PNG/JPEG/…, ≤ 8 MiB); exactly one QR code"}}},
+            },
+        },
+    },
+}
+
+_ERROR_EXAMPLE = {"orgId": "H99990100001", "code": 2006, "message": "businessType: this code was made for 01301 "
+                  "门诊结算, not for 01101 门诊挂号; ask the patient to show a code for 门诊挂号", "data": None}
+
+
+@router.post(
+    "/ec/query", summary="二维码解码 ec.query / scanned code or photo → masked identity + ecToken",
+    description="Checks the code (platform signature, ≤ 60 s old, business type, e-certificate active, never "
+                "scanned before), then issues an **ecToken bound to the terminal's institution** (30 min), usable "
+                "as `mdtrt_cert_type=01` / `mdtrt_cert_no` in 1101, 2201, 2207, 2401, 2304. A code is not tied to "
+                "an institution: whichever institution's terminal scans it first gets the token, and only that "
+                "institution can use it. A refused scan consumes nothing.",
+    openapi_extra=_OPENAPI,
+    responses={200: {"description": "identity", "content": {"application/json": {"example": QUERY_OK}}},
+               401: {"description": "terminal signature refused"},
+               409: {"description": "code already scanned"},
+               422: {"description": "code or request refused",
+                     "content": {"application/json": {"example": _ERROR_EXAMPLE}}}},
+)
+async def ec_query(request: Request) -> JSONResponse:
+    org_id: str | None = None
+    try:
+        body = await request.body()
+        if len(body) > MAX_BODY_BYTES:
+            return _error(413, "too_large", "body", f"larger than {MAX_BODY_BYTES // (1024 * 1024)} MiB", None)
+        svc = ecert_service(request)
+        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        terminal_id, fixmedins_code = await run_in_threadpool(svc.verify_terminal, request.headers, request.method,
+                                                              target, body)
+        org_id, business_type, scanned, image = _parse(request.headers.get("content-type", ""), body)
+        if org_id is None:
+            raise Invalid("orgId", "missing: the terminal's institution code (定点医药机构编号)")
+        if org_id != fixmedins_code:
+            raise Forbidden("orgId", f"this terminal belongs to {fixmedins_code}, not {org_id}")
+        data = await run_in_threadpool(svc.query, terminal_id, fixmedins_code, scanned, image, business_type)
+    except ServiceError as e:
+        return _error(e.status, e.code, e.field, e.message, org_id)
+    return JSONResponse({"orgId": fixmedins_code, "code": 0, "message": "成功", "data": data},
+                        headers={"Cache-Control": "no-store"})
+
+
+def _error(status: int, code: str, field: str, message: str, org_id: str | None) -> JSONResponse:
+    number = EC_CODES.get(code) or (1101 if status == 401 else 1001)
+    return JSONResponse(status_code=status, content={"orgId": org_id, "code": number,
+                                                     "message": f"{field}: {message}", "data": None},
+                        headers={"Cache-Control": "no-store"})
+
+
+def _text(value: Any, field: str) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise Invalid(field, "must be a string")
+    return value.strip()
+
+
+def _parse(content_type: str, body: bytes) -> tuple[str | None, Any, str | None, bytes | None]:
+    """(orgId, businessType, qrCode, image) from a JSON body (flat, or the interface envelope with ``data``) or
+    a multipart form."""
+    media = content_type.split(";", 1)[0].strip().lower()
+    if media == "multipart/form-data":
+        fields, files = _multipart(content_type, body)
+        image = files.get("image")
+        if image is None and "image" in fields:
+            raise Invalid("image", "must be sent as a file part (with a filename)")
+        return (_text(fields.get("orgId"), "orgId"), _text(fields.get("businessType"), "businessType"),
+                fields.get("qrCode"), image)
+    if media not in ("application/json", ""):
+        raise Invalid("body", f"content type {media!r}: send application/json or multipart/form-data")
+    try:
+        doc = json.loads(body)
+    except (UnicodeDecodeError, ValueError):
+        raise Invalid("body", "not valid JSON") from None
+    if not isinstance(doc, dict):
+        raise Invalid("body", "must be a JSON object")
+    org_id = _text(doc.get("orgId"), "orgId")
+    if "data" in doc:  # {orgId, transType, data, extra}
+        trans = doc.get("transType")
+        if trans not in (None, "ec.query"):
+            raise Invalid("transType", f"this endpoint serves ec.query, not {trans!r}")
+        doc = doc["data"]
+        if not isinstance(doc, dict):
+            raise Invalid("data", "must be a JSON object")
+        org_id = org_id or _text(doc.get("orgId"), "data.orgId")
+    scanned = doc.get("qrCode")
+    if scanned is not None and not isinstance(scanned, str):
+        raise Invalid("qrCode", "must be a string")
+    return org_id, doc.get("businessType"), scanned, None
+
+
+def _multipart(content_type: str, body: bytes) -> tuple[dict[str, str], dict[str, bytes]]:
+    """A small multipart/form-data reader (RFC 7578): text fields and file parts by name."""
+    boundary = None
+    for param in content_type.split(";")[1:]:
+        key, _, value = param.strip().partition("=")
+        if key.strip().lower() == "boundary":
+            boundary = value.strip().strip('"')
+    if not boundary:
+        raise Invalid("body", "multipart/form-data without a boundary")
+    delimiter = b"--" + boundary.encode("latin-1")
+    sections = body.split(delimiter)
+    if len(sections) < 3 or not sections[-1].startswith(b"--"):
+        raise Invalid("body", "malformed multipart body (missing closing boundary)")
+    fields: dict[str, str] = {}
+    files: dict[str, bytes] = {}
+    for section in sections[1:-1]:
+        if not section.startswith(b"\r\n") or not section.endswith(b"\r\n"):
+            raise Invalid("body", "malformed multipart body")
+        head, sep, content = section[2:-2].partition(b"\r\n\r\n")
+        if not sep:
+            raise Invalid("body", "malformed multipart part (no blank line after the headers)")
+        name = filename = None
+        for line in head.decode("utf-8", "replace").split("\r\n"):
+            header, _, value = line.partition(":")
+            if header.strip().lower() != "content-disposition":
+                continue
+            for param in value.split(";")[1:]:
+                k, _, v = param.strip().partition("=")
+                v = v.strip().strip('"')
+                if k.strip().lower() == "name":
+                    name = v
+                elif k.strip().lower() == "filename":
+                    filename = v
+        if not name:
+            continue
+        if name in fields or name in files:
+            raise Invalid(name, "sent more than once")
+        if filename is not None:
+            files[name] = content
+        else:
+            try:
+                fields[name] = content.decode("utf-8")
+            except UnicodeDecodeError:
+                raise Invalid(name, "not UTF-8 text") from None
+    return fields, files

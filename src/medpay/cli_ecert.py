@@ -1,0 +1,124 @@
+"""``medpay ecert …``: activate an e-certificate, show its dynamic code, register a terminal.
+
+These act on the database directly (``MEDPAY_DATABASE_URL``; run ``medpay db upgrade`` first), with the data key
+(``MEDPAY_DATA_KEY_FILE``) and the platform's signing key (``MEDPAY_SIGNING_KEY_FILE``). Device and terminal keys
+are Ed25519 private keys in files (raw 32 bytes, base64, mode 0600), created when missing.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+from medpay.domain.ecert_code import BUSINESS_TYPES
+
+ecert_app = typer.Typer(help="医保电子凭证 / e-certificates, QR codes and terminals", no_args_is_help=True)
+
+
+@ecert_app.callback()
+def _ecert() -> None:
+    """E-certificates: activation, dynamic QR codes, terminal registration."""
+
+
+def _service():
+    from medpay.adapters.crypto import default_cipher
+    from medpay.adapters.db.engine import database_url, make_engine, session_factory
+    from medpay.adapters.platform_keys import default_signing_key
+    from medpay.services.ecert import EcertService
+    from medpay.services.persons import PersonService
+
+    factory = session_factory(make_engine(database_url()))
+    cipher = default_cipher()
+    return EcertService(factory, cipher, default_signing_key(), PersonService(factory, cipher))
+
+
+def _key(path: Path):
+    from medpay.adapters.platform_keys import load_or_create_key
+
+    try:
+        return load_or_create_key(path)
+    except (OSError, ValueError) as e:
+        _fail(f"{path}: {e}")
+
+
+def _fail(message: str) -> None:
+    typer.echo(f"错误 / error: {message}", err=True)
+    raise typer.Exit(2)
+
+
+def _run(fn, *args: Any) -> Any:
+    from medpay.services.errors import ServiceError
+
+    try:
+        return fn(*args)
+    except ServiceError as e:
+        _fail(f"{e.field}: {e.message}")
+
+
+def _print(obj: Any) -> None:
+    typer.echo(json.dumps(obj, ensure_ascii=False, indent=2))
+
+
+@ecert_app.command("activate")
+def activate(psn_no: str = typer.Option(..., "--psn-no", help="人员编号"),
+             certno: str = typer.Option(..., "--certno", help="证件号码 of that person"),
+             key_file: Path = typer.Option(Path("var/device.key"), "--key-file",
+                                           help="device key file (created if missing)"),
+             consent: bool = typer.Option(False, "--consent/--no-consent",
+                                          help="the person consents to processing their personal information")) -> None:
+    """Activate an e-certificate bound to the device key in KEY_FILE; prints the ecert_id."""
+    from medpay.adapters.platform_keys import public_key_hex
+
+    device = _key(key_file)
+    ecert_id = _run(_service().activate, psn_no, certno, public_key_hex(device), consent)
+    _print({"ecert_id": ecert_id, "key_file": str(key_file), "device_public_key": public_key_hex(device)})
+
+
+@ecert_app.command("code")
+def code(ecert_id: str = typer.Option(..., "--ecert-id"),
+         key_file: Path = typer.Option(Path("var/device.key"), "--key-file", exists=True, dir_okay=False,
+                                       help="the device key the e-certificate was activated with"),
+         business_type: str = typer.Option("01301", "--business-type",
+                                           help=", ".join(f"{k} {v}" for k, v in BUSINESS_TYPES.items())),
+         png: Optional[Path] = typer.Option(None, "--png", help="write the QR code as PNG here"),
+         svg: Optional[Path] = typer.Option(None, "--svg", help="write the QR code as SVG here"),
+         scale: int = typer.Option(8, "--scale", min=1, max=40)) -> None:
+    """Sign a code request with the device key and print the payload (valid 60 s); optionally write PNG/SVG."""
+    from medpay.adapters import qr_images
+    from medpay.adapters.db.base import utcnow
+    from medpay.services.ecert import sign_code_request
+
+    device = _key(key_file)
+    ts = int(utcnow().timestamp())
+    payload, expires_at = _run(_service().issue_code, ecert_id, business_type,
+                               sign_code_request(device, ecert_id, business_type, ts), ts)
+    if png:
+        png.write_bytes(qr_images.render_png(payload, scale=scale))
+    if svg:
+        svg.write_text(qr_images.render_svg(payload, scale=max(1, scale // 2)), encoding="utf-8")
+    _print({"payload": payload, "expires_at": expires_at.isoformat(), "business_type": business_type,
+            "png": str(png) if png else None, "svg": str(svg) if svg else None})
+
+
+@ecert_app.command("revoke")
+def revoke(ecert_id: str = typer.Option(..., "--ecert-id")) -> None:
+    """Revoke an e-certificate (lost phone): its codes stop working at once."""
+    _run(_service().revoke, ecert_id)
+    _print({"ecert_id": ecert_id, "status": "revoked"})
+
+
+@ecert_app.command("terminal-register")
+def terminal_register(fixmedins_code: str = typer.Option(..., "--fixmedins-code", help="定点医药机构编号"),
+                      name: str = typer.Option(..., "--name", help="e.g. 门诊收费1号窗口"),
+                      key_file: Path = typer.Option(Path("var/terminal.key"), "--key-file",
+                                                    help="terminal key file (created if missing)")) -> None:
+    """Register a scanning terminal of an institution; prints the terminal_id its requests must carry."""
+    from medpay.adapters.platform_keys import public_key_hex
+
+    key = _key(key_file)
+    terminal_id = _run(_service().register_terminal, fixmedins_code, public_key_hex(key), name)
+    _print({"terminal_id": terminal_id, "fixmedins_code": fixmedins_code, "key_file": str(key_file),
+            "public_key": public_key_hex(key)})

@@ -1,0 +1,420 @@
+"""One scan settles everything: fund + personal account in the ledger, the cash part from the patient's
+bound payment method through a gateway — all or nothing, then a settle.notify to terminal and HIS.
+
+Order of steps, and why:
+1. quote the bill and **hold** the cash part at the gateway (nothing is settled yet, so a decline or a
+   gateway fault leaves nothing to undo but the hold);
+2. **settle** in our ledger with ``max_cash_fen`` = the hold, exactly once per msgid;
+3. **capture** the hold. A capture the gateway refuses compensates: the settlement is cancelled and
+   the hold voided. A capture whose outcome is unknown leaves the intent ``in_doubt``;
+4. ``recover()`` resolves every in-doubt intent by status query: a hold with a standing settlement is
+   captured, a hold without one is voided, a missing hold fails the intent (and cancels its settlement).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Callable
+
+import httpx
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from medpay.adapters.crypto import FieldCipher
+from medpay.adapters.db.base import utcnow
+from medpay.adapters.db.payment_tables import NotificationRow, PaymentIntentRow, PaymentMethodRow
+from medpay.adapters.db.tables import EcTokenRow, InstitutionRow, SettlementRow
+from medpay.adapters.gateway.port import GatewayTimeout, GatewayUnavailable, PaymentGateway
+from medpay.services import records
+from medpay.services.errors import Conflict, Forbidden, Invalid, NotFound, ServiceError
+from medpay.services.persons import token_hash
+from medpay.services.settlement import SettlementService, SettleRequest
+from medpay.services.unit_of_work import unit_of_work
+
+log = logging.getLogger("medpay.one_scan")
+SETTLEMENT_BUSINESS_TYPES = {"01301", "02121"}  # 门诊结算, 药店购药
+CHANNEL = "gateway"
+FINAL_STATES = {"captured", "voided", "declined", "failed"}
+
+
+@dataclass
+class PayResult:
+    intent_id: str
+    state: str
+    setl_id: str | None
+    output: dict[str, Any] | None
+    notify: dict[str, Any] | None
+
+
+def intent_id_for(fixmedins_code: str, msgid: str) -> str:
+    """A stable id per (institution, msgid): the gateway's idempotency key, so retries never double-charge."""
+    return "pi_" + hashlib.sha256(f"{fixmedins_code}|{msgid}".encode()).hexdigest()[:40]
+
+
+class OneScanService:
+    def __init__(self, factory: sessionmaker[Session], settlement: SettlementService, gateway: PaymentGateway,
+                 cipher: FieldCipher, clock: Callable[[], datetime] = utcnow,
+                 notify_http: httpx.Client | None = None):
+        self.factory = factory
+        self.settlement = settlement
+        self.gateway = gateway
+        self.cipher = cipher
+        self.clock = clock
+        self.http = notify_http or httpx.Client(timeout=2.0)
+
+    # ------------------------------------------------------------------ setup
+
+    def bind_payment_method(self, psn_no: str, payer_token: str, gateway: str = CHANNEL) -> None:
+        if not payer_token:
+            raise Invalid("payer_token", "missing")
+        with unit_of_work(self.factory) as uow:
+            records.person_row(uow.session, psn_no)
+            row = uow.session.get(PaymentMethodRow, psn_no) or PaymentMethodRow(psn_no=psn_no)
+            row.gateway, row.payer_token_enc = gateway, self.cipher.encrypt(payer_token, "payer_token")
+            row.bound_at = self.clock()
+            uow.session.merge(row)
+
+    # ------------------------------------------------------------------ the flow
+
+    def pay(self, fixmedins_code: str, msgid: str, ec_token: str, mdtrt_id: str, *,
+            acct_used_flag: bool = True, notify_urls: tuple[str, ...] = ()) -> PayResult:
+        """Settle ``mdtrt_id`` for the person the e-certificate token names, cash part through the gateway.
+
+        Idempotent by (institution, msgid): a retry continues where the first attempt stopped.
+        """
+        intent_id = intent_id_for(fixmedins_code, msgid)
+        # the token is a one-time credential, not part of what is asked: a retry may carry a fresh scan
+        request = {"mdtrt_id": mdtrt_id, "acct_used_flag": acct_used_flag}
+        intent = self._open_intent(intent_id, fixmedins_code, msgid, ec_token, mdtrt_id, request, acct_used_flag)
+        if intent.state in FINAL_STATES or intent.in_doubt:
+            return self._result(intent)
+        if intent.state == "created":
+            intent = self._hold(intent)
+            if intent.state != "held":
+                return self._result(intent)
+        if intent.state == "held":
+            intent = self._settle(intent, acct_used_flag)
+            if intent.state != "settled":
+                return self._result(intent)
+        intent = self._capture(intent)
+        if intent.state == "captured":
+            self._queue_notifications(intent, notify_urls)
+            self.deliver_notifications()
+        return self._result(intent)
+
+    def _open_intent(self, intent_id: str, code: str, msgid: str, ec_token: str, mdtrt_id: str,
+                     request: dict, acct_used: bool) -> PaymentIntentRow:
+        existing = self._existing_intent(intent_id, msgid, request)
+        if existing is not None:
+            return existing
+        session = self.factory()
+        try:
+            tok = session.get(EcTokenRow, token_hash(ec_token))
+            now = self.clock()
+            if tok is None:
+                raise NotFound("ecToken", "unknown e-certificate token")
+            if tok.expires_at <= now:
+                raise Invalid("ecToken", "e-certificate token has expired; scan the code again")
+            if tok.fixmedins_code not in (None, code):
+                raise Forbidden("ecToken", "the token was issued at another institution")
+            if tok.business_type not in SETTLEMENT_BUSINESS_TYPES:
+                raise Forbidden("ecToken", f"the code was shown for business type {tok.business_type or '—'}, "
+                                           f"not for settlement ({', '.join(sorted(SETTLEMENT_BUSINESS_TYPES))})")
+            visit = records.own_visit(session, code, mdtrt_id)
+            if visit.psn_no != tok.psn_no:
+                raise Forbidden("mdtrt_id", "the visit is not of the person who showed the code")
+            if session.get(PaymentMethodRow, tok.psn_no) is None:
+                raise Invalid("payer_token", "the patient has no bound payment method; pay at the window")
+            psn_no = tok.psn_no
+        finally:
+            session.close()
+        quote = self.settlement.presettle(code, mdtrt_id, acct_used_flag=acct_used)  # its own (read) transaction
+        try:
+            with unit_of_work(self.factory) as uow:
+                row = PaymentIntentRow(intent_id=intent_id, fixmedins_code=code, msgid=msgid, mdtrt_id=mdtrt_id,
+                                       psn_no=psn_no, amount=quote.setlinfo["psn_cash_pay"], state="created",
+                                       request=request, created_at=now, updated_at=now)
+                uow.session.add(row)
+        except IntegrityError:  # a concurrent attempt with the same msgid opened it first
+            return self._existing_intent(intent_id, msgid, request)
+        return row
+
+    def _existing_intent(self, intent_id: str, msgid: str, request: dict) -> PaymentIntentRow | None:
+        session = self.factory()
+        try:
+            existing = session.get(PaymentIntentRow, intent_id)
+        finally:
+            session.close()
+        if existing is not None and existing.request != request:
+            raise Conflict("msgid", f"message id {msgid!r} was already used for a different payment")
+        return existing
+
+    def _update(self, intent_id: str, **values: Any) -> PaymentIntentRow:
+        with unit_of_work(self.factory) as uow:
+            row = uow.session.execute(select(PaymentIntentRow).where(PaymentIntentRow.intent_id == intent_id)
+                                      .with_for_update()).scalar_one()
+            for k, v in values.items():
+                setattr(row, k, v)
+            row.updated_at = self.clock()
+        return row
+
+    def _payer_token(self, psn_no: str) -> str:
+        session = self.factory()
+        try:
+            row = session.get(PaymentMethodRow, psn_no)
+            return self.cipher.decrypt(row.payer_token_enc, "payer_token")
+        finally:
+            session.close()
+
+    def _hold(self, intent: PaymentIntentRow) -> PaymentIntentRow:
+        if intent.amount == 0:  # nothing to collect: fund and account cover it all
+            return self._update(intent.intent_id, state="held")
+        try:
+            res = self.gateway.authorise(intent.intent_id, intent.amount, self._payer_token(intent.psn_no),
+                                         f"medpay {intent.fixmedins_code} {intent.mdtrt_id}")
+        except (GatewayTimeout, GatewayUnavailable) as e:
+            res = self._status_or_none(intent.intent_id)
+            if res is None:
+                return self._update(intent.intent_id, in_doubt=True, error=f"authorise: {e}")
+        if res.state == "held" and res.ok:
+            return self._update(intent.intent_id, state="held", gateway_ref=res.gateway_ref or "")
+        if res.state == "declined" or res.error_code:
+            return self._update(intent.intent_id, state="declined",
+                                error=f"{res.error_code}: {res.error_message}"[:300])
+        return self._update(intent.intent_id, in_doubt=True, error=f"authorise answered {res.state}")
+
+    def _settle(self, intent: PaymentIntentRow, acct_used: bool) -> PaymentIntentRow:
+        try:
+            out = self.settlement.settle(SettleRequest(intent.fixmedins_code, intent.msgid, intent.mdtrt_id,
+                                                       acct_used_flag=acct_used, channel=CHANNEL,
+                                                       max_cash_fen=intent.amount))
+        except ServiceError as e:
+            self._void(intent)
+            self._update(intent.intent_id, state="voided", error=f"{e.field}: {e.message}"[:300])
+            raise
+        return self._update(intent.intent_id, state="settled", setl_id=out["setlinfo"]["setl_id"])
+
+    def _capture(self, intent: PaymentIntentRow) -> PaymentIntentRow:
+        cash = self._settled_cash(intent)
+        if cash == 0:
+            if intent.amount:
+                self._void(intent)
+            return self._update(intent.intent_id, state="captured", captured=0)
+        try:
+            res = self.gateway.capture(intent.intent_id, cash)
+        except (GatewayTimeout, GatewayUnavailable) as e:
+            res = self._status_or_none(intent.intent_id)
+            if res is None:
+                return self._update(intent.intent_id, in_doubt=True, error=f"capture: {e}")
+        if res.state in ("captured", "partially_refunded", "refunded"):
+            return self._update(intent.intent_id, state="captured", captured=res.amount_captured, in_doubt=False)
+        if res.state == "held" and not res.error_code:
+            # a status answer after a lost capture: the hold still stands — recovery will capture it
+            return self._update(intent.intent_id, in_doubt=True, error="capture not confirmed")
+        # the gateway refused to capture (hold expired or voided): undo the settlement
+        self._compensate(intent, f"capture refused: {res.state} {res.error_code}")
+        return self._update(intent.intent_id, state="failed", error=f"capture refused: {res.error_code}"[:300])
+
+    def _settled_cash(self, intent: PaymentIntentRow) -> int:
+        out = self.settlement.settlement(intent.fixmedins_code, intent.setl_id)
+        return out["setlinfo"]["psn_cash_pay"]
+
+    def _compensate(self, intent: PaymentIntentRow, why: str) -> None:
+        log.warning("intent %s: %s; cancelling settlement %s", intent.intent_id, why, intent.setl_id)
+        try:
+            self.settlement.cancel(intent.fixmedins_code, f"{intent.msgid}:undo", intent.setl_id)
+        except Conflict:
+            pass  # already cancelled
+        self._void(intent)
+
+    def _void(self, intent: PaymentIntentRow) -> None:
+        if intent.amount == 0:
+            return
+        try:
+            self.gateway.void(intent.intent_id)
+        except (GatewayTimeout, GatewayUnavailable):
+            log.warning("intent %s: void not confirmed; recovery will retry", intent.intent_id)
+
+    def _status_or_none(self, intent_id: str):
+        try:
+            return self.gateway.status(intent_id)
+        except (GatewayTimeout, GatewayUnavailable):
+            return None
+
+    # ------------------------------------------------------------------ recovery
+
+    def recover(self, older_than: timedelta = timedelta(seconds=0)) -> list[tuple[str, str]]:
+        """Resolve intents left in doubt or half-way. Safe to run at any time, any number of times."""
+        cutoff = self.clock() - older_than
+        session = self.factory()
+        try:
+            todo = list(session.execute(select(PaymentIntentRow).where(
+                PaymentIntentRow.state.not_in(FINAL_STATES), PaymentIntentRow.updated_at <= cutoff)).scalars())
+        finally:
+            session.close()
+        outcomes = []
+        for intent in todo:
+            if intent.setl_id is None:
+                intent = self._adopt_settlement(intent)
+            res = self._status_or_none(intent.intent_id) if intent.amount else None
+            if intent.amount and res is None:
+                outcomes.append((intent.intent_id, "still unknown"))
+                continue
+            gw_state = res.state if res is not None else "none"
+            if intent.setl_id is None:
+                # never settled: whatever the gateway holds must be released
+                if gw_state == "held":
+                    self._void(intent)
+                if gw_state in ("captured", "partially_refunded"):
+                    self.gateway.refund(intent.intent_id, f"{intent.intent_id}-rf", res.amount_captured - res.amount_refunded)
+                final = self._update(intent.intent_id, state="voided", in_doubt=False, error="recovered: not settled")
+            elif gw_state in ("captured", "partially_refunded", "refunded"):
+                final = self._update(intent.intent_id, state="captured", captured=res.amount_captured, in_doubt=False)
+            elif gw_state == "held" or intent.amount == 0:
+                final = self._capture(self._update(intent.intent_id, in_doubt=False))
+            else:  # settled here, but the gateway has no hold (declined, voided, expired): undo the settlement
+                self._compensate(intent, f"gateway state {gw_state}")
+                final = self._update(intent.intent_id, state="failed", in_doubt=False, error=f"recovered: gateway {gw_state}")
+            outcomes.append((intent.intent_id, final.state))
+        return outcomes
+
+    def _adopt_settlement(self, intent: PaymentIntentRow) -> PaymentIntentRow:
+        """A crash between our settlement's commit and the intent's update leaves the settlement unnamed:
+        find it by its msgid."""
+        session = self.factory()
+        try:
+            setl = session.execute(select(SettlementRow.setl_id).where(
+                SettlementRow.fixmedins_code == intent.fixmedins_code, SettlementRow.msgid == intent.msgid,
+                SettlementRow.kind == "settle", SettlementRow.cancelled.is_(False))).scalar_one_or_none()
+        finally:
+            session.close()
+        return self._update(intent.intent_id, setl_id=setl, state="settled") if setl else intent
+
+    def refund(self, fixmedins_code: str, msgid: str, intent_id: str) -> dict[str, Any]:
+        """Cancel a gateway-paid settlement and refund its cash part (partial refunds: cancel, then settle anew)."""
+        intent = self.intent(intent_id)
+        if intent.fixmedins_code != fixmedins_code:
+            raise Forbidden("intent_id", "the payment belongs to another institution")
+        if intent.state != "captured" or not intent.setl_id:
+            raise Conflict("intent_id", f"payment {intent_id!r} is {intent.state}; only a captured one can be refunded")
+        out = self.settlement.cancel(fixmedins_code, msgid, intent.setl_id)
+        if intent.captured:
+            res = self.gateway.refund(intent_id, f"{intent_id}-{hashlib.sha256(msgid.encode()).hexdigest()[:12]}",
+                                      intent.captured)
+            self._update(intent_id, refunded=res.amount_refunded)
+        return out
+
+    def reconcile_statement(self, day) -> dict[str, Any]:
+        """The gateway's daily statement against our payments, to the fen: every captured or refunded
+        movement it lists must be ours with the same amount, and ours must all be listed."""
+        from medpay.adapters.gateway.port import parse_statement
+
+        rows = parse_statement(self.gateway.statement(day))
+        theirs: dict[str, int] = {}
+        for r in rows:
+            theirs[r["intent_id"]] = theirs.get(r["intent_id"], 0) + int(r["amount_fen"])
+        session = self.factory()
+        try:
+            ours = {i.intent_id: i.captured - i.refunded for i in session.execute(
+                select(PaymentIntentRow).where(PaymentIntentRow.intent_id.in_(list(theirs)) |
+                                               (PaymentIntentRow.captured > 0))).scalars()
+                    if i.intent_id in theirs or _local_day(i.updated_at) == day}
+        finally:
+            session.close()
+        mismatches = [{"intent_id": k, "gateway_fen": theirs.get(k, 0), "medpay_fen": ours.get(k, 0)}
+                      for k in sorted(set(theirs) | set(ours)) if theirs.get(k, 0) != ours.get(k, 0)]
+        return {"day": day.isoformat(), "rows": len(rows), "gateway_total_fen": sum(theirs.values()),
+                "medpay_total_fen": sum(ours.values()), "balanced": not mismatches, "mismatches": mismatches}
+
+    # ------------------------------------------------------------------ notify
+
+    def notify_payload(self, intent: PaymentIntentRow) -> dict[str, Any]:
+        out = self.settlement.settlement(intent.fixmedins_code, intent.setl_id)
+        info = out["setlinfo"]
+        from medpay.money import format_yuan
+
+        return {
+            "outBizNo": intent.msgid, "medicalSettleState": "SUCCESS", "medicalSettleNo": info["setl_id"],
+            "mdtrtId": intent.mdtrt_id, "totalFee": format_yuan(info["medfee_sumamt"]),
+            "ownAmt": format_yuan(info["psn_cash_pay"]), "hifAmt": format_yuan(info["fund_pay_sumamt"]),
+            "acctAmt": format_yuan(info["acct_pay"]), "hifpAmt": format_yuan(info["hifp_pay"]),
+            "hifmiAmt": format_yuan(info["hifmi_pay"]), "cvlservAmt": format_yuan(info["cvlserv_pay"]),
+            "maAmt": format_yuan(info["maf_pay"]), "balance": format_yuan(info["balc"]),
+            "gatewayRef": intent.gateway_ref,
+        }
+
+    def _queue_notifications(self, intent: PaymentIntentRow, urls: tuple[str, ...]) -> None:
+        if not urls:
+            return
+        payload = self.notify_payload(intent)
+        for url in urls:
+            try:
+                with unit_of_work(self.factory) as uow:
+                    uow.session.add(NotificationRow(intent_id=intent.intent_id, target=url, payload=payload))
+            except IntegrityError:
+                pass  # queued by an earlier attempt
+
+    def deliver_notifications(self, max_attempts: int = 8) -> int:
+        """POST pending notifications, signed with the institution's gateway token (HMAC-SHA256)."""
+        session = self.factory()
+        try:
+            pending = list(session.execute(select(NotificationRow, PaymentIntentRow.fixmedins_code)
+                                           .join(PaymentIntentRow, NotificationRow.intent_id == PaymentIntentRow.intent_id)
+                                           .where(NotificationRow.delivered_at.is_(None),
+                                                  NotificationRow.attempts < max_attempts)).all())
+            tokens = {c: self.cipher.decrypt(t, "inst_token") for c, t in session.execute(
+                select(InstitutionRow.fixmedins_code, InstitutionRow.token_enc)) if t}
+        finally:
+            session.close()
+        delivered = 0
+        for note, code in pending:
+            body = json.dumps(note.payload, ensure_ascii=False, sort_keys=True).encode()
+            ts = str(int(self.clock().timestamp()))
+            sig = hmac.new(tokens.get(code, "").encode(), ts.encode() + b"." + body, hashlib.sha256).hexdigest()
+            error, ok = "", False
+            try:
+                r = self.http.post(note.target, content=body, headers={
+                    "content-type": "application/json", "X-Medpay-Timestamp": ts, "X-Medpay-Signature": sig})
+                ok = r.status_code < 300
+                error = "" if ok else f"HTTP {r.status_code}"
+            except httpx.HTTPError as e:
+                error = f"{type(e).__name__}: {e}"[:300]
+            with unit_of_work(self.factory) as uow:
+                row = uow.session.get(NotificationRow, note.id)
+                row.attempts += 1
+                row.last_error = error
+                if ok:
+                    row.delivered_at = self.clock()
+                    delivered += 1
+        return delivered
+
+    # ------------------------------------------------------------------ results
+
+    def intent(self, intent_id: str) -> PaymentIntentRow:
+        session = self.factory()
+        try:
+            row = session.get(PaymentIntentRow, intent_id)
+            if row is None:
+                raise NotFound("intent_id", f"unknown payment {intent_id!r}")
+            return row
+        finally:
+            session.close()
+
+    def _result(self, intent: PaymentIntentRow) -> PayResult:
+        output = notify = None
+        if intent.setl_id and intent.state == "captured":
+            output = self.settlement.settlement(intent.fixmedins_code, intent.setl_id)
+            notify = self.notify_payload(intent)
+        return PayResult(intent.intent_id, "in_doubt" if intent.in_doubt else intent.state, intent.setl_id, output, notify)
+
+
+def _local_day(moment: datetime):
+    from zoneinfo import ZoneInfo
+
+    return moment.astimezone(ZoneInfo("Asia/Shanghai")).date()

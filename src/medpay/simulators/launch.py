@@ -1,0 +1,76 @@
+"""Start the payment-gateway simulator next to the platform (demo and tests) and point the platform at it."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+from sqlalchemy.orm import Session, sessionmaker
+
+from medpay.adapters.crypto import FieldCipher
+from medpay.adapters.db.payment_tables import PaymentMethodRow
+from medpay.services import demo
+from medpay.services.unit_of_work import unit_of_work
+
+DEMO_WALLET_FEN = 5_000_000  # 50000.00 in each demo patient's simulated wallet
+
+
+@dataclass
+class RunningSimulator:
+    url: str
+    proc: subprocess.Popen
+
+    def wait(self) -> None:
+        self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+
+def start_gateway_simulator(host: str, port: int, callback_url: str, state_dir: str = "var") -> RunningSimulator:
+    """Start the simulator process and set MEDPAY_GATEWAY_* so the platform's workers use it."""
+    Path(state_dir).mkdir(parents=True, exist_ok=True)
+    api_key = os.environ.setdefault("MEDPAY_GATEWAY_API_KEY", secrets.token_hex(16))
+    secret = os.environ.setdefault("MEDPAY_GATEWAY_SECRET", secrets.token_hex(16))
+    url = f"http://{host}:{port}"
+    proc = subprocess.Popen([sys.executable, "-m", "medpay.simulators.gateway_sim", "--host", host, "--port", str(port),
+                             "--api-key", api_key, "--secret", secret, "--callback-url", callback_url,
+                             "--state-file", str(Path(state_dir) / "gateway-sim.db")])
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"the gateway simulator did not start on {url}")
+        time.sleep(0.2)
+    os.environ["MEDPAY_GATEWAY_URL"] = url
+    os.environ.setdefault("MEDPAY_GATEWAY_MERCHANT", "medpay-demo")
+    return RunningSimulator(url, proc)
+
+
+def bind_demo_wallets(factory: sessionmaker[Session], cipher: FieldCipher, sim: RunningSimulator) -> None:
+    """Each demo person gets a simulated wallet and binds it as their payment method (idempotent)."""
+    for person in demo.PERSONS:
+        token = f"demo-wallet-{person.psn_no}"
+        r = httpx.post(f"{sim.url}/sim/payers", json={"payer_token": token, "balance_fen": DEMO_WALLET_FEN}, timeout=5)
+        if r.status_code not in (201, 409):
+            r.raise_for_status()
+        with unit_of_work(factory) as uow:
+            row = uow.session.get(PaymentMethodRow, person.psn_no)
+            if row is None:
+                uow.session.add(PaymentMethodRow(psn_no=person.psn_no, gateway="gateway",
+                                                 payer_token_enc=cipher.encrypt(token, "payer_token")))

@@ -1,0 +1,153 @@
+"""One-scan settlement against the gateway simulator running as its own process, under each injected fault:
+afterwards every charge has exactly one settlement, nothing is charged without one, and the ledger balances."""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from medpay.adapters.crypto import FieldCipher
+from medpay.adapters.db.ledger_store import check_ledger
+from medpay.adapters.gateway.http_gateway import HttpGateway
+from medpay.adapters.gateway.port import statement_day
+from medpay.adapters.policy_files import builtin_policies
+from medpay.services import demo
+from medpay.services.errors import Forbidden
+from medpay.services.one_scan import OneScanService
+from medpay.services.persons import PersonService
+from medpay.services.settlement import FeeLineInput, SettlementService
+from tests.helpers_gateway import API_KEY, gateway_simulator
+
+H1, H2 = "H99990100001", "H99990100002"
+EMP = "99990100000001"  # 2000.00 in the personal account: make the bill bigger than that to have a cash part
+BLOOD = "002101000010000"
+
+
+@pytest.fixture(scope="module")
+def sim(tmp_path_factory: pytest.TempPathFactory):
+    with gateway_simulator(tmp_path_factory.mktemp("gw"), None, "--timeout-delay", "1.2") as s:
+        yield s
+
+
+@pytest.fixture
+def env(session_factory, sim):
+    sim.reset()
+    cipher = FieldCipher(os.urandom(32))
+    demo.seed(session_factory, cipher)
+    settlement = SettlementService(session_factory, builtin_policies(), cipher)
+    gateway = HttpGateway(sim.url, "medpay-test", API_KEY, timeout=0.5)
+    one = OneScanService(session_factory, settlement, gateway, cipher)
+    persons = PersonService(session_factory, cipher)
+    token = sim.payer(1_000_000)  # 10000.00 in the patient's wallet
+    one.bind_payment_method(EMP, token)
+    yield one, settlement, persons, token, sim, session_factory
+    gateway.close()
+
+
+def visit_with_bill(settlement: SettlementService, amount: str = "6000.00") -> str:
+    v = settlement.register_visit(H1, EMP, "11")
+    settlement.upload_fees(H1, v.mdtrt_id, [FeeLineInput("1", BLOOD, "1", amount, amount)])
+    return v.mdtrt_id
+
+
+def scan(persons: PersonService, business_type: str = "01301", at: str = H1) -> str:
+    return persons.issue_ec_token(EMP, at, business_type, ttl=timedelta(minutes=5))
+
+
+def wallet(sim, token: str) -> dict:
+    return sim.payer_info(token)
+
+
+def assert_one_settlement_per_charge(one: OneScanService, factory) -> None:
+    day = statement_day()
+    rec = one.reconcile_statement(day)
+    assert rec["balanced"], rec
+    session = factory()
+    try:
+        assert check_ledger(session) == []
+    finally:
+        session.close()
+
+
+def test_one_scan_settles_fund_account_and_cash_in_one_step(env) -> None:
+    one, settlement, persons, token, sim, factory = env
+    before = wallet(sim, token)["balance_fen"]
+    mdtrt_id = visit_with_bill(settlement)
+    res = one.pay(H1, "SCAN-1", scan(persons), mdtrt_id)
+    assert res.state == "captured"
+    info = res.output["setlinfo"]
+    assert info["channel"] == "gateway" and info["psn_cash_pay"] > 0
+    assert info["acct_pay"] + info["psn_cash_pay"] + info["fund_pay_sumamt"] == info["medfee_sumamt"]
+    assert before - wallet(sim, token)["balance_fen"] == info["psn_cash_pay"]
+    assert res.notify["medicalSettleState"] == "SUCCESS" and res.notify["medicalSettleNo"] == info["setl_id"]
+    again = one.pay(H1, "SCAN-1", scan(persons), mdtrt_id)  # a retry: same answer, charged once
+    assert again.setl_id == res.setl_id and before - wallet(sim, token)["balance_fen"] == info["psn_cash_pay"]
+    assert_one_settlement_per_charge(one, factory)
+
+
+def test_declined_payment_settles_nothing(env) -> None:
+    one, settlement, persons, token, sim, factory = env
+    poor = sim.payer(100)  # 1.00 in the wallet
+    one.bind_payment_method(EMP, poor)
+    mdtrt_id = visit_with_bill(settlement)
+    res = one.pay(H1, "SCAN-2", scan(persons), mdtrt_id)
+    assert res.state == "declined" and res.setl_id is None
+    assert settlement.account_balance(EMP) == 200000  # the personal account was not touched either
+    assert_one_settlement_per_charge(one, factory)
+
+
+@pytest.mark.parametrize("operation, mode", [("authorise", "timeout"), ("capture", "timeout"),
+                                             ("capture", "fail"), ("capture", "timeout_before")])
+def test_gateway_faults_resolve_to_exactly_one_charge(env, operation: str, mode: str) -> None:
+    one, settlement, persons, token, sim, factory = env
+    before = wallet(sim, token)["balance_fen"]
+    mdtrt_id = visit_with_bill(settlement)
+    sim.fault(operation, mode, count=1)
+    res = one.pay(H1, f"SCAN-{operation}-{mode}", scan(persons), mdtrt_id)
+    if res.state != "captured":
+        assert res.state == "in_doubt"
+        one.recover()
+        res = one.pay(H1, f"SCAN-{operation}-{mode}", scan(persons), mdtrt_id)
+    assert res.state == "captured"
+    assert before - wallet(sim, token)["balance_fen"] == res.output["setlinfo"]["psn_cash_pay"]
+    assert_one_settlement_per_charge(one, factory)
+
+
+def test_authorise_outcome_unknown_and_status_down_is_voided_by_recovery(env) -> None:
+    one, settlement, persons, token, sim, factory = env
+    before = wallet(sim, token)["balance_fen"]
+    mdtrt_id = visit_with_bill(settlement)
+    sim.fault("authorise", "timeout", count=1)  # the hold is made, the answer lost …
+    sim.fault("status", "fail", count=1)  # … and the status query fails too
+    res = one.pay(H1, "SCAN-DOUBT", scan(persons), mdtrt_id)
+    assert res.state == "in_doubt" and res.setl_id is None
+    assert wallet(sim, token)["held_fen"] > 0
+    assert [state for _, state in one.recover()] == ["voided"]  # no settlement, so the hold is released
+    assert wallet(sim, token)["balance_fen"] == before and wallet(sim, token)["held_fen"] == 0
+    assert settlement.fee_lines(H1, mdtrt_id)[0]["setl_id"] == ""  # nothing settled
+    assert_one_settlement_per_charge(one, factory)
+
+
+def test_token_for_another_use_or_institution_is_refused_and_nothing_charged(env) -> None:
+    one, settlement, persons, token, sim, factory = env
+    before = wallet(sim, token)["balance_fen"]
+    mdtrt_id = visit_with_bill(settlement)
+    with pytest.raises(Forbidden) as e:
+        one.pay(H1, "SCAN-BT", scan(persons, "01101"), mdtrt_id)  # a registration code can't pay
+    assert e.value.field == "ecToken"
+    with pytest.raises(Forbidden):
+        one.pay(H1, "SCAN-INST", scan(persons, at=H2), mdtrt_id)
+    assert wallet(sim, token)["balance_fen"] == before
+
+
+def test_refund_cancels_the_settlement_and_returns_the_cash(env) -> None:
+    one, settlement, persons, token, sim, factory = env
+    before = wallet(sim, token)["balance_fen"]
+    res = one.pay(H1, "SCAN-R", scan(persons), visit_with_bill(settlement))
+    one.refund(H1, "SCAN-R-CANCEL", res.intent_id)
+    assert wallet(sim, token)["balance_fen"] == before
+    assert settlement.account_balance(EMP) == 200000
+    assert_one_settlement_per_charge(one, factory)
