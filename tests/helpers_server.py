@@ -61,6 +61,16 @@ def server(db_url: str, tmp: Path, *extra: str) -> Iterator[str]:
         log.close()
 
 
+def backend_db_url(backend: str, tmp: Path) -> Iterator[str]:
+    """A database URL of its own for ``backend``; the PostgreSQL schema is dropped when the generator closes."""
+    from tests.conftest import _postgresql_schema_url
+
+    if backend == "sqlite":
+        yield f"sqlite:///{tmp / 'medpay.db'}"
+    else:
+        yield from _postgresql_schema_url()
+
+
 def backend_server(backend: str, tmp: Path) -> Iterator[str]:
     """A served platform on its own database of ``backend`` ("sqlite" or "postgresql"), for module fixtures."""
     from tests.conftest import _postgresql_schema_url

@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 from typing import Any, Callable
 
 import httpx
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -92,7 +92,11 @@ class OneScanService:
         # the token is a one-time credential, not part of what is asked: a retry may carry a fresh scan
         request = {"mdtrt_id": mdtrt_id, "acct_used_flag": acct_used_flag}
         intent = self._open_intent(intent_id, fixmedins_code, msgid, ec_token, mdtrt_id, request, acct_used_flag)
+        if notify_urls and set(notify_urls) - set(intent.notify_urls or []):
+            intent = self._update(intent_id, notify_urls=sorted(set(intent.notify_urls or []) | set(notify_urls)))
         if intent.state in FINAL_STATES or intent.in_doubt:
+            if intent.state == "captured":
+                self._notify(intent)  # a retry after recovery: make sure the notice went out
             return self._result(intent)
         if intent.state == "created":
             intent = self._hold(intent)
@@ -104,9 +108,12 @@ class OneScanService:
                 return self._result(intent)
         intent = self._capture(intent)
         if intent.state == "captured":
-            self._queue_notifications(intent, notify_urls)
-            self.deliver_notifications()
+            self._notify(intent)
         return self._result(intent)
+
+    def _notify(self, intent: PaymentIntentRow) -> None:
+        self._queue_notifications(intent, tuple(intent.notify_urls or ()))
+        self.deliver_notifications()
 
     def _open_intent(self, intent_id: str, code: str, msgid: str, ec_token: str, mdtrt_id: str,
                      request: dict, acct_used: bool) -> PaymentIntentRow:
@@ -281,6 +288,8 @@ class OneScanService:
             else:  # settled here, but the gateway has no hold (declined, voided, expired): undo the settlement
                 self._compensate(intent, f"gateway state {gw_state}")
                 final = self._update(intent.intent_id, state="failed", in_doubt=False, error=f"recovered: gateway {gw_state}")
+            if final.state == "captured":
+                self._notify(final)
             outcomes.append((intent.intent_id, final.state))
         return outcomes
 
@@ -374,6 +383,8 @@ class OneScanService:
             session.close()
         delivered = 0
         for note, code in pending:
+            if not self._claim(note.id):
+                continue  # another sender has it
             body = json.dumps(note.payload, ensure_ascii=False, sort_keys=True).encode()
             ts = str(int(self.clock().timestamp()))
             sig = hmac.new(tokens.get(code, "").encode(), ts.encode() + b"." + body, hashlib.sha256).hexdigest()
@@ -389,10 +400,21 @@ class OneScanService:
                 row = uow.session.get(NotificationRow, note.id)
                 row.attempts += 1
                 row.last_error = error
+                row.claimed_until = None
                 if ok:
                     row.delivered_at = self.clock()
                     delivered += 1
         return delivered
+
+    def _claim(self, note_id: int, lease: timedelta = timedelta(seconds=30)) -> bool:
+        now = self.clock()
+        with unit_of_work(self.factory) as uow:
+            claimed = uow.session.execute(
+                update(NotificationRow).where(
+                    NotificationRow.id == note_id, NotificationRow.delivered_at.is_(None),
+                    (NotificationRow.claimed_until.is_(None)) | (NotificationRow.claimed_until < now))
+                .values(claimed_until=now + lease)).rowcount
+        return claimed == 1
 
     # ------------------------------------------------------------------ results
 

@@ -44,6 +44,7 @@ class PaymentIntentRow(Base):
     gateway_ref: Mapped[str] = mapped_column(String(64), default="")
     error: Mapped[str] = mapped_column(String(300), default="")
     request: Mapped[dict] = mapped_column(JSON)
+    notify_urls: Mapped[list] = mapped_column(JSON, default=list)  # where settle.notify goes once captured
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
@@ -59,5 +60,6 @@ class NotificationRow(Base):
     payload: Mapped[dict] = mapped_column(JSON)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     delivered_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    claimed_until: Mapped[datetime | None] = mapped_column(UtcDateTime)  # a sender's lease, so two don't both send
     last_error: Mapped[str] = mapped_column(String(300), default="")
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
