@@ -149,3 +149,30 @@ def test_an_image_without_a_code_is_refused(stack) -> None:
     Image.new("L", (400, 300), 255).save(blank, format="PNG")
     res = scan_image(stack, blank.getvalue())
     assert res["code"] != 0 and res["message"].startswith("image")
+
+
+def test_patient_scans_the_bill_code_at_the_window_and_pays(stack) -> None:
+    """Reverse direction: the HIS/terminal shows a bill code; the patient's app scans and pays it."""
+    from medpay.services.bill_pay import sign_bill_payment
+
+    identity = scan_image(stack, app_code(stack))["data"]  # the window identified the patient for the HIS
+    mdtrt_id = his_bill(stack, identity["ecToken"])
+    r = terminal_post(stack, "/api/v1/terminal/bills", json.dumps({"mdtrt_id": mdtrt_id}).encode(), "application/json")
+    assert r.status_code == 200, r.text
+    bill = r.json()
+    assert bill["payload"].startswith("MPBILL1.") and "<svg" in bill["svg"]
+    device = Ed25519PrivateKey.generate()
+    ecert_id = httpx.post(f"{stack['base']}/api/v1/mobile/ecert/activate", json={
+        "psn_no": EMP.psn_no, "certno": EMP.certno, "device_public_key": public_key_hex(device),
+        "consent": True}).json()["ecert_id"]
+    before = wallet(stack)
+    ts = int(time.time())
+    pay = {"ecert_id": ecert_id, "bill": bill["payload"], "timestamp": ts,
+           "device_signature": sign_bill_payment(device, ecert_id, bill["payload"], ts)}
+    forged = {**pay, "device_signature": sign_bill_payment(Ed25519PrivateKey.generate(), ecert_id, bill["payload"], ts)}
+    assert httpx.post(f"{stack['base']}/api/v1/mobile/bills/pay", json=forged).status_code == 403
+    out = httpx.post(f"{stack['base']}/api/v1/mobile/bills/pay", json=pay).json()
+    assert out["state"] == "captured", out
+    assert before - wallet(stack) == round(out["settlement"]["setlinfo"]["psn_cash_pay"] * 100)
+    again = httpx.post(f"{stack['base']}/api/v1/mobile/bills/pay", json=pay).json()  # paying twice charges once
+    assert again["setl_id"] == out["setl_id"] and before - wallet(stack) == round(out["settlement"]["setlinfo"]["psn_cash_pay"] * 100)

@@ -36,6 +36,7 @@ def create_app(platform: Platform | None = None) -> FastAPI:
     app.include_router(terminal.router)
     app.include_router(payments.terminal_router)
     app.include_router(mobile.router)
+    app.include_router(payments.mobile_router)
     app.include_router(payments.partner_router)
     app.include_router(payments.admin_router)
     app.include_router(admin.router)

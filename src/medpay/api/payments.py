@@ -18,9 +18,11 @@ from medpay.api.platform import Platform
 from medpay.api.terminal import ecert_service
 from medpay.interface_format import to_yuan
 from medpay.services.errors import Invalid, ServiceError
+from medpay.services.bill_pay import BillPayService
 from medpay.services.one_scan import OneScanService
 
 terminal_router = APIRouter(prefix="/api/v1/terminal", tags=["terminal"])
+mobile_router = APIRouter(prefix="/api/v1/mobile", tags=["mobile"])
 partner_router = APIRouter(prefix="/api/v1/partner", tags=["partner"])
 admin_router = APIRouter(prefix="/api/v1/admin/payments", tags=["admin"])
 
@@ -89,3 +91,54 @@ def recover(p: Platform = Depends(platform)) -> dict[str, Any]:
 @admin_router.get("/statement/{day}", summary="网关对账 / reconcile the gateway's daily statement with our payments")
 def statement(day: date, p: Platform = Depends(platform)) -> dict[str, Any]:
     return _one_scan(p).reconcile_statement(day)
+
+
+def bill_service(request: Request) -> BillPayService:
+    svc = getattr(request.app.state, "bills", None)
+    if svc is None:
+        from medpay.adapters.platform_keys import default_signing_key
+
+        p: Platform = request.app.state.platform
+        svc = BillPayService(p.factory, p.settlement, p.persons, p.one_scan, default_signing_key())
+        request.app.state.bills = svc
+    return svc
+
+
+class BillRequest(BaseModel):
+    mdtrt_id: str = Field(..., min_length=1, max_length=30)
+
+
+@terminal_router.post("/bills", summary="生成账单码 / a bill code for the window's screen (the patient scans it)",
+                      responses={401: {"model": ErrorResponse}, 422: {"model": ErrorResponse}})
+async def create_bill(request: Request) -> JSONResponse:
+    body = await request.body()
+
+    def work() -> JSONResponse:
+        try:
+            _terminal, code = ecert_service(request).verify_terminal(request.headers, "POST", request.url.path, body)
+            try:
+                req = BillRequest.model_validate(json.loads(body or b"{}"))
+            except (ValueError, TypeError):
+                raise Invalid("mdtrt_id", "missing or not a string") from None
+            bill = bill_service(request).create_bill(code, req.mdtrt_id)
+        except ServiceError as e:
+            return error_response(e.status, e.code, e.field, e.message)
+        return JSONResponse(to_yuan(bill))
+
+    return await run_in_threadpool(work)
+
+
+class BillPayment(BaseModel):
+    ecert_id: str = Field(..., max_length=20)
+    bill: str = Field(..., max_length=512, description="the scanned bill code (MPBILL1.…)")
+    timestamp: int = Field(..., description="unix seconds, ±120 s")
+    device_signature: str = Field(..., max_length=256,
+                                  description='hex Ed25519 of "{ecert_id}|BILL|{sha256hex(bill)}|{timestamp}"')
+
+
+@mobile_router.post("/bills/pay", summary="扫账单码支付 / pay a scanned bill code: the whole bill in one step",
+                    responses={403: {"model": ErrorResponse}, 422: {"model": ErrorResponse}})
+def pay_bill(req: BillPayment, request: Request) -> dict[str, Any]:
+    res = bill_service(request).pay_bill(req.ecert_id, req.bill, req.timestamp, req.device_signature)
+    return {"intent_id": res.intent_id, "state": res.state, "setl_id": res.setl_id,
+            "settlement": to_yuan(res.output) if res.output else None, "notify": res.notify}

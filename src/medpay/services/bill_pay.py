@@ -1,0 +1,97 @@
+"""Reverse scan: the window shows a bill code, the patient's app scans it and pays the whole bill.
+
+The app proves it holds the e-certificate's device key by signing ``"{ecert_id}|BILL|{sha256(bill)}|{timestamp}"``;
+the platform then issues itself a settlement token for that person at that institution and runs the
+same one-scan settlement as a terminal scan — one way to settle, whichever side scans.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from datetime import datetime, timedelta
+from typing import Any, Callable
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from sqlalchemy.orm import Session, sessionmaker
+
+from medpay.adapters.db.base import utcnow
+from medpay.adapters.db.ecert_tables import EcertRow
+from medpay.adapters.platform_keys import parse_public_key_hex
+from medpay.adapters.qr_images import render_svg
+from medpay.domain.bill_code import make_bill_payload, parse_bill
+from medpay.domain.ecert_code import CodeError
+from medpay.services import records
+from medpay.services.errors import Conflict, Forbidden, Invalid, NotFound
+from medpay.services.one_scan import OneScanService, PayResult, intent_id_for
+from medpay.services.persons import PersonService
+from medpay.services.settlement import SettlementService
+
+DEVICE_SKEW_S = 120
+
+
+def bill_signing_input(ecert_id: str, bill: str, timestamp: int) -> bytes:
+    return f"{ecert_id}|BILL|{hashlib.sha256(bill.encode()).hexdigest()}|{timestamp}".encode()
+
+
+def sign_bill_payment(device_key: Ed25519PrivateKey, ecert_id: str, bill: str, timestamp: int) -> str:
+    """The app's ``device_signature`` for paying ``bill``."""
+    return device_key.sign(bill_signing_input(ecert_id, bill, timestamp)).hex()
+
+
+class BillPayService:
+    def __init__(self, factory: sessionmaker[Session], settlement: SettlementService, persons: PersonService,
+                 one_scan: OneScanService | None, signing_key: Ed25519PrivateKey,
+                 clock: Callable[[], datetime] = utcnow):
+        self.factory = factory
+        self.settlement = settlement
+        self.persons = persons
+        self.one_scan = one_scan
+        self.key = signing_key
+        self.clock = clock
+
+    def create_bill(self, fixmedins_code: str, mdtrt_id: str) -> dict[str, Any]:
+        """The code the window shows: what the visit costs, signed, valid a few minutes."""
+        quote = self.settlement.presettle(fixmedins_code, mdtrt_id)
+        bill_id = "BL" + secrets.token_hex(8).upper()
+        payload = make_bill_payload(self.key, bill_id, fixmedins_code, mdtrt_id, quote.setlinfo["medfee_sumamt"],
+                                    self.clock())
+        return {"bill_id": bill_id, "payload": payload, "svg": render_svg(payload),
+                "medfee_sumamt": quote.setlinfo["medfee_sumamt"], "psn_cash_pay": quote.setlinfo["psn_cash_pay"]}
+
+    def pay_bill(self, ecert_id: str, bill: str, timestamp: int, device_signature: str) -> PayResult:
+        if self.one_scan is None:
+            raise Invalid("gateway", "no payment gateway is configured; pay at the window")
+        now = self.clock()
+        if not isinstance(timestamp, int) or abs(now.timestamp() - timestamp) > DEVICE_SKEW_S:
+            raise Invalid("timestamp", f"must be unix seconds within ±{DEVICE_SKEW_S} s of the platform's clock")
+        try:
+            claims = parse_bill(bill, self.key.public_key(), now)
+        except CodeError as e:
+            raise Invalid(e.field, e.message) from None
+        session = self.factory()
+        try:
+            ecert = session.get(EcertRow, ecert_id)
+            if ecert is None:
+                raise NotFound("ecert_id", "unknown e-certificate")
+            try:
+                parse_public_key_hex(ecert.device_key).verify(bytes.fromhex(device_signature),
+                                                              bill_signing_input(ecert_id, bill, timestamp))
+            except Exception:
+                raise Forbidden("device_signature", "does not verify with this e-certificate's device key") from None
+            if ecert.status != "active":
+                raise Forbidden("ecert_id", "this e-certificate was revoked")
+            visit = records.own_visit(session, claims.fixmedins_code, claims.mdtrt_id)
+            if visit.psn_no != ecert.psn_no:
+                raise Forbidden("bill", "this bill is for another patient")
+            psn_no = ecert.psn_no
+        finally:
+            session.close()
+        try:  # paying the same bill again continues (or repeats the answer of) the first payment
+            self.one_scan.intent(intent_id_for(claims.fixmedins_code, claims.bill_id))
+        except NotFound:
+            current = self.settlement.presettle(claims.fixmedins_code, claims.mdtrt_id).setlinfo["medfee_sumamt"]
+            if current != claims.amount_fen:
+                raise Conflict("bill", "the bill changed since the code was shown; ask the window for a new code")
+        token = self.persons.issue_ec_token(psn_no, claims.fixmedins_code, "01301", ttl=timedelta(minutes=5))
+        return self.one_scan.pay(claims.fixmedins_code, claims.bill_id, token, claims.mdtrt_id)
