@@ -14,6 +14,8 @@ from typing import Any, Iterator
 
 import httpx
 
+from medpay.processes import wait_until_healthy
+
 from tests.helpers_server import free_port
 
 API_KEY = "sim-api-key-for-tests"
@@ -107,17 +109,11 @@ class GatewaySim:
         log = open(log_path, "w")
         self._logs.append(log)
         self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, cwd=self.tmp)
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError("gateway simulator did not start:\n" + log_path.read_text())
-            time.sleep(0.1)
+        try:
+            wait_until_healthy(f"{self.url}/healthz", self.proc, what="gateway simulator")
+        except RuntimeError as e:
+            self.stop()
+            raise RuntimeError(f"{e}:\n" + log_path.read_text()) from None
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

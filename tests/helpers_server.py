@@ -6,12 +6,12 @@ import os
 import socket
 import subprocess
 import sys
-import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-import httpx
+
+from medpay.processes import wait_until_healthy
 
 
 def free_port() -> int:
@@ -41,16 +41,10 @@ def server(db_url: str, tmp: Path, *extra: str) -> Iterator[str]:
                             env=medpay_env(db_url, tmp), cwd=tmp, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("server did not start:\n" + (tmp / "server.log").read_text())
-            time.sleep(0.2)
+        try:
+            wait_until_healthy(f"{base}/healthz", proc, timeout=60, what="medpay server")
+        except RuntimeError as e:
+            raise RuntimeError(f"{e}:\n" + (tmp / "server.log").read_text()) from None
         yield base
     finally:
         proc.terminate()

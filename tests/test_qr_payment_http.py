@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import time
 from datetime import date
-from pathlib import Path
 
 import httpx
 import pytest

@@ -22,7 +22,7 @@ from medpay.adapters.db.ledger_tables import LedgerAccountRow, LedgerTransferRow
 from medpay.adapters.db.tables import AccumulatorRow, FeeLineRow, IdempotencyRow, SettlementRow, VisitRow
 from medpay.adapters.policy_files import builtin_policies
 from medpay.domain.adjudication import identity_violations
-from medpay.domain.posting import channel_payer, deposit_account, institution_cash, institution_fund, personal_account
+from medpay.domain.posting import channel_payer, deposit_account, institution_cash, institution_fund
 from medpay.services import demo
 from medpay.services.directory import Directory, PersonInput
 from medpay.services.errors import Conflict, Forbidden, Invalid, NotFound, ServiceError

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from zoneinfo import ZoneInfo
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any, Callable
 
 from sqlalchemy import select, update
@@ -44,7 +44,6 @@ from medpay.domain.posting import (
     Posting,
     channel_payer,
     deposit_account,
-    institution_cash,
     personal_account,
     reversal_posting,
     settlement_posting,

@@ -6,7 +6,6 @@ import os
 import secrets
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from medpay.adapters.crypto import FieldCipher
 from medpay.adapters.db.payment_tables import PaymentMethodRow
+from medpay.processes import wait_until_healthy
 from medpay.services import demo
 from medpay.services.unit_of_work import unit_of_work
 
@@ -47,16 +47,7 @@ def start_gateway_simulator(host: str, port: int, callback_url: str, state_dir: 
     proc = subprocess.Popen([sys.executable, "-m", "medpay.simulators.gateway_sim", "--host", host, "--port", str(port),
                              "--api-key", api_key, "--secret", secret, "--callback-url", callback_url,
                              "--state-file", str(Path(state_dir) / "gateway-sim.db")])
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"the gateway simulator did not start on {url}")
-        time.sleep(0.2)
+    wait_until_healthy(f"{url}/healthz", proc, what="gateway simulator")
     os.environ["MEDPAY_GATEWAY_URL"] = url
     os.environ.setdefault("MEDPAY_GATEWAY_MERCHANT", "medpay-demo")
     return RunningSimulator(url, proc)
