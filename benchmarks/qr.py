@@ -68,6 +68,7 @@ class Config:
     backends: tuple[str, ...]
     pg_url: str
     out: Path
+    gateway_callbacks: bool = True
 
 
 # ============================================================================ 1. phone-like images, decode
@@ -460,7 +461,11 @@ def _five_lines() -> tuple[list[dict[str, Any]], Decimal]:
 
 
 class FlowError(RuntimeError):
-    pass
+    """A flow that did not end settled and notified; ``kind`` is what errors are counted by."""
+
+    def __init__(self, kind: str, detail: str = ""):
+        super().__init__(f"{kind}: {detail}" if detail else kind)
+        self.kind = kind
 
 
 class Terminal:
@@ -511,7 +516,7 @@ class Terminal:
             "ecert_id": p["ecert_id"], "business_type": BUSINESS_TYPE, "timestamp": ts,
             "device_signature": sign_code_request(p["device_key"], p["ecert_id"], BUSINESS_TYPE, ts)})
         if r.status_code != 200:
-            raise FlowError(f"code.png {r.status_code}: {r.text[:200]}")
+            raise FlowError(f"code.png HTTP {r.status_code}", r.text[:200])
         png = r.content
         # the terminal scans the image: ec.query (multipart)
         boundary = "medpayqrbench"
@@ -524,13 +529,13 @@ class Terminal:
         r = self._signed_post(SCAN_PATH, body, f"multipart/form-data; boundary={boundary}")
         answer = r.json()
         if answer.get("code") != 0:
-            raise FlowError(f"ec.query {r.status_code}: {answer.get('message')}")
+            raise FlowError(f"ec.query code {answer.get('code')}", str(answer.get("message"))[:200])
         token = answer["data"]["ecToken"]
         marks["identity"] = clock()
         # the HIS: 1101 with the token, 2201, 2204
         info = self.his.person_info("01", token).output
         if info["baseinfo"]["psn_no"] != p["psn_no"]:
-            raise FlowError("1101 answered another person")
+            raise FlowError("1101 answered another person", info["baseinfo"]["psn_no"])
         marks["1101"] = clock()
         mdtrt_id = self.his.register(p["psn_no"], p["insutype"], "01", token,
                                      ipt_otp_no=f"QR{self.tag}-{self.n}").output["data"]["mdtrt_id"]
@@ -544,13 +549,13 @@ class Terminal:
         r = self._signed_post(SETTLE_PATH, body, "application/json")
         marks["settled"] = clock()
         if r.status_code != 200:
-            raise FlowError(f"settle {r.status_code}: {r.text[:200]}")
+            raise FlowError(f"settle HTTP {r.status_code}", r.text[:200])
         out = r.json()
         if out.get("state") != "captured":
-            raise FlowError(f"settle state {out.get('state')}")
+            raise FlowError(f"settle state {out.get('state')}", f"intent {out.get('intent_id')}")
         notified = self.receiver.wait(msgid, NOTIFY_TIMEOUT_S)
         if notified is None:
-            raise FlowError("no settle.notify within 10 s")
+            raise FlowError("no settle.notify within 10 s", msgid)
         marks["notified"] = notified
         return {"marks": marks, "setlinfo": out["settlement"]["setlinfo"]}
 
@@ -583,7 +588,7 @@ class _Stats:
         self.cash_fen += round(Decimal(str(res["setlinfo"]["psn_cash_pay"])) * 100)
 
     def error(self, e: BaseException) -> None:
-        self.errors[type(e).__name__] += 1
+        self.errors[e.kind if isinstance(e, FlowError) else type(e).__name__] += 1
         if self.first_error is None:
             self.first_error = f"{type(e).__name__}: {e}"[:300]
 
@@ -693,9 +698,19 @@ def run_terminals(stack: QrStack, receiver: NotifyReceiver, n: int, seconds: flo
 
 
 def bench_backend(backend: str, cfg: Config, log: Callable[[str], None]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    from medpay.adapters.gateway.port import statement_day
+
     rows: list[dict[str, Any]] = []
     with QrStack(backend, cfg.pg_url, cfg.workers, max(cfg.terminals), log) as stack, NotifyReceiver() as receiver:
         facts = stack.facts
+        began = time.time()
+        if not cfg.gateway_callbacks:  # the simulator's own fault switch: no capture/void callbacks at all
+            import httpx
+
+            httpx.post(f"{stack.gateway_url}/sim/faults", json={"operation": "callback", "mode": "never"},
+                       timeout=10).raise_for_status()
+        facts["gateway_callbacks"] = cfg.gateway_callbacks
+        facts["warmup_flows"] = facts["warmup_cash_fen"] = 0
         # warm-up (imports, pools, the first code of each worker), checked, not reported
         warm = [Terminal(stack, i, receiver, f"w{i}") for i in range(min(2, max(cfg.terminals)))]
         try:
@@ -704,6 +719,8 @@ def bench_backend(backend: str, cfg: Config, log: Callable[[str], None]) -> tupl
                 _worker(t, st, {"deadline": time.perf_counter() + 60, "checked": False}, None, max_flows=3)
                 if st.errors:
                     raise RuntimeError(f"warm-up flow failed on {backend}: {st.first_error}")
+                facts["warmup_flows"] += len(st.whole)
+                facts["warmup_cash_fen"] += st.cash_fen
         finally:
             for t in warm:
                 t.close()
@@ -714,16 +731,31 @@ def bench_backend(backend: str, cfg: Config, log: Callable[[str], None]) -> tupl
                 f"{_fmt(row['scan_to_settled_p50_ms'], ',.0f')} ms p99 {_fmt(row['scan_to_settled_p99_ms'], ',.0f')} "
                 f"ms" + (f"  errors {row['errors']} {row['first_error']}" if row["errors"] else ""))
         facts["duplicate_notices"] = receiver.duplicates
-        today = date.today().isoformat()  # the simulator's statement day is China time; ours too on this box
-        statement = stack.admin_get(f"/api/v1/admin/payments/statement/{today}")
-        facts["statement"] = {k: statement.get(k) for k in ("day", "rows", "gateway_total_fen", "medpay_total_fen",
-                                                             "balanced")}
-        facts["statement"]["mismatches"] = len(statement.get("mismatches") or [])
+        # the gateway's statement against our payments, to the fen, for every (China Standard Time) day of the run
+        days = sorted({statement_day(began), statement_day()})
+        statements = [stack.admin_get(f"/api/v1/admin/payments/statement/{d.isoformat()}") for d in days]
+        facts["statement"] = {
+            "days": [d.isoformat() for d in days], "rows": sum(s["rows"] for s in statements),
+            "gateway_total_fen": sum(s["gateway_total_fen"] for s in statements),
+            "medpay_total_fen": sum(s["medpay_total_fen"] for s in statements),
+            "balanced": all(s["balanced"] for s in statements),
+            "mismatches": sum(len(s.get("mismatches") or []) for s in statements)}
+        facts["flows_settled"] = sum(r["flows"] for r in rows) + facts["warmup_flows"]
+        facts["cash_captured_fen"] = sum(r["cash_captured_fen"] for r in rows) + facts["warmup_cash_fen"]
         facts["ledger_ok"] = stack.admin_get("/api/v1/admin/ledger/check").get("ok")
     return rows, facts
 
 
 # ============================================================================ reporting
+
+
+def _check_line(b: dict[str, Any]) -> str:
+    st = b.get("statement") or {}
+    same = st.get("rows") == b.get("flows_settled") and st.get("gateway_total_fen") == b.get("cash_captured_fen")
+    return (f"{b['backend']}: {b.get('flows_settled')} flows settled (warm-up included), gateway statement "
+            f"{st.get('rows')} captures, ¥{(st.get('gateway_total_fen') or 0) / 100:,.2f} "
+            f"({'= ours, balanced' if same and st.get('balanced') else 'MISMATCH'}); ledger "
+            f"{'ok' if b.get('ledger_ok') else 'NOT ok'}; duplicate notices {b.get('duplicate_notices')}")
 
 
 def render_tables(result: dict[str, Any]) -> list[Any]:
@@ -762,10 +794,7 @@ def render_tables(result: dict[str, Any]) -> list[Any]:
             f"{_fmt(r['his_2204_p50_ms'], '.0f')} ms; CPU ms/flow server {r['server_cpu_ms_per_flow']}, gateway "
             f"{r['gateway_cpu_ms_per_flow']}{pg}, client {r['client_cpu_ms_per_flow']}; busy "
             f"{_fmt(r['machine_busy'], '.0%')}, other {r['other_cpu_cores']} cores{errs}")
-    http.caption = "; ".join(
-        f"{b['backend']}: statement {'balanced' if (b.get('statement') or {}).get('balanced') else 'NOT balanced'} "
-        f"({(b.get('statement') or {}).get('rows')} rows), ledger {'ok' if b.get('ledger_ok') else 'NOT ok'}"
-        for b in result["backends"])
+    http.caption = "\n".join(_check_line(b) for b in result["backends"])
     return [dec, http]
 
 
@@ -782,6 +811,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--workers", type=int, default=2, help="medpay serve worker processes (default 2)")
     p.add_argument("--backends", default="sqlite,postgresql", help="default sqlite,postgresql")
     p.add_argument("--pg-url", default=None, help=f"PostgreSQL URL (default ${PG_URL_ENV} or {DEFAULT_PG_URL})")
+    p.add_argument("--no-gateway-callbacks", action="store_true",
+                   help="tell the simulator never to send its capture/void callbacks (each one makes the server run "
+                        "payment recovery)")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"JSON results file (default {DEFAULT_OUT})")
     return p.parse_args(argv)
 
@@ -797,7 +829,8 @@ def build_config(args: argparse.Namespace) -> Config:
     return Config(quick=args.quick, images_per_class=max(1, images), renders=100 if args.quick else 300,
                   seconds=args.seconds if args.seconds is not None else (3.0 if args.quick else 15.0),
                   terminals=terminals, workers=args.workers, backends=backends,
-                  pg_url=args.pg_url or os.environ.get(PG_URL_ENV) or DEFAULT_PG_URL, out=args.out)
+                  pg_url=args.pg_url or os.environ.get(PG_URL_ENV) or DEFAULT_PG_URL, out=args.out,
+                  gateway_callbacks=not args.no_gateway_callbacks)
 
 
 def run(cfg: Config, log: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
@@ -809,6 +842,7 @@ def run(cfg: Config, log: Callable[[str], None] = lambda s: None) -> dict[str, A
         "config": {"images_per_class": cfg.images_per_class, "frame": list(FRAME), "renders": cfg.renders,
                    "seconds": cfg.seconds, "terminals": list(cfg.terminals), "workers": cfg.workers,
                    "backends": list(cfg.backends), "fee_lines": len(_five_lines()[0]),
+                   "gateway_callbacks": cfg.gateway_callbacks,
                    "business_type": BUSINESS_TYPE,
                    "transport": "threads; per terminal: httpx keep-alive clients for the app and the scanner, "
                                 "one medpay.his_client.HisClient"},

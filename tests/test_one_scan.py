@@ -150,3 +150,18 @@ def test_refund_cancels_the_settlement_and_returns_the_cash(env) -> None:
     assert wallet(sim, token)["balance_fen"] == before
     assert settlement.account_balance(EMP) == 200000
     assert_one_settlement_per_charge(one, factory)
+
+
+def test_recovery_leaves_a_payment_that_is_still_in_progress_alone(env) -> None:
+    """A gateway callback triggers recovery while another request is between hold and capture: recovery must
+    not void that hold (only in-doubt or abandoned payments are swept)."""
+    one, settlement, persons, token, sim, factory = env
+    mdtrt_id = visit_with_bill(settlement)
+    fresh = one._open_intent("pi_in_progress", H1, "SCAN-P", scan(persons), mdtrt_id,
+                             {"mdtrt_id": mdtrt_id, "acct_used_flag": True}, True)
+    held = one._hold(fresh)
+    assert held.state == "held" and not held.in_doubt
+    assert one.recover() == []  # touched just now, not in doubt: left to its request
+    assert wallet(sim, token)["held_fen"] == held.amount
+    assert one.recover(grace=timedelta(0)) == [("pi_in_progress", "voided")]  # once abandoned, it is released
+    assert wallet(sim, token)["held_fen"] == 0

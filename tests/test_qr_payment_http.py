@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import date
 
 import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from medpay.adapters.gateway.port import statement_day
 from medpay.adapters.platform_keys import public_key_hex
 from medpay.his_client import HisClient
 from medpay.services import demo
@@ -125,7 +125,7 @@ def test_scan_identify_settle_notify(stack, fault) -> None:
         assert len({n.body for n in notes}) == 1  # delivered at least once, always the same notice
         pushed = json.loads(notes[0].body)
         assert pushed["medicalSettleState"] == "SUCCESS" and pushed["medicalSettleNo"] == setl["setl_id"]
-    statement = httpx.get(f"{stack['base']}/api/v1/admin/payments/statement/{date.today().isoformat()}").json()
+    statement = httpx.get(f"{stack['base']}/api/v1/admin/payments/statement/{statement_day().isoformat()}").json()
     assert statement["balanced"], statement
     assert httpx.get(f"{stack['base']}/api/v1/admin/ledger/check").json()["ok"]
 

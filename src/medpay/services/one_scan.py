@@ -41,6 +41,7 @@ log = logging.getLogger("medpay.one_scan")
 SETTLEMENT_BUSINESS_TYPES = {"01301", "02121"}  # 门诊结算, 药店购药
 CHANNEL = "gateway"
 FINAL_STATES = {"captured", "voided", "declined", "failed"}
+RECOVERY_GRACE = timedelta(seconds=60)  # well past a gateway call's timeout: an older half-way intent is abandoned
 
 
 @dataclass
@@ -256,13 +257,16 @@ class OneScanService:
 
     # ------------------------------------------------------------------ recovery
 
-    def recover(self, older_than: timedelta = timedelta(seconds=0)) -> list[tuple[str, str]]:
-        """Resolve intents left in doubt or half-way. Safe to run at any time, any number of times."""
-        cutoff = self.clock() - older_than
+    def recover(self, grace: timedelta = RECOVERY_GRACE) -> list[tuple[str, str]]:
+        """Resolve intents left in doubt, or half-way for longer than ``grace``. Safe to run at any time, any
+        number of times. An intent a request is still working on (not in doubt, touched within ``grace``) is
+        left alone: sweeping it would void a hold its own request is about to capture."""
+        cutoff = self.clock() - grace
         session = self.factory()
         try:
             todo = list(session.execute(select(PaymentIntentRow).where(
-                PaymentIntentRow.state.not_in(FINAL_STATES), PaymentIntentRow.updated_at <= cutoff)).scalars())
+                PaymentIntentRow.state.not_in(FINAL_STATES),
+                PaymentIntentRow.in_doubt.is_(True) | (PaymentIntentRow.updated_at <= cutoff))).scalars())
         finally:
             session.close()
         outcomes = []

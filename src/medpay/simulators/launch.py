@@ -38,6 +38,17 @@ class RunningSimulator:
                 self.proc.kill()
 
 
+def _die_with_parent() -> None:
+    """Linux: the simulator gets SIGTERM when `medpay serve` ends, however it ends."""
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 def start_gateway_simulator(host: str, port: int, callback_url: str, state_dir: str = "var") -> RunningSimulator:
     """Start the simulator process and set MEDPAY_GATEWAY_* so the platform's workers use it."""
     Path(state_dir).mkdir(parents=True, exist_ok=True)
@@ -46,7 +57,7 @@ def start_gateway_simulator(host: str, port: int, callback_url: str, state_dir: 
     url = f"http://{host}:{port}"
     proc = subprocess.Popen([sys.executable, "-m", "medpay.simulators.gateway_sim", "--host", host, "--port", str(port),
                              "--api-key", api_key, "--secret", secret, "--callback-url", callback_url,
-                             "--state-file", str(Path(state_dir) / "gateway-sim.db")])
+                             "--state-file", str(Path(state_dir) / "gateway-sim.db")], preexec_fn=_die_with_parent)
     wait_until_healthy(f"{url}/healthz", proc, what="gateway simulator")
     os.environ["MEDPAY_GATEWAY_URL"] = url
     os.environ.setdefault("MEDPAY_GATEWAY_MERCHANT", "medpay-demo")
