@@ -165,3 +165,15 @@ def test_recovery_leaves_a_payment_that_is_still_in_progress_alone(env) -> None:
     assert wallet(sim, token)["held_fen"] == held.amount
     assert one.recover(grace=timedelta(0)) == [("pi_in_progress", "voided")]  # once abandoned, it is released
     assert wallet(sim, token)["held_fen"] == 0
+
+
+def test_statement_mismatch_is_found_when_the_ledger_and_the_gateway_disagree(env) -> None:
+    """Tamper: the gateway refunds behind our back — the statement no longer matches our ledger."""
+    one, settlement, persons, token, sim, factory = env
+    res = one.pay(H1, "SCAN-T", scan(persons), visit_with_bill(settlement))
+    assert one.reconcile_statement(statement_day())["balanced"]
+    one.gateway.refund(res.intent_id, "rogue-refund", 100)  # 1.00 refunded outside medpay
+    rec = one.reconcile_statement(statement_day())
+    assert not rec["balanced"]
+    [m] = rec["mismatches"]
+    assert m["intent_id"] == res.intent_id and m["ledger_fen"] - m["gateway_fen"] == 100

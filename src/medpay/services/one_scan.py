@@ -324,26 +324,45 @@ class OneScanService:
         return out
 
     def reconcile_statement(self, day) -> dict[str, Any]:
-        """The gateway's daily statement against our payments, to the fen: every captured or refunded
-        movement it lists must be ours with the same amount, and ours must all be listed."""
+        """The gateway's daily statement against our books, to the fen, payment by payment: what the gateway
+        took net of refunds must equal what our ledger moved through ``payer:gateway`` for that payment's
+        settlement and its cancellations, and what the payment record says it captured net of refunds."""
+        from medpay.adapters.db.ledger_store import LedgerStore
         from medpay.adapters.gateway.port import parse_statement
+        from medpay.domain.posting import channel_payer
 
         rows = parse_statement(self.gateway.statement(day))
-        theirs: dict[str, int] = {}
+        gateway: dict[str, int] = {}
         for r in rows:
-            theirs[r["intent_id"]] = theirs.get(r["intent_id"], 0) + int(r["amount_fen"])
+            gateway[r["intent_id"]] = gateway.get(r["intent_id"], 0) + int(r["amount_fen"])
+        payer = channel_payer(CHANNEL).id
         session = self.factory()
         try:
-            ours = {i.intent_id: i.captured - i.refunded for i in session.execute(
-                select(PaymentIntentRow).where(PaymentIntentRow.intent_id.in_(list(theirs)) |
-                                               (PaymentIntentRow.captured > 0))).scalars()
-                    if i.intent_id in theirs or _local_day(i.updated_at) == day}
+            intents = [i for i in session.execute(select(PaymentIntentRow).where(
+                PaymentIntentRow.intent_id.in_(list(gateway)) | (PaymentIntentRow.captured > 0))).scalars()
+                if i.intent_id in gateway or _local_day(i.updated_at) == day]
+            ledger = LedgerStore(session)
+            books: dict[str, tuple[int, int]] = {}
+            for intent in intents:
+                refs = [intent.setl_id] if intent.setl_id else []
+                refs += list(session.execute(select(SettlementRow.setl_id).where(
+                    SettlementRow.orig_setl_id == intent.setl_id, SettlementRow.kind == "cancel",
+                    SettlementRow.cancelled.is_(False))).scalars()) if intent.setl_id else []
+                moved = sum(t.amount if t.debit_account_id == payer else -t.amount
+                            for ref in refs for t in ledger.transfers_by_ref(ref) if payer in (t.debit_account_id, t.credit_account_id))
+                books[intent.intent_id] = (moved, intent.captured - intent.refunded)
         finally:
             session.close()
-        mismatches = [{"intent_id": k, "gateway_fen": theirs.get(k, 0), "medpay_fen": ours.get(k, 0)}
-                      for k in sorted(set(theirs) | set(ours)) if theirs.get(k, 0) != ours.get(k, 0)]
-        return {"day": day.isoformat(), "rows": len(rows), "gateway_total_fen": sum(theirs.values()),
-                "medpay_total_fen": sum(ours.values()), "balanced": not mismatches, "mismatches": mismatches}
+        mismatches = []
+        for k in sorted(set(gateway) | set(books)):
+            ledger_fen, intent_fen = books.get(k, (0, 0))
+            if not gateway.get(k, 0) == ledger_fen == intent_fen:
+                mismatches.append({"intent_id": k, "gateway_fen": gateway.get(k, 0), "ledger_fen": ledger_fen,
+                                   "payment_fen": intent_fen})
+        return {"day": day.isoformat(), "rows": len(rows), "gateway_total_fen": sum(gateway.values()),
+                "ledger_total_fen": sum(v[0] for v in books.values()),
+                "medpay_total_fen": sum(v[1] for v in books.values()), "balanced": not mismatches,
+                "mismatches": mismatches}
 
     # ------------------------------------------------------------------ notify
 
