@@ -426,9 +426,3 @@ def test_cli_send_rejects_a_bad_file(cli, tmp_path):
     bad.write_text("{not json", encoding="utf-8")
     result = CliRunner().invoke(cli_his.his_app, ["send", str(bad)])
     assert result.exit_code == 2
-
-
-def test_client_paths_match_the_server_table():
-    import medpay.nhsa_paths as server_paths
-
-    assert PATHS == server_paths.PATHS and CALL_SERVICE_PATH == server_paths.CALL_SERVICE

@@ -254,15 +254,13 @@ def test_a_his_that_drops_its_connection_mid_call_and_retries_settles_once(base:
 def test_reconciliation_totals_and_detail_file_over_http(base: str) -> None:
     """3201 totals, then 9101 upload of the 7-column detail file, 3202 comparison and 9102 download."""
     import base64
-    from datetime import datetime
-    from zoneinfo import ZoneInfo
 
     from medpay.services.reconciliation import detail_file, read_result_file
 
     c = client(base, H2)  # H2 settles nothing else in this module, so its totals are exactly these
     mdtrt_id, _, total = open_outpatient(c, person=RETIREE, lines=((DRUG, 1, "4.52"),))
     setl = c.settle_outpatient(RETIREE.psn_no, mdtrt_id, "B1", total, acct_used_flag="0").output["setlinfo"]
-    today = datetime.now(ZoneInfo("Asia/Shanghai")).date().isoformat()
+    today = setl["setl_time"][:10]  # the settlement's own day in China, whatever the clock says by now
     period = {"stmt_begndate": today, "stmt_enddate": today, "setl_optins": "999901", "clr_type": "11"}
     stmt = c.call("3201", {"data": {**period, "insutype": "310", "medfee_sumamt": setl["medfee_sumamt"],
                                     "fund_pay_sumamt": setl["fund_pay_sumamt"], "acct_pay": setl["acct_pay"],

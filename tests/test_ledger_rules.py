@@ -6,7 +6,7 @@ import dataclasses
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from hypothesis import HealthCheck, event, given, settings
+from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 
 from medpay.domain.ledger import (
@@ -356,7 +356,7 @@ def test_random_operations_keep_every_invariant(operations):
 
 
 @settings(max_examples=100, deadline=None)
-@given(st.lists(st.tuples(account_pair, amount), min_size=1, max_size=6))
+@given(st.lists(st.tuples(st.sampled_from(VALID_PAIRS), st.integers(1, 800)), min_size=1, max_size=6))
 def test_retrying_an_accepted_batch_changes_nothing(transfers):
     ledger = make_ledger()
     ledger.create_transfers([Transfer("topup", "fund", "psn", 5_000)], T0)
@@ -364,7 +364,7 @@ def test_retrying_an_accepted_batch_changes_nothing(transfers):
     try:
         ledger.create_transfers(batch, T0)
     except LedgerError:
-        return
+        assume(False)  # only accepted batches are this law's subject; refused ones are tested elsewhere
     state = (dict(ledger.accounts), dict(ledger.transfers))
     results = ledger.create_transfers(batch, T0 + timedelta(hours=1))
     assert {r for _, r in results} == {TransferResult.EXISTS}

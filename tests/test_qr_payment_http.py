@@ -13,7 +13,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from medpay.adapters.gateway.port import statement_day
 from medpay.adapters.platform_keys import public_key_hex
+from medpay.api.terminal import EC_CODES
 from medpay.his_client import HisClient
+from medpay.interface_format import MONEY_KEYS
+from medpay.money import parse_yuan
 from medpay.services import demo
 from medpay.services.ecert import sign_code_request, sign_terminal_request
 from tests.helpers_gateway import CallbackReceiver
@@ -100,8 +103,17 @@ def settle(stack, msgid: str, ec_token: str, mdtrt_id: str, notify_url: str) -> 
     return r.json()
 
 
-@pytest.mark.parametrize("fault", [None, ("authorise", "timeout"), ("capture", "timeout"), ("capture", "fail"),
-                                   ("capture", "timeout_before")])
+# the state right after each injected fault (see tests/test_one_scan.py)
+FIRST_STATE = {None: "captured", ("authorise", "timeout"): "captured", ("capture", "timeout"): "captured",
+               ("capture", "fail"): "in_doubt", ("capture", "timeout_before"): "in_doubt"}
+
+
+def fen(info: dict) -> dict[str, int]:
+    """The settlement's yuan amounts as exact fen, for comparisons free of float arithmetic."""
+    return {k: parse_yuan(v, k, allow_negative=True) for k, v in info.items() if k in MONEY_KEYS and v is not None}
+
+
+@pytest.mark.parametrize("fault", list(FIRST_STATE))
 def test_scan_identify_settle_notify(stack, fault) -> None:
     data = scan_image(stack, app_code(stack))
     assert data["code"] == 0, data
@@ -110,23 +122,30 @@ def test_scan_identify_settle_notify(stack, fault) -> None:
     mdtrt_id = his_bill(stack, identity["ecToken"])
     before = wallet(stack)
     if fault:
-        httpx.post(f"{stack['gateway']}/sim/faults", json={"operation": fault[0], "mode": fault[1], "count": 1})
+        r = httpx.post(f"{stack['gateway']}/sim/faults", json={"operation": fault[0], "mode": fault[1], "count": 1})
+        assert r.status_code < 300, r.text
     msgid = f"TM{time.time_ns()}"
     with CallbackReceiver() as his_inbox:
         out = settle(stack, msgid, identity["ecToken"], mdtrt_id, his_inbox.url)
+        assert out["state"] == FIRST_STATE[fault], out
+        if fault:
+            log = httpx.get(f"{stack['gateway']}/sim/log", params={"kind": "request"}).json()["entries"]
+            assert any(e["operation"] == fault[0] and e["fault"] == fault[1] for e in log)  # the fault did fire
         if out["state"] == "in_doubt":
-            httpx.post(f"{stack['base']}/api/v1/admin/payments/recover")
+            assert httpx.post(f"{stack['base']}/api/v1/admin/payments/recover").status_code == 200
             out = settle(stack, msgid, identity["ecToken"], mdtrt_id, his_inbox.url)  # the terminal asks again
         assert out["state"] == "captured", out
-        setl = out["settlement"]["setlinfo"]
+        setl = fen(out["settlement"]["setlinfo"])
         assert setl["fund_pay_sumamt"] + setl["acct_pay"] + setl["psn_cash_pay"] == setl["medfee_sumamt"]
-        assert before - wallet(stack) == round(setl["psn_cash_pay"] * 100)  # charged once, the cash part only
+        assert before - wallet(stack) == setl["psn_cash_pay"]  # charged once, the cash part only
         notes = his_inbox.wait_for(1, timeout=10)
         assert len({n.body for n in notes}) == 1  # delivered at least once, always the same notice
         pushed = json.loads(notes[0].body)
-        assert pushed["medicalSettleState"] == "SUCCESS" and pushed["medicalSettleNo"] == setl["setl_id"]
-    statement = httpx.get(f"{stack['base']}/api/v1/admin/payments/statement/{statement_day().isoformat()}").json()
-    assert statement["balanced"], statement
+        assert pushed["medicalSettleState"] == "SUCCESS"
+        assert pushed["medicalSettleNo"] == out["settlement"]["setlinfo"]["setl_id"]
+    for day in {statement_day(time.time() - 600), statement_day()}:  # should the test run across midnight in China
+        statement = httpx.get(f"{stack['base']}/api/v1/admin/payments/statement/{day.isoformat()}").json()
+        assert statement["balanced"], statement
     assert httpx.get(f"{stack['base']}/api/v1/admin/ledger/check").json()["ok"]
 
 
@@ -136,7 +155,7 @@ def test_code_used_twice_or_for_another_use_is_refused(stack) -> None:
     assert wrong["code"] != 0 and "businessType" in wrong["message"]
     assert scan_image(stack, png, "01101")["code"] == 0
     again = scan_image(stack, png, "01101")  # replayed
-    assert again["code"] != 0
+    assert again["code"] == EC_CODES["code_used"]
 
 
 def test_an_image_without_a_code_is_refused(stack) -> None:
@@ -172,6 +191,7 @@ def test_patient_scans_the_bill_code_at_the_window_and_pays(stack) -> None:
     assert httpx.post(f"{stack['base']}/api/v1/mobile/bills/pay", json=forged).status_code == 403
     out = httpx.post(f"{stack['base']}/api/v1/mobile/bills/pay", json=pay).json()
     assert out["state"] == "captured", out
-    assert before - wallet(stack) == round(out["settlement"]["setlinfo"]["psn_cash_pay"] * 100)
+    cash = fen(out["settlement"]["setlinfo"])["psn_cash_pay"]
+    assert before - wallet(stack) == cash
     again = httpx.post(f"{stack['base']}/api/v1/mobile/bills/pay", json=pay).json()  # paying twice charges once
-    assert again["setl_id"] == out["setl_id"] and before - wallet(stack) == round(out["settlement"]["setlinfo"]["psn_cash_pay"] * 100)
+    assert again["setl_id"] == out["setl_id"] and before - wallet(stack) == cash

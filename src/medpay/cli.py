@@ -105,25 +105,23 @@ def serve(host: str = typer.Option("127.0.0.1", help="address to listen on"),
 
     from medpay.adapters.db import migrate
 
+    from medpay.adapters.crypto import default_cipher
+    from medpay.adapters.db.engine import session_factory
+
     engine = _engine()
     migrate.upgrade(engine)
+    factory = session_factory(engine)
     if seed:
-        from medpay.adapters.crypto import default_cipher
-        from medpay.adapters.db.engine import session_factory
         from medpay.services import demo
 
-        demo.seed(session_factory(engine), default_cipher())
+        demo.seed(factory, default_cipher())
     simulator = None
     if gateway_sim and not os.environ.get("MEDPAY_GATEWAY_URL"):
-        from medpay.simulators.launch import start_gateway_simulator
+        from medpay.simulators.launch import bind_demo_wallets, start_gateway_simulator
 
         simulator = start_gateway_simulator(host, gateway_port, f"http://{host}:{port}/api/v1/partner/gateway/callback")
         if seed:
-            from medpay.adapters.crypto import default_cipher
-            from medpay.adapters.db.engine import session_factory
-            from medpay.simulators.launch import bind_demo_wallets
-
-            bind_demo_wallets(session_factory(engine), default_cipher(), simulator)
+            bind_demo_wallets(factory, default_cipher(), simulator)
         console.print(f"支付网关模拟器 / payment-gateway SIMULATOR on [bold]{simulator.url}[/] (not a real gateway)")
     engine.dispose()
     console.print(f"medpay 服务 / serving on [bold]http://{host}:{port}[/]  (docs: http://{host}:{port}/docs)")

@@ -10,9 +10,11 @@ key managed outside the database's reach.
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import hmac
 import os
+import time
 from functools import lru_cache
 from pathlib import Path
 
@@ -47,23 +49,42 @@ class FieldCipher:
         return hmac.new(self._index_key, f"{kind}:{value.strip().upper()}".encode(), hashlib.sha256).hexdigest()
 
 
-def _load_or_create_key(path: Path) -> bytes:
-    if path.exists():
-        raw = base64.b64decode(path.read_bytes().strip())
-        if len(raw) != 32:
-            raise ValueError(f"{path}: key must be 32 bytes, base64-encoded")
-        return raw
-    path.parent.mkdir(parents=True, exist_ok=True)
-    key = os.urandom(32)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(base64.b64encode(key))
-    return key
+def load_or_create_secret(path: Path, what: str = "key") -> bytes:
+    """32 secret bytes kept base64-encoded in ``path``; created there (0600, exclusive create) on first use.
+
+    Safe when several processes start at once on a fresh ``var/``: the loser of the create race waits for
+    the winner's bytes and uses them.
+    """
+    path = Path(path)
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        secret = os.urandom(32)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            pass  # another process created it first: use theirs
+        else:
+            with os.fdopen(fd, "wb") as f:
+                f.write(base64.b64encode(secret) + b"\n")
+            return secret
+    text = path.read_bytes().strip()
+    for _ in range(40):  # a concurrent creator may not have written yet
+        if text:
+            break
+        time.sleep(0.05)
+        text = path.read_bytes().strip()
+    try:
+        raw = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raw = b""
+    if len(raw) != 32:
+        raise ValueError(f"{path}: {what} must be 32 bytes, base64-encoded")
+    return raw
 
 
 @lru_cache(maxsize=4)
 def _cipher_for(path: str) -> FieldCipher:
-    return FieldCipher(_load_or_create_key(Path(path)))
+    return FieldCipher(load_or_create_secret(Path(path), "data key"))
 
 
 def default_cipher() -> FieldCipher:

@@ -8,23 +8,17 @@ file, or codes issued by one worker won't verify at another.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import os
-import time
 from functools import lru_cache
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from medpay.adapters.crypto import load_or_create_secret
+
 KEY_FILE_ENV = "MEDPAY_SIGNING_KEY_FILE"
 DEFAULT_KEY_FILE = "var/signing.key"
-
-
-def private_bytes(key: Ed25519PrivateKey) -> bytes:
-    return key.private_bytes(serialization.Encoding.Raw, serialization.PrivateFormat.Raw,
-                             serialization.NoEncryption())
 
 
 def public_key_hex(key: Ed25519PrivateKey | Ed25519PublicKey) -> str:
@@ -48,32 +42,9 @@ def parse_public_key_hex(text: str) -> Ed25519PublicKey:
 
 
 def load_or_create_key(path: Path) -> Ed25519PrivateKey:
-    """The key in ``path``; a new one is written there (0600, exclusive create) if the file doesn't exist."""
-    path = Path(path)
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        key = Ed25519PrivateKey.generate()
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            pass  # another process created it first: use theirs
-        else:
-            with os.fdopen(fd, "wb") as f:
-                f.write(base64.b64encode(private_bytes(key)) + b"\n")
-            return key
-    text = path.read_bytes().strip()
-    for _ in range(40):  # a concurrent creator may not have written yet
-        if text:
-            break
-        time.sleep(0.05)
-        text = path.read_bytes().strip()
-    try:
-        raw = base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError):
-        raise ValueError(f"{path}: signing key must be 32 bytes, base64-encoded") from None
-    if len(raw) != 32:
-        raise ValueError(f"{path}: signing key must be 32 bytes, base64-encoded")
-    return Ed25519PrivateKey.from_private_bytes(raw)
+    """The key in ``path``; a new one is written there (0600, exclusive create) if the file doesn't exist.
+    Any 32 random bytes are an Ed25519 private key, so the data key's file format serves here too."""
+    return Ed25519PrivateKey.from_private_bytes(load_or_create_secret(path, "signing key"))
 
 
 @lru_cache(maxsize=4)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query
 from fastapi.responses import Response
 from pydantic import BaseModel, Field, StrictBool
 
@@ -26,10 +26,6 @@ _BT_HELP = "用码业务类型: " + ", ".join(f"{k} {v}" for k, v in BUSINESS_TY
 _ERRORS = {401: {"model": ErrorResponse, "description": "device signature refused"},
            403: {"model": ErrorResponse, "description": "e-certificate revoked"},
            404: {"model": ErrorResponse}, 409: {"model": ErrorResponse}, 422: {"model": ErrorResponse}}
-
-
-def _service(request: Request) -> EcertService:
-    return ecert_service(request)
 
 
 class ActivateRequest(BaseModel):
@@ -75,13 +71,13 @@ class CodeResponse(BaseModel):
 
 @router.post("/ecert/activate", response_model=ActivateResponse, responses=_ERRORS,
              summary="激活医保电子凭证 / activate an e-certificate on this device")
-def activate(req: ActivateRequest, svc: EcertService = Depends(_service)) -> ActivateResponse:
+def activate(req: ActivateRequest, svc: EcertService = Depends(ecert_service)) -> ActivateResponse:
     return ActivateResponse(ecert_id=svc.activate(req.psn_no, req.certno, req.device_public_key, req.consent))
 
 
 @router.post("/ecert/code", response_model=CodeResponse, responses=_ERRORS,
              summary="展码 / a fresh dynamic QR code (valid 60 s) for one business type")
-def code(req: CodeRequest, svc: EcertService = Depends(_service)) -> Response:
+def code(req: CodeRequest, svc: EcertService = Depends(ecert_service)) -> Response:
     payload, expires_at = svc.issue_code(req.ecert_id, req.business_type, req.device_signature, req.timestamp)
     body = CodeResponse(payload=payload, expires_at=expires_at, refresh_in_s=_refresh_in(svc),
                         svg=qr_images.render_svg(payload, title="医保电子凭证"))
@@ -96,7 +92,7 @@ def code_png(ecert_id: str = Query(..., examples=["EC7K2M9QX4"]),
              timestamp: int = Query(..., description="unix seconds, ±120 s"),
              device_signature: str = Query(..., description='hex Ed25519 of "{ecert_id}|{business_type}|{timestamp}"'),
              scale: int = Query(8, ge=2, le=20, description="pixels per module"),
-             svc: EcertService = Depends(_service)) -> Response:
+             svc: EcertService = Depends(ecert_service)) -> Response:
     payload, expires_at = svc.issue_code(ecert_id, business_type, device_signature, timestamp)
     return Response(qr_images.render_png(payload, scale=scale), media_type="image/png", headers={
         "Cache-Control": "no-store", "Content-Disposition": f'attachment; filename="ecert-{business_type}.png"',

@@ -9,15 +9,15 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 
 from medpay.adapters.gateway.port import CallbackRejected, verify_callback
 from medpay.api.deps import platform
 from medpay.api.errors import ErrorResponse, error_response
 from medpay.api.platform import Platform
-from medpay.api.terminal import ecert_service
+from medpay.api.terminal import verify_terminal
 from medpay.interface_format import to_yuan
-from medpay.services.errors import Invalid, ServiceError
+from medpay.services.errors import Invalid
 from medpay.services.bill_pay import BillPayService
 from medpay.services.one_scan import OneScanService
 
@@ -45,29 +45,28 @@ class OneScanSettle(BaseModel):
         "acct_used_flag": "1", "notify_url": "http://his.example/medpay/notify"}]}}
 
 
+def _json_body(model: type[BaseModel], body: bytes) -> Any:
+    """The body as ``model``; a refusal names the field (the REST error shape, via the app's handler)."""
+    try:
+        return model.model_validate(json.loads(body or b"{}"))
+    except ValidationError as e:
+        first = e.errors()[0]
+        raise Invalid(".".join(str(x) for x in first["loc"]) or "body", first["msg"]) from None
+    except (ValueError, TypeError):
+        raise Invalid("body", "is not valid JSON") from None
+
+
 @terminal_router.post("/settle", summary="一码付结算 / one-scan settlement (fund + account + cash via the gateway)",
                       responses={401: {"model": ErrorResponse}, 422: {"model": ErrorResponse}})
 async def one_scan_settle(request: Request) -> JSONResponse:
     body = await request.body()
-    p: Platform = request.app.state.platform
-
-    def work() -> JSONResponse:
-        try:
-            _terminal, code = ecert_service(request).verify_terminal(request.headers, "POST", request.url.path, body)
-            try:
-                req = OneScanSettle.model_validate(json.loads(body or b"{}"))
-            except (ValueError, TypeError) as e:
-                errors = getattr(e, "errors", lambda: [])()
-                field = ".".join(str(x) for x in errors[0]["loc"]) if errors else "body"
-                raise Invalid(field, errors[0]["msg"] if errors else "is not valid JSON") from None
-            res = _one_scan(p).pay(code, req.msgid, req.ecToken, req.mdtrt_id, acct_used_flag=req.acct_used_flag == "1",
-                                   notify_urls=(req.notify_url,) if req.notify_url else ())
-        except ServiceError as e:
-            return error_response(e.status, e.code, e.field, e.message)
-        return JSONResponse({"intent_id": res.intent_id, "state": res.state, "setl_id": res.setl_id,
-                             "settlement": to_yuan(res.output) if res.output else None, "notify": res.notify})
-
-    return await run_in_threadpool(work)
+    _terminal, code = await verify_terminal(request, body)
+    req = _json_body(OneScanSettle, body)
+    res = await run_in_threadpool(_one_scan(request.app.state.platform).pay, code, req.msgid, req.ecToken,
+                                  req.mdtrt_id, acct_used_flag=req.acct_used_flag == "1",
+                                  notify_urls=(req.notify_url,) if req.notify_url else ())
+    return JSONResponse({"intent_id": res.intent_id, "state": res.state, "setl_id": res.setl_id,
+                         "settlement": to_yuan(res.output) if res.output else None, "notify": res.notify})
 
 
 @partner_router.post("/gateway/callback", summary="支付网关回调 / signed gateway callback (a hint: truth is a status query)")
@@ -112,20 +111,9 @@ class BillRequest(BaseModel):
                       responses={401: {"model": ErrorResponse}, 422: {"model": ErrorResponse}})
 async def create_bill(request: Request) -> JSONResponse:
     body = await request.body()
-
-    def work() -> JSONResponse:
-        try:
-            _terminal, code = ecert_service(request).verify_terminal(request.headers, "POST", request.url.path, body)
-            try:
-                req = BillRequest.model_validate(json.loads(body or b"{}"))
-            except (ValueError, TypeError):
-                raise Invalid("mdtrt_id", "missing or not a string") from None
-            bill = bill_service(request).create_bill(code, req.mdtrt_id)
-        except ServiceError as e:
-            return error_response(e.status, e.code, e.field, e.message)
-        return JSONResponse(to_yuan(bill))
-
-    return await run_in_threadpool(work)
+    _terminal, code = await verify_terminal(request, body)
+    req = _json_body(BillRequest, body)
+    return JSONResponse(to_yuan(await run_in_threadpool(bill_service(request).create_bill, code, req.mdtrt_id)))
 
 
 class BillPayment(BaseModel):

@@ -56,6 +56,13 @@ def ecert_service(request: Request) -> EcertService:
     return svc
 
 
+async def verify_terminal(request: Request, body: bytes) -> tuple[str, str]:
+    """(terminal_id, fixmedins_code) of a request signed by a registered terminal; the signature covers the
+    method, the request target as sent (path and query) and the body. Every terminal endpoint checks it so."""
+    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    return await run_in_threadpool(ecert_service(request).verify_terminal, request.headers, request.method, target, body)
+
+
 QUERY_EXAMPLE_JSON = {"orgId": "H99990100001", "businessType": "01301",
                       "qrCode": "MPEC1.eyJ2IjoxLCJlYyI6IkVDN0syTTlRWDQiLCJidCI6IjAxMzAxIiwiaWF0IjoxNzY3MjI1NjAwLCJleHAi"
                                 "OjE3NjcyMjU2NjAsIm4iOiJXbEQ0S3pWd1RfOCJ9.<86 characters of signature>",
@@ -132,9 +139,7 @@ async def ec_query(request: Request) -> JSONResponse:
         if len(body) > MAX_BODY_BYTES:
             return _error(413, "too_large", "body", f"larger than {MAX_BODY_BYTES // (1024 * 1024)} MiB", None)
         svc = ecert_service(request)
-        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-        terminal_id, fixmedins_code = await run_in_threadpool(svc.verify_terminal, request.headers, request.method,
-                                                              target, body)
+        terminal_id, fixmedins_code = await verify_terminal(request, body)
         org_id, business_type, scanned, image = _parse(request.headers.get("content-type", ""), body)
         if org_id is None:
             raise Invalid("orgId", "missing: the terminal's institution code (定点医药机构编号)")

@@ -16,7 +16,7 @@ from decimal import ROUND_CEILING, Decimal
 from medpay.domain.classification import BillSplit, classify_bill
 from medpay.domain.model import AccountSource, Accumulators, FeeLine, Person, VisitContext
 from medpay.domain.policy import Band, Policy, Tier
-from medpay.money import Rounding, round_fen
+from medpay.money import Rounding, format_yuan, round_fen
 
 ACCOUNT_FUND_PAY_TYPE = "310200"
 ACCOUNT_FUND_NAME = "城镇职工基本医疗保险个人账户基金"
@@ -224,12 +224,12 @@ def _run_tier(tier: Tier, bands: tuple[Band, ...], base: int, ctx: _Context,
             if value:
                 acc[key] = acc.get(key, 0) + value
 
-    info = [f"基数{_yuan(base)}"]
+    info = [f"基数{format_yuan(base)}"]
     if dedc_total:
-        info.append(f"起付线{_yuan(dedc_total)}(本次{_yuan(act_dedc)})")
+        info.append(f"起付线{format_yuan(dedc_total)}(本次{format_yuan(act_dedc)})")
     info.append("比例" + "/".join(f"{(b.ratio * 100).normalize():f}%" for b in bands) if bands else "比例0%")
     if tier.cap.basis != "none":
-        info.append(f"封顶{_yuan(tier.cap.amount)}(剩余{_yuan(limit_left or 0)})")
+        info.append(f"封顶{format_yuan(tier.cap.amount)}(剩余{format_yuan(limit_left or 0)})")
     return TierResult(
         code=tier.code, kind=tier.kind, fund_pay_type=tier.fund_pay_type,
         fund_pay_type_name=FUND_NAMES.get(tier.fund_pay_type, tier.name), setl_field=tier.setl_field,
@@ -237,12 +237,6 @@ def _run_tier(tier: Tier, bands: tuple[Band, ...], base: int, ctx: _Context,
         overflow_exact=overflow_exact, fund_payamt=pay,
         crt_payb_lmt_amt=limit_left, ratio=ratio, proc_info="；".join(info),
     )
-
-
-def _yuan(fen: int) -> str:
-    from medpay.money import format_yuan
-
-    return format_yuan(fen)
 
 
 def _account_payments(policy: Policy, person: Person, parts: dict[str, int], sources: tuple[AccountSource, ...],
@@ -357,7 +351,7 @@ def adjudicate(
     ]
     if acct_pay:
         details.append(SetlDetail(ACCOUNT_FUND_PAY_TYPE, ACCOUNT_FUND_NAME, bill.inscp_scp_amt, None, acct_pay,
-                                  "个人账户支付" + (f"，其中共济{_yuan(amounts['acct_mulaid_pay'])}" if amounts["acct_mulaid_pay"] else "")))
+                                  "个人账户支付" + (f"，其中共济{format_yuan(amounts['acct_mulaid_pay'])}" if amounts["acct_mulaid_pay"] else "")))
     return Adjudication(
         policy_id=policy.policy_id, bill=bill, tiers=tiers, amounts=amounts,
         pool_prop_selfpay=basic.ratio if basic else Decimal(0), balc=balc, account_payments=payments,

@@ -22,12 +22,12 @@ from medpay.adapters.qr_images import render_svg
 from medpay.domain.bill_code import make_bill_payload, parse_bill
 from medpay.domain.ecert_code import CodeError
 from medpay.services import records
+from medpay.services.ecert import DEVICE_SKEW_S, signature_bytes, verify_signature
 from medpay.services.errors import Conflict, Forbidden, Invalid, NotFound
 from medpay.services.one_scan import OneScanService, PayResult, intent_id_for
 from medpay.services.persons import PersonService
 from medpay.services.settlement import SettlementService
 
-DEVICE_SKEW_S = 120
 
 
 def bill_signing_input(ecert_id: str, bill: str, timestamp: int) -> bytes:
@@ -74,11 +74,9 @@ class BillPayService:
             ecert = session.get(EcertRow, ecert_id)
             if ecert is None:
                 raise NotFound("ecert_id", "unknown e-certificate")
-            try:
-                parse_public_key_hex(ecert.device_key).verify(bytes.fromhex(device_signature),
-                                                              bill_signing_input(ecert_id, bill, timestamp))
-            except Exception:
-                raise Forbidden("device_signature", "does not verify with this e-certificate's device key") from None
+            signature = signature_bytes(device_signature, "device_signature", Forbidden)  # hex or base64, as for codes
+            if not verify_signature(parse_public_key_hex(ecert.device_key), signature, bill_signing_input(ecert_id, bill, timestamp)):
+                raise Forbidden("device_signature", "does not verify with this e-certificate's device key")
             if ecert.status != "active":
                 raise Forbidden("ecert_id", "this e-certificate was revoked")
             visit = records.own_visit(session, claims.fixmedins_code, claims.mdtrt_id)
@@ -87,11 +85,13 @@ class BillPayService:
             psn_no = ecert.psn_no
         finally:
             session.close()
-        try:  # paying the same bill again continues (or repeats the answer of) the first payment
+        try:  # paying the same bill again continues (or repeats the answer of) the first payment, which
+            # already names its person: no new token is minted for a retry
             self.one_scan.intent(intent_id_for(claims.fixmedins_code, claims.bill_id))
+            token = ""
         except NotFound:
             current = self.settlement.presettle(claims.fixmedins_code, claims.mdtrt_id).setlinfo["medfee_sumamt"]
             if current != claims.amount_fen:
                 raise Conflict("bill", "the bill changed since the code was shown; ask the window for a new code")
-        token = self.persons.issue_ec_token(psn_no, claims.fixmedins_code, "01301", ttl=timedelta(minutes=5))
+            token = self.persons.issue_ec_token(psn_no, claims.fixmedins_code, "01301", ttl=timedelta(minutes=5))
         return self.one_scan.pay(claims.fixmedins_code, claims.bill_id, token, claims.mdtrt_id)

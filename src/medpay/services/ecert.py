@@ -35,9 +35,7 @@ from typing import Any
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from sqlalchemy import delete, insert, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -45,11 +43,13 @@ from medpay.adapters import qr_images
 from medpay.adapters.crypto import FieldCipher, mask_certno, mask_name
 from medpay.adapters.db.base import utcnow
 from medpay.adapters.db.ecert_tables import EcertCodeNonceRow, EcertRow, TerminalNonceRow, TerminalRow
+from medpay.adapters.db.statements import insert_ignore
 from medpay.adapters.db.tables import InstitutionRow, PersonRow
 from medpay.adapters.platform_keys import parse_public_key_hex, public_key_hex
 from medpay.domain.ecert_code import BUSINESS_TYPES, MAX_TTL_S, CodeError, make_payload, parse_and_verify
-from medpay.services.errors import Conflict, Invalid, NotFound, ServiceError
+from medpay.services.errors import Conflict, Forbidden, Invalid, NotFound, ServiceError, Unauthorized
 from medpay.services.persons import PersonService
+from medpay.services.request_headers import collect, printable
 from medpay.services.unit_of_work import unit_of_work
 
 HEADER_TERMINAL_ID = "X-Terminal-Id"
@@ -69,10 +69,9 @@ _ID_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"  # Crockford base32: no I, L, 
 # -- errors --------------------------------------------------------------------------------------------------
 
 
-class CodeInvalid(ServiceError):
+class CodeInvalid(Invalid):
     """Truncated, garbled, of another version, or not a medpay code."""
 
-    status = 422
     code = "code_invalid"
 
 
@@ -82,45 +81,34 @@ class CodeForged(CodeInvalid):
     code = "code_forged"
 
 
-class CodeExpired(ServiceError):
-    status = 422
+class CodeExpired(Invalid):
     code = "code_expired"
 
 
-class CodeReplayed(ServiceError):
-    status = 409
+class CodeReplayed(Conflict):
     code = "code_used"
 
 
-class EcertRevoked(ServiceError):
-    status = 403
+class EcertRevoked(Forbidden):
     code = "ecert_revoked"
 
 
-class BusinessTypeMismatch(ServiceError):
-    status = 422
+class BusinessTypeMismatch(Invalid):
     code = "business_type_mismatch"
 
 
-class ImageRejected(ServiceError):
+class ImageRejected(Invalid):
     """No QR code, two or more codes, or not an image at all."""
 
-    status = 422
     code = "image_invalid"
 
 
-class DeviceAuthError(ServiceError):
+class DeviceAuthError(Unauthorized):
     """The app did not prove it holds the e-certificate's device key."""
 
-    status = 401
-    code = "unauthorized"
 
-
-class TerminalAuthError(ServiceError):
+class TerminalAuthError(Unauthorized):
     """The terminal's request signature headers are missing, stale, wrong or replayed."""
-
-    status = 401
-    code = "unauthorized"
 
 
 # -- signing inputs (clients use these too) --------------------------------------------------------------------
@@ -151,7 +139,7 @@ def sign_terminal_request(terminal_key: Ed25519PrivateKey, terminal_id: str, met
     return {HEADER_TERMINAL_ID: terminal_id, HEADER_TIMESTAMP: ts, HEADER_NONCE: nonce, HEADER_SIGNATURE: signature}
 
 
-def _signature_bytes(text: Any, field: str, error: type[ServiceError]) -> bytes:
+def signature_bytes(text: Any, field: str, error: type[ServiceError]) -> bytes:
     """64 signature bytes from 128 hex digits or (url-safe) base64."""
     if not isinstance(text, str) or not text.strip():
         raise error(field, "missing signature")
@@ -172,7 +160,7 @@ def _signature_bytes(text: Any, field: str, error: type[ServiceError]) -> bytes:
     return raw
 
 
-def _verify(public_key: Ed25519PublicKey, signature: bytes, message: bytes) -> bool:
+def verify_signature(public_key: Ed25519PublicKey, signature: bytes, message: bytes) -> bool:
     try:
         public_key.verify(signature, message)
     except InvalidSignature:
@@ -182,26 +170,6 @@ def _verify(public_key: Ed25519PublicKey, signature: bytes, message: bytes) -> b
 
 def _new_id(prefix: str) -> str:
     return prefix + "".join(secrets.choice(_ID_ALPHABET) for _ in range(8))
-
-
-def _printable(value: str) -> bool:
-    return value.isascii() and value.isprintable() and " " not in value
-
-
-def _insert_ignore(session: Session, table: Any, values: dict[str, Any], returning: Any) -> bool:
-    """INSERT, or nothing when the primary key exists; True when the row was inserted. Concurrent inserts of the
-    same key serialise on the key (PostgreSQL) or the write lock (SQLite): exactly one wins."""
-    dialect = session.get_bind().dialect.name
-    if dialect in ("postgresql", "sqlite"):
-        variant = pg_insert if dialect == "postgresql" else sqlite_insert
-        stmt = variant(table).values(**values).on_conflict_do_nothing().returning(returning)
-        return session.execute(stmt).first() is not None
-    try:
-        with session.begin_nested():
-            session.execute(insert(table).values(**values))
-    except IntegrityError:
-        return False
-    return True
 
 
 class EcertService:
@@ -283,14 +251,14 @@ class EcertService:
         device key: ``device_signature`` signs ``f"{ecert_id}|{business_type}|{timestamp}"``."""
         bt = _business_type(business_type, "business_type")
         ts = self._timestamp(timestamp, "timestamp", self.device_skew_s, DeviceAuthError)
-        signature = _signature_bytes(device_signature, "device_signature", DeviceAuthError)
+        signature = signature_bytes(device_signature, "device_signature", DeviceAuthError)
         if not isinstance(ecert_id, str) or not ecert_id.strip():
             raise Invalid("ecert_id", "missing")
         with self.factory() as session:
             row = session.get(EcertRow, ecert_id.strip())
         if row is None:
             raise NotFound("ecert_id", "unknown e-certificate")
-        if not _verify(parse_public_key_hex(row.device_key), signature, device_signing_input(row.ecert_id, bt, ts)):
+        if not verify_signature(parse_public_key_hex(row.device_key), signature, device_signing_input(row.ecert_id, bt, ts)):
             raise DeviceAuthError("device_signature", "does not verify with the device key of this e-certificate")
         if row.status != "active":
             raise EcertRevoked("ecert_id", "this e-certificate was revoked; activate it again on this device")
@@ -334,18 +302,18 @@ class EcertService:
                         body: bytes) -> tuple[str, str]:
         """(terminal_id, fixmedins_code) of the terminal that signed this request; ``TerminalAuthError`` naming
         the header at fault otherwise. The nonce is recorded only for a request whose signature verified."""
-        h = _collect(headers)
+        h = collect(headers, TERMINAL_HEADERS, TerminalAuthError)
         terminal_id, ts_text, nonce, sig_text = (h.get(name.lower(), "") for name in TERMINAL_HEADERS)
         if not terminal_id:
             raise TerminalAuthError(HEADER_TERMINAL_ID, "missing header")
-        if len(terminal_id) > 20 or not _printable(terminal_id):
+        if len(terminal_id) > 20 or not printable(terminal_id):
             raise TerminalAuthError(HEADER_TERMINAL_ID, "unknown terminal")
         ts = self._timestamp(ts_text, HEADER_TIMESTAMP, self.terminal_skew_s, TerminalAuthError)
         if not nonce:
             raise TerminalAuthError(HEADER_NONCE, "missing header")
-        if not 8 <= len(nonce) <= 64 or not _printable(nonce):
+        if not 8 <= len(nonce) <= 64 or not printable(nonce):
             raise TerminalAuthError(HEADER_NONCE, "must be 8 to 64 printable ASCII characters (a GUID)")
-        signature = _signature_bytes(sig_text, HEADER_SIGNATURE, TerminalAuthError)
+        signature = signature_bytes(sig_text, HEADER_SIGNATURE, TerminalAuthError)
         message = terminal_signing_input(method, path, ts, nonce, body)
         with unit_of_work(self.factory) as uow:
             row = uow.session.get(TerminalRow, terminal_id)
@@ -353,10 +321,10 @@ class EcertService:
                 raise TerminalAuthError(HEADER_TERMINAL_ID, "unknown terminal")
             if row.status != "active":
                 raise TerminalAuthError(HEADER_TERMINAL_ID, "this terminal is disabled")
-            if not _verify(parse_public_key_hex(row.public_key), signature, message):
+            if not verify_signature(parse_public_key_hex(row.public_key), signature, message):
                 raise TerminalAuthError(HEADER_SIGNATURE, "does not verify with this terminal's key (signed: "
                                                           "METHOD\\npath\\ntimestamp\\nnonce\\nsha256hex(body))")
-            if not _insert_ignore(uow.session, TerminalNonceRow,
+            if not insert_ignore(uow.session, TerminalNonceRow,
                                   {"terminal_id": terminal_id, "nonce": nonce, "seen_at": self.clock()},
                                   TerminalNonceRow.nonce):
                 raise TerminalAuthError(HEADER_NONCE, "nonce already used: replayed request refused")
@@ -415,7 +383,7 @@ class EcertService:
             person = s.get(PersonRow, ecert.psn_no)
             if person is None:  # foreign key: can't happen
                 raise NotFound(source, "unknown person")
-            if not _insert_ignore(s, EcertCodeNonceRow, {"nonce": claims.nonce, "ecert_id": ecert.ecert_id,
+            if not insert_ignore(s, EcertCodeNonceRow, {"nonce": claims.nonce, "ecert_id": ecert.ecert_id,
                                                          "terminal_id": terminal_id, "used_at": self.clock()},
                                   EcertCodeNonceRow.nonce):
                 raise CodeReplayed(source, "this code was already scanned; ask the patient to refresh the code")
@@ -466,22 +434,3 @@ def _business_type(value: Any, field: str) -> str:
         known = ", ".join(f"{k} {v}" for k, v in BUSINESS_TYPES.items())
         raise Invalid(field, f"unknown business type {value!r}; one of: {known}")
     return value.strip()
-
-
-def _collect(headers: Mapping[str, str]) -> dict[str, str]:
-    """The terminal headers by lowercase name; a header sent twice with different values is refused."""
-    wanted = {name.lower(): name for name in TERMINAL_HEADERS}
-    multi = getattr(headers, "multi_items", None)  # Starlette headers: every value of a repeated header
-    items = multi() if callable(multi) else headers.items()
-    found: dict[str, str] = {}
-    for name, value in items:
-        key = name.lower() if isinstance(name, str) else name
-        if key not in wanted:
-            continue
-        if not isinstance(value, str):
-            raise TerminalAuthError(wanted[key], "must be a string")
-        value = value.strip()
-        if key in found and found[key] != value:
-            raise TerminalAuthError(wanted[key], "header sent more than once")
-        found[key] = value
-    return found

@@ -37,3 +37,11 @@ class Conflict(ServiceError):
 
     status = 409
     code = "conflict"
+
+
+class Unauthorized(ServiceError):
+    """The request is not authenticated: a signature, timestamp or nonce header is missing, wrong, stale or
+    replayed. ``field`` names the header at fault."""
+
+    status = 401
+    code = "unauthorized"

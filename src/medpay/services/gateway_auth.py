@@ -29,15 +29,13 @@ from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, insert, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from medpay.adapters.crypto import FieldCipher
 from medpay.adapters.db.base import utcnow
 from medpay.adapters.db.gateway_tables import GatewayNonceRow, InstitutionKeyRow
+from medpay.adapters.db.statements import insert_ignore
 from medpay.adapters.db.tables import InstitutionRow
 from medpay.adapters.sm2 import normalize_public_key, verify_sm2
 from medpay.domain.gateway_signature import (
@@ -51,7 +49,8 @@ from medpay.domain.gateway_signature import (
     compute_signature,
     sign_headers,
 )
-from medpay.services.errors import Invalid, NotFound, ServiceError
+from medpay.services.errors import Invalid, NotFound, Unauthorized
+from medpay.services.request_headers import collect, printable
 from medpay.services.unit_of_work import unit_of_work
 
 __all__ = ["AuthError", "GatewayAuth", "sign_headers"]
@@ -62,15 +61,8 @@ MIN_NONCE_LENGTH = 8
 MAX_TIMESTAMP_DIGITS = 12
 
 
-class AuthError(ServiceError):
-    """The request is not authenticated. ``field`` names the header (or envelope field) at fault."""
-
-    status = 401
-    code = "unauthorized"
-
-
-def _printable(value: str) -> bool:
-    return value.isascii() and value.isprintable() and " " not in value
+class AuthError(Unauthorized):
+    """The institution gateway's request is not authenticated (``field``: the header or envelope field)."""
 
 
 class GatewayAuth:
@@ -87,11 +79,11 @@ class GatewayAuth:
 
     def verify(self, headers: Mapping[str, str]) -> str:
         """The fixmedins_code of the institution that signed these headers; AuthError otherwise."""
-        h = _collect(headers)
+        h = collect(headers, HEADERS, AuthError)
         paasid, ts_text, nonce, signature = (h.get(name, "") for name in HEADERS)
         if not paasid:
             raise AuthError(HEADER_PAASID, "missing header")
-        if len(paasid) > MAX_ID_LENGTH or not _printable(paasid):
+        if len(paasid) > MAX_ID_LENGTH or not printable(paasid):
             raise AuthError(HEADER_PAASID, f"must be at most {MAX_ID_LENGTH} printable ASCII characters")
         if not ts_text:
             raise AuthError(HEADER_TIMESTAMP, "missing header")
@@ -101,7 +93,7 @@ class GatewayAuth:
             raise AuthError(HEADER_TIMESTAMP, "must be unix time in seconds, not milliseconds")
         if not nonce:
             raise AuthError(HEADER_NONCE, "missing header")
-        if not (MIN_NONCE_LENGTH <= len(nonce) <= MAX_ID_LENGTH) or not _printable(nonce):
+        if not (MIN_NONCE_LENGTH <= len(nonce) <= MAX_ID_LENGTH) or not printable(nonce):
             raise AuthError(HEADER_NONCE, f"must be {MIN_NONCE_LENGTH} to {MAX_ID_LENGTH} printable ASCII "
                                           "characters (a GUID)")
         if not signature:
@@ -182,34 +174,7 @@ class GatewayAuth:
             raise AuthError(SIGNATURE_FIELD, "SM2 signature does not verify")
 
 
-def _collect(headers: Mapping[str, str]) -> dict[str, str]:
-    """The x-tif-* headers by lowercase name; a header sent twice with different values is refused."""
-    found: dict[str, str] = {}
-    for name, value in headers.items():
-        key = name.lower() if isinstance(name, str) else name
-        if key not in HEADERS:
-            continue
-        if not isinstance(value, str):
-            raise AuthError(key, "must be a string")
-        value = value.strip()
-        if key in found and found[key] != value:
-            raise AuthError(key, "header sent more than once")
-        found[key] = value
-    return found
-
-
 def _insert_nonce(session: Session, paasid: str, nonce: str, now: datetime) -> bool:
-    """Insert the nonce; False when (paasid, nonce) is already there. Concurrent inserts of the same pair
-    serialise on the primary key (PostgreSQL) or the write lock (SQLite): exactly one wins."""
-    values = {"paasid": paasid, "nonce": nonce, "seen_at": now}
-    dialect = session.get_bind().dialect.name
-    if dialect in ("postgresql", "sqlite"):
-        # rowcount is not reliable for INSERT … ON CONFLICT on every driver: RETURNING tells
-        variant = pg_insert if dialect == "postgresql" else sqlite_insert
-        stmt = variant(GatewayNonceRow).values(**values).on_conflict_do_nothing().returning(GatewayNonceRow.nonce)
-        return session.execute(stmt).first() is not None
-    try:
-        session.execute(insert(GatewayNonceRow).values(**values))
-    except IntegrityError:
-        return False
-    return True
+    """Insert the nonce; False when (paasid, nonce) is already there (a replay)."""
+    return insert_ignore(session, GatewayNonceRow, {"paasid": paasid, "nonce": nonce, "seen_at": now},
+                         GatewayNonceRow.nonce)

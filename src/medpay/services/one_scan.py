@@ -14,7 +14,6 @@ Order of steps, and why:
 from __future__ import annotations
 
 import hashlib
-import hmac
 import json
 import logging
 from dataclasses import dataclass
@@ -30,7 +29,9 @@ from medpay.adapters.crypto import FieldCipher
 from medpay.adapters.db.base import utcnow
 from medpay.adapters.db.payment_tables import NotificationRow, PaymentIntentRow, PaymentMethodRow
 from medpay.adapters.db.tables import EcTokenRow, InstitutionRow, SettlementRow
-from medpay.adapters.gateway.port import GatewayTimeout, GatewayUnavailable, PaymentGateway
+from medpay.adapters.gateway.port import GatewayTimeout, GatewayUnavailable, PaymentGateway, sign_callback
+from medpay.local_time import local_date
+from medpay.money import format_yuan
 from medpay.services import records
 from medpay.services.errors import Conflict, Forbidden, Invalid, NotFound, ServiceError
 from medpay.services.persons import token_hash
@@ -51,6 +52,12 @@ class PayResult:
     setl_id: str | None
     output: dict[str, Any] | None
     notify: dict[str, Any] | None
+
+
+def undo_msgid(msgid: str) -> str:
+    """The message id of the cancellation that undoes ``msgid``'s settlement: stable (a retry finds it done)
+    and within the 40 characters a message id may have, however long the original."""
+    return "undo:" + hashlib.sha256(msgid.encode()).hexdigest()[:35]
 
 
 def intent_id_for(fixmedins_code: str, msgid: str) -> str:
@@ -113,8 +120,9 @@ class OneScanService:
         return self._result(intent)
 
     def _notify(self, intent: PaymentIntentRow) -> None:
+        """Queue and send this payment's notices; others' backlog is for ``recover()``, not this request."""
         self._queue_notifications(intent, tuple(intent.notify_urls or ()))
-        self.deliver_notifications()
+        self.deliver_notifications(intent.intent_id)
 
     def _open_intent(self, intent_id: str, code: str, msgid: str, ec_token: str, mdtrt_id: str,
                      request: dict, acct_used: bool) -> PaymentIntentRow:
@@ -236,7 +244,7 @@ class OneScanService:
     def _compensate(self, intent: PaymentIntentRow, why: str) -> None:
         log.warning("intent %s: %s; cancelling settlement %s", intent.intent_id, why, intent.setl_id)
         try:
-            self.settlement.cancel(intent.fixmedins_code, f"{intent.msgid}:undo", intent.setl_id)
+            self.settlement.cancel(intent.fixmedins_code, undo_msgid(intent.msgid), intent.setl_id)
         except Conflict:
             pass  # already cancelled
         self._void(intent)
@@ -271,31 +279,38 @@ class OneScanService:
             session.close()
         outcomes = []
         for intent in todo:
-            if intent.setl_id is None:
-                intent = self._adopt_settlement(intent)
-            res = self._status_or_none(intent.intent_id) if intent.amount else None
-            if intent.amount and res is None:
-                outcomes.append((intent.intent_id, "still unknown"))
-                continue
-            gw_state = res.state if res is not None else "none"
-            if intent.setl_id is None:
-                # never settled: whatever the gateway holds must be released
-                if gw_state == "held":
-                    self._void(intent)
-                if gw_state in ("captured", "partially_refunded"):
-                    self.gateway.refund(intent.intent_id, f"{intent.intent_id}-rf", res.amount_captured - res.amount_refunded)
-                final = self._update(intent.intent_id, state="voided", in_doubt=False, error="recovered: not settled")
-            elif gw_state in ("captured", "partially_refunded", "refunded"):
-                final = self._update(intent.intent_id, state="captured", captured=res.amount_captured, in_doubt=False)
-            elif gw_state == "held" or intent.amount == 0:
-                final = self._capture(self._update(intent.intent_id, in_doubt=False))
-            else:  # settled here, but the gateway has no hold (declined, voided, expired): undo the settlement
-                self._compensate(intent, f"gateway state {gw_state}")
-                final = self._update(intent.intent_id, state="failed", in_doubt=False, error=f"recovered: gateway {gw_state}")
-            if final.state == "captured":
-                self._notify(final)
-            outcomes.append((intent.intent_id, final.state))
+            try:
+                outcomes.append((intent.intent_id, self._recover_one(intent)))
+            except Exception:  # one payment's trouble must not stop the others' recovery; it is retried next run
+                log.exception("recovery of %s failed", intent.intent_id)
+                outcomes.append((intent.intent_id, "error"))
+        self.deliver_notifications()  # the backlog of notices that could not be delivered before
         return outcomes
+
+    def _recover_one(self, intent: PaymentIntentRow) -> str:
+        if intent.setl_id is None:
+            intent = self._adopt_settlement(intent)
+        res = self._status_or_none(intent.intent_id) if intent.amount else None
+        if intent.amount and res is None:
+            return "still unknown"
+        gw_state = res.state if res is not None else "none"
+        if intent.setl_id is None:
+            # never settled: whatever the gateway holds must be released
+            if gw_state == "held":
+                self._void(intent)
+            if gw_state in ("captured", "partially_refunded"):
+                self.gateway.refund(intent.intent_id, f"{intent.intent_id}-rf", res.amount_captured - res.amount_refunded)
+            final = self._update(intent.intent_id, state="voided", in_doubt=False, error="recovered: not settled")
+        elif gw_state in ("captured", "partially_refunded", "refunded"):
+            final = self._update(intent.intent_id, state="captured", captured=res.amount_captured, in_doubt=False)
+        elif gw_state == "held" or intent.amount == 0:
+            final = self._capture(self._update(intent.intent_id, in_doubt=False))
+        else:  # settled here, but the gateway has no hold (declined, voided, expired): undo the settlement
+            self._compensate(intent, f"gateway state {gw_state}")
+            final = self._update(intent.intent_id, state="failed", in_doubt=False, error=f"recovered: gateway {gw_state}")
+        if final.state == "captured":
+            self._queue_notifications(final, tuple(final.notify_urls or ()))
+        return final.state
 
     def _adopt_settlement(self, intent: PaymentIntentRow) -> PaymentIntentRow:
         """A crash between our settlement's commit and the intent's update leaves the settlement unnamed:
@@ -340,7 +355,7 @@ class OneScanService:
         try:
             intents = [i for i in session.execute(select(PaymentIntentRow).where(
                 PaymentIntentRow.intent_id.in_(list(gateway)) | (PaymentIntentRow.captured > 0))).scalars()
-                if i.intent_id in gateway or _local_day(i.updated_at) == day]
+                if i.intent_id in gateway or local_date(i.updated_at) == day]
             ledger = LedgerStore(session)
             books: dict[str, tuple[int, int]] = {}
             for intent in intents:
@@ -366,11 +381,9 @@ class OneScanService:
 
     # ------------------------------------------------------------------ notify
 
-    def notify_payload(self, intent: PaymentIntentRow) -> dict[str, Any]:
-        out = self.settlement.settlement(intent.fixmedins_code, intent.setl_id)
-        info = out["setlinfo"]
-        from medpay.money import format_yuan
-
+    def notify_payload(self, intent: PaymentIntentRow, output: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The settle.notify message; ``output`` is the settlement's stored output when already read."""
+        info = (output or self.settlement.settlement(intent.fixmedins_code, intent.setl_id))["setlinfo"]
         return {
             "outBizNo": intent.msgid, "medicalSettleState": "SUCCESS", "medicalSettleNo": info["setl_id"],
             "mdtrtId": intent.mdtrt_id, "totalFee": format_yuan(info["medfee_sumamt"]),
@@ -392,16 +405,20 @@ class OneScanService:
             except IntegrityError:
                 pass  # queued by an earlier attempt
 
-    def deliver_notifications(self, max_attempts: int = 8) -> int:
-        """POST pending notifications, signed with the institution's gateway token (HMAC-SHA256)."""
+    def deliver_notifications(self, intent_id: str | None = None, max_attempts: int = 8) -> int:
+        """POST pending notifications (of one payment, or all), signed with the institution's gateway token."""
         session = self.factory()
         try:
-            pending = list(session.execute(select(NotificationRow, PaymentIntentRow.fixmedins_code)
-                                           .join(PaymentIntentRow, NotificationRow.intent_id == PaymentIntentRow.intent_id)
-                                           .where(NotificationRow.delivered_at.is_(None),
-                                                  NotificationRow.attempts < max_attempts)).all())
+            query = (select(NotificationRow, PaymentIntentRow.fixmedins_code)
+                     .join(PaymentIntentRow, NotificationRow.intent_id == PaymentIntentRow.intent_id)
+                     .where(NotificationRow.delivered_at.is_(None), NotificationRow.attempts < max_attempts))
+            if intent_id is not None:
+                query = query.where(NotificationRow.intent_id == intent_id)
+            pending = list(session.execute(query).all())
+            codes = {code for _note, code in pending}
             tokens = {c: self.cipher.decrypt(t, "inst_token") for c, t in session.execute(
-                select(InstitutionRow.fixmedins_code, InstitutionRow.token_enc)) if t}
+                select(InstitutionRow.fixmedins_code, InstitutionRow.token_enc)
+                .where(InstitutionRow.fixmedins_code.in_(codes))) if t}
         finally:
             session.close()
         delivered = 0
@@ -410,7 +427,7 @@ class OneScanService:
                 continue  # another sender has it
             body = json.dumps(note.payload, ensure_ascii=False, sort_keys=True).encode()
             ts = str(int(self.clock().timestamp()))
-            sig = hmac.new(tokens.get(code, "").encode(), ts.encode() + b"." + body, hashlib.sha256).hexdigest()
+            sig = sign_callback(body, tokens.get(code, ""), ts)  # the gateway's callback convention, our token
             error, ok = "", False
             try:
                 r = self.http.post(note.target, content=body, headers={
@@ -455,11 +472,5 @@ class OneScanService:
         output = notify = None
         if intent.setl_id and intent.state == "captured":
             output = self.settlement.settlement(intent.fixmedins_code, intent.setl_id)
-            notify = self.notify_payload(intent)
+            notify = self.notify_payload(intent, output)
         return PayResult(intent.intent_id, "in_doubt" if intent.in_doubt else intent.state, intent.setl_id, output, notify)
-
-
-def _local_day(moment: datetime):
-    from zoneinfo import ZoneInfo
-
-    return moment.astimezone(ZoneInfo("Asia/Shanghai")).date()

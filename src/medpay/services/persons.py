@@ -16,6 +16,7 @@ from medpay.adapters.db.base import utcnow
 from medpay.adapters.db.ledger_store import LedgerStore
 from medpay.adapters.db.tables import CredentialPresentationRow, EcTokenRow, PersonRow
 from medpay.domain.posting import personal_account
+from medpay.local_time import age_on, local_date
 from medpay.services import records
 from medpay.services.errors import Forbidden, Invalid, NotFound
 from medpay.services.unit_of_work import unit_of_work
@@ -78,8 +79,7 @@ class PersonService:
             return self.describe(row, balance=acct.balance if acct else 0, now=now)
 
     def describe(self, row: PersonRow, *, balance: int, now: datetime) -> dict[str, Any]:
-        d = now.date()
-        age = d.year - row.brdy.year - ((d.month, d.day) < (row.brdy.month, row.brdy.day))
+        age = age_on(row.brdy, local_date(now))
         return {
             "baseinfo": {"psn_no": row.psn_no, "psn_cert_type": row.psn_cert_type,
                          "certno": self.cipher.decrypt(row.certno_enc, "certno"),

@@ -43,7 +43,6 @@ import zlib
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import Any, Callable, Iterable
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -51,12 +50,12 @@ from sqlalchemy.orm import Session, sessionmaker
 from medpay.adapters.db.base import utcnow
 from medpay.adapters.db.file_tables import InterfaceFileRow
 from medpay.adapters.db.tables import SettlementRow
+from medpay.local_time import LOCAL_TZ, format_local, local_date
 from medpay.money import MoneyError, format_yuan, parse_yuan
 from medpay.services import records
 from medpay.services.errors import Forbidden, Invalid, NotFound
 from medpay.services.unit_of_work import unit_of_work
 
-LOCAL_TZ = ZoneInfo("Asia/Shanghai")
 FILE_TTL = timedelta(days=7)
 MAX_FILE_BYTES = 20 * 1024 * 1024  # an uploaded file (the zip), after base64 decoding
 MAX_TXT_BYTES = 100 * 1024 * 1024  # the .txt inside it, uncompressed
@@ -145,7 +144,7 @@ class ReconciliationService:
         diffs = [_amount_diff(label, declared[k], ours[k]) for k, label in ROW_AMOUNTS if declared[k] != ours[k]]
         if count != len(recs):
             diffs.append(f"结算笔数不符: 医院 {count} 笔, 医保 {len(recs)} 笔")
-        scope = (f"{_day(start)} 至 {_day(end - timedelta(seconds=1))} 险种 {insutype} 清算类别 {clr_type} "
+        scope = (f"{local_date(start).isoformat()} 至 {local_date(end - timedelta(seconds=1)).isoformat()} 险种 {insutype} 清算类别 {clr_type} "
                  f"清算经办机构 {setl_optins} {'含退费' if refd == '1' else '不含退费'}")
         if diffs:
             rslt, dscr = UNBALANCED, f"不平 ({scope}): " + "; ".join(diffs)
@@ -226,7 +225,7 @@ class ReconciliationService:
             no = self._new_no()
             stored = self._store(session, fixmedins_code, f"{no}.zip", _result_zip(result, f"{no}.txt", self.clock()),
                                  "download", no)
-        info = {"file_qury_no": stored.file_qury_no, "filename": stored.filename, "dld_endtime": _fmt(stored.dld_endtime)}
+        info = {"file_qury_no": stored.file_qury_no, "filename": stored.filename, "dld_endtime": format_local(stored.dld_endtime)}
         rslt = UNBALANCED if diffs else BALANCED
         dscr = ("不平: " + "; ".join(diffs) if diffs else "平") + f" ({summary})"
         return {"fileinfo": info, "stmtinfo": {"setl_optins": setl_optins, "stmt_rslt": rslt, "stmt_rslt_dscr": dscr}}
@@ -267,7 +266,7 @@ class ReconciliationService:
             raise Forbidden("file_qury_no", f"file {no!r} belongs to another institution")
         stored = _stored(row)
         if self.clock() > stored.dld_endtime:
-            raise NotFound("file_qury_no", f"file {no!r} expired at {_fmt(stored.dld_endtime)}; upload or reconcile again")
+            raise NotFound("file_qury_no", f"file {no!r} expired at {format_local(stored.dld_endtime)}; upload or reconcile again")
         return stored
 
     def _new_no(self) -> str:
@@ -397,7 +396,7 @@ def _hospital_only(row: DetailRow, own: SettlementRow | None, scope: tuple[datet
         if not _is_record(own):
             why = "该退费结算已被冲正(2601)撤销"
         elif not start <= own.setl_time < end:
-            why = f"医保结算时间 {_fmt(own.setl_time)} 不在对账期间"
+            why = f"医保结算时间 {format_local(own.setl_time)} 不在对账期间"
         elif own.clr_type != clr_type:
             why = f"医保清算类别为 {own.clr_type}"
         else:
@@ -558,10 +557,3 @@ def _decode_base64(value: Any) -> bytes:
         raise Invalid("in", f"the file is larger than {MAX_FILE_BYTES // 2**20} MB")
     return data
 
-
-def _fmt(t: datetime) -> str:
-    return t.astimezone(LOCAL_TZ).strftime("%Y-%m-%d %H:%M:%S")
-
-
-def _day(t: datetime) -> str:
-    return t.astimezone(LOCAL_TZ).strftime("%Y-%m-%d")

@@ -69,29 +69,28 @@ def catalog_item(row: CatalogItemRow) -> CatalogItem:
     )
 
 
-def own_visit(session: Session, fixmedins_code: str, mdtrt_id: str, *, lock: bool = False) -> VisitRow:
-    """The visit, if it belongs to the calling institution (tenancy)."""
-    query = select(VisitRow).where(VisitRow.mdtrt_id == mdtrt_id)
+def _owned(session: Session, model: type, key_column, key: str, fixmedins_code: str, *, lock: bool,
+           field: str, noun: str):
+    """A row of ``model`` the calling institution owns (tenancy), optionally locked for update."""
+    query = select(model).where(key_column == key)
     if lock:
         query = query.with_for_update()
     row = session.execute(query).scalar_one_or_none()
     if row is None:
-        raise NotFound("mdtrt_id", f"unknown visit {mdtrt_id!r}")
+        raise NotFound(field, f"unknown {noun} {key!r}")
     if row.fixmedins_code != fixmedins_code:
-        raise Forbidden("mdtrt_id", f"visit {mdtrt_id!r} belongs to another institution")
+        raise Forbidden(field, f"{noun} {key!r} belongs to another institution")
     return row
+
+
+def own_visit(session: Session, fixmedins_code: str, mdtrt_id: str, *, lock: bool = False) -> VisitRow:
+    return _owned(session, VisitRow, VisitRow.mdtrt_id, mdtrt_id, fixmedins_code, lock=lock, field="mdtrt_id",
+                  noun="visit")
 
 
 def own_settlement(session: Session, fixmedins_code: str, setl_id: str, *, lock: bool = False) -> SettlementRow:
-    query = select(SettlementRow).where(SettlementRow.setl_id == setl_id)
-    if lock:
-        query = query.with_for_update()
-    row = session.execute(query).scalar_one_or_none()
-    if row is None:
-        raise NotFound("setl_id", f"unknown settlement {setl_id!r}")
-    if row.fixmedins_code != fixmedins_code:
-        raise Forbidden("setl_id", f"settlement {setl_id!r} belongs to another institution")
-    return row
+    return _owned(session, SettlementRow, SettlementRow.setl_id, setl_id, fixmedins_code, lock=lock,
+                  field="setl_id", noun="settlement")
 
 
 def year_accumulators(session: Session, psn_no: str, year: int) -> Accumulators:

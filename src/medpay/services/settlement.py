@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from zoneinfo import ZoneInfo
 from decimal import Decimal
 from typing import Any, Callable
 
@@ -48,6 +47,7 @@ from medpay.domain.posting import (
     reversal_posting,
     settlement_posting,
 )
+from medpay.local_time import age_on, format_local, local_date
 from medpay.money import MoneyError, format_yuan, parse_yuan, to_decimal
 from medpay.services import records
 from medpay.services.errors import Conflict, Invalid, NotFound, ServiceError
@@ -56,7 +56,8 @@ from medpay.services.unit_of_work import UnitOfWork, unit_of_work
 INPATIENT_MED_TYPES = ("21", "23", "24", "52")
 REVERSED = "reversed"  # idempotency record of a message undone (or pre-empted) by 2601
 CLR_TYPES = {"outpatient": "11", "chronic": "14", "inpatient": "21"}
-LOCAL_TZ = ZoneInfo("Asia/Shanghai")  # times shown to callers; stored times are UTC
+# the sums a HIS sends with 2206/2207/2303/2304, checked against its uploaded lines to the fen
+DECLARED_AMOUNTS = ("medfee_sumamt", "fulamt_ownpay_amt", "overlmt_selfpay", "preselfpay_amt", "inscp_scp_amt")
 LINE_TOLERANCE_FEN = 1  # det_item_fee_sumamt may differ from cnt × pric by rounding, never more
 
 
@@ -123,12 +124,12 @@ class SettlementService:
             if chosen != prow.insutype:
                 raise Invalid("insutype", f"person {psn_no!r} is insured under {prow.insutype}, not {chosen!r}")
             now = begntime or self.clock()
-            policy = self._policy(prow.insuplc_admdvs, now.astimezone(LOCAL_TZ).date())
+            policy = self._policy(prow.insuplc_admdvs, local_date(now))
             if not policy.med_category(med_type):
                 raise Invalid("med_type", f"unknown medical type {med_type!r} in policy {policy.policy_id}")
             seq = 1
             if med_type in INPATIENT_MED_TYPES:
-                seq = records.year_accumulators(uow.session, psn_no, now.astimezone(LOCAL_TZ).year).get("admissions") + 1
+                seq = records.year_accumulators(uow.session, psn_no, local_date(now).year).get("admissions") + 1
             row = VisitRow(mdtrt_id=records.new_id(now), fixmedins_code=fixmedins_code, psn_no=psn_no,
                            insutype=chosen, med_type=med_type, begntime=now, status="open",
                            ipt_otp_no=ipt_otp_no, dise_codg=dise_codg, dise_name=dise_name,
@@ -200,7 +201,7 @@ class SettlementService:
                 if (med_type in INPATIENT_MED_TYPES) != (visit.med_type in INPATIENT_MED_TYPES):
                     raise Invalid("med_type", "can't turn an outpatient visit into an admission or back")
                 prow = records.person_row(uow.session, visit.psn_no)
-                policy = self._policy(prow.insuplc_admdvs, visit.begntime.astimezone(LOCAL_TZ).date())
+                policy = self._policy(prow.insuplc_admdvs, local_date(visit.begntime))
                 if not policy.med_category(med_type):
                     raise Invalid("med_type", f"unknown medical type {med_type!r} in policy {policy.policy_id}")
                 visit.med_type = med_type
@@ -222,11 +223,10 @@ class SettlementService:
             visit = records.own_visit(uow.session, fixmedins_code, mdtrt_id, lock=True)
             if visit.med_type not in INPATIENT_MED_TYPES or visit.status != "open":
                 raise Invalid("mdtrt_id", f"visit {mdtrt_id!r} takes no deposit (not an open admission)")
-            for spec in (channel_payer(channel), deposit_account(mdtrt_id)):
-                uow.ledger.open_account(spec.id, spec.ledger, spec.code, spec.flags)
-            uow.ledger.create_transfers([Transfer(id=f"dep:{fixmedins_code}:{msgid}", debit_account_id=channel_payer(channel).id,
-                                                  credit_account_id=deposit_account(mdtrt_id).id, amount=fen,
-                                                  code="deposit", ref=mdtrt_id)])
+            payer, held = channel_payer(channel), deposit_account(mdtrt_id)
+            self._post(uow, Posting((Transfer(id=f"dep:{fixmedins_code}:{msgid}", debit_account_id=payer.id,
+                                              credit_account_id=held.id, amount=fen, code="deposit", ref=mdtrt_id),),
+                                    (payer, held)))
             visit.deposit_amt += fen
             return {"mdtrt_id": mdtrt_id, "amount": fen, "deposit_total": visit.deposit_amt}
 
@@ -247,7 +247,7 @@ class SettlementService:
         if visit.status not in ("open", "discharged"):
             raise Conflict("mdtrt_id", f"visit {mdtrt_id!r} is {visit.status}; no more fee lines")
         prow = records.person_row(uow.session, visit.psn_no)
-        policy = self._policy(prow.insuplc_admdvs, visit.begntime.astimezone(LOCAL_TZ).date())
+        policy = self._policy(prow.insuplc_admdvs, local_date(visit.begntime))
         live = {r.feedetl_sn for r in self._active_lines(uow.session, mdtrt_id)}
         seen: set[str] = set()
         codes = {ln.med_list_codg for ln in lines}
@@ -319,9 +319,9 @@ class SettlementService:
             with session.begin():
                 visit = records.own_visit(session, fixmedins_code, mdtrt_id)
                 prow = records.person_row(session, visit.psn_no)
-                adj, _lines, _policy, _dep = self._adjudicate(session, visit, prow, acct_used_flag, mid_setl_flag)
+                adj, _lines, policy, _dep = self._adjudicate(session, visit, prow, acct_used_flag, mid_setl_flag)
                 self._check_declared(adj, declared or {})
-                return self._quote(adj, visit, prow, setl_id="", msgid="", now=self.clock(), channel="")
+                return self._quote(adj, policy, visit, prow, setl_id="", msgid="", now=self.clock(), channel="")
         finally:
             session.close()
 
@@ -350,7 +350,7 @@ class SettlementService:
             final = not req.mid_setl_flag
             posting = settlement_posting(setl_id, prow.insuplc_admdvs, req.fixmedins_code, adj, req.channel,
                                          deposit_balance, release_deposit=final and inpatient, mdtrt_id=visit.mdtrt_id)
-            quote = self._quote(adj, visit, prow, setl_id=setl_id, msgid=req.msgid, now=now, channel=req.channel)
+            quote = self._quote(adj, policy, visit, prow, setl_id=setl_id, msgid=req.msgid, now=now, channel=req.channel)
             quote.setlinfo.update(deposit_applied=posting.deposit_applied, deposit_refund=posting.deposit_refund)
             output = {"setlinfo": quote.setlinfo, "setldetail": quote.setldetail}
             session.add(self._settlement_row(setl_id, "settle", None, visit, prow, req.msgid, now, final, req.channel,
@@ -359,7 +359,7 @@ class SettlementService:
             session.flush()
             for line in lines:
                 line.setl_id = setl_id
-            records.add_to_accumulators(session, prow.psn_no, now.astimezone(LOCAL_TZ).year, adj.year_deltas)
+            records.add_to_accumulators(session, prow.psn_no, local_date(now).year, adj.year_deltas)
             if final:
                 visit.status = "settled"
             # money moves last: the shared fund/institution rows it increments stay locked only until commit
@@ -395,7 +395,7 @@ class SettlementService:
         cancel_id = records.new_id(now)
         self._post(uow, reversal_posting(cancel_id, uow.ledger.transfers_by_ref(setl_id)))
         setlinfo = _negated(orig.output["setlinfo"])
-        setlinfo.update(setl_id=cancel_id, setl_time=_fmt_time(now), medins_setl_id=msgid, setl_type="2",
+        setlinfo.update(setl_id=cancel_id, setl_time=format_local(now), medins_setl_id=msgid, setl_type="2",
                         orig_setl_id=setl_id, balc=self._balance(uow, prow.psn_no))
         setldetail = [_negated(d) for d in orig.output["setldetail"]]
         output = {"setlinfo": setlinfo, "setldetail": setldetail}
@@ -540,8 +540,10 @@ class SettlementService:
             raise Invalid(f"{where}.cnt", f"must be greater than zero; got {ln.cnt!r}")
         if pric < 0:
             raise Invalid(f"{where}.pric", f"must not be negative; got {ln.pric!r}")
-        if cnt.as_tuple().exponent < -4 or pric.as_tuple().exponent < -6:  # type: ignore[operator]
-            raise Invalid(f"{where}.cnt", "cnt allows 4 decimals and pric 6")
+        if cnt.as_tuple().exponent < -4:  # type: ignore[operator]
+            raise Invalid(f"{where}.cnt", "at most 4 decimals")
+        if pric.as_tuple().exponent < -6:  # type: ignore[operator]
+            raise Invalid(f"{where}.pric", "at most 6 decimals")
         expected = cnt * pric * 100
         if abs(Decimal(amount) - expected) > LINE_TOLERANCE_FEN:
             raise Invalid(f"{where}.det_item_fee_sumamt",
@@ -570,25 +572,28 @@ class SettlementService:
         fee_lines = [FeeLine(r.feedetl_sn, catalog[r.med_list_codg], Decimal(r.cnt), Decimal(r.pric), r.det_item_fee_sumamt)
                      for r in lines]
         now = self.clock()
-        policy = self._policy(prow.insuplc_admdvs, visit.begntime.astimezone(LOCAL_TZ).date())
+        policy = self._policy(prow.insuplc_admdvs, local_date(visit.begntime))
         inst = records.institution(session, visit.fixmedins_code)
         person = records.person(prow, self.cipher)
         payers = records.family_payers(session, prow.psn_no)
         account_ids = [personal_account(prow.psn_no).id] + [personal_account(l.payer_psn_no).id for l in payers]
         deposit_id = deposit_account(visit.mdtrt_id).id
         if lock_accounts is not None:
-            balances = lock_accounts.ledger._lock_accounts(sorted(set(account_ids + [deposit_id])))
+            balances = lock_accounts.ledger.lock_accounts(account_ids + [deposit_id])
         else:
             balances = LedgerStore(session).accounts(account_ids + [deposit_id])
-        sources = [AccountSource(prow.psn_no, "self", balances[account_ids[0]].available if account_ids[0] in balances else 0)]
-        for link, acct_id in zip(payers, account_ids[1:]):
-            sources.append(AccountSource(link.payer_psn_no, link.relation,
-                                         balances[acct_id].available if acct_id in balances else 0))
-        deposit_balance = balances[deposit_id].available if deposit_id in balances else 0
-        ctx = VisitContext(mdtrt_id=visit.mdtrt_id, med_type=visit.med_type, setl_date=now.astimezone(LOCAL_TZ).date(), institution=inst,
+
+        def available(account_id: str) -> int:  # an account never opened holds nothing
+            return balances[account_id].available if account_id in balances else 0
+
+        sources = [AccountSource(prow.psn_no, "self", available(account_ids[0]))]
+        sources += [AccountSource(link.payer_psn_no, link.relation, available(acct_id))
+                    for link, acct_id in zip(payers, account_ids[1:])]
+        deposit_balance = available(deposit_id)
+        ctx = VisitContext(mdtrt_id=visit.mdtrt_id, med_type=visit.med_type, setl_date=local_date(now), institution=inst,
                            admission_seq=visit.admission_seq, final=not mid_setl, dise_codg=visit.dise_codg)
         try:
-            adj = adjudicate(policy, person, ctx, fee_lines, records.year_accumulators(session, prow.psn_no, now.astimezone(LOCAL_TZ).year),
+            adj = adjudicate(policy, person, ctx, fee_lines, records.year_accumulators(session, prow.psn_no, local_date(now).year),
                              records.visit_accumulators(session, visit.mdtrt_id), tuple(sources), acct_used)
         except AdjudicationError as e:
             raise Invalid(e.field, e.problem) from None
@@ -597,7 +602,7 @@ class SettlementService:
     @staticmethod
     def _check_declared(adj: Adjudication, declared: dict[str, Any]) -> None:
         """The HIS's own sums (2207 input) must match the uploaded lines to the fen."""
-        for key in ("medfee_sumamt", "fulamt_ownpay_amt", "overlmt_selfpay", "preselfpay_amt", "inscp_scp_amt"):
+        for key in DECLARED_AMOUNTS:
             if key not in declared or declared[key] in (None, ""):
                 continue
             try:
@@ -607,17 +612,16 @@ class SettlementService:
             if fen != adj.amounts[key]:
                 raise Invalid(key, f"{format_yuan(fen)} does not match the uploaded fee lines ({format_yuan(adj.amounts[key])})")
 
-    def _quote(self, adj: Adjudication, visit: VisitRow, prow: PersonRow, *, setl_id: str, msgid: str,
+    def _quote(self, adj: Adjudication, policy: Policy, visit: VisitRow, prow: PersonRow, *, setl_id: str, msgid: str,
                now: datetime, channel: str) -> Quote:
-        policy_cat = next((p.med_category(visit.med_type) for p in self.policies if p.policy_id == adj.policy_id), "")
         setlinfo: dict[str, Any] = {
             "mdtrt_id": visit.mdtrt_id, "setl_id": setl_id, "psn_no": prow.psn_no, "psn_cert_type": prow.psn_cert_type,
-            "gend": prow.gend, "naty": prow.naty, "brdy": prow.brdy.isoformat(), "age": _age(prow.brdy, now),
+            "gend": prow.gend, "naty": prow.naty, "brdy": prow.brdy.isoformat(), "age": age_on(prow.brdy, local_date(now)),
             "insutype": visit.insutype, "psn_type": prow.psn_type, "cvlserv_flag": "1" if prow.cvlserv_flag else "0",
-            "setl_time": _fmt_time(now), "mdtrt_cert_type": visit.mdtrt_cert_type, "med_type": visit.med_type,
+            "setl_time": format_local(now), "mdtrt_cert_type": visit.mdtrt_cert_type, "med_type": visit.med_type,
             **{k: adj.amounts[k] for k in AMOUNT_FIELDS},
             "pool_prop_selfpay": str(adj.pool_prop_selfpay), "balc": adj.balc, "medins_setl_id": msgid,
-            "clr_optins": prow.insuplc_admdvs, "clr_way": "1", "clr_type": CLR_TYPES.get(policy_cat, "11"),
+            "clr_optins": prow.insuplc_admdvs, "clr_way": "1", "clr_type": CLR_TYPES.get(policy.med_category(visit.med_type), "11"),
             "setl_type": "1", "policy_ver": adj.policy_id, "channel": channel,
         }
         setldetail = [
@@ -629,11 +633,10 @@ class SettlementService:
 
     def _settlement_row(self, setl_id, kind, orig, visit, prow, msgid, now, final, channel, policy_id, setlinfo,
                         output, year_deltas, visit_deltas, account_payments) -> SettlementRow:
-        cat = "inpatient" if visit.med_type in INPATIENT_MED_TYPES else "outpatient"
         return SettlementRow(
             setl_id=setl_id, kind=kind, orig_setl_id=orig, mdtrt_id=visit.mdtrt_id, psn_no=prow.psn_no,
             fixmedins_code=visit.fixmedins_code, msgid=msgid, insutype=visit.insutype, med_type=visit.med_type,
-            clr_type=setlinfo.get("clr_type", CLR_TYPES[cat]), setl_time=now, setl_year=now.astimezone(LOCAL_TZ).year, final=final,
+            clr_type=setlinfo["clr_type"], setl_time=now, setl_year=local_date(now).year, final=final,
             channel=channel, policy_id=policy_id, medfee_sumamt=setlinfo["medfee_sumamt"],
             fund_pay_sumamt=setlinfo["fund_pay_sumamt"], acct_pay=setlinfo["acct_pay"],
             psn_cash_pay=setlinfo["psn_cash_pay"], hosp_part_amt=setlinfo["hosp_part_amt"], output=output,
@@ -719,11 +722,3 @@ def _negated(row: dict[str, Any]) -> dict[str, Any]:
             out[k] = -out[k]
     return out
 
-
-def _fmt_time(t: datetime) -> str:
-    return t.astimezone(LOCAL_TZ).strftime("%Y-%m-%d %H:%M:%S")
-
-
-def _age(brdy, now: datetime) -> int:
-    d = now.date()
-    return d.year - brdy.year - ((d.month, d.day) < (brdy.month, brdy.day))

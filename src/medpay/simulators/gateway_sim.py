@@ -56,7 +56,6 @@ import hmac
 import io
 import json
 import logging
-import re
 import secrets
 import sqlite3
 import time
@@ -71,6 +70,7 @@ import httpx
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
+from medpay.adapters.gateway.http_gateway import ID_PATTERN, sign_request
 from medpay.adapters.gateway.port import STATEMENT_COLUMNS, callback_headers, statement_day
 
 log = logging.getLogger("medpay.gateway_sim")
@@ -78,7 +78,6 @@ log = logging.getLogger("medpay.gateway_sim")
 OPERATIONS = ("authorise", "capture", "void", "refund", "status")
 OP_MODES = ("timeout", "timeout_before", "fail", "decline")
 CALLBACK_MODES = ("duplicate", "late", "never")
-ID_RE = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 REQUEST_TOLERANCE_S = 300
 MAX_AMOUNT_FEN = 10**13
 
@@ -398,7 +397,7 @@ def _int_amount(body: dict[str, Any], name: str = "amount_fen") -> int:
 
 
 def _id(value: Any, name: str) -> str:
-    if not isinstance(value, str) or not ID_RE.fullmatch(value):
+    if not isinstance(value, str) or not ID_PATTERN.fullmatch(value):
         raise BadRequest(name, "1–128 characters of A-Z a-z 0-9 . _ : -")
     return value
 
@@ -501,13 +500,12 @@ def create_app(config: SimConfig) -> FastAPI:
         merchant = request.headers.get("X-Merchant-Id", "")
         ts = request.headers.get("X-Timestamp", "")
         sig = request.headers.get("X-Signature", "")
-        if not ID_RE.fullmatch(merchant):
+        if not ID_PATTERN.fullmatch(merchant):
             raise BadRequest("X-Merchant-Id", "missing or malformed", "unauthorized", 401)
         if not ts.isdigit() or abs(time.time() - int(ts)) > REQUEST_TOLERANCE_S:
             raise BadRequest("X-Timestamp", f"missing or outside ±{REQUEST_TOLERANCE_S} s", "unauthorized", 401)
         path = request.scope.get("raw_path", request.url.path.encode()).decode("latin-1").split("?", 1)[0]
-        msg = f"{request.method.upper()}\n{path}\n{int(ts)}\n".encode() + raw
-        expected = hmac.new(config.api_key.encode(), msg, hashlib.sha256).hexdigest()
+        expected = sign_request(config.api_key, request.method, path, ts, raw)
         if not hmac.compare_digest(expected, sig.lower()):
             raise BadRequest("X-Signature", "does not match", "unauthorized", 401)
         return merchant, raw
@@ -531,7 +529,7 @@ def create_app(config: SimConfig) -> FastAPI:
         intent_id = _id(intent_id, "intent_id")
         validate(body)
         key = request.headers.get("Idempotency-Key", "")
-        if not ID_RE.fullmatch(key):
+        if not ID_PATTERN.fullmatch(key):
             raise BadRequest("Idempotency-Key", "required: 1–128 characters of A-Z a-z 0-9 . _ : -")
         tick()
         fault = faults.take(op)

@@ -146,7 +146,7 @@ class LedgerStore:
         rows = self.session.execute(select(accounts_table).where(accounts_table.c.id.in_(ids)))
         return {row.id: _account(row) for row in rows}
 
-    def _lock_accounts(self, ids: Sequence[str]) -> dict[str, Account]:
+    def lock_accounts(self, ids: Sequence[str]) -> dict[str, Account]:
         """Read and lock ``ids`` in sorted order, so concurrent batches can't deadlock.
 
         On SQLite the statement is a plain read: BEGIN IMMEDIATE already made this transaction the only writer.
@@ -237,7 +237,7 @@ class LedgerStore:
         accounts = self.accounts(ids)
         limited = [i for i, a in accounts.items()
                    if a.flags.debits_must_not_exceed_credits or a.flags.credits_must_not_exceed_debits]
-        accounts.update(self._lock_accounts(limited))
+        accounts.update(self.lock_accounts(limited))
         return accounts
 
     def _insert_transfer(self, t: Transfer) -> None:

@@ -8,9 +8,9 @@ import secrets
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Mapping
-from zoneinfo import ZoneInfo
 
-LOCAL_TZ = ZoneInfo("Asia/Shanghai")
+from medpay.local_time import LOCAL_TZ
+
 STRING_FIELDS = ("infno", "msgid", "mdtrtarea_admvs", "insuplc_admdvs", "recer_sys_code", "dev_no", "dev_safe_info",
                  "cainfo", "signtype", "infver", "opter_type", "opter", "opter_name", "inf_time", "fixmedins_code",
                  "fixmedins_name", "sign_no", "serv_code", "serv_sign")
@@ -33,6 +33,7 @@ class Envelope:
     fixmedins_code: str
     input: dict[str, Any]
     fields: dict[str, str] = field(default_factory=dict)
+    raw: dict[str, Any] = field(default_factory=dict)  # the object as sent: what an SM2 body signature covers
 
     def get(self, name: str) -> str:
         return self.fields.get(name, "")
@@ -87,12 +88,7 @@ def parse_envelope(body: bytes, infno_from_path: str | None = None) -> Envelope:
             raise EnvelopeError("input", "is a string that is not JSON") from None
     if not isinstance(raw_input, Mapping):
         raise EnvelopeError("input", "must be an object")
-    return Envelope(fields["infno"], fields["msgid"], fields["fixmedins_code"], dict(raw_input), fields)
-
-
-def parse_infcode(value: Any) -> int:
-    """infcode arrives as 0 or "0" in real data."""
-    return int(str(value).strip())
+    return Envelope(fields["infno"], fields["msgid"], fields["fixmedins_code"], dict(raw_input), fields, dict(doc))
 
 
 def _stamp(now: datetime) -> str:

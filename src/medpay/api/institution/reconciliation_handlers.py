@@ -19,7 +19,7 @@ from __future__ import annotations
 import base64
 from typing import Any, Mapping
 
-from medpay.api.institution.envelope import LOCAL_TZ
+from medpay.local_time import format_local
 from medpay.api.institution.transactions import Call, handler, node, text
 from medpay.services.errors import Forbidden, Invalid
 from medpay.services.reconciliation import MAX_FILE_BYTES, ReconciliationService
@@ -87,5 +87,5 @@ def file_download(call: Call) -> dict:
     if filename and filename != stored.filename:
         raise Invalid("fsDownloadIn.filename", f"file {stored.file_qury_no!r} is {stored.filename!r}, not {filename!r}")
     return {"file_qury_no": stored.file_qury_no, "filename": stored.filename,
-            "dld_endtime": stored.dld_endtime.astimezone(LOCAL_TZ).strftime("%Y-%m-%d %H:%M:%S"),
+            "dld_endtime": format_local(stored.dld_endtime),
             "file_size": len(stored.content), "content": base64.b64encode(stored.content).decode("ascii")}

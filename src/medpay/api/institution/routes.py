@@ -39,7 +39,7 @@ def dispatch(platform: Platform, headers: dict[str, str], body: bytes, infno_fro
         infno, msgid = env.infno, env.msgid
         if env.fixmedins_code != code:
             raise AuthError("fixmedins_code", "does not match the institution of the gateway credentials")
-        platform.gateway.verify_body(code, {**env.fields, "input": env.input})
+        platform.gateway.verify_body(code, env.raw)
         handler = HANDLERS.get(env.infno)
         if handler is None:
             raise EnvelopeError("infno", f"unknown transaction {env.infno!r}")

@@ -10,12 +10,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Callable, Mapping
 
-from medpay.api.institution.envelope import LOCAL_TZ, Envelope, EnvelopeError, as_text
+from medpay.api.institution.envelope import Envelope, EnvelopeError, as_text
 from medpay.api.platform import Platform
 from medpay.interface_format import to_yuan
+from medpay.local_time import INTERFACE_FORMAT, LOCAL_TZ, format_local, local_date
+from medpay.money import yuan_number
 from medpay.services import records
 from medpay.services.errors import Invalid
-from medpay.services.settlement import FeeLineInput, SettleRequest
+from medpay.services.settlement import DECLARED_AMOUNTS, FeeLineInput, SettleRequest
 
 
 @dataclass
@@ -97,7 +99,7 @@ def timestamp(d: Mapping[str, Any], key: str, path: str) -> datetime | None:
     value = text(d, key, path, required=False)
     if not value:
         return None
-    for fmt in ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d", "%Y%m%d%H%M%S"):
+    for fmt in (INTERFACE_FORMAT, "%Y-%m-%d", "%Y%m%d%H%M%S"):
         try:
             return datetime.strptime(value, fmt).replace(tzinfo=LOCAL_TZ)
         except ValueError:
@@ -117,12 +119,24 @@ def _same_person(call: Call, mdtrt_id: str, psn_no: str, path: str) -> None:
         session.close()
 
 
-def _target_visit(call: Call, name: str = "data") -> str:
-    """The visit a write names, after checking it is this institution's and, if given, this person's."""
+def _target_visit(call: Call, name: str = "data") -> tuple[Mapping[str, Any], str]:
+    """The input node and the visit it names, after checking the visit is this institution's and, if the
+    node gives a person, this person's."""
     d = node(call, name)
     mdtrt_id = text(d, "mdtrt_id", name)
     _same_person(call, mdtrt_id, text(d, "psn_no", name, required=False), name)
-    return mdtrt_id
+    return d, mdtrt_id
+
+
+def _presented(call: Call, psn_no: str, field: str):
+    """The person, if they showed this institution a credential (tenancy); one read for both checks."""
+    session = call.platform.factory()
+    try:
+        row = records.person_row(session, psn_no, field=field)
+        call.platform.persons.require_presentation(session, call.fixmedins_code, psn_no)
+        return row
+    finally:
+        session.close()
 
 
 def _with_person(call: Call, output: dict[str, Any]) -> dict[str, Any]:
@@ -148,7 +162,7 @@ def sign_in(call: Call) -> dict:
     sign_no, sign_time = call.platform.sign_in.sign_in(call.fixmedins_code, text(d, "opter_no", "signIn"),
                                                        text(d, "mac", "signIn", required=False),
                                                        text(d, "ip", "signIn", required=False))
-    return {"signinoutb": {"sign_no": sign_no, "sign_time": sign_time.astimezone(LOCAL_TZ).strftime("%Y-%m-%d %H:%M:%S")}}
+    return {"signinoutb": {"sign_no": sign_no, "sign_time": format_local(sign_time)}}
 
 
 @handler("9002")
@@ -156,7 +170,7 @@ def sign_out(call: Call) -> dict:
     d = node(call, "signOut")
     when = call.platform.sign_in.sign_out(call.fixmedins_code, text(d, "sign_no", "signOut"),
                                           text(d, "opter_no", "signOut", required=False))
-    return {"signoutoutb": {"sign_time": when.astimezone(LOCAL_TZ).strftime("%Y-%m-%d %H:%M:%S")}}
+    return {"signoutoutb": {"sign_time": format_local(when)}}
 
 
 @handler("1101")
@@ -176,12 +190,7 @@ def eligibility(call: Call) -> dict:
     d = node(call, "data")
     psn_no = text(d, "psn_no", "data")
     med_type = text(d, "med_type", "data", required=False, default="11")
-    session = call.platform.factory()
-    try:
-        row = records.person_row(session, psn_no, field="data.psn_no")
-        call.platform.persons.require_presentation(session, call.fixmedins_code, psn_no)
-    finally:
-        session.close()
+    row = _presented(call, psn_no, "data.psn_no")
     insured = row.psn_insu_stas == "1"
     return {"trtinfo": [{"fund_pay_type": "310100" if row.insutype.startswith("31") else "390100",
                          "trt_chk_type": "1", "trt_enjymnt_flag": "1" if insured else "0", "med_type": med_type,
@@ -193,12 +202,7 @@ def eligibility(call: Call) -> dict:
 
 def _open_visit(call: Call, d: Mapping[str, Any], path: str, med_type: str) -> dict:
     psn_no = text(d, "psn_no", path)
-    session = call.platform.factory()
-    try:
-        records.person_row(session, psn_no, field=f"{path}.psn_no")
-        call.platform.persons.require_presentation(session, call.fixmedins_code, psn_no)
-    finally:
-        session.close()
+    _presented(call, psn_no, f"{path}.psn_no")
     visit = call.platform.settlement.register_visit(
         call.fixmedins_code, psn_no, med_type, insutype=text(d, "insutype", path, required=False) or None,
         begntime=timestamp(d, "begntime", path), dise_codg=text(d, "dise_codg", path, required=False),
@@ -215,18 +219,17 @@ def register(call: Call) -> dict:
     return {"data": _open_visit(call, d, "data", text(d, "med_type", "data", required=False, default="11"))}
 
 
-@handler("2202")
-def register_cancel(call: Call) -> dict:
-    mdtrt_id = _target_visit(call)
+@handler("2202", "2404")
+def visit_cancel(call: Call) -> dict:
+    """Registration cancel (2202) and admission cancel (2404)."""
+    _d, mdtrt_id = _target_visit(call)
     call.platform.settlement.cancel_visit(call.fixmedins_code, mdtrt_id, msgid=call.env.msgid)
     return {}
 
 
 @handler("2203", "2203A")
 def visit_info(call: Call) -> dict:
-    d = node(call, "mdtrtinfo")
-    mdtrt_id = text(d, "mdtrt_id", "mdtrtinfo")
-    _same_person(call, mdtrt_id, text(d, "psn_no", "mdtrtinfo", required=False), "mdtrtinfo")
+    d, mdtrt_id = _target_visit(call, "mdtrtinfo")
     call.platform.settlement.update_visit(
         call.fixmedins_code, mdtrt_id, med_type=text(d, "med_type", "mdtrtinfo", required=False) or None,
         dise_codg=text(d, "dise_codg", "mdtrtinfo", required=False),
@@ -242,24 +245,15 @@ def admit(call: Call) -> dict:
 
 @handler("2402")
 def discharge(call: Call) -> dict:
-    d = node(call, "dscginfo")
-    mdtrt_id = text(d, "mdtrt_id", "dscginfo")
-    _same_person(call, mdtrt_id, text(d, "psn_no", "dscginfo", required=False), "dscginfo")
+    d, mdtrt_id = _target_visit(call, "dscginfo")
     call.platform.settlement.discharge(call.fixmedins_code, mdtrt_id, timestamp(d, "endtime", "dscginfo"),
                                        msgid=call.env.msgid)
     return {}
 
 
-@handler("2404")
-def admit_cancel(call: Call) -> dict:
-    mdtrt_id = _target_visit(call)
-    call.platform.settlement.cancel_visit(call.fixmedins_code, mdtrt_id, msgid=call.env.msgid)
-    return {}
-
-
 @handler("2405")
 def discharge_cancel(call: Call) -> dict:
-    mdtrt_id = _target_visit(call)
+    _d, mdtrt_id = _target_visit(call)
     call.platform.settlement.undo_discharge(call.fixmedins_code, mdtrt_id, msgid=call.env.msgid)
     return {}
 
@@ -307,9 +301,7 @@ def _number(d: Mapping[str, Any], key: str, path: str) -> Any:
 
 @handler("2205")
 def cancel_fees_outpatient(call: Call) -> dict:
-    d = node(call, "data")
-    mdtrt_id = text(d, "mdtrt_id", "data")
-    _same_person(call, mdtrt_id, text(d, "psn_no", "data", required=False), "data")
+    d, mdtrt_id = _target_visit(call)
     call.platform.settlement.cancel_fees(call.fixmedins_code, mdtrt_id, chrg_bchno=text(d, "chrg_bchno", "data"),
                                          msgid=call.env.msgid)
     return {}
@@ -317,9 +309,7 @@ def cancel_fees_outpatient(call: Call) -> dict:
 
 @handler("2302")
 def cancel_fees_inpatient(call: Call) -> dict:
-    d = node(call, "data")
-    mdtrt_id = text(d, "mdtrt_id", "data")
-    _same_person(call, mdtrt_id, text(d, "psn_no", "data", required=False), "data")
+    d, mdtrt_id = _target_visit(call)
     call.platform.settlement.cancel_fees(call.fixmedins_code, mdtrt_id, feedetl_sn=text(d, "feedetl_sn", "data"),
                                          msgid=call.env.msgid)
     return {}
@@ -327,14 +317,10 @@ def cancel_fees_inpatient(call: Call) -> dict:
 
 # ------------------------------------------------------------------------------------------ settlement
 
-DECLARED = ("medfee_sumamt", "fulamt_ownpay_amt", "overlmt_selfpay", "preselfpay_amt", "inscp_scp_amt")
-
 
 def _settle_input(call: Call) -> tuple[Mapping[str, Any], str, dict[str, Any]]:
-    d = node(call, "data")
-    mdtrt_id = text(d, "mdtrt_id", "data")
-    _same_person(call, mdtrt_id, text(d, "psn_no", "data", required=False), "data")
-    declared = {k: d[k] for k in DECLARED if d.get(k) not in (None, "")}
+    d, mdtrt_id = _target_visit(call)
+    declared = {k: d[k] for k in DECLARED_AMOUNTS if d.get(k) not in (None, "")}
     for k in declared:
         if isinstance(declared[k], str):
             text(d, k, "data", required=False)  # no NUL, no unpaired surrogate
@@ -390,9 +376,7 @@ def query_settlement(call: Call) -> dict:
 
 @handler("5204")
 def query_fees(call: Call) -> dict:
-    d = node(call, "data")
-    mdtrt_id = text(d, "mdtrt_id", "data")
-    _same_person(call, mdtrt_id, text(d, "psn_no", "data", required=False), "data")
+    d, mdtrt_id = _target_visit(call)
     lines = call.platform.settlement.fee_lines(call.fixmedins_code, mdtrt_id)
     setl_id = text(d, "setl_id", "data", required=False)
     if setl_id:
@@ -404,16 +388,12 @@ def query_fees(call: Call) -> dict:
 def query_accumulators(call: Call) -> dict:
     d = node(call, "data")
     psn_no = text(d, "psn_no", "data")
-    year_text = text(d, "cum_ym", "data", required=False)[:4] or str(datetime.now(LOCAL_TZ).year)
+    year_text = (text(d, "cum_ym", "data", required=False)[:4]
+                 or str(local_date(call.platform.settlement.clock()).year))
     if not year_text.isdigit():
         raise Invalid("data.cum_ym", "must start with a year yyyy")
-    session = call.platform.factory()
-    try:
-        records.person_row(session, psn_no, field="data.psn_no")
-        call.platform.persons.require_presentation(session, call.fixmedins_code, psn_no)
-    finally:
-        session.close()
+    _presented(call, psn_no, "data.psn_no")
     acc = call.platform.settlement.accumulators(psn_no, int(year_text))
     return {"cuminfo": [{"year": year_text, "cum_type_code": key,
-                         "cum": value if key == "admissions" else to_yuan({"amount": value})["amount"]}
+                         "cum": value if key == "admissions" else yuan_number(value)}
                         for key, value in sorted(acc.items())]}
