@@ -22,16 +22,13 @@ import argparse
 import cProfile
 import io
 import itertools
-import json
 import math
 import os
-import platform
 import pstats
 import random
 import re
 import secrets
 import shutil
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -41,19 +38,18 @@ import time
 import tracemalloc
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import date
 from decimal import ROUND_HALF_UP, Decimal
-from pathlib import Path
 from typing import Any, Callable
 
-DEFAULT_PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
-PG_URL_ENV = "MEDPAY_BENCH_PG_URL"
-PGBENCH_DB = "medpay_bench_pgbench"
-DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "core.json"
+from benchmarks.common import (ADMDVS, EMPLOYEE_TOP_UP_FEN, RESULTS_DIR, Tally, add_out_argument,
+                               add_pg_url_argument, console_and_log, finish, merge_errors, percentile,
+                               resolve_pg_url, result_header, run_threads, to_ms, write_result)
 
-ADMDVS = "999901"
+PGBENCH_DB = "medpay_bench_pgbench"
+DEFAULT_OUT = RESULTS_DIR / "core.json"
+
 PERSONS_PER_THREAD = 4  # alternating employee / resident
-EMPLOYEE_TOP_UP_FEN = 100_000_000  # big enough that accounts never run dry during a run
 SQLITE_THREADS = (1, 4)  # SQLite serialises writers (BEGIN IMMEDIATE): 4 shows the queueing, more adds nothing
 PG_THREADS = (1, 8)
 PGBENCH_CLIENTS = (1, 8)
@@ -70,93 +66,6 @@ class Config:
     pg_threads: tuple[int, ...] = PG_THREADS
     pgbench_clients: tuple[int, ...] = PGBENCH_CLIENTS
     profile: bool = False
-
-
-# ------------------------------------------------------------------------------------------ helpers
-
-
-def percentile(values: list[float], p: float) -> float:
-    """Nearest-rank percentile (p in 0..100); NaN for an empty list."""
-    if not values:
-        return math.nan
-    xs = sorted(values)
-    k = max(0, min(len(xs) - 1, math.ceil(p / 100 * len(xs)) - 1))
-    return xs[k]
-
-
-def _ms(seconds: float) -> float:
-    return round(seconds * 1000, 3)
-
-
-def _git_revision() -> dict[str, Any]:
-    root = Path(__file__).resolve().parent.parent
-    try:
-        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True,
-                             timeout=5).stdout.strip()
-        dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                                    capture_output=True, text=True, timeout=5).stdout.strip())
-        return {"commit": rev or None, "dirty": dirty}
-    except (OSError, subprocess.SubprocessError):
-        return {"commit": None, "dirty": None}
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def _mem_total_mib() -> int | None:
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                return int(line.split()[1]) // 1024
-    except OSError:
-        pass
-    return None
-
-
-def machine_info() -> dict[str, Any]:
-    import sqlalchemy
-
-    try:
-        import psycopg
-
-        psycopg_version = psycopg.__version__
-    except ImportError:  # pragma: no cover
-        psycopg_version = None
-    try:
-        usable = len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        usable = os.cpu_count()
-    pgbench = shutil.which("pgbench")
-    pgbench_version = None
-    if pgbench:
-        try:
-            pgbench_version = subprocess.run([pgbench, "--version"], capture_output=True, text=True,
-                                             timeout=5).stdout.strip()
-        except (OSError, subprocess.SubprocessError):
-            pass
-    return {
-        "hostname": socket.gethostname(),
-        "platform": platform.platform(),
-        "cpu_model": _cpu_model(),
-        "logical_cpus": os.cpu_count(),
-        "usable_cpus": usable,
-        "mem_total_mib": _mem_total_mib(),
-        "load_avg_at_start": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
-        "python": sys.version.split()[0],
-        "python_implementation": platform.python_implementation(),
-        "sqlite": sqlite3.sqlite_version,
-        "sqlalchemy": sqlalchemy.__version__,
-        "psycopg": psycopg_version,
-        "pgbench": pgbench_version,
-        "git": _git_revision(),
-    }
 
 
 # ------------------------------------------------------------------------------ 1. policy engine
@@ -339,16 +248,13 @@ def _bench_persons(threads: int) -> list[list[Any]]:
 
 
 @dataclass
-class _WorkerStats:
+class _WorkerStats(Tally):
     flow: list[float] = field(default_factory=list)
     register: list[float] = field(default_factory=list)
     upload: list[float] = field(default_factory=list)
     settle: list[float] = field(default_factory=list)
     stmts_flow: list[int] = field(default_factory=list)
     stmts_settle: list[int] = field(default_factory=list)
-    errors: Counter = field(default_factory=Counter)
-    first_error: str | None = None
-    finished_at: float = 0.0
 
 
 class _StatementCounter:
@@ -398,9 +304,7 @@ def _run_worker(svc: Any, inst: str, persons: list[str], tag: str, state: dict[s
                     profiler.disable()
             t3 = clock()
         except Exception as e:  # noqa: BLE001 - a benchmark counts failures instead of stopping
-            stats.errors[type(e).__name__] += 1
-            if stats.first_error is None:
-                stats.first_error = f"{type(e).__name__}: {e}"[:300]
+            stats.error(e)
             continue
         stats.register.append(t1 - t0)
         stats.upload.append(t2 - t1)
@@ -483,9 +387,7 @@ def _summarise_run(backend: str, threads: int, stats: list[_WorkerStats], wall: 
     settle = [x for s in stats for x in s.settle]
     register = [x for s in stats for x in s.register]
     upload = [x for s in stats for x in s.upload]
-    errors: Counter = Counter()
-    for s in stats:
-        errors.update(s.errors)
+    errors, first_error = merge_errors(stats)
     n = len(flow)
     mean_settle = sum(settle) / n if n else math.nan
     stmts_flow = [x for s in stats for x in s.stmts_flow]
@@ -494,16 +396,16 @@ def _summarise_run(backend: str, threads: int, stats: list[_WorkerStats], wall: 
         "backend": backend, "threads": threads, "seconds": round(wall, 3), "settlements": n,
         "settlements_per_s": round(n / wall, 2) if wall else None,
         "per_thread": [len(s.flow) for s in stats],
-        "flow_p50_ms": _ms(percentile(flow, 50)), "flow_p99_ms": _ms(percentile(flow, 99)),
-        "register_p50_ms": _ms(percentile(register, 50)), "upload_p50_ms": _ms(percentile(upload, 50)),
-        "settle_p50_ms": _ms(percentile(settle, 50)), "settle_p99_ms": _ms(percentile(settle, 99)),
-        "settle_mean_ms": _ms(mean_settle),
+        "flow_p50_ms": to_ms(percentile(flow, 50)), "flow_p99_ms": to_ms(percentile(flow, 99)),
+        "register_p50_ms": to_ms(percentile(register, 50)), "upload_p50_ms": to_ms(percentile(upload, 50)),
+        "settle_p50_ms": to_ms(percentile(settle, 50)), "settle_p99_ms": to_ms(percentile(settle, 99)),
+        "settle_mean_ms": to_ms(mean_settle),
         # Little's law: what `threads` callers doing only settles at this latency would sustain
         "settle_only_per_s_est": round(threads / mean_settle, 2) if n else None,
         "settle_share_of_flow": round(sum(settle) / sum(flow), 3) if n else None,
         "sql_statements_per_flow": round(sum(stmts_flow) / n, 1) if n else None,
         "sql_statements_per_settle": round(sum(stmts_settle) / n, 1) if n else None,
-        "errors": dict(errors), "first_error": next((s.first_error for s in stats if s.first_error), None),
+        "errors": dict(errors), "first_error": first_error,
     }
 
 
@@ -551,21 +453,12 @@ def bench_service(kind: str, thread_counts: tuple[int, ...], seconds: float, pg_
             stats = [_WorkerStats() for _ in range(threads)]
             state: dict[str, float] = {}
 
-            def start() -> None:
-                state["start"] = time.perf_counter()
-                state["deadline"] = state["start"] + seconds
+            def work(t: int, barrier: threading.Barrier) -> None:
+                _run_worker(svc, institutions[t % len(institutions)], [p.psn_no for p in people[t]],
+                            f"B{run_id}-{threads}-{t}", state, stats[t], counter, barrier)
 
-            barrier = threading.Barrier(threads, action=start)
-            workers = [threading.Thread(
-                target=_run_worker, name=f"bench-{kind}-{t}",
-                args=(svc, institutions[t % len(institutions)], [p.psn_no for p in people[t]],
-                      f"B{run_id}-{threads}-{t}", state, stats[t], counter, barrier))
-                for t in range(threads)]
             cpu0 = time.process_time()
-            for w in workers:
-                w.start()
-            for w in workers:
-                w.join()
+            run_threads(threads, work, state, seconds, f"bench-{kind}", daemon=False)
             cpu = time.process_time() - cpu0
             wall = max(s.finished_at for s in stats) - state["start"]
             row = _summarise_run(kind, threads, stats, wall)
@@ -730,7 +623,7 @@ def build_config(args: argparse.Namespace) -> Config:
     if args.seconds is not None:
         policy_s = service_s = args.seconds
         pgbench_s = max(1, round(args.seconds))
-    pg_url = None if args.no_pg else (args.pg_url or os.environ.get(PG_URL_ENV) or DEFAULT_PG_URL)
+    pg_url = None if args.no_pg else resolve_pg_url(args.pg_url)
     return Config(quick=args.quick, policy_seconds=policy_s, service_seconds=service_s, pgbench_seconds=pgbench_s,
                   pg_url=pg_url, profile=args.profile)
 
@@ -738,9 +631,9 @@ def build_config(args: argparse.Namespace) -> Config:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m benchmarks.core", description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="~2 s per measurement (smoke run)")
-    p.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"JSON results file (default {DEFAULT_OUT})")
+    add_out_argument(p, DEFAULT_OUT)
     p.add_argument("--seconds", type=float, default=None, help="override the length of every measurement")
-    p.add_argument("--pg-url", default=None, help=f"PostgreSQL URL (default ${PG_URL_ENV} or {DEFAULT_PG_URL})")
+    add_pg_url_argument(p)
     p.add_argument("--no-pg", action="store_true", help="skip the PostgreSQL and pgbench phases")
     p.add_argument("--profile", action="store_true",
                    help="also cProfile the settle step (1 thread, each backend); top entries printed and stored")
@@ -749,16 +642,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def run(cfg: Config, log: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
     started = time.perf_counter()
-    result: dict[str, Any] = {
-        "benchmark": "medpay.core", "format": 1, "mode": "quick" if cfg.quick else "full",
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", ""),
-        "machine": machine_info(),
-        "config": {"policy_seconds": cfg.policy_seconds, "service_seconds": cfg.service_seconds,
-                   "pgbench_seconds": cfg.pgbench_seconds, "sqlite_threads": list(cfg.sqlite_threads),
-                   "pg_threads": list(cfg.pg_threads) if cfg.pg_url else [],
-                   "pgbench_clients": list(cfg.pgbench_clients) if cfg.pg_url else [],
-                   "persons_per_thread": PERSONS_PER_THREAD, "flow_lines": len(flow_lines())},
-    }
+    result = result_header("medpay.core", cfg.quick, {
+        "policy_seconds": cfg.policy_seconds, "service_seconds": cfg.service_seconds,
+        "pgbench_seconds": cfg.pgbench_seconds, "sqlite_threads": list(cfg.sqlite_threads),
+        "pg_threads": list(cfg.pg_threads) if cfg.pg_url else [],
+        "pgbench_clients": list(cfg.pgbench_clients) if cfg.pg_url else [],
+        "persons_per_thread": PERSONS_PER_THREAD, "flow_lines": len(flow_lines())})
     result["policy_engine"] = bench_policy(cfg.policy_seconds, log)
     service: list[dict[str, Any]] = []
     backends: list[dict[str, Any]] = []
@@ -777,25 +666,19 @@ def run(cfg: Config, log: Callable[[str], None] = lambda s: None) -> dict[str, A
     result["service"] = service
     result["backends"] = backends
     result["ratios"] = compute_ratios(service, result["pgbench"])
-    result["machine"]["load_avg_at_end"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
-    result["duration_s"] = round(time.perf_counter() - started, 1)
-    return result
+    return finish(result, started)
 
 
 def main(argv: list[str] | None = None) -> int:
-    from rich.console import Console
-
     args = parse_args(argv)
     cfg = build_config(args)
-    console = Console() if sys.stdout.isatty() else Console(width=150)
-    result = run(cfg, log=lambda s: console.print(f"[dim]{s}[/dim]"))
+    console, log = console_and_log(150)
+    result = run(cfg, log=log)
     console.print(render_table(result))
     for b in result["backends"]:
         if b.get("profile_settle_cumulative"):
             console.print(b["profile_settle_cumulative"], markup=False, highlight=False)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
-    console.print(f"wrote {args.out} ({result['duration_s']} s)")
+    write_result(console, args.out, result)
     return 0
 
 

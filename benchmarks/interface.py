@@ -31,7 +31,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -39,23 +38,24 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import date
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
-from benchmarks.core import (DEFAULT_PG_URL, PG_URL_ENV, _ms, bench_pgbench, compute_ratios, flow_lines,
-                             machine_info, percentile)
+from benchmarks.common import (ADMDVS, CHRG_BCHNO, EMPLOYEE_TOP_UP_FEN, RESULTS_DIR, CpuMeter, Tally,
+                               add_out_argument, add_pg_url_argument, all_procs, cmdline, console_and_log,
+                               cpu_fields, descendants, exit_on_sigterm, feedetail, finish, fmt, free_port,
+                               his_client, latency, merge_errors, parse_counts, resolve_pg_url, result_header,
+                               run_threads, write_result)
+from benchmarks.core import bench_pgbench, compute_ratios, flow_lines
 
-DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "interface.json"
+DEFAULT_OUT = RESULTS_DIR / "interface.json"
 PGBENCH_DB = "medpay_iface_pgbench"  # not core's, so the two benchmarks can't drop each other's database
 CLIENT_COUNTS = (8, 32, 64)
 PROFILE_CLIENTS = 32
 HALF_PEAK_WORKERS = 32  # open-loop senders; far more than rate × latency needs at half the peak
 P99_GOAL_MS = 50.0
-ADMDVS = "999901"
-EMPLOYEE_TOP_UP_FEN = 100_000_000  # accounts never run dry during a run
-CHRG_BCHNO = "B1"
 
 
 @dataclass(frozen=True)
@@ -71,101 +71,7 @@ class Config:
     out: Path
 
 
-# ------------------------------------------------------------------------------------------ CPU accounting
-
-_CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-
-
-def _proc_stat(pid: int) -> tuple[int, int, str] | None:
-    """(ppid, utime+stime ticks, comm) of a process, or None if it is gone."""
-    try:
-        raw = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    comm = raw[raw.index("(") + 1:raw.rindex(")")]
-    rest = raw[raw.rindex(")") + 2:].split()
-    return int(rest[1]), int(rest[11]) + int(rest[12]), comm
-
-
-def _all_procs() -> dict[int, tuple[int, int, str]]:
-    out = {}
-    for entry in os.scandir("/proc"):
-        if entry.name.isdigit():
-            st = _proc_stat(int(entry.name))
-            if st is not None:
-                out[int(entry.name)] = st
-    return out
-
-
-def _descendants(root: int, procs: dict[int, tuple[int, int, str]]) -> list[int]:
-    children: dict[int, list[int]] = {}
-    for pid, (ppid, _, _) in procs.items():
-        children.setdefault(ppid, []).append(pid)
-    out, todo = [], [root]
-    while todo:
-        pid = todo.pop()
-        out.append(pid)
-        todo.extend(children.get(pid, []))
-    return out
-
-
-def _system_ticks() -> tuple[int, int]:
-    """(busy, total) jiffies of all CPUs from /proc/stat."""
-    fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
-    total = sum(fields[:8])
-    return total - idle, total
-
-
-class CpuMeter:
-    """CPU time of the server's processes, of PostgreSQL's (the server's backends and PostgreSQL's own
-    background processes, not other sessions' backends), of this (client) process, and of the machine."""
-
-    def __init__(self, server_pid: int, pg_pids: Callable[[], set[int]]):
-        self.server_pid = server_pid
-        self.pg_pids = pg_pids
-        self._start: dict[str, Any] = {}
-        self._pg: set[int] = set()
-
-    def _snap(self) -> dict[str, Any]:
-        procs = _all_procs()
-        server = {pid: procs[pid][1] for pid in _descendants(self.server_pid, procs) if pid in procs}
-        self._pg |= self.pg_pids()
-        pg = {pid: st[1] for pid, st in procs.items() if pid in self._pg}
-        t = os.times()
-        return {"server": server, "pg": pg, "client": t.user + t.system, "system": _system_ticks(),
-                "wall": time.perf_counter()}
-
-    def start(self) -> None:
-        self._start = self._snap()
-
-    def stop(self) -> dict[str, Any]:
-        a, b = self._start, self._snap()
-
-        def delta(kind: str) -> dict[int, float]:
-            return {pid: (t - a[kind].get(pid, 0)) / _CLK_TCK for pid, t in b[kind].items()}
-
-        server, pg = delta("server"), delta("pg")
-        busy = b["system"][0] - a["system"][0]
-        total = b["system"][1] - a["system"][1]
-        workers = sorted((s for pid, s in server.items() if pid != self.server_pid), reverse=True)
-        wall = b["wall"] - a["wall"]
-        ours = sum(server.values()) + sum(pg.values()) + b["client"] - a["client"]
-        cpus = os.cpu_count() or 1
-        return {"wall_s": wall, "server_cpu_s": sum(server.values()),
-                "other_cpu_cores": round(max(0.0, busy / total * cpus - ours / wall), 2) if total and wall else None,
-                "server_worker_cpu_s": [round(s, 2) for s in workers if s > 0.005],
-                "postgres_cpu_s": sum(pg.values()), "client_cpu_s": b["client"] - a["client"],
-                "machine_busy": busy / total if total else None}
-
-
 # ------------------------------------------------------------------------------------------ the platform
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Platform:
@@ -214,6 +120,13 @@ class Platform:
         return create_engine(self.admin_url, isolation_level="AUTOCOMMIT", poolclass=NullPool)
 
     def _open(self) -> None:
+        self._create_schema()
+        self.key_file.write_bytes(base64.b64encode(secrets.token_bytes(32)))
+        self.key_file.chmod(0o600)
+        self._start_server()
+        self._add_persons()
+
+    def _create_schema(self) -> None:
         from sqlalchemy import text
 
         admin = self._admin()
@@ -226,16 +139,18 @@ class Platform:
                 self.facts["synchronous_commit"] = conn.execute(text("SHOW synchronous_commit")).scalar()
         finally:
             admin.dispose()
-        self.key_file.write_bytes(base64.b64encode(secrets.token_bytes(32)))
-        self.key_file.chmod(0o600)
-        self._start_server()
-        self._add_persons()
 
     def _start_server(self) -> None:
-        import httpx
+        self._launch([], dict(os.environ), timeout=90)
+        self.log(f"server {self.base_url} ({self.workers} worker(s), schema {self.schema}) up in "
+                 f"{self.facts['startup_s']} s")
 
-        port = _free_port()
-        env = dict(os.environ)
+    def _launch(self, extra_args: list[str], env: dict[str, str], timeout: float) -> None:
+        """``medpay serve`` on a free port with ``extra_args``, the database and data key in ``env``; returns once it
+        answers /healthz and all its workers are up (within ``timeout`` seconds), else raises with its log."""
+        from medpay.processes import wait_until_healthy
+
+        port = free_port()
         env.update(MEDPAY_DATABASE_URL=self.db_url.render_as_string(hide_password=False),
                    MEDPAY_DATA_KEY_FILE=str(self.key_file), PYTHONUNBUFFERED="1")
         self.server_log = self.tmp / "server.log"
@@ -244,43 +159,41 @@ class Platform:
             # its own session: if it will not stop, its process group (and only it) is killed
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "medpay.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
-                 "--workers", str(self.workers)],
+                 "--workers", str(self.workers), *extra_args],
                 env=env, cwd=self.tmp, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
         self.base_url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                if httpx.get(f"{self.base_url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("server did not start:\n" + self.server_log.read_text(errors="replace")[-3000:])
-            time.sleep(0.2)
+        deadline = time.monotonic() + timeout
+        try:
+            wait_until_healthy(f"{self.base_url}/healthz", self.proc, timeout, "medpay server")
+        except RuntimeError as e:
+            raise RuntimeError(f"server did not start ({e}):\n"
+                               + self.server_log.read_text(errors="replace")[-3000:]) from None
         # every worker must be up, not just the first to answer
         while len(self.worker_pids()) < self.workers and time.monotonic() < deadline:
             time.sleep(0.2)
         self.facts["startup_s"] = round(time.perf_counter() - t0, 2)
-        self.log(f"server {self.base_url} ({self.workers} worker(s), schema {self.schema}) up in "
-                 f"{self.facts['startup_s']} s")
 
     def worker_pids(self) -> list[int]:
         if self.proc is None:
             return []
-        procs = _all_procs()
+        procs = all_procs()
         # uvicorn's workers are Python processes under the supervisor (skip multiprocessing's helpers)
-        return [pid for pid in _descendants(self.proc.pid, procs)
-                if pid != self.proc.pid and "resource_tracker" not in _cmdline(pid)]
+        return [pid for pid in descendants(self.proc.pid, procs)
+                if pid != self.proc.pid and "resource_tracker" not in cmdline(pid)]
+
+    def data_cipher(self) -> Any:
+        """The server's data key, so the blind indexes (card lookups) and ciphertexts match."""
+        from medpay.adapters.crypto import FieldCipher, load_or_create_secret
+
+        return FieldCipher(load_or_create_secret(self.key_file, "data key"))
 
     def _add_persons(self) -> None:
-        from medpay.adapters.crypto import _load_or_create_key, FieldCipher
         from medpay.adapters.db.engine import make_engine, session_factory
         from medpay.services import demo
         from medpay.services.directory import Directory, PersonInput
 
         t0 = time.perf_counter()
-        # the server's key file, so the blind indexes (card lookups) and ciphertexts match
-        cipher = FieldCipher(_load_or_create_key(self.key_file))
+        cipher = self.data_cipher()
         engine = make_engine(self.db_url)
         try:
             directory = Directory(session_factory(engine), cipher)
@@ -373,58 +286,19 @@ class Platform:
                 shutil.rmtree(self.tmp, ignore_errors=True)
 
 
-def _cmdline(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return ""
-
-
 # ------------------------------------------------------------------------------------------ HIS clients
-
-
-def _feedetail_template() -> tuple[list[dict[str, Any]], Decimal]:
-    """The 10-line bill of ``benchmarks.core`` (甲/乙/丙, two lines over a price limit) as 2204 feedetail."""
-    lines = [{"feedetl_sn": ln.feedetl_sn, "chrg_bchno": CHRG_BCHNO, "med_list_codg": ln.med_list_codg,
-              "cnt": ln.cnt, "pric": ln.pric, "det_item_fee_sumamt": ln.det_item_fee_sumamt} for ln in flow_lines()]
-    return lines, sum(Decimal(ln["det_item_fee_sumamt"]) for ln in lines)
-
-
-_SEQUENCERS: dict[str, Any] = {}
-_SEQUENCERS_LOCK = threading.Lock()
-
-
-def _hospital_msgid(code: str, name: str) -> Callable[[], str]:
-    """One msgid sequence per hospital, shared by all its terminals (as a HIS does: the interface's msgid is
-    fixmedins_code + time + a 4-digit sequence, unique per institution). Separate ``HisClient``s of one hospital
-    each start their sequence at random and would now and then produce the same msgid in the same second —
-    which the server rightly refuses (−2, "already used for a different request")."""
-    from medpay.his_client import HisClient
-
-    with _SEQUENCERS_LOCK:
-        seq = _SEQUENCERS.get(code)
-        if seq is None:  # HisClient.next_msgid is thread-safe; this one only numbers, it never sends
-            seq = _SEQUENCERS[code] = HisClient("http://sequencer.invalid", code, name, "-", "-",
-                                                mdtrtarea_admvs=ADMDVS)
-        return seq.next_msgid
 
 
 class HisSession:
     """One HIS terminal: a signed-in ``HisClient`` for one person who has shown their card (1101)."""
 
     def __init__(self, base_url: str, person: dict[str, Any], tag: str):
-        from medpay.his_client import HisClient
-
-        code, name, paasid, token = person["inst"]
-        # no retries: a failure is counted, not hidden behind a second attempt
-        self.client = HisClient(base_url, code, name, paasid, token, mdtrtarea_admvs=ADMDVS, retries=0,
-                                timeout=60.0)
-        self.client.next_msgid = _hospital_msgid(code, name)  # type: ignore[method-assign]
+        self.client = his_client(base_url, person["inst"], f"bench{tag}")
         self.person = person
         self.tag = tag
         self.n = 0
-        self.lines, self.total = _feedetail_template()
-        self.client.sign_in(f"bench{tag}")
+        # the 10-line bill of benchmarks.core (甲/乙/丙, two lines over a price limit)
+        self.lines, self.total = feedetail(flow_lines())
         self.client.person_info("03", person["card_no"])
 
     def register(self) -> str:
@@ -447,21 +321,13 @@ class HisSession:
 
 
 @dataclass
-class _Stats:
+class _Stats(Tally):
     register: list[float] = field(default_factory=list)
     upload: list[float] = field(default_factory=list)
     settle: list[float] = field(default_factory=list)
     pair: list[float] = field(default_factory=list)  # 2204 + 2207
     from_schedule: list[float] = field(default_factory=list)  # open loop: scheduled start → 2207 answered
     late_starts: int = 0
-    errors: Counter = field(default_factory=Counter)
-    first_error: str | None = None
-    finished_at: float = 0.0
-
-    def error(self, e: BaseException) -> None:
-        self.errors[type(e).__name__] += 1
-        if self.first_error is None:
-            self.first_error = f"{type(e).__name__}: {e}"[:300]
 
 
 def _open_sessions(base_url: str, persons: list[dict[str, Any]], n: int, tag: str) -> list[HisSession]:
@@ -510,33 +376,10 @@ def _closed_worker(s: HisSession, st: _Stats, state: dict[str, float], barrier: 
     st.finished_at = clock()
 
 
-def _latency(values: list[float], prefix: str) -> dict[str, float | None]:
-    if not values:  # None rather than NaN, which is not JSON
-        return {f"{prefix}_{k}_ms": None for k in ("p50", "p90", "p99", "max")}
-    return {f"{prefix}_p50_ms": _ms(percentile(values, 50)), f"{prefix}_p90_ms": _ms(percentile(values, 90)),
-            f"{prefix}_p99_ms": _ms(percentile(values, 99)), f"{prefix}_max_ms": _ms(max(values))}
-
-
 def _merge(stats: list[_Stats]) -> tuple[dict[str, list[float]], Counter, str | None]:
     lists = {k: [x for s in stats for x in getattr(s, k)]
              for k in ("register", "upload", "settle", "pair", "from_schedule")}
-    errors: Counter = Counter()
-    for s in stats:
-        errors.update(s.errors)
-    return lists, errors, next((s.first_error for s in stats if s.first_error), None)
-
-
-def _cpu_fields(cpu: dict[str, Any], n: int) -> dict[str, Any]:
-    def per(x: float) -> float | None:
-        return round(x / n * 1000, 2) if n else None
-
-    return {"server_cpu_ms_per_settlement": per(cpu["server_cpu_s"]),
-            "postgres_cpu_ms_per_settlement": per(cpu["postgres_cpu_s"]),
-            "client_cpu_ms_per_settlement": per(cpu["client_cpu_s"]),
-            "server_worker_cpu_s": cpu["server_worker_cpu_s"],
-            "machine_busy": round(cpu["machine_busy"], 3) if cpu["machine_busy"] is not None else None,
-            # CPU (in cores) the machine spent on anything but this server, its PostgreSQL backends and clients
-            "other_cpu_cores": cpu["other_cpu_cores"]}
+    return (lists, *merge_errors(stats))
 
 
 def run_closed(platform: Platform, clients: int, seconds: float, tag: str,
@@ -545,21 +388,9 @@ def run_closed(platform: Platform, clients: int, seconds: float, tag: str,
     stats = [_Stats() for _ in range(clients)]
     state: dict[str, float] = {}
     meter = CpuMeter(platform.proc.pid, platform.pg_pids)
-
-    def start() -> None:
-        meter.start()
-        state["start"] = time.perf_counter()
-        state["deadline"] = state["start"] + seconds
-
-    barrier = threading.Barrier(clients, action=start)
-    threads = [threading.Thread(target=_closed_worker, args=(sessions[i], stats[i], state, barrier),
-                                name=f"his-{tag}-{i}", daemon=True) for i in range(clients)]
     try:
-        for t in threads:
-            t.start()
-        side = during() if during is not None else None
-        for t in threads:
-            t.join()
+        side = run_threads(clients, lambda i, barrier: _closed_worker(sessions[i], stats[i], state, barrier), state,
+                           seconds, f"his-{tag}", on_start=meter.start, during=during)
         cpu = meter.stop()
         if side is not None:
             side.join()
@@ -572,11 +403,11 @@ def run_closed(platform: Platform, clients: int, seconds: float, tag: str,
     row = {"clients": clients, "seconds": round(wall, 3), "settlements": n,
            "settlements_per_s": round(n / wall, 2) if wall else None,
            "http_requests_per_s": round(3 * n / wall, 1) if wall else None,
-           **_latency(lists["pair"], "settlement"), **_latency(lists["register"], "register"),
-           **{k: v for k, v in _latency(lists["upload"], "upload").items() if "p50" in k or "p99" in k},
-           **{k: v for k, v in _latency(lists["settle"], "settle").items() if "p50" in k or "p99" in k},
+           **latency(lists["pair"], "settlement"), **latency(lists["register"], "register"),
+           **{k: v for k, v in latency(lists["upload"], "upload").items() if "p50" in k or "p99" in k},
+           **{k: v for k, v in latency(lists["settle"], "settle").items() if "p50" in k or "p99" in k},
            "per_client_min_max": [min(len(s.pair) for s in stats), max(len(s.pair) for s in stats)],
-           **_cpu_fields(cpu, n), "errors": dict(errors), "first_error": first_error}
+           **cpu_fields(cpu, n, "settlement"), "errors": dict(errors), "first_error": first_error}
     return row
 
 
@@ -639,16 +470,16 @@ def run_open(platform: Platform, rate: float, seconds: float, senders: int, tag:
     lists, errors, first_error = _merge(stats)
     n = len(lists["pair"])
     wall = max(s.finished_at for s in stats) - start
-    p99 = _latency(lists["from_schedule"], "x")["x_p99_ms"]
+    p99 = latency(lists["from_schedule"], "x")["x_p99_ms"]
     return {"target_per_s": round(rate, 2), "senders": senders, "seconds": round(seconds, 3), "settlements": n,
             "achieved_per_s": round(n / seconds, 2),
-            **_latency(lists["from_schedule"], "settlement"),
-            **{k.replace("settlement_", "service_"): v for k, v in _latency(lists["pair"], "settlement").items()
+            **latency(lists["from_schedule"], "settlement"),
+            **{k.replace("settlement_", "service_"): v for k, v in latency(lists["pair"], "settlement").items()
                if "p50" in k or "p99" in k},
-            **_latency(lists["register"], "register"),
+            **latency(lists["register"], "register"),
             "late_starts": sum(s.late_starts for s in stats), "tail_s": round(wall - seconds, 3),
             "goal_p99_ms": P99_GOAL_MS, "goal_met": bool(n) and p99 is not None and p99 < P99_GOAL_MS,
-            **_cpu_fields(cpu, n), "errors": dict(errors), "first_error": first_error}
+            **cpu_fields(cpu, n, "settlement"), "errors": dict(errors), "first_error": first_error}
 
 
 # ------------------------------------------------------------------------------------------ profile
@@ -751,10 +582,6 @@ def summarise_profile(path: Path, top: int = 15) -> dict[str, Any]:
 # ------------------------------------------------------------------------------------------ reporting
 
 
-def _fmt(value: Any, spec: str, unit: str = "") -> str:
-    return "–" if value is None else f"{value:{spec}}{unit}"
-
-
 def render_table(result: dict[str, Any]) -> Any:
     from rich.table import Table
 
@@ -772,22 +599,22 @@ def render_table(result: dict[str, Any]) -> Any:
         errs = f"; errors {r['errors']}" if r["errors"] else ""
         prof = "; py-spy attached" if r.get("profiled") else ""
         table.add_row(
-            f"{r['clients']} clients", _fmt(r["settlements_per_s"], ",.1f"),
-            _fmt(r["settlement_p50_ms"], ",.1f", " ms"), _fmt(r["settlement_p99_ms"], ",.1f", " ms"), _fmt(pg and pg["tps"], ",.0f"),
-            _fmt(ratio and ratio["settlements_per_pgbench_tx"], ".3f"),
-            f"2201 p50 {_fmt(r['register_p50_ms'], ',.1f', ' ms')}; CPU ms/settl: server "
+            f"{r['clients']} clients", fmt(r["settlements_per_s"], ",.1f"),
+            fmt(r["settlement_p50_ms"], ",.1f", " ms"), fmt(r["settlement_p99_ms"], ",.1f", " ms"), fmt(pg and pg["tps"], ",.0f"),
+            fmt(ratio and ratio["settlements_per_pgbench_tx"], ".3f"),
+            f"2201 p50 {fmt(r['register_p50_ms'], ',.1f', ' ms')}; CPU ms/settl: server "
             f"{r['server_cpu_ms_per_settlement']}, PG {r['postgres_cpu_ms_per_settlement']}, client "
-            f"{r['client_cpu_ms_per_settlement']}; busy {_fmt(r['machine_busy'], '.0%')}, other load "
+            f"{r['client_cpu_ms_per_settlement']}; busy {fmt(r['machine_busy'], '.0%')}, other load "
             f"{r['other_cpu_cores']} cores{errs}{prof}")
     h = result.get("half_peak")
     if h:
         table.add_section()
         mark = "[green]met[/green]" if h["goal_met"] else "[red]missed[/red]"
-        table.add_row("half peak, open loop", _fmt(h["achieved_per_s"], ",.1f"),
-                      _fmt(h["settlement_p50_ms"], ",.1f", " ms"), _fmt(h["settlement_p99_ms"], ",.1f", " ms"), "", "",
+        table.add_row("half peak, open loop", fmt(h["achieved_per_s"], ",.1f"),
+                      fmt(h["settlement_p50_ms"], ",.1f", " ms"), fmt(h["settlement_p99_ms"], ",.1f", " ms"), "", "",
                       f"target {h['target_per_s']:,.1f}/s; goal p99 < {h['goal_p99_ms']:g} ms {mark}; service p99 "
-                      f"{_fmt(h['service_p99_ms'], ',.1f', ' ms')}; late starts {h['late_starts']}; busy "
-                      f"{_fmt(h['machine_busy'], '.0%')}, other load {h['other_cpu_cores']} cores"
+                      f"{fmt(h['service_p99_ms'], ',.1f', ' ms')}; late starts {h['late_starts']}; busy "
+                      f"{fmt(h['machine_busy'], '.0%')}, other load {h['other_cpu_cores']} cores"
                       + (f"; errors {h['errors']}" if h["errors"] else ""))
     goal = result.get("goals", {}).get("settlements_at_least_half_pgbench_tps")
     if goal:
@@ -824,8 +651,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--workers", type=int, default=2, help="medpay serve worker processes (default 2)")
     p.add_argument("--clients", default=",".join(map(str, CLIENT_COUNTS)),
                    help="concurrent HIS clients per closed-loop run (default 8,32,64)")
-    p.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"JSON results file (default {DEFAULT_OUT})")
-    p.add_argument("--pg-url", default=None, help=f"PostgreSQL URL (default ${PG_URL_ENV} or {DEFAULT_PG_URL})")
+    add_out_argument(p, DEFAULT_OUT)
+    add_pg_url_argument(p)
     p.add_argument("--profile", action="store_true",
                    help=f"py-spy the server workers during the {PROFILE_CLIENTS}-client run (pip install py-spy)")
     return p.parse_args(argv)
@@ -833,27 +660,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def build_config(args: argparse.Namespace) -> Config:
     seconds = args.seconds if args.seconds is not None else (3.0 if args.quick else 15.0)
-    clients = tuple(sorted({int(c) for c in str(args.clients).split(",") if c.strip()}))
-    if not clients or min(clients) < 1 or args.workers < 1:
-        raise SystemExit("--clients and --workers must be positive")
+    clients = parse_counts(args.clients, "--clients", args.workers)
     return Config(quick=args.quick, seconds=seconds, warmup_seconds=min(3.0, seconds),
                   pgbench_seconds=max(1, round(seconds)), workers=args.workers, clients=clients,
-                  pg_url=args.pg_url or os.environ.get(PG_URL_ENV) or DEFAULT_PG_URL, profile=args.profile,
+                  pg_url=resolve_pg_url(args.pg_url), profile=args.profile,
                   out=args.out)
 
 
 def run(cfg: Config, log: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
     started = time.perf_counter()
     n_persons = max(max(cfg.clients), HALF_PEAK_WORKERS)
-    result: dict[str, Any] = {
-        "benchmark": "medpay.interface", "format": 1, "mode": "quick" if cfg.quick else "full",
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", ""),
-        "machine": machine_info(),
-        "config": {"seconds": cfg.seconds, "warmup_seconds": cfg.warmup_seconds, "workers": cfg.workers,
-                   "clients": list(cfg.clients), "pgbench_seconds": cfg.pgbench_seconds, "persons": n_persons,
-                   "flow_lines": len(flow_lines()), "half_peak_senders": HALF_PEAK_WORKERS,
-                   "transport": "threads, one medpay.his_client.HisClient (httpx, keep-alive) each, callService"},
-    }
+    result = result_header("medpay.interface", cfg.quick, {
+        "seconds": cfg.seconds, "warmup_seconds": cfg.warmup_seconds, "workers": cfg.workers,
+        "clients": list(cfg.clients), "pgbench_seconds": cfg.pgbench_seconds, "persons": n_persons,
+        "flow_lines": len(flow_lines()), "half_peak_senders": HALF_PEAK_WORKERS,
+        "transport": "threads, one medpay.his_client.HisClient (httpx, keep-alive) each, callService"})
     closed: list[dict[str, Any]] = []
     profile_file = cfg.out.with_name(cfg.out.stem + "-profile.speedscope.json")
     with Platform(cfg.pg_url, cfg.workers, n_persons, log) as platform:
@@ -899,32 +720,22 @@ def run(cfg: Config, log: Callable[[str], None] = lambda s: None) -> dict[str, A
                                                   for r in result["ratios"]},
         "p99_under_50ms_at_half_peak": (result.get("half_peak") or {}).get("goal_met"),
     }
-    result["machine"]["load_avg_at_end"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
-    result["duration_s"] = round(time.perf_counter() - started, 1)
-    return result
+    return finish(result, started)
 
 
 def main(argv: list[str] | None = None) -> int:
-    from rich.console import Console
-
     args = parse_args(argv)
     cfg = build_config(args)
-
-    def terminated(signum: int, _frame: Any) -> None:
-        raise SystemExit(128 + signum)  # unwinds through Platform.close(): server stopped, schema dropped
-
-    signal.signal(signal.SIGTERM, terminated)
-    console = Console() if sys.stdout.isatty() else Console(width=160)
-    result = run(cfg, log=lambda s: console.print(f"[dim]{s}[/dim]"))
+    exit_on_sigterm()  # unwinds through Platform.close(): server stopped, schema dropped
+    console, log = console_and_log(160)
+    result = run(cfg, log=log)
     console.print(render_table(result))
     prof = result.get("profile")
     if prof and prof.get("top_own"):
         console.print(render_profile(prof))
     elif prof:
         console.print(f"[red]profile: {prof.get('error')}[/red]")
-    cfg.out.parent.mkdir(parents=True, exist_ok=True)
-    cfg.out.write_text(json.dumps(result, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
-    console.print(f"wrote {cfg.out} ({result['duration_s']} s)")
+    write_result(console, cfg.out, result)
     return 0
 
 

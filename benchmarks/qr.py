@@ -23,35 +23,33 @@ module does nothing; everything happens in ``main()``.
 from __future__ import annotations
 
 import argparse
-import base64
 import io
 import json
 import os
 import secrets
-import signal
-import subprocess
 import sys
 import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import date
 from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Callable
 
-from benchmarks.core import DEFAULT_PG_URL, PG_URL_ENV, _ms, flow_lines, machine_info, percentile
-from benchmarks.interface import (CpuMeter, Platform, _all_procs, _cmdline, _descendants, _fmt, _free_port,
-                                  _hospital_msgid, _latency, _proc_stat, _CLK_TCK)
+from benchmarks.common import (ADMDVS, CLK_TCK, RESULTS_DIR, CpuMeter, Tally, add_out_argument, add_pg_url_argument,
+                               all_procs, cmdline, console_and_log, cpu_fields, descendants, exit_on_sigterm,
+                               feedetail, finish, fmt, free_port, his_client, latency, merge_errors, parse_counts,
+                               percentile, proc_stat, resolve_pg_url, result_header, run_threads, to_ms, write_result)
+from benchmarks.core import flow_lines
+from benchmarks.interface import Platform
 
-DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "qr.json"
-ADMDVS = "999901"
+DEFAULT_OUT = RESULTS_DIR / "qr.json"
 BUSINESS_TYPE = "01301"  # 门诊结算: a code the terminal may settle with
 TERMINAL_COUNTS = (1, 4, 8)
 WALLET_FEN = 10**11  # ¥1,000,000,000 per simulated wallet: never runs dry
 FRAME = (1280, 960)
-CHRG_BCHNO = "B1"
 NOTIFY_TIMEOUT_S = 10.0
 SCAN_PATH = "/api/v1/terminal/ec/query"
 SETTLE_PATH = "/api/v1/terminal/settle"
@@ -199,8 +197,8 @@ def bench_render(n: int) -> dict[str, Any]:
         png.append(t1 - t0)
         svg.append(t2 - t1)
         size = len(data)
-    return {"renders": n, "png_p50_ms": _ms(percentile(png, 50)), "png_p95_ms": _ms(percentile(png, 95)),
-            "png_max_ms": _ms(max(png)), "svg_p50_ms": _ms(percentile(svg, 50)), "png_bytes": size,
+    return {"renders": n, "png_p50_ms": to_ms(percentile(png, 50)), "png_p95_ms": to_ms(percentile(png, 95)),
+            "png_max_ms": to_ms(max(png)), "svg_p50_ms": to_ms(percentile(svg, 50)), "png_bytes": size,
             "scale_px_per_module": 8}
 
 
@@ -235,8 +233,8 @@ def bench_decode(per_class: int, log: Callable[[str], None] = lambda s: None) ->
         decoded = sum(passes.values())
         row = {"class": name, "distortion": dist.__dict__, "images": per_class, "decoded": decoded,
                "decoded_share": round(decoded / per_class, 4),
-               "decode_p50_ms": _ms(percentile(times, 50)), "decode_p95_ms": _ms(percentile(times, 95)),
-               "decode_max_ms": _ms(max(times)), "passes": dict(passes.most_common()), "failures": dict(failures),
+               "decode_p50_ms": to_ms(percentile(times, 50)), "decode_p95_ms": to_ms(percentile(times, 95)),
+               "decode_max_ms": to_ms(max(times)), "passes": dict(passes.most_common()), "failures": dict(failures),
                "jpeg_kib_mean": round(sum(sizes) / len(sizes) / 1024, 1),
                "code_fraction_min_max": [round(min(fractions), 3), round(max(fractions), 3)]}
         rows.append(row)
@@ -328,63 +326,35 @@ class QrStack(Platform):
         if backend == "postgresql":
             self.facts["schema"] = self.schema
 
-    def _open(self) -> None:
+    def _create_schema(self) -> None:
         if self.backend == "postgresql":
-            super()._open()  # schema, data key file, _start_server(), _add_persons()
+            super()._create_schema()
         else:
             import sqlite3
 
             self.facts["server_version"] = f"SQLite {sqlite3.sqlite_version}"
-            self.key_file.write_bytes(base64.b64encode(secrets.token_bytes(32)))
-            self.key_file.chmod(0o600)
-            self._start_server()
-            self._add_persons()
 
     def _start_server(self) -> None:
-        import httpx
-
         from medpay.adapters.platform_keys import load_or_create_key
 
         load_or_create_key(self.signing_key_file)  # created here, so the server and the benchmark share it
-        port, gw_port = _free_port(), _free_port()
-        env = {k: v for k, v in os.environ.items() if not k.startswith("MEDPAY_GATEWAY_")}  # our own simulator
-        env.update(MEDPAY_DATABASE_URL=self.db_url.render_as_string(hide_password=False),
-                   MEDPAY_DATA_KEY_FILE=str(self.key_file), MEDPAY_SIGNING_KEY_FILE=str(self.signing_key_file),
-                   PYTHONUNBUFFERED="1")
-        self.server_log = self.tmp / "server.log"
-        t0 = time.perf_counter()
-        with open(self.server_log, "wb") as out:
-            # its own session: the server, its workers and the gateway simulator are one process group
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "medpay.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
-                 "--workers", str(self.workers), "--gateway-port", str(gw_port)],
-                env=env, cwd=self.tmp, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-        self.base_url = f"http://127.0.0.1:{port}"
+        gw_port = free_port()
         self.gateway_url = f"http://127.0.0.1:{gw_port}"
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(f"{self.base_url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("server did not start:\n" + self.server_log.read_text(errors="replace")[-3000:])
-            time.sleep(0.2)
-        while len(self.worker_pids()) < self.workers and time.monotonic() < deadline:
-            time.sleep(0.2)
-        self.facts["startup_s"] = round(time.perf_counter() - t0, 2)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MEDPAY_GATEWAY_")}  # our own simulator
+        env["MEDPAY_SIGNING_KEY_FILE"] = str(self.signing_key_file)
+        # the server, its workers and the gateway simulator it starts are one process group
+        self._launch(["--gateway-port", str(gw_port)], env, timeout=120)
         self.log(f"server {self.base_url} ({self.workers} worker(s), {self.backend}) + gateway simulator "
                  f"{self.gateway_url} up in {self.facts['startup_s']} s")
 
     def worker_pids(self) -> list[int]:
-        return [pid for pid in super().worker_pids() if "gateway_sim" not in _cmdline(pid)]
+        return [pid for pid in super().worker_pids() if "gateway_sim" not in cmdline(pid)]
 
     def gateway_pid(self) -> int | None:
         if self.proc is None:
             return None
-        procs = _all_procs()
-        return next((pid for pid in _descendants(self.proc.pid, procs) if "gateway_sim" in _cmdline(pid)), None)
+        procs = all_procs()
+        return next((pid for pid in descendants(self.proc.pid, procs) if "gateway_sim" in cmdline(pid)), None)
 
     def _add_persons(self) -> None:
         """Persons (alternately employee and resident, no personal-account money, so every flow has a cash part
@@ -393,7 +363,6 @@ class QrStack(Platform):
         import httpx
         from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-        from medpay.adapters.crypto import FieldCipher, _load_or_create_key
         from medpay.adapters.db.engine import make_engine, session_factory
         from medpay.adapters.db.payment_tables import PaymentMethodRow
         from medpay.adapters.platform_keys import load_or_create_key, public_key_hex
@@ -404,7 +373,7 @@ class QrStack(Platform):
         from medpay.services.unit_of_work import unit_of_work
 
         t0 = time.perf_counter()
-        cipher = FieldCipher(_load_or_create_key(self.key_file))  # the server's keys: blind indexes must match
+        cipher = self.data_cipher()
         engine = make_engine(self.db_url)
         try:
             factory = session_factory(engine)
@@ -454,10 +423,7 @@ class QrStack(Platform):
 
 def _five_lines() -> tuple[list[dict[str, Any]], Decimal]:
     """The first 5 lines of ``benchmarks.core``'s outpatient bill (诊查费 over its limit, 甲, 乙 西药, 乙 中成药, 甲)."""
-    lines = [{"feedetl_sn": ln.feedetl_sn, "chrg_bchno": CHRG_BCHNO, "med_list_codg": ln.med_list_codg,
-              "cnt": ln.cnt, "pric": ln.pric, "det_item_fee_sumamt": ln.det_item_fee_sumamt}
-             for ln in flow_lines()[:5]]
-    return lines, sum(Decimal(ln["det_item_fee_sumamt"]) for ln in lines)
+    return feedetail(flow_lines()[:5])
 
 
 class FlowError(RuntimeError):
@@ -475,19 +441,13 @@ class Terminal:
     def __init__(self, stack: QrStack, i: int, receiver: NotifyReceiver, tag: str):
         import httpx
 
-        from medpay.his_client import HisClient
-
         self.person, self.terminal = stack.persons[i], stack.terminals[i]
         self.receiver = receiver
         self.tag = tag
         self.n = 0
         self.http = httpx.Client(base_url=stack.base_url, timeout=60)  # the scanner's keep-alive connection
         self.app = httpx.Client(base_url=stack.base_url, timeout=60)  # the patient's phone
-        code, name, paasid, token = self.person["inst"]
-        self.his = HisClient(stack.base_url, code, name, paasid, token, mdtrtarea_admvs=ADMDVS, retries=0,
-                             timeout=60.0)
-        self.his.next_msgid = _hospital_msgid(code, name)  # type: ignore[method-assign]
-        self.his.sign_in(f"qr{tag}")
+        self.his = his_client(stack.base_url, self.person["inst"], f"qr{tag}")
         self.lines, self.total = _five_lines()
 
     def close(self) -> None:
@@ -561,7 +521,7 @@ class Terminal:
 
 
 @dataclass
-class _Stats:
+class _Stats(Tally):
     code: list[float] = field(default_factory=list)  # app: code.png
     identity: list[float] = field(default_factory=list)  # (a) scan → identity (ec.query)
     i1101: list[float] = field(default_factory=list)
@@ -571,9 +531,6 @@ class _Stats:
     whole: list[float] = field(default_factory=list)  # (c) scan → settled and notified
     notify_lag: list[float] = field(default_factory=list)  # notice arrival − settle answer (negative: before)
     cash_fen: int = 0
-    errors: Counter = field(default_factory=Counter)
-    first_error: str | None = None
-    finished_at: float = 0.0
 
     def add(self, res: dict[str, Any]) -> None:
         m = res["marks"]
@@ -587,10 +544,8 @@ class _Stats:
         self.notify_lag.append(m["notified"] - m["settled"])
         self.cash_fen += round(Decimal(str(res["setlinfo"]["psn_cash_pay"])) * 100)
 
-    def error(self, e: BaseException) -> None:
-        self.errors[e.kind if isinstance(e, FlowError) else type(e).__name__] += 1
-        if self.first_error is None:
-            self.first_error = f"{type(e).__name__}: {e}"[:300]
+    def error(self, e: BaseException, kind: str | None = None) -> None:
+        super().error(e, e.kind if isinstance(e, FlowError) else kind)
 
 
 def _check_first(setl: dict[str, Any], total: Decimal) -> None:
@@ -623,7 +578,7 @@ def _worker(t: Terminal, st: _Stats, state: dict[str, Any], barrier: threading.B
 
 
 def _p(values: list[float], prefix: str) -> dict[str, float | None]:
-    d = _latency(values, prefix)
+    d = latency(values, prefix)
     return {k: v for k, v in d.items() if k.endswith(("_p50_ms", "_p99_ms", "_max_ms"))}
 
 
@@ -639,39 +594,27 @@ def run_terminals(stack: QrStack, receiver: NotifyReceiver, n: int, seconds: flo
     gw0: list[int] = []
 
     def start() -> None:
-        gw = _proc_stat(gw_pid) if gw_pid else None
+        gw = proc_stat(gw_pid) if gw_pid else None
         gw0.append(gw[1] if gw else 0)
         meter.start()
-        state["start"] = time.perf_counter()
-        state["deadline"] = state["start"] + seconds
 
-    barrier = threading.Barrier(n, action=start)
-    threads = [threading.Thread(target=_worker, args=(terminals[i], stats[i], state, barrier), daemon=True,
-                                name=f"terminal-{tag}-{i}") for i in range(n)]
     try:
-        for th in threads:
-            th.start()
-        for th in threads:
-            th.join()
+        run_threads(n, lambda i, barrier: _worker(terminals[i], stats[i], state, barrier), state, seconds,
+                    f"terminal-{tag}", on_start=start)
         cpu = meter.stop()
-        gw = _proc_stat(gw_pid) if gw_pid else None
+        gw = proc_stat(gw_pid) if gw_pid else None
     finally:
         for t in terminals:
             t.close()
     wall = max(s.finished_at for s in stats) - state["start"]
     lists = {k: [x for s in stats for x in getattr(s, k)]
              for k in ("code", "identity", "i1101", "i2201", "i2204", "settle", "whole", "notify_lag")}
-    errors: Counter = Counter()
-    for s in stats:
-        errors.update(s.errors)
+    errors, first_error = merge_errors(stats)
     flows = len(lists["whole"])
-    gateway_cpu = ((gw[1] - gw0[0]) / _CLK_TCK) if gw and gw0 else 0.0
-
-    def per_flow(x: float) -> float | None:
-        return round(x / flows * 1000, 2) if flows else None
+    gateway_cpu = ((gw[1] - gw0[0]) / CLK_TCK) if gw and gw0 else 0.0
 
     def p50(values: list[float]) -> float | None:
-        return _ms(percentile(values, 50)) if values else None
+        return to_ms(percentile(values, 50)) if values else None
 
     return {
         "backend": stack.backend, "terminals": n, "seconds": round(wall, 3), "flows": flows,
@@ -681,19 +624,13 @@ def run_terminals(stack: QrStack, receiver: NotifyReceiver, n: int, seconds: flo
         "code_png_p50_ms": p50(lists["code"]), "his_1101_p50_ms": p50(lists["i1101"]),
         "his_2201_p50_ms": p50(lists["i2201"]), "his_2204_p50_ms": p50(lists["i2204"]),
         "notify_after_settle_answer_p50_ms": p50(lists["notify_lag"]),
-        "notify_after_settle_answer_max_ms": _ms(max(lists["notify_lag"])) if lists["notify_lag"] else None,
+        "notify_after_settle_answer_max_ms": to_ms(max(lists["notify_lag"])) if lists["notify_lag"] else None,
         "cash_captured_fen": sum(s.cash_fen for s in stats),
         "per_terminal_min_max": [min(len(s.whole) for s in stats), max(len(s.whole) for s in stats)],
         # CPU per flow: the server's supervisor and workers (without the simulator), the gateway simulator,
         # PostgreSQL (the server's backends + its background processes), this process (apps, terminals, HIS)
-        "server_cpu_ms_per_flow": per_flow(cpu["server_cpu_s"] - gateway_cpu),
-        "gateway_cpu_ms_per_flow": per_flow(gateway_cpu),
-        "postgres_cpu_ms_per_flow": per_flow(cpu["postgres_cpu_s"]) if stack.backend == "postgresql" else None,
-        "client_cpu_ms_per_flow": per_flow(cpu["client_cpu_s"]),
-        "server_worker_cpu_s": cpu["server_worker_cpu_s"],
-        "machine_busy": round(cpu["machine_busy"], 3) if cpu["machine_busy"] is not None else None,
-        "other_cpu_cores": cpu["other_cpu_cores"],
-        "errors": dict(errors), "first_error": next((s.first_error for s in stats if s.first_error), None),
+        **cpu_fields(cpu, flows, "flow", gateway_cpu_s=gateway_cpu, postgres=stack.backend == "postgresql"),
+        "errors": dict(errors), "first_error": first_error,
     }
 
 
@@ -728,7 +665,7 @@ def bench_backend(backend: str, cfg: Config, log: Callable[[str], None]) -> tupl
             row = run_terminals(stack, receiver, n, cfg.seconds, f"t{n}")
             rows.append(row)
             log(f"{backend:<10} {n} terminal(s) {row['flows_per_s']:>6,.2f} flows/s  scan→settled p50 "
-                f"{_fmt(row['scan_to_settled_p50_ms'], ',.0f')} ms p99 {_fmt(row['scan_to_settled_p99_ms'], ',.0f')} "
+                f"{fmt(row['scan_to_settled_p50_ms'], ',.0f')} ms p99 {fmt(row['scan_to_settled_p99_ms'], ',.0f')} "
                 f"ms" + (f"  errors {row['errors']} {row['first_error']}" if row["errors"] else ""))
         facts["duplicate_notices"] = receiver.duplicates
         # the gateway's statement against our payments, to the fen, for every (China Standard Time) day of the run
@@ -786,14 +723,14 @@ def render_tables(result: dict[str, Any]) -> list[Any]:
         errs = f"; errors {r['errors']}" if r["errors"] else ""
         pg = f", PG {r['postgres_cpu_ms_per_flow']}" if r["postgres_cpu_ms_per_flow"] is not None else ""
         http.add_row(
-            r["backend"], str(r["terminals"]), _fmt(r["flows_per_s"], ",.2f"),
-            f"{_fmt(r['scan_to_identity_p50_ms'], ',.0f')}/{_fmt(r['scan_to_identity_p99_ms'], ',.0f')} ms",
-            f"{_fmt(r['settle_p50_ms'], ',.0f')}/{_fmt(r['settle_p99_ms'], ',.0f')} ms",
-            f"{_fmt(r['scan_to_settled_p50_ms'], ',.0f')}/{_fmt(r['scan_to_settled_p99_ms'], ',.0f')} ms",
-            f"1101/2201/2204 p50 {_fmt(r['his_1101_p50_ms'], '.0f')}/{_fmt(r['his_2201_p50_ms'], '.0f')}/"
-            f"{_fmt(r['his_2204_p50_ms'], '.0f')} ms; CPU ms/flow server {r['server_cpu_ms_per_flow']}, gateway "
+            r["backend"], str(r["terminals"]), fmt(r["flows_per_s"], ",.2f"),
+            f"{fmt(r['scan_to_identity_p50_ms'], ',.0f')}/{fmt(r['scan_to_identity_p99_ms'], ',.0f')} ms",
+            f"{fmt(r['settle_p50_ms'], ',.0f')}/{fmt(r['settle_p99_ms'], ',.0f')} ms",
+            f"{fmt(r['scan_to_settled_p50_ms'], ',.0f')}/{fmt(r['scan_to_settled_p99_ms'], ',.0f')} ms",
+            f"1101/2201/2204 p50 {fmt(r['his_1101_p50_ms'], '.0f')}/{fmt(r['his_2201_p50_ms'], '.0f')}/"
+            f"{fmt(r['his_2204_p50_ms'], '.0f')} ms; CPU ms/flow server {r['server_cpu_ms_per_flow']}, gateway "
             f"{r['gateway_cpu_ms_per_flow']}{pg}, client {r['client_cpu_ms_per_flow']}; busy "
-            f"{_fmt(r['machine_busy'], '.0%')}, other {r['other_cpu_cores']} cores{errs}")
+            f"{fmt(r['machine_busy'], '.0%')}, other {r['other_cpu_cores']} cores{errs}")
     http.caption = "\n".join(_check_line(b) for b in result["backends"])
     return [dec, http]
 
@@ -810,43 +747,37 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="concurrent terminals per run (default 1,4,8)")
     p.add_argument("--workers", type=int, default=2, help="medpay serve worker processes (default 2)")
     p.add_argument("--backends", default="sqlite,postgresql", help="default sqlite,postgresql")
-    p.add_argument("--pg-url", default=None, help=f"PostgreSQL URL (default ${PG_URL_ENV} or {DEFAULT_PG_URL})")
+    add_pg_url_argument(p)
     p.add_argument("--no-gateway-callbacks", action="store_true",
                    help="tell the simulator never to send its capture/void callbacks (each one makes the server run "
                         "payment recovery)")
-    p.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"JSON results file (default {DEFAULT_OUT})")
+    add_out_argument(p, DEFAULT_OUT)
     return p.parse_args(argv)
 
 
 def build_config(args: argparse.Namespace) -> Config:
-    terminals = tuple(sorted({int(x) for x in str(args.terminals).split(",") if x.strip()}))
+    terminals = parse_counts(args.terminals, "--terminals", args.workers)
     backends = tuple(b.strip() for b in str(args.backends).split(",") if b.strip())
-    if not terminals or min(terminals) < 1 or args.workers < 1:
-        raise SystemExit("--terminals and --workers must be positive")
     if set(backends) - {"sqlite", "postgresql"}:
         raise SystemExit("--backends: sqlite and/or postgresql")
     images = args.images if args.images is not None else (10 if args.quick else 40)
     return Config(quick=args.quick, images_per_class=max(1, images), renders=100 if args.quick else 300,
                   seconds=args.seconds if args.seconds is not None else (3.0 if args.quick else 15.0),
                   terminals=terminals, workers=args.workers, backends=backends,
-                  pg_url=args.pg_url or os.environ.get(PG_URL_ENV) or DEFAULT_PG_URL, out=args.out,
+                  pg_url=resolve_pg_url(args.pg_url), out=args.out,
                   gateway_callbacks=not args.no_gateway_callbacks)
 
 
 def run(cfg: Config, log: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
     started = time.perf_counter()
-    result: dict[str, Any] = {
-        "benchmark": "medpay.qr", "format": 1, "mode": "quick" if cfg.quick else "full",
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", ""),
-        "machine": machine_info(),
-        "config": {"images_per_class": cfg.images_per_class, "frame": list(FRAME), "renders": cfg.renders,
-                   "seconds": cfg.seconds, "terminals": list(cfg.terminals), "workers": cfg.workers,
-                   "backends": list(cfg.backends), "fee_lines": len(_five_lines()[0]),
-                   "gateway_callbacks": cfg.gateway_callbacks,
-                   "business_type": BUSINESS_TYPE,
-                   "transport": "threads; per terminal: httpx keep-alive clients for the app and the scanner, "
-                                "one medpay.his_client.HisClient"},
-    }
+    result = result_header("medpay.qr", cfg.quick, {
+        "images_per_class": cfg.images_per_class, "frame": list(FRAME), "renders": cfg.renders,
+        "seconds": cfg.seconds, "terminals": list(cfg.terminals), "workers": cfg.workers,
+        "backends": list(cfg.backends), "fee_lines": len(_five_lines()[0]),
+        "gateway_callbacks": cfg.gateway_callbacks,
+        "business_type": BUSINESS_TYPE,
+        "transport": "threads; per terminal: httpx keep-alive clients for the app and the scanner, "
+                     "one medpay.his_client.HisClient"})
     result["render"] = bench_render(cfg.renders)
     log(f"render   segno PNG p50 {result['render']['png_p50_ms']} ms")
     result["decode"] = bench_decode(cfg.images_per_class, log)
@@ -860,28 +791,18 @@ def run(cfg: Config, log: Callable[[str], None] = lambda s: None) -> dict[str, A
             result["machine"]["postgresql"] = facts.get("server_version")
     result["scan_to_settled"] = rows
     result["backends"] = backends
-    result["machine"]["load_avg_at_end"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
-    result["duration_s"] = round(time.perf_counter() - started, 1)
-    return result
+    return finish(result, started)
 
 
 def main(argv: list[str] | None = None) -> int:
-    from rich.console import Console
-
     args = parse_args(argv)
     cfg = build_config(args)
-
-    def terminated(signum: int, _frame: Any) -> None:
-        raise SystemExit(128 + signum)  # unwinds through QrStack.close(): server and simulator stopped, schema dropped
-
-    signal.signal(signal.SIGTERM, terminated)
-    console = Console() if sys.stdout.isatty() else Console(width=170)
-    result = run(cfg, log=lambda s: console.print(f"[dim]{s}[/dim]"))
+    exit_on_sigterm()  # unwinds through QrStack.close(): server and simulator stopped, schema dropped
+    console, log = console_and_log(170)
+    result = run(cfg, log=log)
     for table in render_tables(result):
         console.print(table)
-    cfg.out.parent.mkdir(parents=True, exist_ok=True)
-    cfg.out.write_text(json.dumps(result, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
-    console.print(f"wrote {cfg.out} ({result['duration_s']} s)")
+    write_result(console, cfg.out, result)
     return 0
 
 

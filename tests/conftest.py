@@ -7,6 +7,7 @@
   An unreachable PostgreSQL fails the test; it never skips.
 - ``engine``: ``make_engine(db_url)`` with every table of ``medpay.adapters.db.schema`` created.
 - ``session_factory``: ``sessionmaker(expire_on_commit=False)`` bound to ``engine``.
+- ``cipher``: a ``FieldCipher`` with a fresh random key.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool
 
+from medpay.adapters.crypto import FieldCipher
 from medpay.adapters.db import schema
 from medpay.adapters.db.engine import make_engine, normalize_url
 from medpay.adapters.db.engine import session_factory as make_session_factory
@@ -85,3 +87,8 @@ def engine(db_url: str) -> Iterator[Engine]:
 @pytest.fixture
 def session_factory(engine: Engine) -> sessionmaker[Session]:
     return make_session_factory(engine)
+
+
+@pytest.fixture
+def cipher() -> FieldCipher:
+    return FieldCipher(os.urandom(32))

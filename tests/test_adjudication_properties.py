@@ -7,15 +7,12 @@ per-settlement rounding, other rounding modes, an account that may not pay ä¸™ç±
 
 from __future__ import annotations
 
-import copy
-import tomllib
 from datetime import date
 from decimal import Decimal
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from medpay.adapters.policy_files import BUILTIN_DIR
 from medpay.domain.adjudication import AMOUNT_FIELDS, Adjudication, adjudicate, identity_violations, negate_deltas
 from medpay.domain.model import (
     AccountSource,
@@ -29,12 +26,11 @@ from medpay.domain.model import (
 )
 from medpay.domain.policy import Policy, parse_policy
 from medpay.money import round_fen
-
-DEMO_DOC = tomllib.loads((BUILTIN_DIR / "999901-demo-2026.toml").read_text(encoding="utf-8"))
+from tests.builders import DEMO, demo_doc
 
 
 def _variant(name: str, edit) -> Policy:
-    doc = copy.deepcopy(DEMO_DOC)
+    doc = demo_doc()
     edit(doc, {t["code"]: t for t in doc["tiers"]})
     return parse_policy(doc, name)
 
@@ -57,7 +53,6 @@ def _rounding(mode):
     return edit
 
 
-DEMO = parse_policy(copy.deepcopy(DEMO_DOC), "999901-demo-2026.toml")
 POLICIES = {"demo": DEMO, "knobs": _variant("knobs", _knobs), "up": _variant("up", _rounding("up")),
             "down": _variant("down", _rounding("down"))}
 

@@ -6,35 +6,20 @@ working together. Every settlement is also checked against the four amount ident
 
 from __future__ import annotations
 
-import tomllib
-from datetime import date
 from decimal import Decimal
 
 import pytest
 
-from medpay.adapters.policy_files import BUILTIN_DIR, load_policy_file
 from medpay.domain.adjudication import (
     ACCOUNT_FUND_PAY_TYPE,
     Adjudication,
     AdjudicationError,
     adjudicate,
-    identity_violations,
     negate_deltas,
 )
-from medpay.domain.model import (
-    AccountSource,
-    Accumulators,
-    CatalogItem,
-    ChrgitmLv,
-    FeeLine,
-    Institution,
-    Person,
-    VisitContext,
-)
-from medpay.domain.policy import Policy, parse_policy
-
-JIA, YI, BING = ChrgitmLv.JIA, ChrgitmLv.YI, ChrgitmLv.BING
-DEMO = load_policy_file(BUILTIN_DIR / "999901-demo-2026.toml")
+from medpay.domain.model import AccountSource, Accumulators, CatalogItem, ChrgitmLv, FeeLine, Person
+from medpay.domain.policy import Policy
+from tests.builders import BING, DEMO, JIA, YI, person, policy_from_toml, settle, visit
 
 # --------------------------------------------------------------------------------------------------
 # builders
@@ -68,7 +53,7 @@ yi_selfpay_default = "0.10"
 
 def mk_policy(body: str, *, rounding: str = "half_up", preselfpay: str = "per_line") -> Policy:
     text = HEADER.format(rounding=rounding, preselfpay=preselfpay) + body
-    return parse_policy(tomllib.loads(text), "inline-test-policy")
+    return policy_from_toml(text, "inline-test-policy")
 
 
 # one basic tier paying 80% of the in-scope amount, nothing else
@@ -96,28 +81,14 @@ def jia(amount: int) -> FeeLine:
     return line(JIA, amount)
 
 
-EMPLOYEE = Person("P1", "职工", "310", "1101", "999901")
-RETIREE = Person("P2", "退休", "310", "1201", "999901")
-CIVIL_SERVANT = Person("P3", "公务员", "310", "1101", "999901", cvlserv_flag=True)
-RESIDENT = Person("P4", "居民", "390", "1501", "999901")
+EMPLOYEE = person("310", "1101", psn_no="P1", psn_name="职工")
+RETIREE = person("310", "1201", psn_no="P2", psn_name="退休")
+CIVIL_SERVANT = person("310", "1101", psn_no="P3", psn_name="公务员", cvlserv_flag=True)
+RESIDENT = person("390", "1501", psn_no="P4", psn_name="居民")
 
 
 def resident(*identities: str) -> Person:
-    return Person("P5", "居民", "390", "1501", "999901", identities=frozenset(identities))
-
-
-def visit(med_type: str = "21", level: str = "3", *, seq: int = 1, final: bool = True) -> VisitContext:
-    inst = Institution("H001", "医院", "999901", level)
-    return VisitContext("M1", med_type, date(2026, 3, 1), inst, admission_seq=seq, final=final)
-
-
-def settle(policy: Policy, person: Person, v: VisitContext, lines: list[FeeLine],
-           year: Accumulators | None = None, visit_acc: Accumulators | None = None,
-           accounts: tuple[AccountSource, ...] = (), use_account: bool = True) -> Adjudication:
-    r = adjudicate(policy, person, v, lines, year or Accumulators(), visit_acc, accounts, use_account)
-    assert identity_violations(r.amounts, r.setldetail) == []
-    assert all(v >= 0 for v in r.amounts.values()), r.amounts
-    return r
+    return person("390", "1501", "999901", *identities, psn_no="P5", psn_name="居民")
 
 
 def pay(r: Adjudication, code: str) -> int:
@@ -278,7 +249,7 @@ def test_demo_per_visit_deductible_by_institution_level(level, dedc, fund):
 
 @pytest.mark.parametrize(("seq", "dedc", "fund"), [(1, 90000, 773500), (2, 45000, 811750), (3, 45000, 811750)])
 def test_demo_second_and_later_admissions_halve_the_deductible(seq, dedc, fund):
-    r = settle(DEMO, EMPLOYEE, visit("21", "3", seq=seq), [jia(1_000_000)])
+    r = settle(DEMO, EMPLOYEE, visit("21", "3", admission_seq=seq), [jia(1_000_000)])
     assert r.amounts["act_pay_dedc"] == dedc
     assert r.amounts["hifp_pay"] == fund  # 85% of (10000.00 − deductible)
 

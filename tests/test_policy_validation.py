@@ -3,30 +3,23 @@ the source, the key and the problem."""
 
 from __future__ import annotations
 
-import copy
-import tomllib
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
-from medpay.adapters.policy_files import BUILTIN_DIR, builtin_policies, load_policy_dir, load_policy_file
+from medpay.adapters.policy_files import builtin_policies, load_policy_dir, load_policy_file
 from medpay.domain.policy import Band, PolicyError, parse_policy, select_policy
 from medpay.money import Rounding
+from tests.builders import DEMO_DOC, DEMO_PATH, demo_doc
 
-DEMO_PATH = BUILTIN_DIR / "999901-demo-2026.toml"
 DEMO_TEXT = DEMO_PATH.read_text(encoding="utf-8")
-DEMO_DOC = tomllib.loads(DEMO_TEXT)
 SOURCE = "bad-policy.toml"
 
 
 def tier_index(doc: dict, code: str) -> int:
     return next(i for i, t in enumerate(doc["tiers"]) if t["code"] == code)
-
-
-def demo_doc() -> dict:
-    return copy.deepcopy(DEMO_DOC)
 
 
 def refuse(doc: dict) -> PolicyError:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import base64
 import io
-import os
 import zipfile
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -97,11 +96,6 @@ class World:
     def files(self) -> int:
         with self.factory() as s:
             return s.scalar(select(func.count()).select_from(InterfaceFileRow))
-
-
-@pytest.fixture
-def cipher() -> FieldCipher:
-    return FieldCipher(os.urandom(32))
 
 
 @pytest.fixture

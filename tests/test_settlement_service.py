@@ -8,7 +8,6 @@ and the demo catalog, and every refusal is checked to leave the database exactly
 from __future__ import annotations
 
 import itertools
-import os
 import threading
 from datetime import date, datetime, timedelta, timezone
 from typing import Any, Callable
@@ -16,7 +15,6 @@ from typing import Any, Callable
 import pytest
 from sqlalchemy import func, select
 
-from medpay.adapters.crypto import FieldCipher
 from medpay.adapters.db.ledger_store import LedgerStore, check_ledger
 from medpay.adapters.db.ledger_tables import LedgerAccountRow, LedgerTransferRow
 from medpay.adapters.db.tables import AccumulatorRow, FeeLineRow, IdempotencyRow, SettlementRow, VisitRow
@@ -52,11 +50,6 @@ class TickingClock:
     def __call__(self) -> datetime:
         with self._lock:
             return self._start + timedelta(seconds=next(self._ticks))
-
-
-@pytest.fixture
-def cipher() -> FieldCipher:
-    return FieldCipher(os.urandom(32))
 
 
 @pytest.fixture

@@ -17,36 +17,25 @@ at the published payment. The docstring says so each time.
 
 from __future__ import annotations
 
-import tomllib
 from datetime import date
 from decimal import Decimal
+from functools import partial
 
 import pytest
 
 from medpay.adapters.policy_files import BUILTIN_DIR, load_policy_file
-from medpay.domain.adjudication import Adjudication, adjudicate, identity_violations
-from medpay.domain.model import (
-    AccountSource,
-    Accumulators,
-    CatalogItem,
-    ChrgitmLv,
-    FeeLine,
-    Institution,
-    Person,
-    VisitContext,
-)
-from medpay.domain.policy import Policy, parse_policy
+from medpay.domain.adjudication import Adjudication
+from medpay.domain.model import AccountSource, Accumulators, CatalogItem, ChrgitmLv, FeeLine
 from medpay.money import parse_yuan
-
-JIA, YI, BING = ChrgitmLv.JIA, ChrgitmLv.YI, ChrgitmLv.BING
-
+from tests import builders
+from tests.builders import BING, JIA, YI, person, policy_from_toml
 
 # --------------------------------------------------------------------------------------------------
 # helpers
 
-
-def policy(text: str, name: str) -> Policy:
-    return parse_policy(tomllib.loads(text), name)
+# the examples' visits default to a 2024 settlement date; no account pays unless a test says so
+visit = partial(builders.visit, on=date(2024, 1, 15))
+settle = partial(builders.settle, use_account=False)
 
 
 def line(sn: str, lv: ChrgitmLv, yuan: str, *, selfpay_prop: str | None = None, name: str = "") -> FeeLine:
@@ -55,26 +44,6 @@ def line(sn: str, lv: ChrgitmLv, yuan: str, *, selfpay_prop: str | None = None, 
         selfpay_prop=Decimal(selfpay_prop) if selfpay_prop is not None else None,
     )
     return FeeLine(feedetl_sn=sn, item=item, cnt=Decimal(1), pric=Decimal(yuan), det_item_fee_sumamt=parse_yuan(yuan))
-
-
-def person(insutype: str, psn_type: str, admdvs: str, *identities: str) -> Person:
-    return Person(psn_no="P001", psn_name="参保人", insutype=insutype, psn_type=psn_type, insuplc_admdvs=admdvs,
-                  identities=frozenset(identities))
-
-
-def visit(med_type: str, level: str, admdvs: str, *, admission_seq: int = 1, on: date = date(2024, 1, 15)) -> VisitContext:
-    return VisitContext(
-        mdtrt_id="M001", med_type=med_type, setl_date=on, admission_seq=admission_seq,
-        institution=Institution(fixmedins_code="H001", fixmedins_name="定点医院", admdvs=admdvs, level=level),
-    )
-
-
-def settle(pol: Policy, psn: Person, vis: VisitContext, lines: list[FeeLine], *,
-           year: Accumulators | None = None, accounts: tuple[AccountSource, ...] = (),
-           use_account: bool = False) -> Adjudication:
-    result = adjudicate(pol, psn, vis, lines, year or Accumulators(), Accumulators(), accounts, use_account)
-    assert identity_violations(result.amounts, result.setldetail) == []
-    return result
 
 
 def assert_yuan(result: Adjudication, **expected: str) -> None:
@@ -121,7 +90,7 @@ def test_chengdu_employee_inpatient_level1():
     The ratio (75 + age×0.2)% depends on the person's age, which the policy format cannot match on;
     the inline policy fixes it at 83% for this 40-year-old.
     """
-    pol = policy(CHENGDU_A1, "chengdu-a1")
+    pol = policy_from_toml(CHENGDU_A1, "chengdu-a1")
     r = settle(pol, person("310", "1101", "510100"), visit("21", "1", "510100"), [line("1", JIA, "30000.00")])
     assert_yuan(r, medfee_sumamt="30000.00", inscp_scp_amt="30000.00", act_pay_dedc="404.20",
                 hifp_pay="24564.51", fund_pay_sumamt="24564.51", psn_part_amt="5435.49", psn_cash_pay="5435.49")
@@ -161,7 +130,7 @@ def test_chengdu_employee_inpatient_level3_annual_cap_hit():
     (50656.43 with the printed 5%, 50175.43 with 12%) exceeds the cap, so the published final figures —
     fund 46336, patient 13664 — are right and are what is asserted.
     """
-    pol = policy(CHENGDU_A2, "chengdu-a2")
+    pol = policy_from_toml(CHENGDU_A2, "chengdu-a2")
     r = settle(pol, person("310", "1101", "510100"), visit("21", "3", "510100"), [line("1", JIA, "60000.00")])
     assert_yuan(r, hifp_pay="46336.00", fund_pay_sumamt="46336.00", psn_part_amt="13664.00", psn_cash_pay="13664.00")
     assert r.tiers[0].crt_payb_lmt_amt == parse_yuan("46336.00")
@@ -215,7 +184,7 @@ def test_shanghai_retiree_inpatient_per_year_deductible_and_account():
     591.08 (591.0808) co-pay, so the 历年账户 pays 700 + 591.08 = 1291.08 (printed 1299.08); the 自负
     501.97 is paid in cash. The account balance is not published; any balance ≥ 1291.08 gives this split.
     """
-    pol = policy(SHANGHAI_2011, "shanghai-a3")
+    pol = policy_from_toml(SHANGHAI_2011, "shanghai-a3")
     bill = [line("1", JIA, "8088.51", name="政策范围内"), line("2", BING, "501.97", name="自负")]
     r = settle(pol, person("310", "1201", "310000"), visit("21", "3", "310000"), bill,
                accounts=(AccountSource("P001", "self", parse_yuan("10000.00")),), use_account=True)
@@ -276,7 +245,7 @@ def test_qingyuan_employee_basic_cap_large_amount_and_serious_illness():
     "报销总额: 65000+216002.86+2056.28=283059.14元 最终个人负担总额为16940.86元".
     All published lines are arithmetically right.
     """
-    pol = policy(QINGYUAN, "qingyuan-a4")
+    pol = policy_from_toml(QINGYUAN, "qingyuan-a4")
     r = settle(pol, person("310", "1101", "441800"), visit("21", "3", "441800"), [line("1", JIA, "300000.00")])
     assert_yuan(r, act_pay_dedc="1200.00", hifp_pay="65000.00", hifob_pay="216002.86", hifmi_pay="2056.28",
                 fund_pay_sumamt="283059.14", psn_part_amt="16940.86")
@@ -327,7 +296,7 @@ def test_beijing_urban_elderly_resident_inpatient():
     Published: "例如,某城镇老年人住院费花了5万元,可以报销的金额是:(50000-1300)×60%=29220元。"
     The patient's 20780 is not printed (by subtraction). The example treats the whole 5万 as in scope.
     """
-    pol = policy(BEIJING, "beijing-a5")
+    pol = policy_from_toml(BEIJING, "beijing-a5")
     r = settle(pol, person("390", "1502", "110000"), visit("21", "3", "110000"), [line("1", JIA, "50000.00")])
     assert_yuan(r, act_pay_dedc="1300.00", hifp_pay="29220.00", fund_pay_sumamt="29220.00", psn_part_amt="20780.00")
 
@@ -338,7 +307,7 @@ def test_beijing_child_resident_inpatient():
     Source: http://qiyebaizhang.gzzwz.com.cn/z/52938.html (research A5).
     Published: "例如一个参保孩子,患病住院花费了10万元,可报销的金额为:(100000-650)×70%=69545元。"
     """
-    pol = policy(BEIJING, "beijing-a5")
+    pol = policy_from_toml(BEIJING, "beijing-a5")
     r = settle(pol, person("390", "1401", "110000"), visit("21", "3", "110000"), [line("1", JIA, "100000.00")])
     assert_yuan(r, act_pay_dedc="650.00", hifp_pay="69545.00", fund_pay_sumamt="69545.00", psn_part_amt="30455.00")
 
@@ -378,7 +347,7 @@ ratios = [{{ bands = [{{ upto = "50000.00", ratio = "0.50" }}, {{ upto = "100000
 
 
 def _ziyang(burden: str) -> Adjudication:
-    pol = policy(ZIYANG, "ziyang-a11")
+    pol = policy_from_toml(ZIYANG, "ziyang-a11")
     return settle(pol, person("390", "1501", "512000"), visit("21", "2", "512000"), [line("1", JIA, burden)])
 
 
@@ -447,7 +416,7 @@ def test_quzhou_retiree_outpatient_published_result_wrong():
     Published: "看门诊共花费了1000元,除去200元的起付线,他可以报销(1000-200)* 55%=550元。"
     ARITHMETIC ERROR: (1000 − 200) × 55% = 440, not 550. Correct: fund 440, patient 560.
     """
-    pol = policy(QUZHOU, "quzhou-a16")
+    pol = policy_from_toml(QUZHOU, "quzhou-a16")
     r = settle(pol, person("310", "1201", "330800"), visit("11", "3", "330800"), [line("1", JIA, "1000.00")])
     assert_yuan(r, act_pay_dedc="200.00", hifp_pay="440.00", fund_pay_sumamt="440.00", psn_part_amt="560.00")
 
@@ -461,7 +430,7 @@ def test_quzhou_retiree_outpatient_cap_hit_published_result_wrong():
     DOUBLY WRONG: (10000 − 200) × 65% = 6370, not 6420; and either figure exceeds the stated 1500 cap.
     Correct: fund 1500 (cap hit), patient 8500. (65% is the page's 二级 ratio, so the visit is 二级.)
     """
-    pol = policy(QUZHOU, "quzhou-a16")
+    pol = policy_from_toml(QUZHOU, "quzhou-a16")
     r = settle(pol, person("310", "1201", "330800"), visit("11", "2", "330800"), [line("1", JIA, "10000.00")])
     assert_yuan(r, hifp_pay="1500.00", fund_pay_sumamt="1500.00", psn_part_amt="8500.00")
     assert r.tiers[0].overflow > 0
@@ -520,7 +489,7 @@ def test_jiangyin_inpatient_medical_assistance_after_basic_and_serious_illness()
     the engine's ``psn_inscp`` base (inscp_scp_amt − fund payments) would leave it out of the 救助 base,
     unlike this page. Basic and 大病 parameters are not published: stand-in tiers pay exactly those amounts.
     """
-    pol = policy(JIANGYIN_ASSISTANCE, "jiangyin-a18")
+    pol = policy_from_toml(JIANGYIN_ASSISTANCE, "jiangyin-a18")
     bill = [line("1", JIA, "135000.00", name="目录内"), line("2", BING, "15000.00", name="目录外自费")]
     r = settle(pol, person("390", "1501", "320281", "2202"), visit("21", "3", "320281"), bill)
     assert_yuan(r, medfee_sumamt="150000.00", fulamt_ownpay_amt="15000.00", inscp_scp_amt="135000.00",
@@ -575,7 +544,7 @@ def test_resident_second_admission_reduced_deductible():
     24776元 / …" — i.e. (10000−280)×80% = 7776, +20000×85% = 17000, cumulative 24776 at 30000 of fees.
     The table treats each admission on its own, so no earlier fund payment is carried in the year.
     """
-    pol = policy(TIERED_ADMISSION, "table-a8")
+    pol = policy_from_toml(TIERED_ADMISSION, "table-a8")
     r = settle(pol, person("390", "1501", "999999"), visit("21", "3", "999999", admission_seq=2),
                [line("1", JIA, "30000.00")], year=Accumulators({"admissions": 1}))
     assert_yuan(r, act_pay_dedc="280.00", hifp_pay="24776.00", psn_part_amt="5224.00")
@@ -589,7 +558,7 @@ def test_resident_third_admission_reduced_deductible_cap_hit():
     = 7840, +17000 = 24840 at 30000, then 90% until the fund has paid 60000 (35160 more). A bill of
     80000 is past that point (≈69066.67), so the fund pays exactly the 60000 cap.
     """
-    pol = policy(TIERED_ADMISSION, "table-a8")
+    pol = policy_from_toml(TIERED_ADMISSION, "table-a8")
     r = settle(pol, person("390", "1501", "999999"), visit("21", "3", "999999", admission_seq=3),
                [line("1", JIA, "80000.00")], year=Accumulators({"admissions": 2}))
     assert_yuan(r, act_pay_dedc="200.00", hifp_pay="60000.00", psn_part_amt="20000.00")
@@ -633,7 +602,7 @@ def test_resident_serious_illness_segments_on_gross_amount():
     Published: "经基本医疗保险报销后剩余合规医疗费用为150000元 … 扣除大病保险起付线12000元 第一段:
     18000*0.6=10800元;第二段:70000*0.65=45500元;第三段:50000*0.75=37500元;三段累加合计93800元。"
     """
-    pol = policy(SERIOUS_3SEG, "serious-a9")
+    pol = policy_from_toml(SERIOUS_3SEG, "serious-a9")
     r = settle(pol, person("390", "1501", "999999"), visit("21", "3", "999999"), [line("1", JIA, "150000.00")])
     assert_yuan(r, hifmi_pay="93800.00", fund_pay_sumamt="93800.00", psn_part_amt="56200.00")
 
@@ -684,7 +653,7 @@ def test_resident_serious_illness_segments_above_deductible():
     The arithmetic is right; the period "2018年10月1日至2018年9月30日" is a typo (2017-10-01 start).
     The basic payment's parameters are not published, so a stand-in tier pays exactly the 4万.
     """
-    pol = policy(SERIOUS_8SEG, "serious-a12")
+    pol = policy_from_toml(SERIOUS_8SEG, "serious-a12")
     bill = [line("1", JIA, "90000.00"), line("2", BING, "10000.00", name="非医保费用")]
     r = settle(pol, person("390", "1501", "999999"), visit("21", "3", "999999"), bill)
     assert_yuan(r, medfee_sumamt="100000.00", fulamt_ownpay_amt="10000.00", hifp_pay="40000.00",
@@ -747,7 +716,7 @@ def test_dibao_resident_tilted_medical_assistance():
     (7339.90 − 3500) × 70% = 2687.93 is right. The parameters behind the first three payments are not
     published, so stand-in tiers pay exactly those amounts; the 倾斜救助 is computed by the engine.
     """
-    pol = policy(ASSISTANCE, "assistance-a13")
+    pol = policy_from_toml(ASSISTANCE, "assistance-a13")
     bill = [line("1", JIA, "180000.00"), line("2", BING, "20000.00", name="政策范围外")]
     r = settle(pol, person("390", "1501", "999999", "2202"), visit("21", "3", "999999", on=date(2023, 10, 20)), bill)
     assert_yuan(r, medfee_sumamt="200000.00", inscp_scp_amt="180000.00", hifp_pay="125790.00",
@@ -799,7 +768,7 @@ def test_employee_yi_class_first_selfpay_in_service():
     Total 20000 = 起付线 800 + 自费药 500 + 自理 1200 + 甲类 14900 + 乙类 2000 + 放宽 600; the 800 is
     in-scope cost the article lists only as the deductible (modelled as a 甲类 line).
     """
-    pol = policy(YI_CLASS, "yi-a14")
+    pol = policy_from_toml(YI_CLASS, "yi-a14")
     bill = [
         line("1", BING, "500.00", name="自费药"), line("2", BING, "1200.00", name="自理费用"),
         line("3", JIA, "14900.00", name="甲类药"), line("4", YI, "2000.00", name="乙类药"),
@@ -825,7 +794,7 @@ def test_employee_yi_class_retiree_with_implant():
     体内置换人工器官50000×50%=25000元 个人负担总费用:39019.36元 医保报销:70980.64元".
     All lines are right.
     """
-    pol = policy(YI_CLASS, "yi-a14")
+    pol = policy_from_toml(YI_CLASS, "yi-a14")
     bill = [
         line("1", BING, "2000.00", name="自费药"), line("2", BING, "3000.00", name="自理费用"),
         line("3", JIA, "34000.00", name="甲类药"), line("4", YI, "18200.00", name="乙类药"),
@@ -875,7 +844,7 @@ def test_resident_third_admission_yearly_deductible_ceiling():
     Only the deductible is published; the bill (10000 in scope) is this test's, any amount ≥ 1200 deducts
     the same. The fund payment then follows from the page's 市级 60%: (10000 − 1100) × 60% = 5340.
     """
-    pol = policy(HUNAN, "hunan-a7")
+    pol = policy_from_toml(HUNAN, "hunan-a7")
     year = Accumulators({"res_pool.dedc": parse_yuan("1200.00"), "admissions": 2})
     r = settle(pol, person("390", "1501", "430000"), visit("21", "3", "430000", admission_seq=3, on=date(2019, 9, 1)),
                [line("1", JIA, "10000.00")], year=year)

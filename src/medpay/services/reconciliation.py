@@ -189,42 +189,46 @@ class ReconciliationService:
                     "fund_pay_sumamt": _amount(fund_pay_sumamt, "fund_pay_sumamt"),
                     "psn_cash_pay": _amount(cash_payamt, "cash_payamt")}
         count = _count(fixmedins_setl_cnt, "fixmedins_setl_cnt")
-        with unit_of_work(self.factory) as uow:
-            session = uow.session
-            records.institution(session, fixmedins_code)
-            upload = self._own_file(session, fixmedins_code, file_qury_no)
-            if upload.kind != "upload":
-                raise Invalid("file_qury_no", f"{upload.file_qury_no!r} is a result file, not an upload (9101)")
-            rows = parse_detail_file(upload.content)
+        # the file is parsed and compared outside any write transaction (it may be large); only storing
+        # the result takes the write lock
+        upload = self.file(fixmedins_code, file_qury_no)
+        if upload.kind != "upload":
+            raise Invalid("file_qury_no", f"{upload.file_qury_no!r} is a result file, not an upload (9101)")
+        rows = parse_detail_file(upload.content)
+        session = self.factory()
+        try:
             recs = self._records(session, fixmedins_code, start, end, clr_type=clr_type, setl_optins=setl_optins)
             ours = {r.setl_id: r for r in recs}
             unknown = [row.setl_id for row in rows if row.setl_id not in ours]
             elsewhere = self._own_rows(session, fixmedins_code, unknown)
-            result: list[tuple[str, ...]] = []
-            unbalanced = 0
-            for row in rows:
-                rec = ours.pop(row.setl_id, None)
-                if rec is None:
-                    line = _hospital_only(row, elsewhere.get(row.setl_id), (start, end, clr_type, setl_optins))
-                else:
-                    line = _matched(row, rec)
-                unbalanced += line[4] == UNBALANCED
-                result.append(line)
-            for rec in ours.values():  # records the file doesn't have, in time order
-                result.append(_result_line(rec, rec, UNBALANCED, OURS_ONLY))
-                unbalanced += 1
-            totals = {k: sum(getattr(r, k) for r in recs) for k in declared}
-            labels = {"medfee_sumamt": "医疗费总额", "fund_pay_sumamt": "基金支付总额", "psn_cash_pay": "现金支付金额"}
-            diffs = [_amount_diff(labels[k], declared[k], totals[k]) for k in declared if declared[k] != totals[k]]
-            if count != len(recs):
-                diffs.append(f"结算笔数不符: 医院 {count} 笔, 医保 {len(recs)} 笔")
-            if unbalanced:
-                diffs.append(f"明细 {unbalanced} 笔不平")
-            summary = (f"医院文件 {len(rows)} 笔, 医保 {len(recs)} 笔, 明细平 {len(result) - unbalanced} 笔, "
-                       f"不平 {unbalanced} 笔")
-            no = self._new_no()
-            stored = self._store(session, fixmedins_code, f"{no}.zip", _result_zip(result, f"{no}.txt", self.clock()),
-                                 "download", no)
+        finally:
+            session.close()
+        result: list[tuple[str, ...]] = []
+        unbalanced = 0
+        for row in rows:
+            rec = ours.pop(row.setl_id, None)
+            if rec is None:
+                line = _hospital_only(row, elsewhere.get(row.setl_id), (start, end, clr_type, setl_optins))
+            else:
+                line = _matched(row, rec)
+            unbalanced += line[4] == UNBALANCED
+            result.append(line)
+        for rec in ours.values():  # records the file doesn't have, in time order
+            result.append(_result_line(rec, rec, UNBALANCED, OURS_ONLY))
+            unbalanced += 1
+        totals = {k: sum(getattr(r, k) for r in recs) for k in declared}
+        labels = {"medfee_sumamt": "医疗费总额", "fund_pay_sumamt": "基金支付总额", "psn_cash_pay": "现金支付金额"}
+        diffs = [_amount_diff(labels[k], declared[k], totals[k]) for k in declared if declared[k] != totals[k]]
+        if count != len(recs):
+            diffs.append(f"结算笔数不符: 医院 {count} 笔, 医保 {len(recs)} 笔")
+        if unbalanced:
+            diffs.append(f"明细 {unbalanced} 笔不平")
+        summary = (f"医院文件 {len(rows)} 笔, 医保 {len(recs)} 笔, 明细平 {len(result) - unbalanced} 笔, "
+                   f"不平 {unbalanced} 笔")
+        no = self._new_no()
+        content = _result_zip(result, f"{no}.txt", self.clock())
+        with unit_of_work(self.factory) as uow:
+            stored = self._store(uow.session, fixmedins_code, f"{no}.zip", content, "download", no)
         info = {"file_qury_no": stored.file_qury_no, "filename": stored.filename, "dld_endtime": format_local(stored.dld_endtime)}
         rslt = UNBALANCED if diffs else BALANCED
         dscr = ("不平: " + "; ".join(diffs) if diffs else "平") + f" ({summary})"
