@@ -418,3 +418,20 @@ def test_concurrent_sign_outs_only_one_wins(auth, session_factory, clock) -> Non
         t.join(60)
     assert sum(isinstance(o, datetime) for o in outcomes) == 1
     assert sum(isinstance(o, Conflict) for o in outcomes) == n - 1
+
+
+def test_a_new_token_works_at_once_and_a_withdrawn_one_stops_within_the_cache_time(auth, session_factory) -> None:
+    """Tokens are cached (no database read per request); a signature that fails against the cached token is
+    checked against a fresh read, so a rotated token works at once."""
+    directory = Directory(session_factory, auth.cipher)
+    assert auth.verify(sign_headers(PAAS_A, TOKEN_A, now=T0)) == CODE_A  # now cached
+    directory.add_institution(CODE_A, "演示医院甲", "999901", "3", PAAS_A, "rotated-token-of-a")
+    assert auth.verify(sign_headers(PAAS_A, "rotated-token-of-a", now=T0)) == CODE_A
+    refused(auth, sign_headers(PAAS_A, TOKEN_A, now=T0), "x-tif-signature")  # the re-read replaced the old one
+    directory.add_institution(CODE_A, "演示医院甲", "999901", "3", PAAS_A, "third-token-of-a")
+    # the withdrawn "rotated" token is still accepted until the cached copy is older than token_ttl_s …
+    assert auth.verify(sign_headers(PAAS_A, "rotated-token-of-a", now=T0)) == CODE_A
+    # … and not after
+    fresh = GatewayAuth(session_factory, auth.cipher, clock=auth.clock, skew_s=300, token_ttl_s=0)
+    refused(fresh, sign_headers(PAAS_A, "rotated-token-of-a", now=T0), "x-tif-signature")
+    assert fresh.verify(sign_headers(PAAS_A, "third-token-of-a", now=T0)) == CODE_A

@@ -1,4 +1,4 @@
-"""The HIS client (medpay.his_client) and `medpay his send`, against httpx.MockTransport."""
+"""The HIS client (medpay.his_client) and `medpay his send`, against a scripted transport."""
 
 from __future__ import annotations
 
@@ -6,11 +6,11 @@ import hashlib
 import json
 import logging
 import re
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
 
-import httpx
 import pytest
 from typer.testing import CliRunner
 
@@ -19,6 +19,7 @@ from medpay.his_client import (
     CALL_SERVICE_PATH, ENVELOPE_FIELDS, PATHS, HisBusinessError, HisClient, HisHTTPError, HisSystemError,
     HisTransportError, OutcomeReversed, ReversalFailed, parse_infcode,
 )
+from medpay.his_transport import HttpResult, TransportFailure, TransportTimeout
 from medpay.money import MoneyError
 
 FIXTURES = Path(__file__).parent / "fixtures" / "nhsa"
@@ -37,36 +38,52 @@ def ok(output: dict | None = None, infcode: object = 0) -> dict:
             "respond_time": "20260301083005010", "err_msg": None, "output": output or {}}
 
 
-class Server:
-    """Records requests; answers from ``script`` (a list of responses/exceptions, last one repeats) or
-    from ``by_infno`` (infno → same)."""
+@dataclass(frozen=True)
+class Sent:
+    base_url: str
+    path: str
+    content: bytes
+    headers: dict[str, str]
 
-    def __init__(self, script=None, by_infno=None):
+
+def answer(status: int, body: object) -> HttpResult:
+    return HttpResult(status, body.encode() if isinstance(body, str) else json.dumps(body).encode())
+
+
+class Server:
+    """A transport that records requests and answers from ``script`` (a list of answers/exceptions, the last one
+    repeats) or from ``by_infno`` (infno → same); a dict answer is an HTTP 200 JSON body."""
+
+    def __init__(self, script=None, by_infno=None, base_url: str = ""):
         self.script = list(script or [])
         self.by_infno = {k: list(v) for k, v in (by_infno or {}).items()}
-        self.requests: list[httpx.Request] = []
+        self.requests: list[Sent] = []
+        self.base_url = base_url
 
     @property
     def bodies(self) -> list[dict]:
         return [json.loads(r.content) for r in self.requests]
 
-    def __call__(self, request: httpx.Request) -> httpx.Response:
-        self.requests.append(request)
-        infno = json.loads(request.content)["infno"]
+    def post(self, path: str, body: bytes, headers: dict[str, str]) -> HttpResult:
+        self.requests.append(Sent(self.base_url, path, body, dict(headers)))
+        infno = json.loads(body)["infno"]
         queue = self.by_infno.get(infno, self.script)
         item = queue.pop(0) if len(queue) > 1 else (queue[0] if queue else ok())
         if isinstance(item, type) and issubclass(item, Exception):
-            raise item("simulated", request=request)
-        if isinstance(item, httpx.Response):
+            raise item("simulated")
+        if isinstance(item, HttpResult):
             return item
-        return httpx.Response(200, json=item)
+        return answer(200, item)
+
+    def close(self) -> None:
+        pass
 
 
 def client(server: Server, **kw) -> HisClient:
     kw.setdefault("clock", lambda: NOW)
     kw.setdefault("backoff", 0)
     return HisClient(kw.pop("base_url", "http://medpay.test"), kw.pop("fixmedins_code", CODE), NAME, PAASID, TOKEN,
-                     mdtrtarea_admvs="999901", transport=httpx.MockTransport(server), **kw)
+                     mdtrtarea_admvs="999901", transport=server, **kw)
 
 
 # ------------------------------------------------------------------------------------------- envelope
@@ -84,7 +101,7 @@ def test_envelope_has_every_field_of_the_reference():
     assert (env["opter"], env["opter_name"], env["opter_type"], env["sign_no"]) == ("0042", "收费员", "1", "651918")
     assert env["inf_time"] == "2026-03-01 08:30:05"
     assert env["input"] == {"data": {"mdtrt_cert_type": "02", "mdtrt_cert_no": CERTNO}}
-    assert server.requests[0].url.path == CALL_SERVICE_PATH
+    assert server.requests[0].path == CALL_SERVICE_PATH
     assert server.requests[0].headers["content-type"].startswith("application/json")
     # the real 2207 request of the reference has the same envelope keys (plus regional serv_code/serv_sign)
     assert set(ENVELOPE_FIELDS) <= set(fixture("2207-request-chongqing.json"))
@@ -136,8 +153,8 @@ def test_signature_headers_verify():
 # ------------------------------------------------------------------------------------------- retries
 
 def test_retries_resend_the_same_bytes_with_a_fresh_nonce():
-    server = Server([httpx.ConnectError, httpx.ReadTimeout, httpx.Response(503, text="busy"),
-                     httpx.Response(200, text="<html>proxy</html>"), ok({"x": 1})])
+    server = Server([TransportFailure, TransportTimeout, answer(503, "busy"),
+                     answer(200, "<html>proxy</html>"), ok({"x": 1})])
     resp = client(server, retries=4).call("2207", {"data": {"psn_no": "p1", "medfee_sumamt": 9}})
     assert resp.ok and resp.output == {"x": 1} and resp.attempts == 5
     assert len(server.requests) == 5
@@ -150,7 +167,7 @@ def test_retries_resend_the_same_bytes_with_a_fresh_nonce():
 
 
 def test_transport_failure_after_all_retries():
-    server = Server([httpx.ConnectError])
+    server = Server([TransportFailure])
     with pytest.raises(HisTransportError) as e:
         client(server, retries=2).call("2206", {"data": {"psn_no": "p1"}})
     assert len(server.requests) == 3
@@ -197,12 +214,12 @@ def test_business_error_raises_with_err_msg_and_is_not_retried(code):
 
 
 def test_http_refusal_without_envelope():
-    server = Server([httpx.Response(401, json={"detail": "bad signature"})])
+    server = Server([answer(401, {"detail": "bad signature"})])
     with pytest.raises(HisHTTPError) as e:
         client(server).call("1101", {"data": {}})
     assert e.value.status == 401 and len(server.requests) == 1
     # a 4xx carrying an envelope is read as a response
-    server = Server([httpx.Response(401, json={"infcode": -2, "err_msg": "x-tif-signature: 签名错误"})])
+    server = Server([answer(401, {"infcode": -2, "err_msg": "x-tif-signature: 签名错误"})])
     with pytest.raises(HisBusinessError, match="x-tif-signature"):
         client(server).call("1101", {"data": {}})
 
@@ -210,7 +227,7 @@ def test_http_refusal_without_envelope():
 # ------------------------------------------------------------------------------------------- reversal
 
 def test_unknown_outcome_is_reversed_by_2601():
-    server = Server(by_infno={"2207": [httpx.ReadTimeout], "2601": [ok()]})
+    server = Server(by_infno={"2207": [TransportTimeout], "2601": [ok()]})
     c = client(server, retries=2)
     with pytest.raises(OutcomeReversed) as e:
         c.settle_with_reversal("2207", {"data": {"psn_no": "p1", "mdtrt_id": "m1"}}, "999901", "p1")
@@ -235,7 +252,7 @@ def test_system_error_on_reversible_trade_is_reversed(infno):
 
 
 def test_reversal_is_itself_retried_and_may_fail():
-    server = Server(by_infno={"2304": [httpx.ConnectError], "2601": [httpx.ConnectError]})
+    server = Server(by_infno={"2304": [TransportFailure], "2601": [TransportFailure]})
     with pytest.raises(ReversalFailed) as e:
         client(server, retries=1).settle_with_reversal("2304", {"data": {"psn_no": "p1"}}, "999901", "p1")
     bodies = server.bodies
@@ -251,14 +268,14 @@ def test_no_reversal_on_success_business_error_or_non_reversible_trade():
     with pytest.raises(HisBusinessError):
         client(server).settle_with_reversal("2207", {"data": {}}, "999901", "p1")
     assert [b["infno"] for b in server.bodies] == ["2207"]
-    server = Server(by_infno={"2206": [httpx.ReadTimeout], "2601": [ok()]})
+    server = Server(by_infno={"2206": [TransportTimeout], "2601": [ok()]})
     with pytest.raises(HisTransportError):
         client(server, retries=1).settle_with_reversal("2206", {"data": {}}, "999901", "p1")
     assert [b["infno"] for b in server.bodies] == ["2206", "2206"]
 
 
 def test_convenience_settle_reverses_unless_told_not_to():
-    server = Server(by_infno={"2208": [httpx.ReadTimeout], "2601": [ok()]})
+    server = Server(by_infno={"2208": [TransportTimeout], "2601": [ok()]})
     c = client(server, retries=0)
     with pytest.raises(OutcomeReversed):
         c.cancel_outpatient("S1", "M1", "p1", insuplc_admdvs="999901")
@@ -274,15 +291,15 @@ def test_per_path_routing():
     c = client(server, per_path=True, base_url="http://gw.test/ebus/rio_fsi")
     for infno in ("9001", "1101", "2206", "2207", "2208", "2303", "2304", "2305", "2601", "3201", "3202", "2201"):
         c.call(infno, {"data": {}})
-    paths = [r.url.path for r in server.requests]
-    assert paths[:11] == ["/ebus/rio_fsi" + PATHS[i] for i in
+    paths = [r.path for r in server.requests]  # the transport puts base_url's path in front (test_his_transport)
+    assert paths[:11] == [PATHS[i] for i in
                           ("9001", "1101", "2206", "2207", "2208", "2303", "2304", "2305", "2601", "3201", "3202")]
-    assert paths[3] == "/ebus/rio_fsi/fsi/api/outpatientSettleService/saveSettletmentV2"
-    assert paths[8] == "/ebus/rio_fsi/fsi/api/reverseService/revsMethod"
-    assert paths[11] == "/ebus/rio_fsi" + CALL_SERVICE_PATH  # 2201: no path stated in the reference
+    assert paths[3] == "/fsi/api/outpatientSettleService/saveSettletmentV2"
+    assert paths[8] == "/fsi/api/reverseService/revsMethod"
+    assert paths[11] == CALL_SERVICE_PATH  # 2201: no path stated in the reference
     server = Server([ok()])
     client(server).call("2207", {"data": {}})
-    assert server.requests[0].url.path == CALL_SERVICE_PATH
+    assert server.requests[0].path == CALL_SERVICE_PATH
 
 
 # ------------------------------------------------------------------------------------------- convenience
@@ -360,7 +377,11 @@ def cli(monkeypatch):
         monkeypatch.delenv(var, raising=False)
 
     def run(server: Server, tmp_path: Path, message: dict, *args: str, env: dict | None = None):
-        monkeypatch.setattr(cli_his, "make_transport", lambda: httpx.MockTransport(server))
+        def transport(base_url: str, timeout: float) -> Server:
+            server.base_url = base_url
+            return server
+
+        monkeypatch.setattr(cli_his, "make_transport", transport)
         f = tmp_path / "msg.json"
         f.write_text(json.dumps(message, ensure_ascii=False), encoding="utf-8")
         return CliRunner().invoke(cli_his.his_app, ["send", str(f), *args], env=env)
@@ -376,7 +397,7 @@ def test_cli_send_short_form_uses_demo_credentials(cli, tmp_path):
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["output"]["baseinfo"]["psn_no"] == "99990100000001"
     req = server.requests[0]
-    assert str(req.url) == "http://127.0.0.1:8000" + CALL_SERVICE_PATH
+    assert req.base_url + req.path == "http://127.0.0.1:8000" + CALL_SERVICE_PATH
     env = json.loads(req.content)
     assert env["fixmedins_code"] == CODE and env["fixmedins_name"] == NAME and env["mdtrtarea_admvs"] == "999901"
     assert env["insuplc_admdvs"] == "999901" and env["msgid"].startswith(CODE)
@@ -392,7 +413,7 @@ def test_cli_send_full_envelope_per_path_and_options(cli, tmp_path):
                  "--token", "t2", "--admdvs", "500155")
     assert result.exit_code == 0, result.output
     req = server.requests[0]
-    assert req.url.path == PATHS["2207"] and req.headers["x-tif-paasid"] == "p2"
+    assert req.base_url == "http://gw.test" and req.path == PATHS["2207"] and req.headers["x-tif-paasid"] == "p2"
     sent = json.loads(req.content)
     assert sent["msgid"] == envelope["msgid"] and sent["fixmedins_code"] == "H50015501017"
     assert sent["input"] == envelope["input"] and sent["serv_code"] == envelope["serv_code"]
@@ -406,14 +427,14 @@ def test_cli_send_env_vars(cli, tmp_path):
                  env={"MEDPAY_HIS_FIXMEDINS_CODE": "H99990100002", "MEDPAY_HIS_BASE_URL": "http://env.test"})
     assert result.exit_code == 0, result.output
     req = server.requests[0]
-    assert req.url.host == "env.test" and req.headers["x-tif-paasid"] == "demo_paas_h2"
+    assert req.base_url == "http://env.test" and req.headers["x-tif-paasid"] == "demo_paas_h2"
     assert json.loads(req.content)["fixmedins_name"] == "演示县中心卫生院"
 
 
 @pytest.mark.parametrize("answer,code", [({"infcode": -2, "err_msg": "未知的交易 infno 9999"}, 1),
                                          ({"infcode": "-1", "err_msg": "系统错误"}, 1),
-                                         (httpx.ConnectError, 2),
-                                         (httpx.Response(401, json={"detail": "bad signature"}), 2)])
+                                         (TransportFailure, 2),
+                                         (answer(401, {"detail": "bad signature"}), 2)])
 def test_cli_send_exit_codes(cli, tmp_path, answer, code):
     result = cli(Server([answer]), tmp_path, {"infno": "9999", "input": {}}, "--retries", "0")
     assert result.exit_code == code, result.output

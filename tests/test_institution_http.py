@@ -284,3 +284,33 @@ def test_reconciliation_totals_and_detail_file_over_http(base: str) -> None:
     assert result["HOSPITAL-ONLY-1"]["stmt_rslt"] == "1" and "医院有医保无" in result["HOSPITAL-ONLY-1"]["memo"]
     with pytest.raises(HisBusinessError):  # another institution can't fetch it
         client(base).call("9102", {"fsDownloadIn": {"file_qury_no": info["file_qury_no"], "fixmedins_code": H1[0]}})
+
+
+def test_a_refused_request_still_uses_up_its_nonce(base: str) -> None:
+    """The nonce is written by the request's own transaction; when that is rolled back (a refusal), it is
+    written on its own, so no refused request can be replayed either."""
+    code, _name, _, paasid, token = H1
+    c = client(base)
+    cases = [
+        {"infno": "2207", "sign_no": "000000000000000000000000000000",  # no such sign-in
+         "input": {"data": {"mdtrt_id": "M-UNKNOWN", "medfee_sumamt": 1}}},
+        {"infno": "2207", "sign_no": c.sign_no, "input": {"data": {"mdtrt_id": "M-UNKNOWN", "medfee_sumamt": 1}}},
+        {"infno": "7777", "sign_no": c.sign_no, "input": {}},  # unknown transaction
+    ]
+    for i, case in enumerate(cases):
+        body = {**case, "msgid": f"{code}2026112300000{i}", "fixmedins_code": code}
+        headers = sign_headers(paasid, token)
+        first = _raw_post(base, headers, body)
+        assert first.status_code == 200 and first.json()["infcode"] == -2, first.text
+        replay = _raw_post(base, headers, body)
+        assert replay.status_code == 401 and replay.json()["err_msg"].startswith("x-tif-nonce"), replay.text
+
+
+def test_a_sign_out_takes_effect_at_once(base: str) -> None:
+    c = client(base)
+    c.person_info("02", EMP.certno)
+    signed_out = c.sign_no
+    c.sign_out("1001")
+    c.sign_no = signed_out  # a HIS that keeps using it
+    with pytest.raises(HisBusinessError, match="^infcode -2: sign_no"):
+        c.person_info("02", EMP.certno)

@@ -256,3 +256,30 @@ def test_sqlite_writers_take_the_lock_at_begin(tmp_path):
                 second.execute(select(text("1")))
     finally:
         engine.dispose()
+
+
+def test_an_account_opened_by_a_rolled_back_transaction_is_not_remembered(engine, session_factory, clock):
+    """Accounts without a limit are remembered per connection once seen committed, so postings to funds and
+    institutions read nothing; one that only a rolled-back transaction created must be opened again."""
+    from medpay.domain.posting import AccountSpec
+
+    spec = AccountSpec("medins:H1:fund", "medins_fund", ledger="cny")
+    with engine.connect() as conn:  # one connection throughout, as a pooled worker connection would be
+        with conn.begin() as tx:
+            store = LedgerStore(conn, clock)
+            store.open_account("fund", "cny", "fund")
+            store.ensure_accounts([spec])
+            store.create_transfers([Transfer("t1", "fund", spec.id, 100)])
+            tx.rollback()
+        with conn.begin():
+            store = LedgerStore(conn, clock)
+            store.open_account("fund", "cny", "fund")
+            store.ensure_accounts([spec])  # opens it again: the rolled-back one was not remembered
+            store.create_transfers([Transfer("t2", "fund", spec.id, 100)])
+        with conn.begin():
+            store = LedgerStore(conn, clock)
+            store.ensure_accounts([spec])  # committed now: remembered, nothing to open
+            assert store.create_transfers([Transfer("t3", "fund", spec.id, 50)]) == [("t3", TransferResult.OK)]
+    with session_factory() as session:
+        assert LedgerStore(session).account(spec.id).credits_posted == 150
+        assert check_ledger(session) == []

@@ -97,7 +97,10 @@ def serve(host: str = typer.Option("127.0.0.1", help="address to listen on"),
           workers: int = typer.Option(1, help="worker processes"),
           gateway_sim: bool = typer.Option(True, help="start the payment-gateway SIMULATOR as its own process, unless "
                                                       "MEDPAY_GATEWAY_URL names a gateway"),
-          gateway_port: int = typer.Option(8100, help="port of the gateway simulator")) -> None:
+          gateway_port: int = typer.Option(8100, help="port of the gateway simulator"),
+          access_log: bool = typer.Option(False, help="log every HTTP request (uvicorn's access log); the "
+                                                      "institution interface logs its own line per transaction "
+                                                      "at INFO either way")) -> None:
     """Serve the API, OpenAPI docs (/docs) and pages."""
     import os
 
@@ -126,7 +129,8 @@ def serve(host: str = typer.Option("127.0.0.1", help="address to listen on"),
     engine.dispose()
     console.print(f"medpay 服务 / serving on [bold]http://{host}:{port}[/]  (docs: http://{host}:{port}/docs)")
     try:
-        uvicorn.run("medpay.api.main:app", host=host, port=port, workers=workers, log_level="info")
+        uvicorn.run("medpay.api.main:app", host=host, port=port, workers=workers, log_level="info",
+                    access_log=access_log)
     finally:
         if simulator is not None:
             simulator.stop()

@@ -6,9 +6,9 @@ import json
 from pathlib import Path
 from typing import Any, Optional
 
-import httpx
 import typer
 
+from medpay.his_transport import HttpTransport, Transport
 from medpay.his_client import ENVELOPE_FIELDS, HisClient, HisError, HisHTTPError, HisResponseError
 
 his_app = typer.Typer(help="HIS 客户端 / send institution-interface transactions", no_args_is_help=True)
@@ -21,9 +21,9 @@ def _his() -> None:
     """Act as a hospital HIS: envelope, gateway signature, retries with the same msgid."""
 
 
-def make_transport() -> Optional[httpx.BaseTransport]:
-    """The HTTP transport for ``send`` (None: a real connection). Tests replace it with a mock."""
-    return None
+def make_transport(base_url: str, timeout: float) -> Transport:
+    """The transport ``send`` posts through: HTTP to ``base_url``. Tests replace it with a scripted one."""
+    return HttpTransport(base_url, timeout)
 
 
 def _demo_institution(code: Optional[str]) -> dict[str, Any]:
@@ -79,7 +79,7 @@ def send(
 
     client = HisClient(base_url, code, name, paasid or demo["paasid"], token or demo["token"],
                        mdtrtarea_admvs=admdvs or demo["admdvs"], opter=opter, timeout=timeout, retries=retries,
-                       transport=make_transport(), per_path=per_path, sign_no=sign_no)
+                       transport=make_transport(base_url, timeout), per_path=per_path, sign_no=sign_no)
     try:
         if full:
             envelope = client.envelope(str(message["infno"]), message.get("input") or {},

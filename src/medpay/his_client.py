@@ -47,10 +47,11 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any, Callable, Iterable, Mapping, Optional
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Optional
 
-import httpx
 
+from medpay.his_transport import HttpResult, HttpTransport, Transport, TransportFailure, TransportTimeout
 from medpay.nhsa_paths import CALL_SERVICE, PATHS
 from medpay.adapters.crypto import mask_certno, mask_name
 from medpay.money import YuanInput, parse_yuan, to_decimal
@@ -281,14 +282,14 @@ class HisClient:
     """One institution's connection to the platform. Thread-safe; use as a context manager or ``close()``.
 
     ``clock`` (returning a ``datetime``; naive = local time) drives ``msgid``, ``inf_time`` and
-    ``x-tif-timestamp`` — tests use it to forge stale requests. ``transport`` is an ``httpx`` transport
-    (``httpx.MockTransport`` in tests). ``per_path`` posts to :data:`PATHS` where the reference names a
+    ``x-tif-timestamp`` — tests use it to forge stale requests. ``transport`` carries the requests
+    (``medpay.his_transport``: by default HTTP to ``base_url``; tests pass a scripted one). ``per_path`` posts to :data:`PATHS` where the reference names a
     path, else to ``callService``.
     """
 
     def __init__(self, base_url: str, fixmedins_code: str, fixmedins_name: str, paasid: str, token: str, *,
                  mdtrtarea_admvs: str, opter: str = "hisdemo", opter_name: str = "HIS", opter_type: str = "1",
-                 timeout: float = 10.0, retries: int = 3, transport: Optional[httpx.BaseTransport] = None,
+                 timeout: float = 10.0, retries: int = 3, transport: Optional[Transport] = None,
                  clock: Optional[Callable[[], datetime]] = None, per_path: bool = False,
                  backoff: float = 0.2, signtype: str = "", infver: str = "V1.0", dev_no: str = "",
                  dev_safe_info: str = "", cainfo: str = "", sign_no: str = ""):
@@ -306,7 +307,7 @@ class HisClient:
         self.dev_no, self.dev_safe_info = dev_no, dev_safe_info
         self.sign_no = sign_no
         self.clock: Callable[[], datetime] = clock or datetime.now
-        self._http = httpx.Client(base_url=base_url, timeout=timeout, transport=transport)
+        self._http = transport or HttpTransport(base_url, timeout=timeout)
         self._lock = threading.Lock()
         self._msgid_second: Optional[datetime] = None
         self._seq = int.from_bytes(uuid.uuid4().bytes[:2], "big") % 10000  # random start: two processes differ
@@ -407,25 +408,25 @@ class HisClient:
             headers = {"content-type": "application/json; charset=utf-8",
                        **gateway_headers(self.paasid, self._token, int(self.clock().timestamp()), uuid.uuid4().hex)}
             try:
-                http = self._http.post(url, content=body, headers=headers)
-            except httpx.TimeoutException as exc:
-                last_problem, last_status = f"timeout ({type(exc).__name__})", None
+                http = self._http.post(url, body, headers)
+            except TransportTimeout as exc:
+                last_problem, last_status = f"timeout ({exc})", None
                 log.warning("his %s msgid %s attempt %d/%d: %s", infno, msgid, attempt, attempts, last_problem)
                 continue
-            except httpx.TransportError as exc:
-                last_problem, last_status = f"connection error ({type(exc).__name__}: {exc})", None
+            except TransportFailure as exc:
+                last_problem, last_status = f"connection error ({exc})", None
                 log.warning("his %s msgid %s attempt %d/%d: %s", infno, msgid, attempt, attempts, last_problem)
                 continue
 
             response = self._parse(http, infno, msgid, attempt)
-            if http.status_code >= 500 or response is None and 200 <= http.status_code < 300:
-                last_problem, last_status, last_response = f"HTTP {http.status_code}", http.status_code, response
+            if http.status >= 500 or response is None and 200 <= http.status < 300:
+                last_problem, last_status, last_response = f"HTTP {http.status}", http.status, response
                 if response is None:
                     last_problem += " with an unreadable body"
                 log.warning("his %s msgid %s attempt %d/%d: %s", infno, msgid, attempt, attempts, last_problem)
                 continue
             if response is None:  # 4xx without an envelope: a definitive refusal
-                raise HisHTTPError(http.status_code, http.text, msgid, infno)
+                raise HisHTTPError(http.status, http.body.decode("utf-8", "replace"), msgid, infno)
             if response.infcode == -1 and attempt < attempts:
                 last_response = response
                 log.warning("his %s msgid %s attempt %d/%d: infcode -1 %s", infno, msgid, attempt, attempts,
@@ -437,9 +438,9 @@ class HisClient:
             return self._checked(last_response, check)
         raise HisTransportError(last_problem, msgid, infno, attempts, last_status)
 
-    def _parse(self, http: httpx.Response, infno: str, msgid: str, attempt: int) -> Optional[Response]:
+    def _parse(self, http: HttpResult, infno: str, msgid: str, attempt: int) -> Optional[Response]:
         try:
-            raw = http.json()
+            raw = json.loads(http.body)
             if not isinstance(raw, dict) or "infcode" not in raw:
                 return None
             infcode = parse_infcode(raw["infcode"])
@@ -447,8 +448,8 @@ class HisClient:
             return None
         output = raw.get("output")
         resp = Response(infcode, raw.get("err_msg"), output if isinstance(output, dict) else {},
-                        raw.get("inf_refmsgid"), raw, msgid, infno, http.status_code, attempt)
-        log.info("his %s msgid %s → HTTP %d infcode %d%s", infno, msgid, http.status_code, infcode,
+                        raw.get("inf_refmsgid"), raw, msgid, infno, http.status, attempt)
+        log.info("his %s msgid %s → HTTP %d infcode %d%s", infno, msgid, http.status, infcode,
                  f" {resp.err_msg}" if infcode else "")
         return resp
 

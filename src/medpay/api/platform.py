@@ -15,7 +15,7 @@ from medpay.domain.policy import Policy
 from medpay.adapters.gateway.http_gateway import HttpGateway
 from medpay.services.gateway_auth import GatewayAuth
 from medpay.services.one_scan import OneScanService
-from medpay.services.persons import PersonService
+from medpay.services.persons import PRESENTATION_VALID, PersonService
 from medpay.services.settlement import SettlementService
 from medpay.services.sign_in import SignInService
 
@@ -42,7 +42,7 @@ def build_platform(url: str | None = None, policies: list[Policy] | None = None,
     factory = session_factory(engine)
     policies = list(policies if policies is not None else builtin_policies())
     cipher = cipher or default_cipher()
-    settlement = SettlementService(factory, policies, cipher)
+    settlement = SettlementService(factory, policies, cipher, presentation_window=PRESENTATION_VALID)
     one_scan, secret = None, ""
     gateway_url = os.environ.get("MEDPAY_GATEWAY_URL", "")
     if gateway_url:  # the payment gateway (or its simulator): see README, "Real parts and simulated parts"

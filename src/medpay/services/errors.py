@@ -45,3 +45,7 @@ class Unauthorized(ServiceError):
 
     status = 401
     code = "unauthorized"
+
+
+class AuthError(Unauthorized):
+    """The institution gateway's request is not authenticated (``field``: the header or envelope field)."""

@@ -1,16 +1,23 @@
 """Authentication of institution requests at the gateway (x-tif-* headers) and of SM2-signed bodies.
 
-``GatewayAuth.verify(headers)`` returns the authenticated ``fixmedins_code`` or raises ``AuthError`` naming
-the header at fault (the HTTP layer answers 401). Checks, cheapest first:
+``GatewayAuth.authenticate(headers)`` returns the ``Credential`` of the institution that signed the headers or
+raises ``AuthError`` naming the header at fault (the HTTP layer answers 401). Checks, cheapest first:
 
 1. the four headers are present, single-valued and well-formed;
 2. ``x-tif-timestamp`` is within ±``skew_s`` of the server clock ("stale" otherwise);
 3. ``x-tif-paasid`` belongs to an institution with a gateway token;
 4. ``x-tif-signature`` equals SHA256(timestamp + token + nonce + timestamp), compared in constant time
-   (lower- or uppercase hex);
-5. the nonce was not accepted before for this paasid: it is inserted into ``gateway_nonces`` in a short
+   (lower- or uppercase hex).
+
+Tokens are kept decrypted in memory for ``token_ttl_s`` (10 s): checking a signature costs no database
+read. A signature that fails against a cached token is checked once more against a fresh read, so a new
+token works at once; a withdrawn one stops working within the TTL on every worker.
+
+5. The nonce must not have been accepted before for this paasid. It is inserted into ``gateway_nonces`` by
+   the request's first transaction (``medpay.services.request_guard``), so replay protection costs no
    transaction of its own; a conflict on the primary key means a replay. Only requests that passed 1–4
-   write a nonce, and a refused request writes nothing.
+   write a nonce. ``verify(headers)`` does 1–5 in one call (its own transaction), for callers without a
+   request guard.
 
 A nonce must be remembered as long as a request carrying it can still pass check 2: its timestamp is at
 least ``seen_at - skew``, so it is stale once ``seen_at + 2·skew`` has passed. ``purge_nonces`` deletes
@@ -25,7 +32,10 @@ encrypted card password there).
 from __future__ import annotations
 
 import hmac
+import threading
+import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -35,7 +45,6 @@ from sqlalchemy.orm import Session, sessionmaker
 from medpay.adapters.crypto import FieldCipher
 from medpay.adapters.db.base import utcnow
 from medpay.adapters.db.gateway_tables import GatewayNonceRow, InstitutionKeyRow
-from medpay.adapters.db.statements import insert_ignore
 from medpay.adapters.db.tables import InstitutionRow
 from medpay.adapters.sm2 import normalize_public_key, verify_sm2
 from medpay.domain.gateway_signature import (
@@ -49,11 +58,12 @@ from medpay.domain.gateway_signature import (
     compute_signature,
     sign_headers,
 )
-from medpay.services.errors import Invalid, NotFound, Unauthorized
+from medpay.services.errors import AuthError, Invalid, NotFound
+from medpay.services.request_guard import record_nonce
 from medpay.services.request_headers import collect, printable
 from medpay.services.unit_of_work import unit_of_work
 
-__all__ = ["AuthError", "GatewayAuth", "sign_headers"]
+__all__ = ["AuthError", "Credential", "GatewayAuth", "sign_headers"]
 
 TOKEN_COLUMN = "inst_token"  # associated data of the encrypted gateway token
 MAX_ID_LENGTH = 64  # paasid and nonce columns
@@ -61,24 +71,33 @@ MIN_NONCE_LENGTH = 8
 MAX_TIMESTAMP_DIGITS = 12
 
 
-class AuthError(Unauthorized):
-    """The institution gateway's request is not authenticated (``field``: the header or envelope field)."""
+@dataclass(frozen=True)
+class Credential:
+    """Who signed a request, and the nonce it must use up."""
+
+    fixmedins_code: str
+    paasid: str
+    nonce: str
+    seen_at: datetime
 
 
 class GatewayAuth:
     def __init__(self, factory: sessionmaker[Session], cipher: FieldCipher,
-                 clock: Callable[[], datetime] = utcnow, skew_s: int = 300):
+                 clock: Callable[[], datetime] = utcnow, skew_s: int = 300, token_ttl_s: float = 10.0):
         if skew_s <= 0:
             raise ValueError("skew_s must be positive")
         self.factory = factory
         self.cipher = cipher
         self.clock = clock
         self.skew_s = skew_s
+        self.token_ttl_s = token_ttl_s
+        self._tokens: dict[str, tuple[str, str, float]] = {}  # paasid → (fixmedins_code, token, read at)
+        self._tokens_lock = threading.Lock()
 
     # -- x-tif-* headers ---------------------------------------------------------------------------------
 
-    def verify(self, headers: Mapping[str, str]) -> str:
-        """The fixmedins_code of the institution that signed these headers; AuthError otherwise."""
+    def authenticate(self, headers: Mapping[str, str]) -> Credential:
+        """Checks 1–4: the credential of the institution that signed these headers; AuthError otherwise."""
         h = collect(headers, HEADERS, AuthError)
         paasid, ts_text, nonce, signature = (h.get(name, "") for name in HEADERS)
         if not paasid:
@@ -106,19 +125,42 @@ class GatewayAuth:
         if abs(drift) > self.skew_s:
             raise AuthError(HEADER_TIMESTAMP, f"stale: {drift:+.0f} s from server time; allowed ±{self.skew_s} s")
 
-        with self.factory() as session, session.begin():
+        given = signature.lower().encode("ascii")
+        code, token, fresh = self._token(paasid, reload=False)
+        if not hmac.compare_digest(compute_signature(ts_text, token, nonce).encode("ascii"), given):
+            if fresh:
+                raise AuthError(HEADER_SIGNATURE, "signature does not match")
+            code, token, _fresh = self._token(paasid, reload=True)  # the token may have just changed
+            if not hmac.compare_digest(compute_signature(ts_text, token, nonce).encode("ascii"), given):
+                raise AuthError(HEADER_SIGNATURE, "signature does not match")
+        return Credential(code, paasid, nonce, now)
+
+    def verify(self, headers: Mapping[str, str]) -> str:
+        """Checks 1–5 in a transaction of its own: the fixmedins_code of the institution that signed these
+        headers; AuthError otherwise."""
+        cred = self.authenticate(headers)
+        with unit_of_work(self.factory) as uow:
+            if not record_nonce(uow.conn, cred.paasid, cred.nonce, cred.seen_at):
+                raise AuthError(HEADER_NONCE, "nonce already used: replayed request refused")
+        return cred.fixmedins_code
+
+    def _token(self, paasid: str, *, reload: bool) -> tuple[str, str, bool]:
+        """(fixmedins_code, token, read just now) for ``paasid``, from the cache unless stale or ``reload``."""
+        cached = self._tokens.get(paasid)
+        if cached is not None and not reload and time.monotonic() - cached[2] < self.token_ttl_s:
+            return cached[0], cached[1], False
+        with self.factory() as session:
             row = session.execute(
                 select(InstitutionRow.fixmedins_code, InstitutionRow.token_enc).where(InstitutionRow.paasid == paasid)
             ).one_or_none()
-            if row is None or not row.token_enc:
-                raise AuthError(HEADER_PAASID, "unknown paasid")
-            token = self.cipher.decrypt(row.token_enc, TOKEN_COLUMN)
-            expected = compute_signature(ts_text, token, nonce)
-            if not hmac.compare_digest(expected.encode("ascii"), signature.lower().encode("ascii")):
-                raise AuthError(HEADER_SIGNATURE, "signature does not match")
-            if not _insert_nonce(session, paasid, nonce, now):
-                raise AuthError(HEADER_NONCE, "nonce already used: replayed request refused")
-        return row.fixmedins_code
+        if row is None or not row.token_enc:
+            with self._tokens_lock:
+                self._tokens.pop(paasid, None)
+            raise AuthError(HEADER_PAASID, "unknown paasid")
+        token = self.cipher.decrypt(row.token_enc, TOKEN_COLUMN)
+        with self._tokens_lock:
+            self._tokens[paasid] = (row.fixmedins_code, token, time.monotonic())
+        return row.fixmedins_code, token, True
 
     def purge_nonces(self, older_than: datetime | None = None) -> int:
         """Delete nonces seen before ``older_than`` (default and latest allowed: now − 2·skew, so a nonce
@@ -173,8 +215,3 @@ class GatewayAuth:
         if not verify_sm2(key, body, cainfo):
             raise AuthError(SIGNATURE_FIELD, "SM2 signature does not verify")
 
-
-def _insert_nonce(session: Session, paasid: str, nonce: str, now: datetime) -> bool:
-    """Insert the nonce; False when (paasid, nonce) is already there (a replay)."""
-    return insert_ignore(session, GatewayNonceRow, {"paasid": paasid, "nonce": nonce, "seen_at": now},
-                         GatewayNonceRow.nonce)

@@ -92,12 +92,3 @@ class PersonService:
             "idetinfo": [{"psn_idet_type": code, "psn_type_lv": "", "memo": "", "begntime": None, "endtime": None}
                          for code in row.identities.split(",") if code],
         }
-
-    def require_presentation(self, session: Session, fixmedins_code: str, psn_no: str) -> None:
-        """Tenancy: an institution may act for a person only after that person showed it a credential."""
-        since = self.clock() - PRESENTATION_VALID
-        found = session.execute(select(CredentialPresentationRow.id).where(
-            CredentialPresentationRow.fixmedins_code == fixmedins_code, CredentialPresentationRow.psn_no == psn_no,
-            CredentialPresentationRow.presented_at >= since).limit(1)).first()
-        if found is None:
-            raise Forbidden("psn_no", "this person has not presented a credential here (1101 first)")

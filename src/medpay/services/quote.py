@@ -17,7 +17,8 @@ from __future__ import annotations
 
 from datetime import date
 from decimal import Decimal
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from medpay.domain.adjudication import AdjudicationError, adjudicate
 from medpay.domain.model import AccountSource, Accumulators, CatalogItem, ChrgitmLv, FeeLine, Institution, Person, VisitContext

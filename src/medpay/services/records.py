@@ -1,4 +1,10 @@
-"""Loading domain records from rows (with the locks a write needs) and small shared helpers."""
+"""Reading and writing the settlement's rows with SQLAlchemy Core, and small shared helpers.
+
+Reads return read-only ``Row`` objects (attribute access like ``row.status``); writes are explicit statements.
+Every function takes a ``Connection`` (``uow.conn``) or a ``Session`` — both execute Core statements in the
+caller's transaction. Statements are built once at import: executing a prepared construct skips rebuilding
+and re-hashing it on every request.
+"""
 
 from __future__ import annotations
 
@@ -7,16 +13,22 @@ import json
 import secrets
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, Iterable
 
-from sqlalchemy import select
+from sqlalchemy import Connection, Row, and_, bindparam, func, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from medpay.adapters.crypto import FieldCipher
+from medpay.adapters.db.statements import dialect_name, insert_ignore
 from medpay.adapters.db.tables import (
     AccumulatorRow,
     CatalogItemRow,
+    CredentialPresentationRow,
     FamilyLinkRow,
+    FeeLineRow,
+    IdempotencyRow,
     InstitutionRow,
     PersonRow,
     SettlementRow,
@@ -24,6 +36,19 @@ from medpay.adapters.db.tables import (
 )
 from medpay.domain.model import Accumulators, CatalogItem, ChrgitmLv, Institution, Person
 from medpay.services.errors import Forbidden, NotFound
+
+Db = Connection | Session
+
+institutions = InstitutionRow.__table__
+persons = PersonRow.__table__
+catalog_items = CatalogItemRow.__table__
+visits = VisitRow.__table__
+fee_lines = FeeLineRow.__table__
+settlements = SettlementRow.__table__
+accumulators = AccumulatorRow.__table__
+family_links = FamilyLinkRow.__table__
+presentations = CredentialPresentationRow.__table__
+idempotency_keys = IdempotencyRow.__table__
 
 
 def new_id(now: datetime) -> str:
@@ -36,24 +61,28 @@ def request_hash(body: Any) -> str:
     return hashlib.sha256(json.dumps(body, sort_keys=True, ensure_ascii=False, default=str).encode()).hexdigest()
 
 
-def institution(session: Session, code: str, field: str = "fixmedins_code") -> Institution:
-    row = session.get(InstitutionRow, code)
+# ------------------------------------------------------------------------------------------ institutions, persons
+
+_INSTITUTION = select(institutions).where(institutions.c.fixmedins_code == bindparam("code"))
+_PERSON = select(persons).where(persons.c.psn_no == bindparam("psn_no"))
+_PERSON_LOCKED = _PERSON.with_for_update()
+
+
+def institution(db: Db, code: str, field: str = "fixmedins_code") -> Institution:
+    row = db.execute(_INSTITUTION, {"code": code}).one_or_none()
     if row is None:
         raise NotFound(field, f"unknown institution {code!r}")
     return Institution(row.fixmedins_code, row.fixmedins_name, row.admdvs, row.level)
 
 
-def person_row(session: Session, psn_no: str, *, lock: bool = False, field: str = "psn_no") -> PersonRow:
-    query = select(PersonRow).where(PersonRow.psn_no == psn_no)
-    if lock:
-        query = query.with_for_update()
-    row = session.execute(query).scalar_one_or_none()
+def person_row(db: Db, psn_no: str, *, lock: bool = False, field: str = "psn_no") -> Row:
+    row = db.execute(_PERSON_LOCKED if lock else _PERSON, {"psn_no": psn_no}).one_or_none()
     if row is None:
         raise NotFound(field, f"unknown person {psn_no!r}")
     return row
 
 
-def person(row: PersonRow, cipher: FieldCipher) -> Person:
+def person(row: Any, cipher: FieldCipher) -> Person:
     return Person(
         psn_no=row.psn_no, psn_name=cipher.decrypt(row.psn_name_enc, "psn_name"), insutype=row.insutype,
         psn_type=row.psn_type, insuplc_admdvs=row.insuplc_admdvs, cvlserv_flag=row.cvlserv_flag,
@@ -61,7 +90,31 @@ def person(row: PersonRow, cipher: FieldCipher) -> Person:
     )
 
 
-def catalog_item(row: CatalogItemRow) -> CatalogItem:
+_PRESENTED = (select(presentations.c.id).where(and_(
+    presentations.c.fixmedins_code == bindparam("code"), presentations.c.psn_no == bindparam("psn_no"),
+    presentations.c.presented_at >= bindparam("since"))).limit(1))
+
+
+def presented_since(db: Db, fixmedins_code: str, psn_no: str, since: datetime) -> bool:
+    """Did the person show this institution a credential (1101) since ``since``?"""
+    return db.execute(_PRESENTED, {"code": fixmedins_code, "psn_no": psn_no, "since": since}).first() is not None
+
+
+_FAMILY_PAYERS = (select(family_links).where(and_(family_links.c.beneficiary_psn_no == bindparam("psn_no"),
+                                                  family_links.c.active.is_(True)))
+                  .order_by(family_links.c.priority, family_links.c.payer_psn_no))
+
+
+def family_payers(db: Db, beneficiary: str) -> list[Row]:
+    return list(db.execute(_FAMILY_PAYERS, {"psn_no": beneficiary}))
+
+
+# ------------------------------------------------------------------------------------------ catalog
+
+_CATALOG = select(catalog_items).where(catalog_items.c.med_list_codg.in_(bindparam("codes", expanding=True)))
+
+
+def catalog_item(row: Any) -> CatalogItem:
     return CatalogItem(
         med_list_codg=row.med_list_codg, name=row.name, chrgitm_lv=ChrgitmLv(row.chrgitm_lv),
         med_chrgitm_type=row.med_chrgitm_type, pric_uplmt_amt=row.pric_uplmt_amt,
@@ -69,13 +122,21 @@ def catalog_item(row: CatalogItemRow) -> CatalogItem:
     )
 
 
-def _owned(session: Session, model: type, key_column, key: str, fixmedins_code: str, *, lock: bool,
-           field: str, noun: str):
-    """A row of ``model`` the calling institution owns (tenancy), optionally locked for update."""
-    query = select(model).where(key_column == key)
-    if lock:
-        query = query.with_for_update()
-    row = session.execute(query).scalar_one_or_none()
+def catalog(db: Db, codes: Iterable[str]) -> dict[str, CatalogItem]:
+    return {row.med_list_codg: catalog_item(row) for row in db.execute(_CATALOG, {"codes": sorted(set(codes))})}
+
+
+# ------------------------------------------------------------------------------------------ visits, settlements
+
+_VISIT = select(visits).where(visits.c.mdtrt_id == bindparam("key"))
+_VISIT_LOCKED = _VISIT.with_for_update()
+_SETTLEMENT = select(settlements).where(settlements.c.setl_id == bindparam("key"))
+_SETTLEMENT_LOCKED = _SETTLEMENT.with_for_update()
+
+
+def _owned(db: Db, query: Any, key: str, fixmedins_code: str, *, field: str, noun: str) -> Row:
+    """A row the calling institution owns (tenancy)."""
+    row = db.execute(query, {"key": key}).one_or_none()
     if row is None:
         raise NotFound(field, f"unknown {noun} {key!r}")
     if row.fixmedins_code != fixmedins_code:
@@ -83,56 +144,201 @@ def _owned(session: Session, model: type, key_column, key: str, fixmedins_code: 
     return row
 
 
-def own_visit(session: Session, fixmedins_code: str, mdtrt_id: str, *, lock: bool = False) -> VisitRow:
-    return _owned(session, VisitRow, VisitRow.mdtrt_id, mdtrt_id, fixmedins_code, lock=lock, field="mdtrt_id",
-                  noun="visit")
+def own_visit(db: Db, fixmedins_code: str, mdtrt_id: str, *, lock: bool = False) -> Row:
+    return _owned(db, _VISIT_LOCKED if lock else _VISIT, mdtrt_id, fixmedins_code, field="mdtrt_id", noun="visit")
 
 
-def own_settlement(session: Session, fixmedins_code: str, setl_id: str, *, lock: bool = False) -> SettlementRow:
-    return _owned(session, SettlementRow, SettlementRow.setl_id, setl_id, fixmedins_code, lock=lock,
-                  field="setl_id", noun="settlement")
+_PERSON_COLUMNS = [c.label(f"person_{c.name}") for c in persons.c]
+_VISIT_WITH_PERSON_LOCKED = (select(visits, *_PERSON_COLUMNS).join(persons, persons.c.psn_no == visits.c.psn_no)
+                             .where(visits.c.mdtrt_id == bindparam("key")).with_for_update())
 
 
-def year_accumulators(session: Session, psn_no: str, year: int) -> Accumulators:
-    rows = session.execute(
-        select(AccumulatorRow.key, AccumulatorRow.value).where(AccumulatorRow.psn_no == psn_no, AccumulatorRow.year == year)
-    )
-    return Accumulators({k: v for k, v in rows})
+class _Prefixed:
+    """One table's columns of a joined row, by their own names."""
+
+    __slots__ = ("_row", "_prefix")
+
+    def __init__(self, row: Row, prefix: str):
+        self._row, self._prefix = row, prefix
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._row, self._prefix + name)
 
 
-def add_to_accumulators(session: Session, psn_no: str, year: int, deltas: dict[str, int]) -> None:
-    """Caller holds the person's row lock, so read-modify-write is safe on both backends."""
-    if not deltas:
-        return
-    existing = {
-        r.key: r
-        for r in session.execute(
-            select(AccumulatorRow).where(AccumulatorRow.psn_no == psn_no, AccumulatorRow.year == year,
-                                         AccumulatorRow.key.in_(list(deltas)))
-        ).scalars()
-    }
-    for key, delta in deltas.items():
-        if key in existing:
-            existing[key].value += delta
-        else:
-            session.add(AccumulatorRow(psn_no=psn_no, year=year, key=key, value=delta))
+def own_visit_and_person(db: Db, fixmedins_code: str, mdtrt_id: str) -> tuple[Row, Any]:
+    """The institution's visit and its person, both locked, in one statement (what a write to the visit's
+    money needs first)."""
+    visit = _owned(db, _VISIT_WITH_PERSON_LOCKED, mdtrt_id, fixmedins_code, field="mdtrt_id", noun="visit")
+    return visit, _Prefixed(visit, "person_")
 
 
-def visit_accumulators(session: Session, mdtrt_id: str) -> Accumulators:
+def own_settlement(db: Db, fixmedins_code: str, setl_id: str, *, lock: bool = False) -> Row:
+    return _owned(db, _SETTLEMENT_LOCKED if lock else _SETTLEMENT, setl_id, fixmedins_code, field="setl_id",
+                  noun="settlement")
+
+
+_SET_VISIT: dict[tuple[str, ...], Any] = {}
+
+
+def set_visit(db: Db, mdtrt_id: str, **values: Any) -> None:
+    names = tuple(sorted(values))
+    stmt = _SET_VISIT.get(names)
+    if stmt is None:  # one prepared statement per set of columns
+        stmt = _SET_VISIT[names] = (update(visits).where(visits.c.mdtrt_id == bindparam("key"))
+                                    .values({n: bindparam(n) for n in names}))
+    db.execute(stmt, {"key": mdtrt_id, **values})
+
+
+def insert_visit(db: Db, values: dict[str, Any]) -> None:
+    db.execute(insert(visits), values)
+
+
+_SET_SETTLEMENT_CANCELLED = (update(settlements).where(settlements.c.setl_id == bindparam("key"))
+                             .values(cancelled=bindparam("cancelled")))
+
+
+def set_cancelled(db: Db, setl_id: str, cancelled: bool) -> None:
+    db.execute(_SET_SETTLEMENT_CANCELLED, {"key": setl_id, "cancelled": cancelled})
+
+
+def insert_settlement(db: Db, values: dict[str, Any]) -> None:
+    db.execute(insert(settlements), values)
+
+
+_LIVE_SETTLEMENTS = (select(settlements).where(and_(
+    settlements.c.mdtrt_id == bindparam("mdtrt_id"), settlements.c.kind == "settle",
+    settlements.c.cancelled.is_(False))).order_by(settlements.c.setl_time))
+
+
+def live_settlements(db: Db, mdtrt_id: str) -> list[Row]:
+    """The visit's settlements that stand (neither cancelled nor themselves cancellations), oldest first."""
+    return list(db.execute(_LIVE_SETTLEMENTS, {"mdtrt_id": mdtrt_id}))
+
+
+# ------------------------------------------------------------------------------------------ fee lines
+
+_ACTIVE_LINES = (select(fee_lines).where(and_(fee_lines.c.mdtrt_id == bindparam("mdtrt_id"),
+                                              fee_lines.c.status == "active")).order_by(fee_lines.c.id))
+_ACTIVE_LINE_SNS = select(fee_lines.c.feedetl_sn).where(and_(fee_lines.c.mdtrt_id == bindparam("mdtrt_id"),
+                                                             fee_lines.c.status == "active"))
+_UNSETTLED_LINES = (select(fee_lines.c.id, fee_lines.c.feedetl_sn, fee_lines.c.med_list_codg, fee_lines.c.cnt,
+                           fee_lines.c.pric, fee_lines.c.det_item_fee_sumamt, catalog_items.c.name,
+                           catalog_items.c.chrgitm_lv, catalog_items.c.med_chrgitm_type, catalog_items.c.pric_uplmt_amt,
+                           catalog_items.c.selfpay_prop)
+                    .join(catalog_items, catalog_items.c.med_list_codg == fee_lines.c.med_list_codg)
+                    .where(and_(fee_lines.c.mdtrt_id == bindparam("mdtrt_id"), fee_lines.c.status == "active",
+                                fee_lines.c.setl_id.is_(None))).order_by(fee_lines.c.id))
+_ALL_LINES = select(fee_lines).where(fee_lines.c.mdtrt_id == bindparam("mdtrt_id")).order_by(fee_lines.c.id)
+_SET_LINES_SETTLED = (update(fee_lines).where(fee_lines.c.id.in_(bindparam("ids", expanding=True)))
+                      .values(setl_id=bindparam("setl_id")))
+_SET_LINES_STATUS = (update(fee_lines).where(fee_lines.c.id.in_(bindparam("ids", expanding=True)))
+                     .values(status=bindparam("status")))
+_SET_SETTLED_LINES_STATUS = (update(fee_lines).where(fee_lines.c.setl_id == bindparam("w_setl_id"))
+                             .values(status=bindparam("status")))
+
+
+def active_lines(db: Db, mdtrt_id: str) -> list[Row]:
+    return list(db.execute(_ACTIVE_LINES, {"mdtrt_id": mdtrt_id}))
+
+
+def active_line_numbers(db: Db, mdtrt_id: str) -> set[str]:
+    return set(db.execute(_ACTIVE_LINE_SNS, {"mdtrt_id": mdtrt_id}).scalars())
+
+
+def unsettled_lines(db: Db, mdtrt_id: str) -> list[Row]:
+    """The visit's lines not yet settled, each with its catalog item's columns (``catalog_item(row)``)."""
+    return list(db.execute(_UNSETTLED_LINES, {"mdtrt_id": mdtrt_id}))
+
+
+def all_lines(db: Db, mdtrt_id: str) -> list[Row]:
+    return list(db.execute(_ALL_LINES, {"mdtrt_id": mdtrt_id}))
+
+
+def insert_lines(db: Db, rows: list[dict[str, Any]]) -> None:
+    db.execute(insert(fee_lines), rows)
+
+
+def mark_lines_settled(db: Db, line_ids: list[int], setl_id: str) -> None:
+    db.execute(_SET_LINES_SETTLED, {"ids": line_ids, "setl_id": setl_id})
+
+
+def set_lines_status(db: Db, line_ids: list[int], status: str) -> None:
+    if line_ids:
+        db.execute(_SET_LINES_STATUS, {"ids": line_ids, "status": status})
+
+
+def set_settled_lines_status(db: Db, setl_id: str, status: str) -> None:
+    db.execute(_SET_SETTLED_LINES_STATUS, {"w_setl_id": setl_id, "status": status})
+
+
+# ------------------------------------------------------------------------------------------ accumulators
+
+_YEAR_ACCUMULATORS = select(accumulators.c.key, accumulators.c.value).where(and_(
+    accumulators.c.psn_no == bindparam("psn_no"), accumulators.c.year == bindparam("year")))
+_VISIT_DELTAS = select(settlements.c.visit_deltas).where(and_(
+    settlements.c.mdtrt_id == bindparam("mdtrt_id"), settlements.c.kind == "settle",
+    settlements.c.cancelled.is_(False)))
+_ADD_ACCUMULATORS = {
+    name: variant(accumulators).values(psn_no=bindparam("psn_no"), year=bindparam("year"), key=bindparam("key"),
+                                       value=bindparam("value"))
+    for name, variant in (("postgresql", pg_insert), ("sqlite", sqlite_insert))
+}
+_ADD_ACCUMULATORS = {
+    name: stmt.on_conflict_do_update(index_elements=["psn_no", "year", "key"],
+                                     set_={"value": accumulators.c.value + stmt.excluded.value})
+    for name, stmt in _ADD_ACCUMULATORS.items()
+}
+
+
+def year_accumulators(db: Db, psn_no: str, year: int) -> Accumulators:
+    return Accumulators({k: v for k, v in db.execute(_YEAR_ACCUMULATORS, {"psn_no": psn_no, "year": year})})
+
+
+def add_to_accumulators(db: Db, psn_no: str, year: int, deltas: dict[str, int]) -> None:
+    """Add ``deltas`` to the person's year totals in one statement (insert or increment each key). The caller
+    holds the person's row lock, so no other settlement of this person reads the totals meanwhile."""
+    if deltas:
+        db.execute(_ADD_ACCUMULATORS[dialect_name(db)],
+                   [{"psn_no": psn_no, "year": year, "key": k, "value": v} for k, v in sorted(deltas.items())])
+
+
+def visit_accumulators(db: Db, mdtrt_id: str) -> Accumulators:
     """Sum of the visit deltas of the visit's standing settlements (a cancelled one and its cancellation net to zero)."""
     acc = Accumulators()
-    for deltas in session.execute(select(SettlementRow.visit_deltas).where(
-            SettlementRow.mdtrt_id == mdtrt_id, SettlementRow.kind == "settle",
-            SettlementRow.cancelled.is_(False))).scalars():
+    for deltas in db.execute(_VISIT_DELTAS, {"mdtrt_id": mdtrt_id}).scalars():
         acc = acc.plus(deltas)
     return acc
 
 
-def family_payers(session: Session, beneficiary: str) -> list[FamilyLinkRow]:
-    return list(
-        session.execute(
-            select(FamilyLinkRow)
-            .where(FamilyLinkRow.beneficiary_psn_no == beneficiary, FamilyLinkRow.active.is_(True))
-            .order_by(FamilyLinkRow.priority, FamilyLinkRow.payer_psn_no)
-        ).scalars()
-    )
+def admissions_this_year(db: Db, psn_no: str, year: int) -> int:
+    return year_accumulators(db, psn_no, year).get("admissions")
+
+
+# ------------------------------------------------------------------------------------------ idempotency records
+
+_IDEMPOTENCY = select(idempotency_keys).where(and_(idempotency_keys.c.scope == bindparam("scope"),
+                                                   idempotency_keys.c.key == bindparam("key")))
+_IDEMPOTENCY_LOCKED = _IDEMPOTENCY.with_for_update()
+_SET_OPERATION = (update(idempotency_keys).where(and_(idempotency_keys.c.scope == bindparam("w_scope"),
+                                                      idempotency_keys.c.key == bindparam("w_key")))
+                  .values(operation=bindparam("operation")))
+
+
+def idempotency_record(db: Db, scope: str, key: str, *, lock: bool = False) -> Row | None:
+    return db.execute(_IDEMPOTENCY_LOCKED if lock else _IDEMPOTENCY, {"scope": scope, "key": key}).one_or_none()
+
+
+def record_idempotency(db: Db, scope: str, key: str, request_hash: str, operation: str, response: Any,
+                       now: datetime) -> bool:
+    """Store the first answer to ``key``; False when the key is taken (by a committed or concurrent request)."""
+    return insert_ignore(db, idempotency_keys, {"scope": scope, "key": key, "request_hash": request_hash,
+                                                "operation": operation, "response": response, "created_at": now},
+                         idempotency_keys.c.key)
+
+
+def set_operation(db: Db, scope: str, key: str, operation: str) -> None:
+    db.execute(_SET_OPERATION, {"w_scope": scope, "w_key": key, "operation": operation})
+
+
+def count(db: Db, table: Any) -> int:
+    return db.execute(select(func.count()).select_from(table)).scalar_one()

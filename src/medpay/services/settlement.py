@@ -8,26 +8,18 @@ the ledger locks every account it touches, in id order.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, Callable
 
-from sqlalchemy import select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Connection
 from sqlalchemy.orm import Session, sessionmaker
 
 from medpay.adapters.crypto import FieldCipher, default_cipher
 from medpay.adapters.db.base import utcnow
 from medpay.adapters.db.ledger_store import LedgerStore
-from medpay.adapters.db.tables import (
-    CatalogItemRow,
-    FeeLineRow,
-    IdempotencyRow,
-    PersonRow,
-    SettlementRow,
-    VisitRow,
-)
 from medpay.domain.adjudication import (
     AMOUNT_FIELDS,
     Adjudication,
@@ -37,7 +29,7 @@ from medpay.domain.adjudication import (
 )
 from medpay.domain.classification import classify_line
 from medpay.domain.ledger import LedgerError, Transfer
-from medpay.domain.model import AccountSource, FeeLine, VisitContext
+from medpay.domain.model import AccountSource, FeeLine, Institution, VisitContext
 from medpay.domain.policy import Policy, select_policy
 from medpay.domain.posting import (
     Posting,
@@ -50,7 +42,7 @@ from medpay.domain.posting import (
 from medpay.local_time import age_on, format_local, local_date
 from medpay.money import MoneyError, format_yuan, parse_yuan, to_decimal
 from medpay.services import records
-from medpay.services.errors import Conflict, Invalid, NotFound, ServiceError
+from medpay.services.errors import Conflict, Forbidden, Invalid, NotFound, ServiceError, Unauthorized
 from medpay.services.unit_of_work import UnitOfWork, unit_of_work
 
 INPATIENT_MED_TYPES = ("21", "23", "24", "52")
@@ -58,7 +50,8 @@ REVERSED = "reversed"  # idempotency record of a message undone (or pre-empted) 
 CLR_TYPES = {"outpatient": "11", "chronic": "14", "inpatient": "21"}
 # the sums a HIS sends with 2206/2207/2303/2304, checked against its uploaded lines to the fen
 DECLARED_AMOUNTS = ("medfee_sumamt", "fulamt_ownpay_amt", "overlmt_selfpay", "preselfpay_amt", "inscp_scp_amt")
-LINE_TOLERANCE_FEN = 1  # det_item_fee_sumamt may differ from cnt × pric by rounding, never more
+LINE_TOLERANCE_FEN = 1
+INSTITUTION_TTL_S = 10.0  # a changed institution level or region applies within this long on every worker  # det_item_fee_sumamt may differ from cnt × pric by rounding, never more
 
 
 @dataclass(frozen=True)
@@ -90,34 +83,69 @@ class SettleRequest:
     channel: str = "counter"
     declared: dict[str, Any] = field(default_factory=dict)  # medfee_sumamt etc. as the HIS summed them
     max_cash_fen: int | None = None  # a channel that holds money first: the cash part may not exceed the hold
+    psn_no: str = ""  # the person the HIS says the visit is of; checked when given
 
     def body(self) -> dict[str, Any]:
         return {"mdtrt_id": self.mdtrt_id, "acct_used_flag": self.acct_used_flag, "mid_setl_flag": self.mid_setl_flag,
                 "channel": self.channel, "declared": {k: str(v) for k, v in sorted(self.declared.items())},
-                "max_cash_fen": self.max_cash_fen}
+                "max_cash_fen": self.max_cash_fen, "psn_no": self.psn_no}
+
+
+@dataclass(frozen=True)
+class VisitState:
+    """A visit as a visit-changing call leaves it (also the stored answer to its msgid)."""
+
+    mdtrt_id: str
+    psn_no: str = ""
+    ipt_otp_no: str = ""
+    status: str = ""
+    admission_seq: int = 1
+
+    @classmethod
+    def of(cls, response: dict[str, Any]) -> "VisitState":
+        return cls(**{k: response[k] for k in cls.__dataclass_fields__ if k in response})
+
+
+def _state(visit: Any, status: str | None = None) -> dict[str, Any]:
+    return {"mdtrt_id": visit.mdtrt_id, "psn_no": visit.psn_no, "ipt_otp_no": visit.ipt_otp_no,
+            "status": status or visit.status, "admission_seq": visit.admission_seq}
+
+
+class _KeyTaken(Exception):
+    """The msgid was recorded by another request first: roll this one back and answer with the first."""
+
+
+class _OriginalArrived(Exception):
+    """A reversal found the message it reverses recorded while it ran: start the reversal again."""
 
 
 class SettlementService:
     def __init__(self, factory: sessionmaker[Session], policies: list[Policy] | tuple[Policy, ...],
-                 cipher: FieldCipher | None = None, clock: Callable[[], datetime] = utcnow):
+                 cipher: FieldCipher | None = None, clock: Callable[[], datetime] = utcnow,
+                 presentation_window: timedelta | None = None):
+        """``presentation_window``: when set, an institution may open a visit, check eligibility or read
+        accumulators only for a person who showed it a credential (1101) within that time (tenancy)."""
         self.factory = factory
         self.policies = list(policies)
         self.cipher = cipher or default_cipher()
         self.clock = clock
+        self.presentation_window = presentation_window
+        self._institutions: dict[str, tuple[Institution, float]] = {}
 
     # ---------------------------------------------------------------- visits
 
     def register_visit(self, fixmedins_code: str, psn_no: str, med_type: str, *, insutype: str | None = None,
                        begntime: datetime | None = None, dise_codg: str = "", dise_name: str = "",
-                       mdtrt_cert_type: str = "", ipt_otp_no: str = "", msgid: str | None = None) -> VisitRow:
+                       mdtrt_cert_type: str = "", ipt_otp_no: str = "", msgid: str | None = None) -> VisitState:
         """Outpatient registration (2201) or admission (2401): opens a visit for this institution."""
         body = {"psn_no": psn_no, "med_type": med_type, "insutype": insutype or "", "dise_codg": dise_codg,
                 "mdtrt_cert_type": mdtrt_cert_type, "ipt_otp_no": ipt_otp_no,
                 "begntime": begntime.isoformat() if begntime else ""}
 
         def work(uow: UnitOfWork) -> dict:
-            records.institution(uow.session, fixmedins_code)
-            prow = records.person_row(uow.session, psn_no)
+            conn = uow.conn
+            self._institution(conn, fixmedins_code)
+            prow = self._presented_person(conn, fixmedins_code, psn_no, "psn_no")
             if prow.psn_insu_stas != "1":
                 raise Invalid("psn_no", f"person {psn_no!r} is not currently insured (psn_insu_stas {prow.psn_insu_stas})")
             chosen = insutype or prow.insutype
@@ -129,88 +157,93 @@ class SettlementService:
                 raise Invalid("med_type", f"unknown medical type {med_type!r} in policy {policy.policy_id}")
             seq = 1
             if med_type in INPATIENT_MED_TYPES:
-                seq = records.year_accumulators(uow.session, psn_no, local_date(now).year).get("admissions") + 1
-            row = VisitRow(mdtrt_id=records.new_id(now), fixmedins_code=fixmedins_code, psn_no=psn_no,
-                           insutype=chosen, med_type=med_type, begntime=now, status="open",
-                           ipt_otp_no=ipt_otp_no, dise_codg=dise_codg, dise_name=dise_name,
-                           mdtrt_cert_type=mdtrt_cert_type, admission_seq=seq)
-            uow.session.add(row)
-            return {"mdtrt_id": row.mdtrt_id}
+                seq = records.year_accumulators(conn, psn_no, local_date(now).year).get("admissions") + 1
+            values = {"mdtrt_id": records.new_id(now), "fixmedins_code": fixmedins_code, "psn_no": psn_no,
+                      "insutype": chosen, "med_type": med_type, "begntime": now, "endtime": None, "status": "open",
+                      "ipt_otp_no": ipt_otp_no, "dise_codg": dise_codg, "dise_name": dise_name,
+                      "mdtrt_cert_type": mdtrt_cert_type, "admission_seq": seq, "deposit_amt": 0}
+            records.insert_visit(conn, values)
+            return {"mdtrt_id": values["mdtrt_id"], "psn_no": psn_no, "ipt_otp_no": ipt_otp_no, "status": "open",
+                    "admission_seq": seq}
 
-        return self._visit(self._write(fixmedins_code, msgid, "register", body, work)["mdtrt_id"])
+        return VisitState.of(self._write(fixmedins_code, msgid, "register", body, work))
 
-    def cancel_visit(self, fixmedins_code: str, mdtrt_id: str, msgid: str | None = None) -> VisitRow:
+    def cancel_visit(self, fixmedins_code: str, mdtrt_id: str, msgid: str | None = None,
+                     psn_no: str = "") -> VisitState:
         """Registration cancel (2202) / admission cancel (2404): only a visit with nothing settled."""
 
         def work(uow: UnitOfWork) -> dict:
-            visit = records.own_visit(uow.session, fixmedins_code, mdtrt_id, lock=True)
+            visit = self._own_visit(uow.conn, fixmedins_code, mdtrt_id, psn_no, lock=True)
             if visit.status == "cancelled":
                 raise Conflict("mdtrt_id", f"visit {mdtrt_id!r} is already cancelled")
-            live = self._live_settlements(uow.session, mdtrt_id)
+            live = records.live_settlements(uow.conn, mdtrt_id)
             if live:
                 raise Conflict("mdtrt_id", f"visit {mdtrt_id!r} has settlement {live[0].setl_id}; cancel it first")
-            if self._active_lines(uow.session, mdtrt_id):
+            if records.active_line_numbers(uow.conn, mdtrt_id):
                 raise Conflict("mdtrt_id", f"visit {mdtrt_id!r} still has fee lines; cancel them first (2205/2302)")
-            visit.status = "cancelled"
-            return {"mdtrt_id": mdtrt_id}
+            records.set_visit(uow.conn, mdtrt_id, status="cancelled")
+            return _state(visit, "cancelled")
 
-        self._write(fixmedins_code, msgid, "cancel_visit", {"mdtrt_id": mdtrt_id}, work)
-        return self._visit(mdtrt_id)
+        body = {"mdtrt_id": mdtrt_id, "psn_no": psn_no}
+        return VisitState.of(self._write(fixmedins_code, msgid, "cancel_visit", body, work))
 
     def discharge(self, fixmedins_code: str, mdtrt_id: str, endtime: datetime | None = None,
-                  msgid: str | None = None) -> VisitRow:
+                  msgid: str | None = None, psn_no: str = "") -> VisitState:
         """Discharge (2402): the admission is closed for new fee lines' dates and ready to settle."""
 
         def work(uow: UnitOfWork) -> dict:
-            visit = records.own_visit(uow.session, fixmedins_code, mdtrt_id, lock=True)
+            visit = self._own_visit(uow.conn, fixmedins_code, mdtrt_id, psn_no, lock=True)
             if visit.med_type not in INPATIENT_MED_TYPES:
                 raise Invalid("mdtrt_id", f"visit {mdtrt_id!r} is not an admission")
             if visit.status != "open":
                 raise Conflict("mdtrt_id", f"visit {mdtrt_id!r} is {visit.status}, not open")
-            visit.status = "discharged"
-            visit.endtime = endtime or self.clock()
-            return {"mdtrt_id": mdtrt_id}
+            records.set_visit(uow.conn, mdtrt_id, status="discharged", endtime=endtime or self.clock())
+            return _state(visit, "discharged")
 
-        body = {"mdtrt_id": mdtrt_id, "endtime": endtime.isoformat() if endtime else ""}
-        self._write(fixmedins_code, msgid, "discharge", body, work)
-        return self._visit(mdtrt_id)
+        body = {"mdtrt_id": mdtrt_id, "endtime": endtime.isoformat() if endtime else "", "psn_no": psn_no}
+        return VisitState.of(self._write(fixmedins_code, msgid, "discharge", body, work))
 
-    def undo_discharge(self, fixmedins_code: str, mdtrt_id: str, msgid: str | None = None) -> VisitRow:
+    def undo_discharge(self, fixmedins_code: str, mdtrt_id: str, msgid: str | None = None,
+                       psn_no: str = "") -> VisitState:
         """Discharge cancel (2405): back in hospital, unless the final settlement stands."""
 
         def work(uow: UnitOfWork) -> dict:
-            visit = records.own_visit(uow.session, fixmedins_code, mdtrt_id, lock=True)
+            visit = self._own_visit(uow.conn, fixmedins_code, mdtrt_id, psn_no, lock=True)
             if visit.status != "discharged":
                 raise Conflict("mdtrt_id", f"visit {mdtrt_id!r} is {visit.status}, not discharged")
-            visit.status, visit.endtime = "open", None
-            return {"mdtrt_id": mdtrt_id}
+            records.set_visit(uow.conn, mdtrt_id, status="open", endtime=None)
+            return _state(visit, "open")
 
-        self._write(fixmedins_code, msgid, "undo_discharge", {"mdtrt_id": mdtrt_id}, work)
-        return self._visit(mdtrt_id)
+        body = {"mdtrt_id": mdtrt_id, "psn_no": psn_no}
+        return VisitState.of(self._write(fixmedins_code, msgid, "undo_discharge", body, work))
 
     def update_visit(self, fixmedins_code: str, mdtrt_id: str, *, med_type: str | None = None, dise_codg: str = "",
-                     dise_name: str = "", msgid: str | None = None) -> VisitRow:
+                     dise_name: str = "", msgid: str | None = None, psn_no: str = "") -> VisitState:
         """Visit information (2203): medical type and diagnosis, before anything is settled."""
-        body = {"mdtrt_id": mdtrt_id, "med_type": med_type or "", "dise_codg": dise_codg, "dise_name": dise_name}
+        body = {"mdtrt_id": mdtrt_id, "med_type": med_type or "", "dise_codg": dise_codg, "dise_name": dise_name,
+                "psn_no": psn_no}
 
         def work(uow: UnitOfWork) -> dict:
-            visit = records.own_visit(uow.session, fixmedins_code, mdtrt_id, lock=True)
-            if visit.status != "open" or self._live_settlements(uow.session, mdtrt_id):
+            conn = uow.conn
+            visit = self._own_visit(conn, fixmedins_code, mdtrt_id, psn_no, lock=True)
+            if visit.status != "open" or records.live_settlements(conn, mdtrt_id):
                 raise Conflict("mdtrt_id", f"visit {mdtrt_id!r} is {visit.status}; its information is fixed")
+            changes: dict[str, Any] = {}
             if med_type and med_type != visit.med_type:
                 if (med_type in INPATIENT_MED_TYPES) != (visit.med_type in INPATIENT_MED_TYPES):
                     raise Invalid("med_type", "can't turn an outpatient visit into an admission or back")
-                prow = records.person_row(uow.session, visit.psn_no)
+                prow = records.person_row(conn, visit.psn_no)
                 policy = self._policy(prow.insuplc_admdvs, local_date(visit.begntime))
                 if not policy.med_category(med_type):
                     raise Invalid("med_type", f"unknown medical type {med_type!r} in policy {policy.policy_id}")
-                visit.med_type = med_type
+                changes["med_type"] = med_type
             if dise_codg:
-                visit.dise_codg, visit.dise_name = dise_codg, dise_name
-            return {"mdtrt_id": mdtrt_id}
+                changes.update(dise_codg=dise_codg, dise_name=dise_name)
+            if changes:
+                records.set_visit(conn, mdtrt_id, **changes)
+            return _state(visit)
 
-        self._write(fixmedins_code, msgid, "update_visit", body, work)
-        return self._visit(mdtrt_id)
+        return VisitState.of(self._write(fixmedins_code, msgid, "update_visit", body, work))
 
     def deposit(self, fixmedins_code: str, mdtrt_id: str, amount: Any, msgid: str, channel: str = "counter") -> dict:
         """An inpatient deposit (预交金), held on the visit and used for the cash part at settlement."""
@@ -220,40 +253,42 @@ class SettlementService:
         body = {"mdtrt_id": mdtrt_id, "amount": fen, "channel": channel}
 
         def work(uow: UnitOfWork) -> dict:
-            visit = records.own_visit(uow.session, fixmedins_code, mdtrt_id, lock=True)
+            visit = records.own_visit(uow.conn, fixmedins_code, mdtrt_id, lock=True)
             if visit.med_type not in INPATIENT_MED_TYPES or visit.status != "open":
                 raise Invalid("mdtrt_id", f"visit {mdtrt_id!r} takes no deposit (not an open admission)")
             payer, held = channel_payer(channel), deposit_account(mdtrt_id)
             self._post(uow, Posting((Transfer(id=f"dep:{fixmedins_code}:{msgid}", debit_account_id=payer.id,
                                               credit_account_id=held.id, amount=fen, code="deposit", ref=mdtrt_id),),
                                     (payer, held)))
-            visit.deposit_amt += fen
-            return {"mdtrt_id": mdtrt_id, "amount": fen, "deposit_total": visit.deposit_amt}
+            total = visit.deposit_amt + fen
+            records.set_visit(uow.conn, mdtrt_id, deposit_amt=total)
+            return {"mdtrt_id": mdtrt_id, "amount": fen, "deposit_total": total}
 
         return self._idempotent(fixmedins_code, msgid, "deposit", body, work)
 
     # ---------------------------------------------------------------- fee lines
 
     def upload_fees(self, fixmedins_code: str, mdtrt_id: str, lines: list[FeeLineInput],
-                    msgid: str | None = None) -> list[dict[str, Any]]:
+                    msgid: str | None = None, psn_no: str = "") -> list[dict[str, Any]]:
         """2204/2301: validate, classify and store fee lines, all or none. Returns the per-line result (fen)."""
         if not lines:
             raise Invalid("feedetail", "no fee lines")
-        body = {"mdtrt_id": mdtrt_id, "lines": [vars(ln) for ln in lines]}
-        return self._write(fixmedins_code, msgid, "upload_fees", body, lambda uow: {"result": self._upload(uow, fixmedins_code, mdtrt_id, lines)})["result"]
+        body = {"mdtrt_id": mdtrt_id, "lines": [vars(ln) for ln in lines], "psn_no": psn_no}
+        return self._write(fixmedins_code, msgid, "upload_fees", body,
+                           lambda uow: {"result": self._upload(uow, fixmedins_code, mdtrt_id, lines, psn_no)})["result"]
 
-    def _upload(self, uow: UnitOfWork, fixmedins_code: str, mdtrt_id: str, lines: list[FeeLineInput]) -> list[dict[str, Any]]:
-        visit = records.own_visit(uow.session, fixmedins_code, mdtrt_id, lock=True)
+    def _upload(self, uow: UnitOfWork, fixmedins_code: str, mdtrt_id: str, lines: list[FeeLineInput],
+                psn_no: str) -> list[dict[str, Any]]:
+        conn = uow.conn
+        visit, prow = self._own_visit_and_person(conn, fixmedins_code, mdtrt_id, psn_no)
         if visit.status not in ("open", "discharged"):
             raise Conflict("mdtrt_id", f"visit {mdtrt_id!r} is {visit.status}; no more fee lines")
-        prow = records.person_row(uow.session, visit.psn_no)
         policy = self._policy(prow.insuplc_admdvs, local_date(visit.begntime))
-        live = {r.feedetl_sn for r in self._active_lines(uow.session, mdtrt_id)}
+        live = records.active_line_numbers(conn, mdtrt_id)
+        catalog = records.catalog(conn, (ln.med_list_codg for ln in lines))
         seen: set[str] = set()
-        codes = {ln.med_list_codg for ln in lines}
-        catalog = {r.med_list_codg: r for r in uow.session.execute(
-            select(CatalogItemRow).where(CatalogItemRow.med_list_codg.in_(codes))).scalars()}
-        results = []
+        results, rows = [], []
+        now = self.clock()
         for i, ln in enumerate(lines):
             where = f"feedetail[{i}]"
             if not ln.feedetl_sn:
@@ -261,10 +296,10 @@ class SettlementService:
             if ln.feedetl_sn in live or ln.feedetl_sn in seen:
                 raise Conflict(f"{where}.feedetl_sn", f"line {ln.feedetl_sn!r} is already uploaded for this visit")
             seen.add(ln.feedetl_sn)
-            item_row = catalog.get(ln.med_list_codg)
-            if item_row is None:
+            item = catalog.get(ln.med_list_codg)
+            if item is None:
                 raise NotFound(f"{where}.med_list_codg", f"unknown catalog item {ln.med_list_codg!r}")
-            fee_line = self._fee_line(ln, records.catalog_item(item_row), where)
+            fee_line = self._fee_line(ln, item, where)
             split = classify_line(fee_line, policy)
             result = {
                 "feedetl_sn": ln.feedetl_sn, "det_item_fee_sumamt": split.det_item_fee_sumamt,
@@ -274,26 +309,28 @@ class SettlementService:
                 "inscp_scp_amt": split.inscp_scp_amt, "chrgitm_lv": split.chrgitm_lv,
                 "med_chrgitm_type": split.med_chrgitm_type,
             }
-            uow.session.add(FeeLineRow(
-                mdtrt_id=mdtrt_id, feedetl_sn=ln.feedetl_sn, chrg_bchno=ln.chrg_bchno,
-                med_list_codg=ln.med_list_codg, medins_list_codg=ln.medins_list_codg, cnt=str(fee_line.cnt),
-                pric=str(fee_line.pric), det_item_fee_sumamt=fee_line.det_item_fee_sumamt,
-                fee_ocur_time=ln.fee_ocur_time or self.clock(), status="active", result=result))
+            rows.append({"mdtrt_id": mdtrt_id, "feedetl_sn": ln.feedetl_sn, "chrg_bchno": ln.chrg_bchno,
+                         "med_list_codg": ln.med_list_codg, "medins_list_codg": ln.medins_list_codg,
+                         "cnt": str(fee_line.cnt), "pric": str(fee_line.pric),
+                         "det_item_fee_sumamt": fee_line.det_item_fee_sumamt,
+                         "fee_ocur_time": ln.fee_ocur_time or now, "status": "active", "setl_id": None,
+                         "result": result})
             results.append(result)
+        records.insert_lines(conn, rows)
         return results
 
     def cancel_fees(self, fixmedins_code: str, mdtrt_id: str, feedetl_sn: str | None = None,
-                    msgid: str | None = None, chrg_bchno: str | None = None) -> int:
+                    msgid: str | None = None, chrg_bchno: str | None = None, psn_no: str = "") -> int:
         """2205/2302: withdraw unsettled lines — one by number (2302 ``feedetl_sn``), one batch (2205
         ``chrg_bchno``), or all when the number is None or "0000"."""
-        body = {"mdtrt_id": mdtrt_id, "feedetl_sn": feedetl_sn or "", "chrg_bchno": chrg_bchno or ""}
+        body = {"mdtrt_id": mdtrt_id, "feedetl_sn": feedetl_sn or "", "chrg_bchno": chrg_bchno or "", "psn_no": psn_no}
         return self._write(fixmedins_code, msgid, "cancel_fees", body, lambda uow: {
-            "count": self._cancel_fees(uow, fixmedins_code, mdtrt_id, feedetl_sn, chrg_bchno)})["count"]
+            "count": self._cancel_fees(uow, fixmedins_code, mdtrt_id, feedetl_sn, chrg_bchno, psn_no)})["count"]
 
     def _cancel_fees(self, uow: UnitOfWork, fixmedins_code: str, mdtrt_id: str, feedetl_sn: str | None,
-                     chrg_bchno: str | None = None) -> int:
-        records.own_visit(uow.session, fixmedins_code, mdtrt_id, lock=True)
-        lines = self._active_lines(uow.session, mdtrt_id)
+                     chrg_bchno: str | None, psn_no: str) -> int:
+        self._own_visit(uow.conn, fixmedins_code, mdtrt_id, psn_no, lock=True)
+        lines = records.active_lines(uow.conn, mdtrt_id)
         if feedetl_sn not in (None, "", "0000"):
             lines = [r for r in lines if r.feedetl_sn == feedetl_sn]
             if not lines:
@@ -305,32 +342,35 @@ class SettlementService:
         settled = [r for r in lines if r.setl_id]
         if settled:
             raise Conflict("feedetl_sn", f"line {settled[0].feedetl_sn!r} is settled ({settled[0].setl_id}); cancel the settlement first")
-        for r in lines:
-            r.status = "cancelled"
+        records.set_lines_status(uow.conn, [r.id for r in lines], "cancelled")
         return len(lines)
 
     # ---------------------------------------------------------------- settlement
 
     def presettle(self, fixmedins_code: str, mdtrt_id: str, *, acct_used_flag: bool = True,
-                  mid_setl_flag: bool = False, declared: dict[str, Any] | None = None) -> Quote:
-        """2206/2303: the settlement as it would be now. Writes nothing."""
-        session = self.factory()
-        try:
-            with session.begin():
-                visit = records.own_visit(session, fixmedins_code, mdtrt_id)
-                prow = records.person_row(session, visit.psn_no)
-                adj, _lines, policy, _dep = self._adjudicate(session, visit, prow, acct_used_flag, mid_setl_flag)
-                self._check_declared(adj, declared or {})
-                return self._quote(adj, policy, visit, prow, setl_id="", msgid="", now=self.clock(), channel="")
-        finally:
-            session.close()
+                  mid_setl_flag: bool = False, declared: dict[str, Any] | None = None, psn_no: str = "",
+                  with_identity: bool = False) -> Quote:
+        """2206/2303: the settlement as it would be now. Writes nothing of its own."""
+        with unit_of_work(self.factory) as uow:
+            visit = self._own_visit(uow.conn, fixmedins_code, mdtrt_id, psn_no)
+            prow = records.person_row(uow.conn, visit.psn_no)
+            adj, _lines, policy, _dep = self._adjudicate(uow, visit, prow, acct_used_flag, mid_setl_flag)
+            self._check_declared(adj, declared or {})
+            quote = self._quote(adj, policy, visit, prow, setl_id="", msgid="", now=self.clock(), channel="")
+            if with_identity:
+                quote.setlinfo = self._with_identity(uow.conn, {"setlinfo": quote.setlinfo}, prow)["setlinfo"]
+            return quote
 
-    def settle(self, req: SettleRequest) -> dict[str, Any]:
-        """2207/2304: settle atomically, exactly once per msgid. Returns the stored output (fen)."""
+    def settle(self, req: SettleRequest, *, with_identity: bool = False) -> dict[str, Any]:
+        """2207/2304: settle atomically, exactly once per msgid. Returns the stored output (fen); with
+        ``with_identity`` also the person's name and ID number."""
+
+        seen: dict[str, Any] = {}
 
         def work(uow: UnitOfWork) -> dict:
-            session = uow.session
-            visit = records.own_visit(session, req.fixmedins_code, req.mdtrt_id, lock=True)
+            conn = uow.conn
+            visit, prow = self._own_visit_and_person(conn, req.fixmedins_code, req.mdtrt_id, req.psn_no)
+            seen["person"] = prow
             if visit.status == "cancelled":
                 raise Conflict("mdtrt_id", f"visit {req.mdtrt_id!r} is cancelled")
             inpatient = visit.med_type in INPATIENT_MED_TYPES
@@ -338,9 +378,8 @@ class SettlementService:
                 raise Invalid("mid_setl_flag", "interim settlement is only for admissions")
             if inpatient and not req.mid_setl_flag and visit.status != "discharged":
                 raise Conflict("mdtrt_id", f"admission {req.mdtrt_id!r} is not discharged yet (2402 first, or mid_setl_flag=1)")
-            prow = records.person_row(session, visit.psn_no, lock=True)
-            adj, lines, policy, deposit_balance = self._adjudicate(session, visit, prow, req.acct_used_flag,
-                                                                   req.mid_setl_flag, lock_accounts=uow)
+            adj, lines, policy, deposit_balance = self._adjudicate(uow, visit, prow, req.acct_used_flag,
+                                                                   req.mid_setl_flag, lock=True)
             self._check_declared(adj, req.declared)
             if req.max_cash_fen is not None and adj.amounts["psn_cash_pay"] > req.max_cash_fen:
                 raise Conflict("psn_cash_pay", f"cash part {format_yuan(adj.amounts['psn_cash_pay'])} exceeds the "
@@ -353,26 +392,30 @@ class SettlementService:
             quote = self._quote(adj, policy, visit, prow, setl_id=setl_id, msgid=req.msgid, now=now, channel=req.channel)
             quote.setlinfo.update(deposit_applied=posting.deposit_applied, deposit_refund=posting.deposit_refund)
             output = {"setlinfo": quote.setlinfo, "setldetail": quote.setldetail}
-            session.add(self._settlement_row(setl_id, "settle", None, visit, prow, req.msgid, now, final, req.channel,
-                                             adj.policy_id, quote.setlinfo, output, adj.year_deltas, adj.visit_deltas,
-                                             [[p.psn_no, p.relation, p.amount] for p in adj.account_payments]))
-            session.flush()
-            for line in lines:
-                line.setl_id = setl_id
-            records.add_to_accumulators(session, prow.psn_no, local_date(now).year, adj.year_deltas)
+            records.insert_settlement(conn, self._settlement_row(
+                setl_id, "settle", None, visit, prow, req.msgid, now, final, req.channel, adj.policy_id,
+                quote.setlinfo, output, adj.year_deltas, adj.visit_deltas,
+                [[p.psn_no, p.relation, p.amount] for p in adj.account_payments]))
+            records.mark_lines_settled(conn, [line.id for line in lines], setl_id)
+            records.add_to_accumulators(conn, prow.psn_no, local_date(now).year, adj.year_deltas)
             if final:
-                visit.status = "settled"
+                records.set_visit(conn, visit.mdtrt_id, status="settled")
             # money moves last: the shared fund/institution rows it increments stay locked only until commit
             self._post(uow, posting)
             return output
 
-        return self._idempotent(req.fixmedins_code, req.msgid, "settle", req.body(), work)
+        def present(conn: Connection, output: dict[str, Any]) -> dict[str, Any]:
+            return self._with_identity(conn, output, seen.get("person"))
 
-    def cancel(self, fixmedins_code: str, msgid: str, setl_id: str, psn_no: str | None = None) -> dict[str, Any]:
+        return self._idempotent(req.fixmedins_code, req.msgid, "settle", req.body(), work,
+                                present if with_identity else None)
+
+    def cancel(self, fixmedins_code: str, msgid: str, setl_id: str, psn_no: str | None = None, *,
+               with_identity: bool = False) -> dict[str, Any]:
         """2208/2305: a compensating settlement with negated amounts; balances and accumulators restored."""
 
         def work(uow: UnitOfWork) -> dict:
-            orig = records.own_settlement(uow.session, fixmedins_code, setl_id, lock=True)
+            orig = records.own_settlement(uow.conn, fixmedins_code, setl_id, lock=True)
             if psn_no and psn_no != orig.psn_no:
                 raise Invalid("psn_no", f"settlement {setl_id!r} is not of person {psn_no!r}")
             if orig.kind != "settle":
@@ -381,16 +424,17 @@ class SettlementService:
                 raise Conflict("setl_id", f"settlement {setl_id!r} is already cancelled")
             return self._cancel_in(uow, fixmedins_code, msgid, orig)
 
-        return self._idempotent(fixmedins_code, msgid, "cancel", {"setl_id": setl_id, "psn_no": psn_no or ""}, work)
+        return self._idempotent(fixmedins_code, msgid, "cancel", {"setl_id": setl_id, "psn_no": psn_no or ""}, work,
+                                self._with_identity if with_identity else None)
 
-    def _cancel_in(self, uow: UnitOfWork, fixmedins_code: str, msgid: str, orig: SettlementRow) -> dict[str, Any]:
-        session = uow.session
+    def _cancel_in(self, uow: UnitOfWork, fixmedins_code: str, msgid: str, orig: Any) -> dict[str, Any]:
+        conn = uow.conn
         setl_id = orig.setl_id
-        visit = records.own_visit(session, fixmedins_code, orig.mdtrt_id, lock=True)
-        later = [s for s in self._live_settlements(session, visit.mdtrt_id) if s.setl_time > orig.setl_time]
+        visit = records.own_visit(conn, fixmedins_code, orig.mdtrt_id, lock=True)
+        later = [s for s in records.live_settlements(conn, visit.mdtrt_id) if s.setl_time > orig.setl_time]
         if later:
             raise Conflict("setl_id", f"cancel the later settlement {later[0].setl_id} of this visit first")
-        prow = records.person_row(session, orig.psn_no, lock=True)
+        prow = records.person_row(conn, orig.psn_no, lock=True)
         now = self.clock()
         cancel_id = records.new_id(now)
         self._post(uow, reversal_posting(cancel_id, uow.ledger.transfers_by_ref(setl_id)))
@@ -399,16 +443,15 @@ class SettlementService:
                         orig_setl_id=setl_id, balc=self._balance(uow, prow.psn_no))
         setldetail = [_negated(d) for d in orig.output["setldetail"]]
         output = {"setlinfo": setlinfo, "setldetail": setldetail}
-        session.add(self._settlement_row(
+        records.set_cancelled(conn, setl_id, True)
+        records.insert_settlement(conn, self._settlement_row(
             cancel_id, "cancel", setl_id, visit, prow, msgid, now, orig.final, orig.channel, orig.policy_id,
             setlinfo, output, negate_deltas(orig.year_deltas), negate_deltas(orig.visit_deltas),
             [[p, r, -a] for p, r, a in orig.account_payments]))
-        orig.cancelled = True
-        session.flush()
-        records.add_to_accumulators(session, prow.psn_no, orig.setl_year, negate_deltas(orig.year_deltas))
+        records.add_to_accumulators(conn, prow.psn_no, orig.setl_year, negate_deltas(orig.year_deltas))
         # the lines are refunded with the settlement; a partial refund re-uploads what stays billed
-        session.execute(update(FeeLineRow).where(FeeLineRow.setl_id == setl_id).values(status="cancelled"))
-        visit.status = "discharged" if visit.endtime is not None else "open"
+        records.set_settled_lines_status(conn, setl_id, "cancelled")
+        records.set_visit(conn, visit.mdtrt_id, status="discharged" if visit.endtime is not None else "open")
         return output
 
     # ---------------------------------------------------------------- reversal (2601)
@@ -429,12 +472,12 @@ class SettlementService:
             raise Invalid("omsgid", "a reversal needs its own msgid")
 
         def work(uow: UnitOfWork) -> dict:
-            session = uow.session
-            prior = session.execute(select(IdempotencyRow).where(
-                IdempotencyRow.scope == fixmedins_code, IdempotencyRow.key == omsgid).with_for_update()).scalar_one_or_none()
+            conn = uow.conn
+            prior = records.idempotency_record(conn, fixmedins_code, omsgid, lock=True)
             if prior is None:
-                session.add(IdempotencyRow(scope=fixmedins_code, key=omsgid, request_hash="", operation=REVERSED,
-                                           response={"reversed_by": msgid}))
+                if not records.record_idempotency(conn, fixmedins_code, omsgid, "", REVERSED, {"reversed_by": msgid},
+                                                  self.clock()):
+                    raise _OriginalArrived
                 return {"omsgid": omsgid, "oinfno": oinfno, "result": "original_not_received"}
             if prior.operation == REVERSED:
                 return {"omsgid": omsgid, "oinfno": oinfno, "result": "already_reversed"}
@@ -443,7 +486,7 @@ class SettlementService:
                 raise Invalid("oinfno", f"message {omsgid!r} was a {prior.operation}, not {oinfno}")
             if expected == "settle":
                 setl_id = prior.response["setlinfo"]["setl_id"]
-                row = records.own_settlement(session, fixmedins_code, setl_id, lock=True)
+                row = records.own_settlement(conn, fixmedins_code, setl_id, lock=True)
                 if psn_no and psn_no != row.psn_no:
                     raise Invalid("psn_no", f"message {omsgid!r} was not for person {psn_no!r}")
                 if not row.cancelled:
@@ -451,60 +494,74 @@ class SettlementService:
             elif expected == "cancel":
                 self._void_cancellation(uow, fixmedins_code, prior.response["setlinfo"]["setl_id"])
             else:
-                visit = records.own_visit(session, fixmedins_code, prior.response["mdtrt_id"], lock=True)
-                if self._live_settlements(session, visit.mdtrt_id):
+                visit = records.own_visit(conn, fixmedins_code, prior.response["mdtrt_id"], lock=True)
+                if records.live_settlements(conn, visit.mdtrt_id):
                     raise Conflict("omsgid", f"admission {visit.mdtrt_id} has settlements; cancel them first")
-                for line in self._active_lines(session, visit.mdtrt_id):
-                    line.status = "cancelled"
-                visit.status = "cancelled"
-            prior.operation = REVERSED
+                records.set_lines_status(conn, [line.id for line in records.active_lines(conn, visit.mdtrt_id)],
+                                         "cancelled")
+                records.set_visit(conn, visit.mdtrt_id, status="cancelled")
+            records.set_operation(conn, fixmedins_code, omsgid, REVERSED)
             return {"omsgid": omsgid, "oinfno": oinfno, "result": "reversed"}
 
-        return self._idempotent(fixmedins_code, msgid, "reverse", {"omsgid": omsgid, "oinfno": oinfno}, work)
+        for _attempt in range(2):  # a second pass only when the original was recorded while this one ran
+            try:
+                return self._idempotent(fixmedins_code, msgid, "reverse", {"omsgid": omsgid, "oinfno": oinfno}, work)
+            except _OriginalArrived:
+                continue
+        raise Conflict("omsgid", f"message {omsgid!r} is being processed; send the reversal again")
 
     def _void_cancellation(self, uow: UnitOfWork, fixmedins_code: str, cancel_setl_id: str) -> None:
         """Undo a cancellation: the original settlement stands again, with its money and accumulators."""
-        session = uow.session
-        cancel = records.own_settlement(session, fixmedins_code, cancel_setl_id, lock=True)
+        conn = uow.conn
+        cancel = records.own_settlement(conn, fixmedins_code, cancel_setl_id, lock=True)
         if cancel.cancelled:
             return
-        orig = records.own_settlement(session, fixmedins_code, cancel.orig_setl_id, lock=True)
-        prow = records.person_row(session, orig.psn_no, lock=True)
+        orig = records.own_settlement(conn, fixmedins_code, cancel.orig_setl_id, lock=True)
+        prow = records.person_row(conn, orig.psn_no, lock=True)
         self._post(uow, reversal_posting(f"{cancel_setl_id}R", uow.ledger.transfers_by_ref(cancel_setl_id)))
-        cancel.cancelled, orig.cancelled = True, False
-        session.flush()
-        records.add_to_accumulators(session, prow.psn_no, orig.setl_year, orig.year_deltas)
-        session.execute(update(FeeLineRow).where(FeeLineRow.setl_id == orig.setl_id).values(status="active"))
-        visit = records.own_visit(session, fixmedins_code, orig.mdtrt_id, lock=True)
+        records.set_cancelled(conn, cancel_setl_id, True)
+        records.set_cancelled(conn, orig.setl_id, False)
+        records.add_to_accumulators(conn, prow.psn_no, orig.setl_year, orig.year_deltas)
+        records.set_settled_lines_status(conn, orig.setl_id, "active")
+        visit = records.own_visit(conn, fixmedins_code, orig.mdtrt_id, lock=True)
         if orig.final:
-            visit.status = "settled"
+            records.set_visit(conn, visit.mdtrt_id, status="settled")
 
     # ---------------------------------------------------------------- queries
 
-    def settlement(self, fixmedins_code: str, setl_id: str) -> dict[str, Any]:
-        session = self.factory()
-        try:
-            row = records.own_settlement(session, fixmedins_code, setl_id)
-            return dict(row.output)
-        finally:
-            session.close()
+    def settlement(self, fixmedins_code: str, setl_id: str, *, with_identity: bool = False) -> dict[str, Any]:
+        with unit_of_work(self.factory) as uow:
+            output = dict(records.own_settlement(uow.conn, fixmedins_code, setl_id).output)
+            return self._with_identity(uow.conn, output) if with_identity else output
 
-    def fee_lines(self, fixmedins_code: str, mdtrt_id: str) -> list[dict[str, Any]]:
-        session = self.factory()
-        try:
-            records.own_visit(session, fixmedins_code, mdtrt_id)
-            rows = session.execute(select(FeeLineRow).where(FeeLineRow.mdtrt_id == mdtrt_id).order_by(FeeLineRow.id)).scalars()
-            return [dict(r.result, status=r.status, setl_id=r.setl_id or "") for r in rows]
-        finally:
-            session.close()
+    def fee_lines(self, fixmedins_code: str, mdtrt_id: str, psn_no: str = "") -> list[dict[str, Any]]:
+        with unit_of_work(self.factory) as uow:
+            self._own_visit(uow.conn, fixmedins_code, mdtrt_id, psn_no)
+            return [dict(r.result, status=r.status, setl_id=r.setl_id or "")
+                    for r in records.all_lines(uow.conn, mdtrt_id)]
 
-    def accumulators(self, psn_no: str, year: int) -> dict[str, int]:
-        session = self.factory()
-        try:
-            records.person_row(session, psn_no)
-            return dict(records.year_accumulators(session, psn_no, year).values)
-        finally:
-            session.close()
+    def accumulators(self, psn_no: str, year: int, fixmedins_code: str | None = None) -> dict[str, int]:
+        """The person's year totals; asked by an institution (``fixmedins_code``), tenancy applies."""
+        with unit_of_work(self.factory) as uow:
+            if fixmedins_code is None:
+                records.person_row(uow.conn, psn_no)
+            else:
+                self._presented_person(uow.conn, fixmedins_code, psn_no, "psn_no")
+            return dict(records.year_accumulators(uow.conn, psn_no, year).values)
+
+    def eligibility(self, fixmedins_code: str, psn_no: str) -> Any:
+        """2001: the person, if they may be treated here (tenancy applies)."""
+        with unit_of_work(self.factory) as uow:
+            return self._presented_person(uow.conn, fixmedins_code, psn_no, "psn_no")
+
+    def _with_identity(self, conn: Connection, output: dict[str, Any], prow: Any = None) -> dict[str, Any]:
+        """The output with the person's name and ID number in ``setlinfo``, decrypted for this answer only
+        (the HIS's answers carry them; what is stored does not)."""
+        info = output["setlinfo"]
+        if prow is None or prow.psn_no != info["psn_no"]:
+            prow = records.person_row(conn, info["psn_no"])
+        return {**output, "setlinfo": {**info, "psn_name": self.cipher.decrypt(prow.psn_name_enc, "psn_name"),
+                                       "certno": self.cipher.decrypt(prow.certno_enc, "certno")}}
 
     def account_balance(self, psn_no: str) -> int:
         session = self.factory()
@@ -521,6 +578,39 @@ class SettlementService:
             return select_policy(self.policies, admdvs, on)
         except LookupError as e:
             raise Invalid("insuplc_admdvs", str(e)) from None
+
+    def _institution(self, conn: Connection, code: str) -> Institution:
+        """The institution (its level and region count in the rules), read at most every INSTITUTION_TTL_S."""
+        cached = self._institutions.get(code)
+        if cached is not None and time.monotonic() - cached[1] < INSTITUTION_TTL_S:
+            return cached[0]
+        inst = records.institution(conn, code)
+        self._institutions[code] = (inst, time.monotonic())
+        return inst
+
+    @staticmethod
+    def _own_visit_and_person(conn: Connection, fixmedins_code: str, mdtrt_id: str, psn_no: str) -> tuple[Any, Any]:
+        """The institution's visit and its person, both locked; a person the request names must be the visit's."""
+        visit, prow = records.own_visit_and_person(conn, fixmedins_code, mdtrt_id)
+        if psn_no and visit.psn_no != psn_no:
+            raise Invalid("psn_no", f"visit {mdtrt_id!r} is not of person {psn_no!r}")
+        return visit, prow
+
+    @staticmethod
+    def _own_visit(conn: Connection, fixmedins_code: str, mdtrt_id: str, psn_no: str, *, lock: bool = False) -> Any:
+        """The institution's visit; when the request names a person, it must be the visit's."""
+        visit = records.own_visit(conn, fixmedins_code, mdtrt_id, lock=lock)
+        if psn_no and visit.psn_no != psn_no:
+            raise Invalid("psn_no", f"visit {mdtrt_id!r} is not of person {psn_no!r}")
+        return visit
+
+    def _presented_person(self, conn: Connection, fixmedins_code: str, psn_no: str, field: str) -> Any:
+        """The person, if they showed this institution a credential within the presentation window."""
+        row = records.person_row(conn, psn_no, field=field)
+        if self.presentation_window is not None and not records.presented_since(
+                conn, fixmedins_code, psn_no, self.clock() - self.presentation_window):
+            raise Forbidden(field, "this person has not presented a credential here (1101 first)")
+        return row
 
     @staticmethod
     def _yuan(value: Any, field: str) -> int:
@@ -550,38 +640,25 @@ class SettlementService:
                           f"{format_yuan(amount)} does not match cnt × pric = {cnt} × {pric}")
         return FeeLine(ln.feedetl_sn, item, cnt, pric, amount)
 
-    @staticmethod
-    def _active_lines(session: Session, mdtrt_id: str) -> list[FeeLineRow]:
-        return list(session.execute(select(FeeLineRow).where(FeeLineRow.mdtrt_id == mdtrt_id,
-                                                             FeeLineRow.status == "active")
-                                    .order_by(FeeLineRow.id)).scalars())
-
-    @staticmethod
-    def _live_settlements(session: Session, mdtrt_id: str) -> list[SettlementRow]:
-        return list(session.execute(select(SettlementRow).where(
-            SettlementRow.mdtrt_id == mdtrt_id, SettlementRow.kind == "settle",
-            SettlementRow.cancelled.is_(False)).order_by(SettlementRow.setl_time)).scalars())
-
-    def _adjudicate(self, session: Session, visit: VisitRow, prow: PersonRow, acct_used: bool, mid_setl: bool,
-                    lock_accounts: UnitOfWork | None = None):
-        lines = [r for r in self._active_lines(session, visit.mdtrt_id) if r.setl_id is None]
+    def _adjudicate(self, uow: UnitOfWork, visit: Any, prow: Any, acct_used: bool, mid_setl: bool,
+                    lock: bool = False):
+        """The engine's split of the visit's unsettled lines, with the balances it may draw on (locked with
+        ``lock``, for a settlement)."""
+        conn = uow.conn
+        lines = records.unsettled_lines(conn, visit.mdtrt_id)
         if not lines:
             raise Conflict("mdtrt_id", f"visit {visit.mdtrt_id!r} has no unsettled fee lines (upload them first)")
-        catalog = {r.med_list_codg: records.catalog_item(r) for r in session.execute(
-            select(CatalogItemRow).where(CatalogItemRow.med_list_codg.in_({ln.med_list_codg for ln in lines}))).scalars()}
-        fee_lines = [FeeLine(r.feedetl_sn, catalog[r.med_list_codg], Decimal(r.cnt), Decimal(r.pric), r.det_item_fee_sumamt)
-                     for r in lines]
+        fee_lines = [FeeLine(r.feedetl_sn, records.catalog_item(r), Decimal(r.cnt), Decimal(r.pric),
+                             r.det_item_fee_sumamt) for r in lines]
         now = self.clock()
         policy = self._policy(prow.insuplc_admdvs, local_date(visit.begntime))
-        inst = records.institution(session, visit.fixmedins_code)
+        inst = self._institution(conn, visit.fixmedins_code)
         person = records.person(prow, self.cipher)
-        payers = records.family_payers(session, prow.psn_no)
-        account_ids = [personal_account(prow.psn_no).id] + [personal_account(l.payer_psn_no).id for l in payers]
+        payers = records.family_payers(conn, prow.psn_no)
+        account_ids = [personal_account(prow.psn_no).id] + [personal_account(link.payer_psn_no).id for link in payers]
         deposit_id = deposit_account(visit.mdtrt_id).id
-        if lock_accounts is not None:
-            balances = lock_accounts.ledger.lock_accounts(account_ids + [deposit_id])
-        else:
-            balances = LedgerStore(session).accounts(account_ids + [deposit_id])
+        wanted = account_ids + [deposit_id]
+        balances = uow.ledger.lock_accounts(wanted) if lock else uow.ledger.accounts(wanted)
 
         def available(account_id: str) -> int:  # an account never opened holds nothing
             return balances[account_id].available if account_id in balances else 0
@@ -589,15 +666,14 @@ class SettlementService:
         sources = [AccountSource(prow.psn_no, "self", available(account_ids[0]))]
         sources += [AccountSource(link.payer_psn_no, link.relation, available(acct_id))
                     for link, acct_id in zip(payers, account_ids[1:])]
-        deposit_balance = available(deposit_id)
         ctx = VisitContext(mdtrt_id=visit.mdtrt_id, med_type=visit.med_type, setl_date=local_date(now), institution=inst,
                            admission_seq=visit.admission_seq, final=not mid_setl, dise_codg=visit.dise_codg)
         try:
-            adj = adjudicate(policy, person, ctx, fee_lines, records.year_accumulators(session, prow.psn_no, local_date(now).year),
-                             records.visit_accumulators(session, visit.mdtrt_id), tuple(sources), acct_used)
+            adj = adjudicate(policy, person, ctx, fee_lines, records.year_accumulators(conn, prow.psn_no, local_date(now).year),
+                             records.visit_accumulators(conn, visit.mdtrt_id), tuple(sources), acct_used)
         except AdjudicationError as e:
             raise Invalid(e.field, e.problem) from None
-        return adj, lines, policy, deposit_balance
+        return adj, lines, policy, available(deposit_id)
 
     @staticmethod
     def _check_declared(adj: Adjudication, declared: dict[str, Any]) -> None:
@@ -612,7 +688,7 @@ class SettlementService:
             if fen != adj.amounts[key]:
                 raise Invalid(key, f"{format_yuan(fen)} does not match the uploaded fee lines ({format_yuan(adj.amounts[key])})")
 
-    def _quote(self, adj: Adjudication, policy: Policy, visit: VisitRow, prow: PersonRow, *, setl_id: str, msgid: str,
+    def _quote(self, adj: Adjudication, policy: Policy, visit: Any, prow: Any, *, setl_id: str, msgid: str,
                now: datetime, channel: str) -> Quote:
         setlinfo: dict[str, Any] = {
             "mdtrt_id": visit.mdtrt_id, "setl_id": setl_id, "psn_no": prow.psn_no, "psn_cert_type": prow.psn_cert_type,
@@ -631,23 +707,24 @@ class SettlementService:
         ]
         return Quote(adj, setlinfo, setldetail)
 
-    def _settlement_row(self, setl_id, kind, orig, visit, prow, msgid, now, final, channel, policy_id, setlinfo,
-                        output, year_deltas, visit_deltas, account_payments) -> SettlementRow:
-        return SettlementRow(
-            setl_id=setl_id, kind=kind, orig_setl_id=orig, mdtrt_id=visit.mdtrt_id, psn_no=prow.psn_no,
-            fixmedins_code=visit.fixmedins_code, msgid=msgid, insutype=visit.insutype, med_type=visit.med_type,
-            clr_type=setlinfo["clr_type"], setl_time=now, setl_year=local_date(now).year, final=final,
-            channel=channel, policy_id=policy_id, medfee_sumamt=setlinfo["medfee_sumamt"],
-            fund_pay_sumamt=setlinfo["fund_pay_sumamt"], acct_pay=setlinfo["acct_pay"],
-            psn_cash_pay=setlinfo["psn_cash_pay"], hosp_part_amt=setlinfo["hosp_part_amt"], output=output,
-            year_deltas=year_deltas, visit_deltas=visit_deltas, account_payments=account_payments)
+    @staticmethod
+    def _settlement_row(setl_id, kind, orig, visit, prow, msgid, now, final, channel, policy_id, setlinfo,
+                        output, year_deltas, visit_deltas, account_payments) -> dict[str, Any]:
+        return {
+            "setl_id": setl_id, "kind": kind, "orig_setl_id": orig, "mdtrt_id": visit.mdtrt_id, "psn_no": prow.psn_no,
+            "fixmedins_code": visit.fixmedins_code, "msgid": msgid, "insutype": visit.insutype,
+            "med_type": visit.med_type, "clr_type": setlinfo["clr_type"], "setl_time": now,
+            "setl_year": local_date(now).year, "final": final, "channel": channel, "policy_id": policy_id,
+            "medfee_sumamt": setlinfo["medfee_sumamt"], "fund_pay_sumamt": setlinfo["fund_pay_sumamt"],
+            "acct_pay": setlinfo["acct_pay"], "psn_cash_pay": setlinfo["psn_cash_pay"],
+            "hosp_part_amt": setlinfo["hosp_part_amt"], "cancelled": False, "output": output,
+            "year_deltas": year_deltas, "visit_deltas": visit_deltas, "account_payments": account_payments,
+            "created_at": now,
+        }
 
     @staticmethod
     def _post(uow: UnitOfWork, posting: Posting) -> None:
-        existing = uow.ledger.accounts(spec.id for spec in posting.accounts)
-        for spec in posting.accounts:
-            if spec.id not in existing:  # first use of a fund, institution or channel account
-                uow.ledger.open_account(spec.id, spec.ledger, spec.code, spec.flags)
+        uow.ledger.ensure_accounts(posting.accounts)
         try:
             uow.ledger.create_transfers(list(posting.transfers))
         except LedgerError as e:  # the limits were checked under lock; reaching here means a race we lost
@@ -666,48 +743,39 @@ class SettlementService:
         with unit_of_work(self.factory) as uow:
             return work(uow)
 
-    def _visit(self, mdtrt_id: str) -> VisitRow:
-        session = self.factory()
-        try:
-            return session.get(VisitRow, mdtrt_id)
-        finally:
-            session.close()
-
-    def _idempotent(self, scope: str, key: str, operation: str, body: dict, work: Callable[[UnitOfWork], dict]) -> dict:
+    def _idempotent(self, scope: str, key: str, operation: str, body: dict, work: Callable[[UnitOfWork], dict],
+                    present: Callable[[Connection, dict], dict] | None = None) -> dict:
+        """Run ``work`` and record its answer under ``key`` in the same transaction, or answer as the first
+        request with this key did. The record is written last and taken by its primary key: a request
+        that finds the key taken (a retry, or a concurrent duplicate that committed first) rolls all its
+        work back and answers with the first response; a refused request whose key turns out to be taken
+        (it was refused *because* the first one took effect) does the same. ``present`` turns the stored
+        answer into the caller's (in the same transaction), e.g. adding what must not be stored twice."""
         if not key:
             raise Invalid("msgid", "missing")
         digest = records.request_hash({"op": operation, **body})
-        for attempt in range(2):
-            try:
-                with unit_of_work(self.factory) as uow:
-                    prior = uow.session.get(IdempotencyRow, (scope, key))
-                    if prior is not None:
-                        return self._replay(prior, operation, digest, key)
-                    response = work(uow)
-                    uow.session.add(IdempotencyRow(scope=scope, key=key, request_hash=digest, operation=operation,
-                                                   response=response))
-                    uow.session.flush()
-                    return response
-            except IntegrityError:
-                # a concurrent request with the same key committed first: answer with its result
-                if attempt:
-                    raise
-            except ServiceError:
-                # A concurrent request with the same key may have committed while this one waited on a lock,
-                # and its effect is why this one was refused (e.g. the lines are settled now): answer as a retry.
-                with unit_of_work(self.factory) as uow:
-                    prior = uow.session.get(IdempotencyRow, (scope, key))
-                    if prior is None:
-                        prior_response = None
-                    else:
-                        prior_response = self._replay(prior, operation, digest, key)
-                if prior_response is None:
-                    raise
-                return prior_response
-        raise AssertionError("unreachable")
+        refusal: ServiceError | None = None
+        try:
+            with unit_of_work(self.factory) as uow:
+                response = work(uow)
+                if records.record_idempotency(uow.conn, scope, key, digest, operation, response, self.clock()):
+                    return present(uow.conn, response) if present else response
+                raise _KeyTaken
+        except _KeyTaken:
+            pass  # a key is taken only by a committed record: answer with it
+        except Unauthorized:
+            raise
+        except ServiceError as e:
+            refusal = e  # perhaps refused because the first request with this key took effect
+        with unit_of_work(self.factory) as uow:  # commits even when the refusal stands: it records the nonce
+            prior = records.idempotency_record(uow.conn, scope, key)
+            if prior is not None:
+                response = self._replay(prior, operation, digest, key)
+                return present(uow.conn, response) if present else response
+        raise refusal or Conflict("msgid", f"message id {key!r} is being processed; send it again")
 
     @staticmethod
-    def _replay(prior: IdempotencyRow, operation: str, digest: str, key: str) -> dict:
+    def _replay(prior: Any, operation: str, digest: str, key: str) -> dict:
         if prior.operation == REVERSED:
             raise Conflict("msgid", f"message {key!r} was reversed (2601); nothing was done — send it again with a new msgid")
         if prior.request_hash != digest:

@@ -20,9 +20,10 @@ DEFAULT_URL = "sqlite:///var/medpay.db"
 URL_ENV = "MEDPAY_DATABASE_URL"
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
-# Sized for ~64 concurrent clients: 32 kept open, 32 more on demand.
-PG_POOL_SIZE = 32
-PG_MAX_OVERFLOW = 32
+# Per process: the institution interface runs at most MEDPAY_INSTITUTION_CONCURRENCY transactions at once,
+# the other doors a few more; two workers stay well inside PostgreSQL's default 100 connections.
+PG_POOL_SIZE = 12
+PG_MAX_OVERFLOW = 12
 
 
 def database_url() -> str:
@@ -89,7 +90,11 @@ def _postgresql_engine(url: URL, engine_kwargs: dict[str, Any]) -> Engine:
     options: dict[str, Any] = {
         "pool_size": PG_POOL_SIZE,
         "max_overflow": PG_MAX_OVERFLOW,
-        "pool_pre_ping": True,
+        # No ping per checkout (a round trip on every request). A connection that broke (a server restart)
+        # fails its next statement; SQLAlchemy recognises the disconnect and drops every pooled connection
+        # of that age, so one request per worker sees the fault: −1 or a 5xx, which callers retry safely.
+        "pool_pre_ping": False,
+        "pool_recycle": 3600,
         "pool_timeout": 30,
         "isolation_level": "READ COMMITTED",
     }

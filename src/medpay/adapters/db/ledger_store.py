@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, insert, select, update
+from sqlalchemy import Connection, and_, bindparam, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session, aliased
 
 from medpay.adapters.db.base import utcnow
 from medpay.adapters.db.ledger_tables import LedgerAccountRow, LedgerTransferRow
+from medpay.domain.posting import AccountSpec
 from medpay.domain.ledger import (
     Account,
     AccountFlags,
@@ -91,13 +92,16 @@ def _transfer_values(t: Transfer) -> dict[str, Any]:
 
 
 class LedgerStore:
-    def __init__(self, session: Session, clock: Callable[[], datetime] = utcnow):
-        self.session = session
-        self.clock = clock
+    """The ledger inside the caller's transaction (a ``Connection``, or a ``Session`` whose connection is used)."""
 
-    @property
-    def _dialect(self) -> str:
-        return self.session.get_bind().dialect.name
+    def __init__(self, db: Connection | Session, clock: Callable[[], datetime] = utcnow):
+        self.conn = db.connection() if isinstance(db, Session) else db
+        self.clock = clock
+        self._locked: set[str] = set()  # accounts this transaction holds row locks on
+        # accounts as this transaction last read or wrote them: a limited one is locked before its balance
+        # counts, an unlimited one only needs to exist (it moves by increments), so neither is read twice
+        self._known: dict[str, Account] = {}
+        self._opened: set[str] = set()  # opened by this transaction: not yet known to other connections
 
     # --- accounts ------------------------------------------------------------------------------------------
 
@@ -120,14 +124,15 @@ class LedgerStore:
             "created_at": self.clock(),
         }
         # ON CONFLICT DO NOTHING: two concurrent opens of one account both succeed without an abort.
-        dialect_insert = postgresql_insert if self._dialect == "postgresql" else sqlite_insert
+        dialect_insert = postgresql_insert if self.conn.dialect.name == "postgresql" else sqlite_insert
         statement = (
             dialect_insert(accounts_table)
             .values(values)
             .on_conflict_do_nothing(index_elements=["id"])
             .returning(accounts_table.c.id)
         )
-        if self.session.execute(statement).scalar_one_or_none() is not None:
+        if self.conn.execute(statement).scalar_one_or_none() is not None:
+            self._opened.add(id)
             return AccountResult.OK
         existing = self.account(id)
         result = account_definition_result(wanted, existing)
@@ -135,16 +140,39 @@ class LedgerStore:
             raise LedgerError(result, id, f"stored as {existing}")
         return result
 
+    def ensure_accounts(self, specs: Iterable[AccountSpec]) -> None:
+        """Open those of ``specs`` that don't exist yet (a fund, institution or channel used the first time)."""
+        specs = list(specs)
+        found = self._defined(s.id for s in specs)
+        for spec in specs:
+            if spec.id not in found:
+                self.open_account(spec.id, spec.ledger, spec.code, spec.flags)
+
+    def _defined(self, ids: Iterable[str]) -> dict[str, Account]:
+        """The accounts among ``ids`` that exist, as this transaction knows them. Accounts without a balance
+        limit are remembered per database connection once seen committed: an account is never deleted and
+        its definition never changes, and such an account's totals are only ever moved by increments, so
+        its stored totals are never needed to post to it."""
+        remembered: dict[str, Account] = self.conn.info.setdefault(_UNLIMITED_ACCOUNTS, {})
+        ids = set(ids)
+        out = {i: self._known.get(i) or remembered[i] for i in ids if i in self._known or i in remembered}
+        missing = ids - out.keys()
+        if missing:
+            found = self.accounts(missing)
+            out.update(found)
+            remembered.update((i, a) for i, a in found.items() if not _limited(a) and i not in self._opened)
+        return out
+
     def account(self, id: str) -> Account | None:
-        row = self.session.execute(select(accounts_table).where(accounts_table.c.id == id)).one_or_none()
-        return None if row is None else _account(row)
+        return self.accounts([id]).get(id)
 
     def accounts(self, ids: Iterable[str]) -> dict[str, Account]:
         ids = sorted(set(ids))
         if not ids:
             return {}
-        rows = self.session.execute(select(accounts_table).where(accounts_table.c.id.in_(ids)))
-        return {row.id: _account(row) for row in rows}
+        found = {row.id: _account(row) for row in self.conn.execute(_ACCOUNTS, {"ids": ids})}
+        self._known.update(found)
+        return found
 
     def lock_accounts(self, ids: Sequence[str]) -> dict[str, Account]:
         """Read and lock ``ids`` in sorted order, so concurrent batches can't deadlock.
@@ -153,24 +181,25 @@ class LedgerStore:
         """
         if not ids:
             return {}
-        query = (
-            select(accounts_table)
-            .where(accounts_table.c.id.in_(ids))
-            .order_by(accounts_table.c.id)
-            .with_for_update()
-        )
-        return {row.id: _account(row) for row in self.session.execute(query)}
+        found = {row.id: _account(row) for row in self.conn.execute(_LOCK_ACCOUNTS, {"ids": sorted(set(ids))})}
+        self._locked.update(found)
+        self._known.update(found)
+        return found
 
     # --- transfers -----------------------------------------------------------------------------------------
 
     def transfer(self, id: str) -> Transfer | None:
-        row = self.session.execute(select(transfers_table).where(transfers_table.c.id == id)).one_or_none()
-        return None if row is None else _transfer(row)
+        return self._transfers([id]).get(id)
+
+    def _transfers(self, ids: Iterable[str]) -> dict[str, Transfer]:
+        ids = sorted(set(ids))
+        if not ids:
+            return {}
+        return {row.id: _transfer(row) for row in self.conn.execute(_TRANSFERS, {"ids": ids})}
 
     def resolution_of(self, pending_id: str) -> Transfer | None:
         """The post or void that resolved ``pending_id``, if any."""
-        query = select(transfers_table).where(transfers_table.c.pending_id == pending_id)
-        row = self.session.execute(query).one_or_none()
+        row = self.conn.execute(select(transfers_table).where(transfers_table.c.pending_id == pending_id)).one_or_none()
         return None if row is None else _transfer(row)
 
     def pending_state(self, pending_id: str, now: datetime | None = None) -> PendingState | None:
@@ -180,95 +209,91 @@ class LedgerStore:
         return pending_state(pending, self.resolution_of(pending_id), now or self.clock())
 
     def transfers_by_ref(self, ref: str) -> list[Transfer]:
-        query = (
-            select(transfers_table)
-            .where(transfers_table.c.ref == ref)
-            .order_by(transfers_table.c.created_at, transfers_table.c.id)
-        )
-        return [_transfer(row) for row in self.session.execute(query)]
+        return [_transfer(row) for row in self.conn.execute(_TRANSFERS_BY_REF, {"ref": ref})]
 
     def create_transfers(self, transfers: Sequence[Transfer]) -> list[tuple[str, TransferResult]]:
         """Record ``transfers`` in order, all or nothing.
 
         Returns ``(id, OK | EXISTS)`` per transfer; EXISTS means an identical transfer was already recorded
-        and nothing moved. Raises ``LedgerError`` on the first refused transfer, leaving the caller's
-        transaction to be rolled back.
+        and nothing moved. Raises ``LedgerError`` on the first refused transfer. Every transfer is checked
+        before anything is written, so a refused batch has written nothing, even for a caller that catches
+        the error and commits. (A database error — a race lost to a writer that got past the locks — leaves
+        the transaction to be rolled back.)
         """
         if not transfers:
             return []
         now = self.clock()
         stamped = [t.stamped(now) for t in transfers]
-        # A savepoint around the batch: if a transfer is refused, the ones before it are undone even when
-        # the caller catches the error and carries on with its transaction.
-        with self.session.begin_nested():
-            accounts = self._read_for_transfer(accounts_for(stamped))
-            before = dict(accounts)
-            changed: set[str] = set()
-            results: list[tuple[str, TransferResult]] = []
-            for t in stamped:
-                pending = self.transfer(t.pending_id) if t.kind.resolves_pending and t.pending_id else None
-                resolution = self.resolution_of(t.pending_id) if pending is not None else None
-                result = validate_transfer(
-                    t,
-                    debit=accounts.get(t.debit_account_id),
-                    credit=accounts.get(t.credit_account_id),
-                    existing=self.transfer(t.id),
-                    pending=pending,
-                    resolution=resolution,
-                )
-                if not result.succeeded:
-                    raise LedgerError(result, t.id, _describe(t))
-                if result is TransferResult.OK:
-                    debit, credit = apply_transfer(
-                        t, accounts[t.debit_account_id], accounts[t.credit_account_id], pending
-                    )
-                    accounts[debit.id], accounts[credit.id] = debit, credit
-                    changed.update((debit.id, credit.id))
-                    self._insert_transfer(t)
-                results.append((t.id, result))
-            for account_id in sorted(changed):
-                self._write_totals(accounts[account_id], before[account_id])
+        accounts = self._read_for_transfer(accounts_for(stamped))
+        before = dict(accounts)
+        existing = self._transfers(t.id for t in stamped)
+        pending_ids = [t.pending_id for t in stamped if t.kind.resolves_pending and t.pending_id]
+        pendings = self._transfers(pending_ids)
+        changed: set[str] = set()
+        new: list[Transfer] = []
+        results: list[tuple[str, TransferResult]] = []
+        for t in stamped:
+            pending = pendings.get(t.pending_id) if t.kind.resolves_pending and t.pending_id else None
+            resolution = self.resolution_of(t.pending_id) if pending is not None else None
+            if pending is not None and resolution is None:  # resolved earlier in this batch?
+                resolution = next((n for n in new if n.pending_id == t.pending_id), None)
+            result = validate_transfer(
+                t,
+                debit=accounts.get(t.debit_account_id),
+                credit=accounts.get(t.credit_account_id),
+                existing=existing.get(t.id),
+                pending=pending,
+                resolution=resolution,
+            )
+            if not result.succeeded:
+                raise LedgerError(result, t.id, _describe(t))
+            if result is TransferResult.OK:
+                debit, credit = apply_transfer(t, accounts[t.debit_account_id], accounts[t.credit_account_id], pending)
+                accounts[debit.id], accounts[credit.id] = debit, credit
+                changed.update((debit.id, credit.id))
+                new.append(t)
+                existing[t.id] = t
+                if t.kind is TransferKind.PENDING:
+                    pendings[t.id] = t
+            results.append((t.id, result))
+        if new:
+            self._insert_transfers(new)
+            self._write_totals([(accounts[i], before[i]) for i in sorted(changed)])
+            self._known.update((i, accounts[i]) for i in changed)
         return results
 
     def _read_for_transfer(self, ids: Sequence[str]) -> dict[str, Account]:
         """The accounts a batch touches. Only those with a balance limit are locked: their checks need a
         stable balance. The others (funds, institutions, channels — touched by every settlement) are read
         without a lock and later moved by increments, so concurrent settlements don't queue on them."""
-        accounts = self.accounts(ids)
-        limited = [i for i, a in accounts.items()
-                   if a.flags.debits_must_not_exceed_credits or a.flags.credits_must_not_exceed_debits]
-        accounts.update(self.lock_accounts(limited))
+        accounts = self._defined(ids)
+        unlocked = [i for i, a in accounts.items() if _limited(a) and i not in self._locked]
+        accounts.update(self.lock_accounts(unlocked))
         return accounts
 
-    def _insert_transfer(self, t: Transfer) -> None:
+    def _insert_transfers(self, new: list[Transfer]) -> None:
         try:
-            self.session.execute(insert(transfers_table).values(_transfer_values(t)))
+            self.conn.execute(insert(transfers_table), [_transfer_values(t) for t in new])
         except IntegrityError as error:
             # Reachable only if a concurrent writer got past the account locks, e.g. the same transfer id
             # used on other accounts; the unique constraints are the last line of defence.
             if "pending_id" in str(error.orig):
+                kind = next((t.kind for t in new if t.kind.resolves_pending), TransferKind.POST_PENDING)
                 raise LedgerError(
                     TransferResult.PENDING_TRANSFER_ALREADY_POSTED
-                    if t.kind is TransferKind.POST_PENDING
+                    if kind is TransferKind.POST_PENDING
                     else TransferResult.PENDING_TRANSFER_ALREADY_VOIDED,
-                    t.id,
+                    new[0].id,
                     "resolved by a concurrent transfer",
                 ) from error
             code = TransferResult.EXISTS_WITH_DIFFERENT_FIELDS
-            raise LedgerError(code, t.id, "recorded by a concurrent transfer") from error
+            raise LedgerError(code, new[0].id, "recorded by a concurrent transfer") from error
 
-    def _write_totals(self, a: Account, before: Account) -> None:
-        """Locked (limited) accounts get their new totals; unlocked ones the increments, applied atomically
-        on top of whatever concurrent batches committed meanwhile."""
-        c = accounts_table.c
-        if a.flags.debits_must_not_exceed_credits or a.flags.credits_must_not_exceed_debits:
-            values = {"debits_pending": a.debits_pending, "debits_posted": a.debits_posted,
-                      "credits_pending": a.credits_pending, "credits_posted": a.credits_posted}
-        else:
-            values = {name: getattr(c, name) + (getattr(a, name) - getattr(before, name))
-                      for name in ("debits_pending", "debits_posted", "credits_pending", "credits_posted")
-                      if getattr(a, name) != getattr(before, name)}
-        self.session.execute(update(accounts_table).where(c.id == a.id).values(**values))
+    def _write_totals(self, changes: list[tuple[Account, Account]]) -> None:
+        """Every account moves by its increments, applied atomically on top of whatever concurrent batches
+        committed meanwhile (the unlocked ones) — for the locked ones that is their new totals."""
+        self.conn.execute(_ADD_TOTALS, [{"account_id": a.id, **{n: getattr(a, n) - getattr(b, n) for n in _TOTALS}}
+                                        for a, b in changes])
 
     def expire_pending(self, now: datetime | None = None) -> list[Transfer]:
         """Void every pending transfer whose timeout has passed; returns the expiry voids recorded."""
@@ -286,10 +311,25 @@ class LedgerStore:
             )
             .order_by(transfers_table.c.id)
         )
-        voids = [expiry_void(_transfer(row), now) for row in self.session.execute(query)]
+        voids = [expiry_void(_transfer(row), now) for row in self.conn.execute(query)]
         if voids:
             self.create_transfers(voids)
         return voids
+
+
+_UNLIMITED_ACCOUNTS = "medpay.ledger.unlimited_accounts"  # Connection.info key (per database connection)
+_TOTALS = ("debits_pending", "debits_posted", "credits_pending", "credits_posted")
+_ACCOUNTS = select(accounts_table).where(accounts_table.c.id.in_(bindparam("ids", expanding=True)))
+_LOCK_ACCOUNTS = _ACCOUNTS.order_by(accounts_table.c.id).with_for_update()
+_TRANSFERS = select(transfers_table).where(transfers_table.c.id.in_(bindparam("ids", expanding=True)))
+_TRANSFERS_BY_REF = (select(transfers_table).where(transfers_table.c.ref == bindparam("ref"))
+                     .order_by(transfers_table.c.created_at, transfers_table.c.id))
+_ADD_TOTALS = (update(accounts_table).where(accounts_table.c.id == bindparam("account_id"))
+               .values({name: getattr(accounts_table.c, name) + bindparam(name) for name in _TOTALS}))
+
+
+def _limited(a: Account) -> bool:
+    return a.flags.debits_must_not_exceed_credits or a.flags.credits_must_not_exceed_debits
 
 
 def _describe(t: Transfer) -> str:

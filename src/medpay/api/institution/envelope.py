@@ -7,7 +7,8 @@ import json
 import secrets
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from medpay.local_time import LOCAL_TZ
 

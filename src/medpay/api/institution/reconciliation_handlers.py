@@ -17,7 +17,8 @@ Rules (which settlements count, refd_setl_flag, file formats): ``medpay.services
 from __future__ import annotations
 
 import base64
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from medpay.local_time import format_local
 from medpay.api.institution.transactions import Call, handler, node, text

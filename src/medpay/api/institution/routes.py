@@ -8,11 +8,13 @@ are HTTP 401 with the same envelope.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from typing import Any
 
+import anyio
+import anyio.to_thread
 from fastapi import APIRouter, Request
-from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
 from medpay.api.institution import examples
@@ -21,8 +23,9 @@ from medpay.api.institution.transactions import HANDLERS, NO_SIGN_IN, Call
 from medpay.api.institution import reconciliation_handlers  # noqa: F401  (registers 3201/3202/9101/9102)
 from medpay.api.platform import Platform
 from medpay.nhsa_paths import CALL_SERVICE, PATHS
-from medpay.services.errors import ServiceError
-from medpay.services.gateway_auth import AuthError
+from medpay.services import request_guard
+from medpay.services.errors import AuthError, ServiceError
+from medpay.services.request_guard import RequestGuard
 
 log = logging.getLogger("medpay.institution")
 router = APIRouter(tags=["institution"])
@@ -33,36 +36,66 @@ def dispatch(platform: Platform, headers: dict[str, str], body: bytes, infno_fro
     received = platform.settlement.clock()
     started = time.perf_counter()
     status, infcode, output, err, infno, msgid = 200, 0, None, None, infno_from_path or "", ""
+    guard: RequestGuard | None = None
     try:
-        code = platform.gateway.verify(headers)
+        cred = platform.gateway.authenticate(headers)
         env = parse_envelope(body, infno_from_path)
         infno, msgid = env.infno, env.msgid
-        if env.fixmedins_code != code:
+        if env.fixmedins_code != cred.fixmedins_code:
             raise AuthError("fixmedins_code", "does not match the institution of the gateway credentials")
-        platform.gateway.verify_body(code, env.raw)
+        platform.gateway.verify_body(cred.fixmedins_code, env.raw)
+        # from here on the request uses up its nonce, whatever the answer
+        guard = RequestGuard(cred.paasid, cred.nonce, cred.seen_at, cred.fixmedins_code,
+                             None if env.infno in NO_SIGN_IN else env.get("sign_no"))
         handler = HANDLERS.get(env.infno)
         if handler is None:
             raise EnvelopeError("infno", f"unknown transaction {env.infno!r}")
-        if env.infno not in NO_SIGN_IN and not platform.sign_in.check(code, env.get("sign_no")):
+        if guard.sign_no == "":
             raise EnvelopeError("sign_no", "no active sign-in with this sign_no (9001 first)")
-        output = handler(Call(env, code, platform))
+        with request_guard.active(guard):
+            output = handler(Call(env, cred.fixmedins_code, platform))
+        guard.finish(platform.factory, succeeded=True)
     except AuthError as e:
-        status, infcode, err = 401, -2, f"{e.field}: {e.message}"
+        status, infcode, output, err = 401, -2, None, f"{e.field}: {e.message}"
     except (EnvelopeError, ServiceError) as e:
-        infcode, err = -2, f"{e.field}: {e.message}"
+        infcode, output, err = -2, None, f"{e.field}: {e.message}"
     except Exception:  # a fault of ours: logged with its trace, never shown to the caller
         log.exception("institution interface fault infno=%s msgid=%s", infno, msgid)
-        infcode, err = -1, "系统错误 system fault; the outcome is unknown to the caller — reverse with 2601 if it was a write"
+        infcode, output, err = -1, None, "系统错误 system fault; the outcome is unknown to the caller — reverse with 2601 if it was a write"
+    if infcode != 0 and guard is not None:
+        status, err = _use_up_nonce(platform, guard, status, err)
     now = platform.settlement.clock()
     log.info("infno=%s msgid=%s infcode=%s %.1fms", infno, msgid, infcode, (time.perf_counter() - started) * 1000)
     return JSONResponse(status_code=status, content=response(infcode, output, err, admdvs=RECEIVER_ADMDVS,
                                                              received=received, now=now))
 
 
+def _use_up_nonce(platform: Platform, guard: RequestGuard, status: int, err: str | None) -> tuple[int, str | None]:
+    """A refused request's nonce is recorded too (its own transaction rolled back): it can't be replayed."""
+    try:
+        guard.finish(platform.factory, succeeded=False)
+    except AuthError as e:  # a copy of this request got there first
+        return 401, f"{e.field}: {e.message}"
+    except Exception:  # the answer stands; the nonce is still stale after the skew window
+        log.exception("could not record the nonce of a refused request")
+    return status, err
+
+
+# Admission control: at most this many institution transactions of a worker process run at once; the rest
+# wait their turn on the event loop. On a small machine more would only add lock waits, GIL hand-offs and
+# database backends competing for the same cores (MEDPAY_INSTITUTION_CONCURRENCY to change it).
+CONCURRENCY = int(os.environ.get("MEDPAY_INSTITUTION_CONCURRENCY", "6"))
+_limiter: anyio.CapacityLimiter | None = None
+
+
 async def _handle(request: Request, infno: str | None) -> JSONResponse:
+    global _limiter
+    if _limiter is None:  # made on the worker's event loop
+        _limiter = anyio.CapacityLimiter(CONCURRENCY)
     body = await request.body()
     headers = {k.lower(): v for k, v in request.headers.items()}
-    return await run_in_threadpool(dispatch, request.app.state.platform, headers, body, infno)
+    return await anyio.to_thread.run_sync(dispatch, request.app.state.platform, headers, body, infno,
+                                          limiter=_limiter)
 
 
 def _openapi(infnos: list[str]) -> dict[str, Any]:

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from medpay.api.institution.envelope import Envelope, EnvelopeError, as_text
 from medpay.api.platform import Platform
 from medpay.interface_format import to_yuan
 from medpay.local_time import INTERFACE_FORMAT, LOCAL_TZ, format_local, local_date
 from medpay.money import yuan_number
-from medpay.services import records
 from medpay.services.errors import Invalid
 from medpay.services.settlement import DECLARED_AMOUNTS, FeeLineInput, SettleRequest
 
@@ -107,50 +107,11 @@ def timestamp(d: Mapping[str, Any], key: str, path: str) -> datetime | None:
     raise Invalid(f"{path}.{key}", f"must be a time yyyy-MM-dd HH:mm:ss; got {value!r}")
 
 
-def _same_person(call: Call, mdtrt_id: str, psn_no: str, path: str) -> None:
-    if not psn_no:
-        return
-    session = call.platform.factory()
-    try:
-        visit = records.own_visit(session, call.fixmedins_code, mdtrt_id)
-        if visit.psn_no != psn_no:
-            raise Invalid(f"{path}.psn_no", f"visit {mdtrt_id!r} is not of person {psn_no!r}")
-    finally:
-        session.close()
-
-
-def _target_visit(call: Call, name: str = "data") -> tuple[Mapping[str, Any], str]:
-    """The input node and the visit it names, after checking the visit is this institution's and, if the
-    node gives a person, this person's."""
+def _target_visit(call: Call, name: str = "data") -> tuple[Mapping[str, Any], str, str]:
+    """The input node, the visit it names and the person it names ("" if none: the service checks that a
+    named person is the visit's, and that the visit is this institution's)."""
     d = node(call, name)
-    mdtrt_id = text(d, "mdtrt_id", name)
-    _same_person(call, mdtrt_id, text(d, "psn_no", name, required=False), name)
-    return d, mdtrt_id
-
-
-def _presented(call: Call, psn_no: str, field: str):
-    """The person, if they showed this institution a credential (tenancy); one read for both checks."""
-    session = call.platform.factory()
-    try:
-        row = records.person_row(session, psn_no, field=field)
-        call.platform.persons.require_presentation(session, call.fixmedins_code, psn_no)
-        return row
-    finally:
-        session.close()
-
-
-def _with_person(call: Call, output: dict[str, Any]) -> dict[str, Any]:
-    """Settlement outputs carry the person's name and ID number, decrypted only for this response."""
-    info = output["setlinfo"]
-    session = call.platform.factory()
-    try:
-        row = records.person_row(session, info["psn_no"])
-        cipher = call.platform.cipher
-        info = {**info, "psn_name": cipher.decrypt(row.psn_name_enc, "psn_name"),
-                "certno": cipher.decrypt(row.certno_enc, "certno")}
-    finally:
-        session.close()
-    return to_yuan({**output, "setlinfo": info})
+    return d, text(d, "mdtrt_id", name), text(d, "psn_no", name, required=False)
 
 
 # ------------------------------------------------------------------------------------------ 9xxx, 1101, 2001
@@ -190,7 +151,7 @@ def eligibility(call: Call) -> dict:
     d = node(call, "data")
     psn_no = text(d, "psn_no", "data")
     med_type = text(d, "med_type", "data", required=False, default="11")
-    row = _presented(call, psn_no, "data.psn_no")
+    row = call.platform.settlement.eligibility(call.fixmedins_code, psn_no)
     insured = row.psn_insu_stas == "1"
     return {"trtinfo": [{"fund_pay_type": "310100" if row.insutype.startswith("31") else "390100",
                          "trt_chk_type": "1", "trt_enjymnt_flag": "1" if insured else "0", "med_type": med_type,
@@ -202,7 +163,6 @@ def eligibility(call: Call) -> dict:
 
 def _open_visit(call: Call, d: Mapping[str, Any], path: str, med_type: str) -> dict:
     psn_no = text(d, "psn_no", path)
-    _presented(call, psn_no, f"{path}.psn_no")
     visit = call.platform.settlement.register_visit(
         call.fixmedins_code, psn_no, med_type, insutype=text(d, "insutype", path, required=False) or None,
         begntime=timestamp(d, "begntime", path), dise_codg=text(d, "dise_codg", path, required=False),
@@ -222,18 +182,18 @@ def register(call: Call) -> dict:
 @handler("2202", "2404")
 def visit_cancel(call: Call) -> dict:
     """Registration cancel (2202) and admission cancel (2404)."""
-    _d, mdtrt_id = _target_visit(call)
-    call.platform.settlement.cancel_visit(call.fixmedins_code, mdtrt_id, msgid=call.env.msgid)
+    _d, mdtrt_id, psn_no = _target_visit(call)
+    call.platform.settlement.cancel_visit(call.fixmedins_code, mdtrt_id, msgid=call.env.msgid, psn_no=psn_no)
     return {}
 
 
 @handler("2203", "2203A")
 def visit_info(call: Call) -> dict:
-    d, mdtrt_id = _target_visit(call, "mdtrtinfo")
+    d, mdtrt_id, psn_no = _target_visit(call, "mdtrtinfo")
     call.platform.settlement.update_visit(
         call.fixmedins_code, mdtrt_id, med_type=text(d, "med_type", "mdtrtinfo", required=False) or None,
         dise_codg=text(d, "dise_codg", "mdtrtinfo", required=False),
-        dise_name=text(d, "dise_name", "mdtrtinfo", required=False), msgid=call.env.msgid)
+        dise_name=text(d, "dise_name", "mdtrtinfo", required=False), msgid=call.env.msgid, psn_no=psn_no)
     return {}
 
 
@@ -245,16 +205,16 @@ def admit(call: Call) -> dict:
 
 @handler("2402")
 def discharge(call: Call) -> dict:
-    d, mdtrt_id = _target_visit(call, "dscginfo")
+    d, mdtrt_id, psn_no = _target_visit(call, "dscginfo")
     call.platform.settlement.discharge(call.fixmedins_code, mdtrt_id, timestamp(d, "endtime", "dscginfo"),
-                                       msgid=call.env.msgid)
+                                       msgid=call.env.msgid, psn_no=psn_no)
     return {}
 
 
 @handler("2405")
 def discharge_cancel(call: Call) -> dict:
-    _d, mdtrt_id = _target_visit(call)
-    call.platform.settlement.undo_discharge(call.fixmedins_code, mdtrt_id, msgid=call.env.msgid)
+    _d, mdtrt_id, psn_no = _target_visit(call)
+    call.platform.settlement.undo_discharge(call.fixmedins_code, mdtrt_id, msgid=call.env.msgid, psn_no=psn_no)
     return {}
 
 
@@ -271,7 +231,6 @@ def upload_fees(call: Call) -> dict:
     if len(mdtrt_ids) != 1:
         raise Invalid("feedetail.mdtrt_id", "all lines of one upload must belong to one visit")
     mdtrt_id = mdtrt_ids.pop()
-    _same_person(call, mdtrt_id, text(lines[0], "psn_no", "feedetail[0]", required=False), "feedetail[0]")
     inputs = []
     for i, r in enumerate(lines):
         path = f"feedetail[{i}]"
@@ -281,7 +240,8 @@ def upload_fees(call: Call) -> dict:
             det_item_fee_sumamt=_number(r, "det_item_fee_sumamt", path),
             fee_ocur_time=timestamp(r, "fee_ocur_time", path), chrg_bchno=text(r, "chrg_bchno", path, required=False),
             medins_list_codg=text(r, "medins_list_codg", path, required=False)))
-    result = call.platform.settlement.upload_fees(call.fixmedins_code, mdtrt_id, inputs, msgid=call.env.msgid)
+    result = call.platform.settlement.upload_fees(call.fixmedins_code, mdtrt_id, inputs, msgid=call.env.msgid,
+                                                  psn_no=text(lines[0], "psn_no", "feedetail[0]", required=False))
     return {"result": [to_yuan({**LINE_DEFAULTS, **row, "cnt": float(row["cnt"]), "pric": float(row["pric"]),
                                 "selfpay_prop": float(row["selfpay_prop"]),
                                 "pric_uplmt_amt": row["pric_uplmt_amt"] if row["pric_uplmt_amt"] is not None else 999999_00})
@@ -301,56 +261,56 @@ def _number(d: Mapping[str, Any], key: str, path: str) -> Any:
 
 @handler("2205")
 def cancel_fees_outpatient(call: Call) -> dict:
-    d, mdtrt_id = _target_visit(call)
+    d, mdtrt_id, psn_no = _target_visit(call)
     call.platform.settlement.cancel_fees(call.fixmedins_code, mdtrt_id, chrg_bchno=text(d, "chrg_bchno", "data"),
-                                         msgid=call.env.msgid)
+                                         msgid=call.env.msgid, psn_no=psn_no)
     return {}
 
 
 @handler("2302")
 def cancel_fees_inpatient(call: Call) -> dict:
-    d, mdtrt_id = _target_visit(call)
+    d, mdtrt_id, psn_no = _target_visit(call)
     call.platform.settlement.cancel_fees(call.fixmedins_code, mdtrt_id, feedetl_sn=text(d, "feedetl_sn", "data"),
-                                         msgid=call.env.msgid)
+                                         msgid=call.env.msgid, psn_no=psn_no)
     return {}
 
 
 # ------------------------------------------------------------------------------------------ settlement
 
 
-def _settle_input(call: Call) -> tuple[Mapping[str, Any], str, dict[str, Any]]:
-    d, mdtrt_id = _target_visit(call)
+def _settle_input(call: Call) -> tuple[Mapping[str, Any], str, str, dict[str, Any]]:
+    d, mdtrt_id, psn_no = _target_visit(call)
     declared = {k: d[k] for k in DECLARED_AMOUNTS if d.get(k) not in (None, "")}
     for k in declared:
         if isinstance(declared[k], str):
             text(d, k, "data", required=False)  # no NUL, no unpaired surrogate
-    return d, mdtrt_id, declared
+    return d, mdtrt_id, psn_no, declared
 
 
 @handler("2206", "2206A", "2303")
 def presettle(call: Call) -> dict:
-    d, mdtrt_id, declared = _settle_input(call)
+    d, mdtrt_id, psn_no, declared = _settle_input(call)
     quote = call.platform.settlement.presettle(
         call.fixmedins_code, mdtrt_id, acct_used_flag=flag(d, "acct_used_flag", "data", True),
-        mid_setl_flag=flag(d, "mid_setl_flag", "data", False), declared=declared)
-    return _with_person(call, {"setlinfo": quote.setlinfo, "setldetail": quote.setldetail})
+        mid_setl_flag=flag(d, "mid_setl_flag", "data", False), declared=declared, psn_no=psn_no, with_identity=True)
+    return to_yuan({"setlinfo": quote.setlinfo, "setldetail": quote.setldetail})
 
 
 @handler("2207", "2207A", "2304")
 def settle(call: Call) -> dict:
-    d, mdtrt_id, declared = _settle_input(call)
+    d, mdtrt_id, psn_no, declared = _settle_input(call)
     out = call.platform.settlement.settle(SettleRequest(
         call.fixmedins_code, call.env.msgid, mdtrt_id, acct_used_flag=flag(d, "acct_used_flag", "data", True),
-        mid_setl_flag=flag(d, "mid_setl_flag", "data", False), declared=declared))
-    return _with_person(call, out)
+        mid_setl_flag=flag(d, "mid_setl_flag", "data", False), declared=declared, psn_no=psn_no), with_identity=True)
+    return to_yuan(out)
 
 
 @handler("2208", "2305")
 def cancel_settlement(call: Call) -> dict:
     d = node(call, "data")
     out = call.platform.settlement.cancel(call.fixmedins_code, call.env.msgid, text(d, "setl_id", "data"),
-                                          text(d, "psn_no", "data", required=False) or None)
-    return _with_person(call, out)
+                                          text(d, "psn_no", "data", required=False) or None, with_identity=True)
+    return to_yuan(out)
 
 
 @handler("2601")
@@ -367,17 +327,17 @@ def reverse(call: Call) -> dict:
 @handler("5203")
 def query_settlement(call: Call) -> dict:
     d = node(call, "data")
-    out = call.platform.settlement.settlement(call.fixmedins_code, text(d, "setl_id", "data"))
+    out = call.platform.settlement.settlement(call.fixmedins_code, text(d, "setl_id", "data"), with_identity=True)
     psn_no = text(d, "psn_no", "data", required=False)
     if psn_no and out["setlinfo"]["psn_no"] != psn_no:
         raise Invalid("data.psn_no", "the settlement is not of this person")
-    return _with_person(call, out)
+    return to_yuan(out)
 
 
 @handler("5204")
 def query_fees(call: Call) -> dict:
-    d, mdtrt_id = _target_visit(call)
-    lines = call.platform.settlement.fee_lines(call.fixmedins_code, mdtrt_id)
+    d, mdtrt_id, psn_no = _target_visit(call)
+    lines = call.platform.settlement.fee_lines(call.fixmedins_code, mdtrt_id, psn_no)
     setl_id = text(d, "setl_id", "data", required=False)
     if setl_id:
         lines = [x for x in lines if x["setl_id"] == setl_id]
@@ -392,8 +352,7 @@ def query_accumulators(call: Call) -> dict:
                  or str(local_date(call.platform.settlement.clock()).year))
     if not year_text.isdigit():
         raise Invalid("data.cum_ym", "must start with a year yyyy")
-    _presented(call, psn_no, "data.psn_no")
-    acc = call.platform.settlement.accumulators(psn_no, int(year_text))
+    acc = call.platform.settlement.accumulators(psn_no, int(year_text), call.fixmedins_code)
     return {"cuminfo": [{"year": year_text, "cum_type_code": key,
                          "cum": value if key == "admissions" else yuan_number(value)}
                         for key, value in sorted(acc.items())]}

@@ -1,0 +1,128 @@
+"""The database half of authenticating an institution request: its nonce is new, its sign-in is open.
+
+The gateway signature is checked from the headers alone (``GatewayAuth.authenticate``, with the token cached).
+What needs the database is written and checked by the request's *first* transaction, so a settlement costs
+one transaction, not three:
+
+- the nonce is inserted into ``gateway_nonces`` (a conflict on the primary key is a replay: 401);
+- the ``sign_no`` must be an open 9001 sign-in of the institution (else −2 naming ``sign_no``).
+
+Both in one statement when all is well (INSERT … SELECT … WHERE EXISTS(open sign-in)); only when it inserts
+nothing does a second statement tell a replay from a missing sign-in.
+
+``with active(guard):`` around the request's handler makes ``unit_of_work`` call ``guard.admit`` first in the
+first transaction it opens. The guard is done once that transaction commits. A request whose handler was
+refused (its transaction rolled back) or opened no transaction calls ``finish``, which records the nonce in a
+transaction of its own — a refused request is still not replayable — and, for a handler that succeeded
+without the database, checks the sign-in before its answer goes out.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Iterator
+
+from sqlalchemy import Connection, String, and_, bindparam, exists, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session, sessionmaker
+
+from medpay.adapters.db.base import UtcDateTime
+from medpay.adapters.db.gateway_tables import GatewayNonceRow, SignInRow
+from medpay.adapters.db.statements import insert_ignore
+from medpay.services.errors import AuthError, Invalid
+
+_nonces = GatewayNonceRow.__table__
+_sign_ins = SignInRow.__table__
+_OPEN_SIGN_IN = select(_sign_ins.c.sign_no).where(and_(
+    _sign_ins.c.sign_no == bindparam("sign_no"), _sign_ins.c.fixmedins_code == bindparam("code"),
+    _sign_ins.c.sign_out_time.is_(None)))
+# The happy path in one round trip: the nonce is inserted only if the sign-in is open.
+_NONCE_IF_SIGNED_IN = {
+    name: variant(_nonces).from_select(
+        ["paasid", "nonce", "seen_at"],
+        select(bindparam("paasid", type_=String()), bindparam("nonce", type_=String()),
+               bindparam("seen_at", type_=UtcDateTime())).where(exists(_OPEN_SIGN_IN)),
+    ).on_conflict_do_nothing().returning(_nonces.c.nonce)
+    for name, variant in (("postgresql", pg_insert), ("sqlite", sqlite_insert))
+}
+
+_current: ContextVar["RequestGuard | None"] = ContextVar("medpay_request_guard", default=None)
+
+
+def record_nonce(conn: Connection, paasid: str, nonce: str, seen_at: datetime) -> bool:
+    """Insert the nonce; False when (paasid, nonce) was accepted before (a replay). Concurrent inserts of one
+    nonce serialise on the key (PostgreSQL) or the write lock (SQLite): exactly one wins."""
+    return insert_ignore(conn, GatewayNonceRow, {"paasid": paasid, "nonce": nonce, "seen_at": seen_at},
+                         GatewayNonceRow.nonce)
+
+
+@dataclass
+class RequestGuard:
+    paasid: str
+    nonce: str
+    seen_at: datetime
+    fixmedins_code: str
+    sign_no: str | None  # None: this transaction needs no sign-in (9001, 9002)
+    done: bool = False  # the nonce is committed (by the request's first transaction or by finish)
+    replayed: bool = False
+    holding: bool = False  # an open transaction of this request has inserted the nonce
+
+    def admit(self, conn: Connection, *, check_sign_in: bool = True) -> bool:
+        """Insert the nonce and check the sign-in in the transaction of ``conn``; False (and nothing done)
+        when the request is done or another open transaction of it already holds the nonce."""
+        if self.done or self.holding:
+            return False
+        if check_sign_in and self.sign_no is not None:
+            params = {"paasid": self.paasid, "nonce": self.nonce, "seen_at": self.seen_at, "sign_no": self.sign_no,
+                      "code": self.fixmedins_code}
+            if conn.execute(_NONCE_IF_SIGNED_IN[conn.dialect.name], params).first() is None:
+                if not record_nonce(conn, self.paasid, self.nonce, self.seen_at):
+                    self._replayed()
+                raise Invalid("sign_no", "no active sign-in with this sign_no (9001 first)")
+        elif not record_nonce(conn, self.paasid, self.nonce, self.seen_at):
+            self._replayed()
+        self.holding = True
+        return True
+
+    def _replayed(self) -> None:
+        self.replayed = True
+        raise AuthError("x-tif-nonce", "nonce already used: replayed request refused")
+
+    def settled(self, committed: bool) -> None:
+        """The transaction that admitted the request has ended."""
+        self.holding = False
+        self.done = self.done or committed
+
+    def finish(self, factory: sessionmaker[Session], *, succeeded: bool) -> None:
+        """Record the nonce if no transaction of the request did; for a request that ``succeeded`` without
+        one, also check its sign-in (raising as ``admit`` does)."""
+        if self.done or self.replayed:
+            return
+        session = factory()
+        committed = False
+        try:
+            with session.begin():
+                self.admit(session.connection(), check_sign_in=succeeded)
+            committed = True
+        finally:
+            self.settled(committed)
+            session.close()
+
+
+def pending() -> RequestGuard | None:
+    """The guard of the request in progress, while its nonce is not yet committed."""
+    guard = _current.get()
+    return guard if guard is not None and not guard.done else None
+
+
+@contextmanager
+def active(guard: RequestGuard) -> Iterator[RequestGuard]:
+    token = _current.set(guard)
+    try:
+        yield guard
+    finally:
+        _current.reset(token)
