@@ -435,3 +435,17 @@ def test_a_new_token_works_at_once_and_a_withdrawn_one_stops_within_the_cache_ti
     fresh = GatewayAuth(session_factory, auth.cipher, clock=auth.clock, skew_s=300, token_ttl_s=0)
     refused(fresh, sign_headers(PAAS_A, "rotated-token-of-a", now=T0), "x-tif-signature")
     assert fresh.verify(sign_headers(PAAS_A, "third-token-of-a", now=T0)) == CODE_A
+
+
+def test_sign_in_and_out_are_exactly_once_by_msgid(auth, session_factory, clock) -> None:
+    svc = SignInService(session_factory, clock)
+    sign_no, when = svc.sign_in(CODE_A, "1022", "", "", msgid="M9001")
+    assert svc.sign_in(CODE_A, "1022", "", "", msgid="M9001") == (sign_no, when)  # a resend: the same sign-in
+    with session_factory() as s:
+        assert s.execute(select(func.count()).select_from(SignInRow)).scalar_one() == 1
+    with pytest.raises(Conflict):
+        svc.sign_in(CODE_A, "9999", "", "", msgid="M9001")  # the msgid of another request
+    out = svc.sign_out(CODE_A, sign_no, msgid="M9002")
+    assert svc.sign_out(CODE_A, sign_no, msgid="M9002") == out  # a resent sign-out is not "already signed out"
+    with pytest.raises(Conflict):
+        svc.sign_out(CODE_A, sign_no, msgid="M9002b")

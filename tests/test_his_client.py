@@ -64,8 +64,8 @@ class Server:
     def bodies(self) -> list[dict]:
         return [json.loads(r.content) for r in self.requests]
 
-    def post(self, path: str, body: bytes, headers: dict[str, str]) -> HttpResult:
-        self.requests.append(Sent(self.base_url, path, body, dict(headers)))
+    def post(self, path: str, body: bytes, headers) -> HttpResult:
+        self.requests.append(Sent(self.base_url, path, body, headers()))
         infno = json.loads(body)["infno"]
         queue = self.by_infno.get(infno, self.script)
         item = queue.pop(0) if len(queue) > 1 else (queue[0] if queue else ok())

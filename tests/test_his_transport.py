@@ -54,8 +54,8 @@ def base(httpd, path: str = "") -> str:
 
 def test_posts_under_the_base_path_and_keeps_the_connection(server):
     t = HttpTransport(base(server, "/ebus/rio_fsi/"), timeout=5)
-    first = t.post("/fsi/api/x", b'{"a":1}', {"content-type": "application/json", "x-probe": "1"})
-    t.post("/fsi/api/y", b'{"a":2}', {"content-type": "application/json", "x-probe": "2"})
+    first = t.post("/fsi/api/x", b'{"a":1}', lambda: {"content-type": "application/json", "x-probe": "1"})
+    t.post("/fsi/api/y", b'{"a":2}', lambda: {"content-type": "application/json", "x-probe": "2"})
     assert first.status == 200 and b"/ebus/rio_fsi/fsi/api/x" in first.body
     assert [s[0] for s in server.seen] == ["/ebus/rio_fsi/fsi/api/x", "/ebus/rio_fsi/fsi/api/y"]
     assert [s[1] for s in server.seen] == [b'{"a":1}', b'{"a":2}'] and [s[2] for s in server.seen] == ["1", "2"]
@@ -65,30 +65,32 @@ def test_posts_under_the_base_path_and_keeps_the_connection(server):
 
 def test_a_connection_the_server_closed_is_replaced(server):
     t = HttpTransport(base(server), timeout=5)
-    assert t.post("/close", b"{}", {}).status == 200  # the server says it closes the connection
-    assert t.post("/after", b"{}", {}).status == 200
+    assert t.post("/close", b"{}", dict).status == 200  # the server says it closes the connection
+    assert t.post("/after", b"{}", dict).status == 200
     assert server.seen[0][3] != server.seen[1][3]
     t.close()
 
 
 def test_an_idle_connection_dropped_by_the_server_is_resent_once(server):
     t = HttpTransport(base(server), timeout=5)
-    assert t.post("/one", b"{}", {}).status == 200
+    assert t.post("/one", b"{}", dict).status == 200
     conn = t._local.conn
     conn.sock.shutdown(socket.SHUT_RDWR)  # as if the server had timed out the idle keep-alive connection
-    assert t.post("/two", b"{}", {}).status == 200
+    probes = iter(["first try", "resent"])
+    assert t.post("/two", b"{}", lambda: {"x-probe": next(probes)}).status == 200
     assert [s[0] for s in server.seen] == ["/one", "/two"]
+    assert server.seen[1][2] == "resent"  # the resend asked for its headers again (a fresh nonce)
     t.close()
 
 
 def test_timeout_and_refused_connection_are_told_apart(server):
     t = HttpTransport(base(server), timeout=0.2)
     with pytest.raises(TransportTimeout):
-        t.post("/slow", b"{}", {})
+        t.post("/slow", b"{}", dict)
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     with pytest.raises(TransportFailure):
-        HttpTransport(f"http://127.0.0.1:{port}", timeout=1).post("/x", b"{}", {})
+        HttpTransport(f"http://127.0.0.1:{port}", timeout=1).post("/x", b"{}", dict)
     with pytest.raises(ValueError):
         HttpTransport("ftp://example.test")

@@ -28,7 +28,7 @@ from medpay.api.institution.transactions import HANDLERS, Call
 from medpay.api.platform import Platform
 from medpay.money import format_yuan
 from medpay.services import demo, reconciliation
-from medpay.services.errors import Forbidden, Invalid, NotFound, ServiceError
+from medpay.services.errors import Conflict, Forbidden, Invalid, NotFound, ServiceError
 from medpay.services.gateway_auth import GatewayAuth
 from medpay.services.persons import PersonService
 from medpay.services.reconciliation import ReconciliationService, detail_file, read_result_file
@@ -384,6 +384,20 @@ def test_files_belong_to_their_institution(world):
     # files live a week
     world.clock.jump(utc(DAY1) + reconciliation.FILE_TTL + timedelta(days=2))
     refused(world, NotFound, "file_qury_no", lambda: world.rec.download(H1, result_no), "expired")
+
+
+def test_a_resent_upload_or_detail_reconciliation_acts_once(world):
+    """9101 and 3202 are exactly once by msgid: a resend gets the first answer and stores no second file."""
+    content = base64.b64encode(detail_file([world.row(n) for n in ALL_H1])).decode()
+    no = world.rec.upload(H1, "d.zip", content, msgid="M9101")
+    files = world.files()
+    assert world.rec.upload(H1, "d.zip", content, msgid="M9101") == no and world.files() == files
+    refused(world, Conflict, "msgid", lambda: world.rec.upload(H1, "other.zip", content, msgid="M9101"))
+    first = details(world, no, ALL_H1, msgid="M3202")
+    files = world.files()
+    assert details(world, no, ALL_H1, msgid="M3202") == first and world.files() == files
+    refused(world, Conflict, "msgid", lambda: details(world, no, ALL_H1, msgid="M3202", fixmedins_setl_cnt=9))
+    assert details(world, no, ALL_H1, msgid="M3202b")["fileinfo"]["file_qury_no"] != first["fileinfo"]["file_qury_no"]
 
 
 # ------------------------------------------------------------------------------------------------ handlers

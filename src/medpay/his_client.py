@@ -400,13 +400,15 @@ class HisClient:
         if log.isEnabledFor(logging.DEBUG):
             log.debug("his → %s %s", url, json.dumps(mask_personal(envelope), ensure_ascii=False, default=str))
 
+        def headers() -> dict[str, str]:  # signed afresh for every attempt on the wire: a nonce is used once
+            return {"content-type": "application/json; charset=utf-8",
+                    **gateway_headers(self.paasid, self._token, int(self.clock().timestamp()), uuid.uuid4().hex)}
+
         attempts = 1 + self.retries
         last_problem, last_status, last_response = "no attempt", None, None
         for attempt in range(1, attempts + 1):
             if attempt > 1 and self.backoff:
                 time.sleep(self.backoff * 2 ** (attempt - 2))
-            headers = {"content-type": "application/json; charset=utf-8",
-                       **gateway_headers(self.paasid, self._token, int(self.clock().timestamp()), uuid.uuid4().hex)}
             try:
                 http = self._http.post(url, body, headers)
             except TransportTimeout as exc:

@@ -7,7 +7,8 @@ client per request, which matters when the client runs on the same machine as th
 Failures are two kinds, because the caller handles them differently: ``TransportTimeout`` (sent, no answer in
 time) and ``TransportFailure`` (no connection, or the connection broke). A request on a *reused* connection
 that the server had already closed is sent again once on a new connection, as every keep-alive client does:
-institution requests are idempotent by msgid, so a resend can never act twice.
+institution requests are idempotent by msgid, so a resend can never act twice. The headers are asked for
+again for the resend (``headers`` is a function): a signed request must not reuse its nonce.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import http.client
 import socket
 import threading
 from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Protocol
 from urllib.parse import urlsplit
 
@@ -34,8 +36,11 @@ class TransportFailure(Exception):
     """No connection, or it broke before an answer: the outcome may be unknown."""
 
 
+Headers = Callable[[], dict[str, str]]  # fresh headers for each attempt on the wire
+
+
 class Transport(Protocol):
-    def post(self, path: str, body: bytes, headers: dict[str, str]) -> HttpResult: ...
+    def post(self, path: str, body: bytes, headers: Headers) -> HttpResult: ...
 
     def close(self) -> None: ...
 
@@ -56,10 +61,10 @@ class HttpTransport:
         self._all: list[http.client.HTTPConnection] = []
         self._lock = threading.Lock()
 
-    def post(self, path: str, body: bytes, headers: dict[str, str]) -> HttpResult:
+    def post(self, path: str, body: bytes, headers: Headers) -> HttpResult:
         conn, reused = self._connection()
         try:
-            return self._exchange(conn, path, body, headers)
+            return self._exchange(conn, path, body, headers())
         except _STALE as exc:
             self._drop(conn)
             if not reused:
@@ -69,7 +74,7 @@ class HttpTransport:
             raise
         conn, _reused = self._connection()  # the server had closed the idle connection: once more, afresh
         try:
-            return self._exchange(conn, path, body, headers)
+            return self._exchange(conn, path, body, headers())
         except (*_STALE, TransportFailure) as exc:
             self._drop(conn)
             raise TransportFailure(f"{type(exc).__name__}: {exc}") from None

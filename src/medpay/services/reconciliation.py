@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import io
 import secrets
 import zipfile
@@ -53,8 +54,9 @@ from medpay.adapters.db.tables import SettlementRow
 from medpay.local_time import LOCAL_TZ, format_local, local_date
 from medpay.money import MoneyError, format_yuan, parse_yuan
 from medpay.services import records
+from medpay.services import idempotency
 from medpay.services.errors import Forbidden, Invalid, NotFound
-from medpay.services.unit_of_work import unit_of_work
+from medpay.services.unit_of_work import UnitOfWork
 
 FILE_TTL = timedelta(days=7)
 MAX_FILE_BYTES = 20 * 1024 * 1024  # an uploaded file (the zip), after base64 decoding
@@ -156,13 +158,19 @@ class ReconciliationService:
 
     # ---------------------------------------------------------------- 9101 / 9102
 
-    def upload(self, fixmedins_code: str, filename: Any, base64_content: Any) -> str:
-        """9101: store a file of the institution; returns its ``file_qury_no``."""
+    def upload(self, fixmedins_code: str, filename: Any, base64_content: Any, msgid: str | None = None) -> str:
+        """9101: store a file of the institution; returns its ``file_qury_no``. With ``msgid``, exactly once:
+        a resent upload gets the first file_qury_no back and stores no second copy."""
         name = _filename(filename)
         data = _decode_base64(base64_content)
-        with unit_of_work(self.factory) as uow:
+
+        def work(uow: UnitOfWork) -> dict:
             records.institution(uow.session, fixmedins_code)
-            return self._store(uow.session, fixmedins_code, name, data, "upload").file_qury_no
+            return {"file_qury_no": self._store(uow.session, fixmedins_code, name, data, "upload").file_qury_no}
+
+        body = {"filename": name, "sha256": hashlib.sha256(data).hexdigest()}
+        return idempotency.write(self.factory, self.clock, fixmedins_code, msgid, "file_upload", body,
+                                 work)["file_qury_no"]
 
     def file(self, fixmedins_code: str, file_qury_no: Any) -> StoredFile:
         """A file of the institution (upload or 3202 result), while it is available."""
@@ -180,8 +188,9 @@ class ReconciliationService:
 
     def details(self, fixmedins_code: str, file_qury_no: Any, setl_optins: str, clr_type: str, begndate: Any,
                 enddate: Any, medfee_sumamt: Any, fund_pay_sumamt: Any, cash_payamt: Any,
-                fixmedins_setl_cnt: Any) -> dict[str, Any]:
-        """3202: compare the uploaded detail file with our records; store the result file for 9102."""
+                fixmedins_setl_cnt: Any, msgid: str | None = None) -> dict[str, Any]:
+        """3202: compare the uploaded detail file with our records; store the result file for 9102. With
+        ``msgid``, exactly once: a resent 3202 gets the first answer and result file back."""
         setl_optins = _required(setl_optins, "setl_optins")
         clr_type = _required(clr_type, "clr_type")
         start, end = _period(begndate, enddate)
@@ -227,12 +236,18 @@ class ReconciliationService:
                    f"不平 {unbalanced} 笔")
         no = self._new_no()
         content = _result_zip(result, f"{no}.txt", self.clock())
-        with unit_of_work(self.factory) as uow:
-            stored = self._store(uow.session, fixmedins_code, f"{no}.zip", content, "download", no)
-        info = {"file_qury_no": stored.file_qury_no, "filename": stored.filename, "dld_endtime": format_local(stored.dld_endtime)}
         rslt = UNBALANCED if diffs else BALANCED
         dscr = ("不平: " + "; ".join(diffs) if diffs else "平") + f" ({summary})"
-        return {"fileinfo": info, "stmtinfo": {"setl_optins": setl_optins, "stmt_rslt": rslt, "stmt_rslt_dscr": dscr}}
+
+        def work(uow: UnitOfWork) -> dict:
+            stored = self._store(uow.session, fixmedins_code, f"{no}.zip", content, "download", no)
+            info = {"file_qury_no": stored.file_qury_no, "filename": stored.filename,
+                    "dld_endtime": format_local(stored.dld_endtime)}
+            return {"fileinfo": info, "stmtinfo": {"setl_optins": setl_optins, "stmt_rslt": rslt, "stmt_rslt_dscr": dscr}}
+
+        body = {"file_qury_no": upload.file_qury_no, "setl_optins": setl_optins, "clr_type": clr_type,
+                "period": [start.isoformat(), end.isoformat()], "declared": declared, "count": count}
+        return idempotency.write(self.factory, self.clock, fixmedins_code, msgid, "stmt_detail", body, work)
 
     # ---------------------------------------------------------------- helpers
 

@@ -41,12 +41,12 @@ from medpay.domain.posting import (
 )
 from medpay.local_time import age_on, format_local, local_date
 from medpay.money import MoneyError, format_yuan, parse_yuan, to_decimal
-from medpay.services import records
-from medpay.services.errors import Conflict, Forbidden, Invalid, NotFound, ServiceError, Unauthorized
+from medpay.services import idempotency, records
+from medpay.services.errors import Conflict, Forbidden, Invalid, NotFound
+from medpay.services.idempotency import REVERSED
 from medpay.services.unit_of_work import UnitOfWork, unit_of_work
 
 INPATIENT_MED_TYPES = ("21", "23", "24", "52")
-REVERSED = "reversed"  # idempotency record of a message undone (or pre-empted) by 2601
 CLR_TYPES = {"outpatient": "11", "chronic": "14", "inpatient": "21"}
 # the sums a HIS sends with 2206/2207/2303/2304, checked against its uploaded lines to the fen
 DECLARED_AMOUNTS = ("medfee_sumamt", "fulamt_ownpay_amt", "overlmt_selfpay", "preselfpay_amt", "inscp_scp_amt")
@@ -109,10 +109,6 @@ class VisitState:
 def _state(visit: Any, status: str | None = None) -> dict[str, Any]:
     return {"mdtrt_id": visit.mdtrt_id, "psn_no": visit.psn_no, "ipt_otp_no": visit.ipt_otp_no,
             "status": status or visit.status, "admission_seq": visit.admission_seq}
-
-
-class _KeyTaken(Exception):
-    """The msgid was recorded by another request first: roll this one back and answer with the first."""
 
 
 class _OriginalArrived(Exception):
@@ -737,50 +733,11 @@ class SettlementService:
 
     def _write(self, scope: str, msgid: str | None, operation: str, body: dict,
                work: Callable[[UnitOfWork], dict]) -> dict:
-        """One unit of work; exactly once per ``msgid`` when the caller gives one."""
-        if msgid is not None:
-            return self._idempotent(scope, msgid, operation, body, work)
-        with unit_of_work(self.factory) as uow:
-            return work(uow)
+        return idempotency.write(self.factory, self.clock, scope, msgid, operation, body, work)
 
     def _idempotent(self, scope: str, key: str, operation: str, body: dict, work: Callable[[UnitOfWork], dict],
                     present: Callable[[Connection, dict], dict] | None = None) -> dict:
-        """Run ``work`` and record its answer under ``key`` in the same transaction, or answer as the first
-        request with this key did. The record is written last and taken by its primary key: a request
-        that finds the key taken (a retry, or a concurrent duplicate that committed first) rolls all its
-        work back and answers with the first response; a refused request whose key turns out to be taken
-        (it was refused *because* the first one took effect) does the same. ``present`` turns the stored
-        answer into the caller's (in the same transaction), e.g. adding what must not be stored twice."""
-        if not key:
-            raise Invalid("msgid", "missing")
-        digest = records.request_hash({"op": operation, **body})
-        refusal: ServiceError | None = None
-        try:
-            with unit_of_work(self.factory) as uow:
-                response = work(uow)
-                if records.record_idempotency(uow.conn, scope, key, digest, operation, response, self.clock()):
-                    return present(uow.conn, response) if present else response
-                raise _KeyTaken
-        except _KeyTaken:
-            pass  # a key is taken only by a committed record: answer with it
-        except Unauthorized:
-            raise
-        except ServiceError as e:
-            refusal = e  # perhaps refused because the first request with this key took effect
-        with unit_of_work(self.factory) as uow:  # commits even when the refusal stands: it records the nonce
-            prior = records.idempotency_record(uow.conn, scope, key)
-            if prior is not None:
-                response = self._replay(prior, operation, digest, key)
-                return present(uow.conn, response) if present else response
-        raise refusal or Conflict("msgid", f"message id {key!r} is being processed; send it again")
-
-    @staticmethod
-    def _replay(prior: Any, operation: str, digest: str, key: str) -> dict:
-        if prior.operation == REVERSED:
-            raise Conflict("msgid", f"message {key!r} was reversed (2601); nothing was done — send it again with a new msgid")
-        if prior.request_hash != digest:
-            raise Conflict("msgid", f"message id {key!r} was already used for a different request ({prior.operation})")
-        return prior.response
+        return idempotency.once(self.factory, self.clock, scope, key, operation, body, work, present)
 
 
 def _negated(row: dict[str, Any]) -> dict[str, Any]:

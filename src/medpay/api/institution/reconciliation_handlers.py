@@ -65,7 +65,7 @@ def file_upload(call: Call) -> dict:
             raise Invalid("fsUploadIn.in", "an array must hold bytes (0..255)")
         content = base64.b64encode(bytes(b & 0xFF for b in content)).decode()
     filename = text(d, "filename", "fsUploadIn")
-    file_qury_no = _service(call).upload(call.fixmedins_code, filename, content)
+    file_qury_no = _service(call).upload(call.fixmedins_code, filename, content, msgid=call.env.msgid)
     return {"file_qury_no": file_qury_no, "filename": filename}
 
 
@@ -76,7 +76,7 @@ def stmt_detail(call: Call) -> dict:
         call.fixmedins_code, text(d, "file_qury_no", "data"), text(d, "setl_optins", "data"),
         text(d, "clr_type", "data"), text(d, "stmt_begndate", "data"), text(d, "stmt_enddate", "data"),
         _raw(d, "medfee_sumamt", "data"), _raw(d, "fund_pay_sumamt", "data"), _raw(d, "cash_payamt", "data"),
-        _raw(d, "fixmedins_setl_cnt", "data"))
+        _raw(d, "fixmedins_setl_cnt", "data"), msgid=call.env.msgid)
 
 
 @handler("9102")

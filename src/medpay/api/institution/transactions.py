@@ -122,7 +122,8 @@ def sign_in(call: Call) -> dict:
     d = node(call, "signIn")
     sign_no, sign_time = call.platform.sign_in.sign_in(call.fixmedins_code, text(d, "opter_no", "signIn"),
                                                        text(d, "mac", "signIn", required=False),
-                                                       text(d, "ip", "signIn", required=False))
+                                                       text(d, "ip", "signIn", required=False),
+                                                       msgid=call.env.msgid)
     return {"signinoutb": {"sign_no": sign_no, "sign_time": format_local(sign_time)}}
 
 
@@ -130,7 +131,7 @@ def sign_in(call: Call) -> dict:
 def sign_out(call: Call) -> dict:
     d = node(call, "signOut")
     when = call.platform.sign_in.sign_out(call.fixmedins_code, text(d, "sign_no", "signOut"),
-                                          text(d, "opter_no", "signOut", required=False))
+                                          text(d, "opter_no", "signOut", required=False), msgid=call.env.msgid)
     return {"signoutoutb": {"sign_time": format_local(when)}}
 
 
