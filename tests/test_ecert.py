@@ -505,6 +505,7 @@ def test_http_activate_code_png_and_query(client: TestClient) -> None:
                                                            "consent": True})
     assert r.status_code == 200, r.text
     ecert_id = r.json()["ecert_id"]
+    assert r.json() == {"ecert_id": ecert_id, "status": "active", "userName": "王**", "idNo": "999901********0011"}
     no_consent = client.post("/api/v1/mobile/ecert/activate", json={
         "psn_no": WANG.psn_no, "certno": WANG.certno, "device_public_key": public_key_hex(device), "consent": False})
     assert no_consent.status_code == 422 and no_consent.json()["error"]["field"] == "consent"
@@ -576,6 +577,12 @@ def test_openapi_documents_both_doors(client: TestClient) -> None:
     assert {"X-Terminal-Id", "X-Signature"} <= {p["name"] for p in query["parameters"]}
     assert {"/api/v1/mobile/ecert/activate", "/api/v1/mobile/ecert/code", "/api/v1/mobile/ecert/code.png"} <= set(
         spec["paths"])
+    preview = spec["paths"]["/api/v1/mobile/bills/preview"]["post"]
+    assert {"application/json", "multipart/form-data"} <= set(preview["requestBody"]["content"])
+    assert preview["requestBody"]["content"]["multipart/form-data"]["schema"]["properties"]["image"]["format"] == "binary"
+    assert preview["responses"]["422"]["content"]["application/json"]["example"]["error"]["field"] == "image"
+    schema = spec["components"]["schemas"]["BillPreview"]
+    assert schema["examples"][0]["fixmedins_name"] == "演示市第一人民医院" and "medfee_sumamt" in schema["required"]
 
 
 # -- CLI -----------------------------------------------------------------------------------------------------
