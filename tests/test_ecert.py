@@ -570,6 +570,22 @@ def test_http_activate_code_png_and_query(client: TestClient) -> None:
     assert r.status_code == 422 and r.json()["code"] == 2007 and r.json()["message"].startswith("image: ")
 
 
+@pytest.mark.parametrize("value, ttl", [("", 60), ("15", 15), ("0", None), ("61", None), ("15s", None), ("-5", None)])
+def test_code_lifetime_setting(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, value: str, ttl: int | None) -> None:
+    """MEDPAY_ECERT_CODE_TTL_S shortens codes; a value the code format can't carry stops the start."""
+    from medpay.api.platform import build_platform
+
+    monkeypatch.setenv("MEDPAY_ECERT_CODE_TTL_S", value)
+    url = f"sqlite:///{tmp_path / 'ttl.db'}"
+    if ttl is None:
+        with pytest.raises(ValueError, match="MEDPAY_ECERT_CODE_TTL_S must be whole seconds from 1 to 60"):
+            build_platform(url, cipher=FieldCipher(os.urandom(32)))
+    else:
+        platform = build_platform(url, cipher=FieldCipher(os.urandom(32)))
+        assert platform.ecert_code_ttl_s == ttl
+        platform.engine.dispose()
+
+
 def test_openapi_documents_both_doors(client: TestClient) -> None:
     spec = client.get("/openapi.json").json()
     query = spec["paths"][QUERY_PATH]["post"]
