@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -628,6 +629,14 @@ def test_cli_activate_code_and_register_terminal(db_url: str, engine, tmp_path: 
     assert r.exit_code == 0, r.output
     payload = json.loads(r.stdout)["payload"]
     assert qr_images.decode(png.read_bytes()) == payload and svg.read_text().startswith("<svg")
+    short = runner.invoke(ecert_app, ["code", "--ecert-id", ecert_id, "--key-file", str(device)],
+                          env={**env, "MEDPAY_ECERT_CODE_TTL_S": "20"})  # the server's code lifetime applies
+    assert short.exit_code == 0, short.output
+    expires = datetime.fromisoformat(json.loads(short.stdout)["expires_at"]).timestamp()
+    assert 18 <= expires - time.time() <= 21
+    wrong = runner.invoke(ecert_app, ["code", "--ecert-id", ecert_id, "--key-file", str(device)],
+                          env={**env, "MEDPAY_ECERT_CODE_TTL_S": "90"})
+    assert wrong.exit_code == 2 and "MEDPAY_ECERT_CODE_TTL_S" in wrong.output
     r = runner.invoke(ecert_app, ["terminal-register", "--fixmedins-code", H1, "--name", "1号窗口",
                                   "--key-file", str(tmp_path / "terminal.key")], env=env)
     assert r.exit_code == 0, r.output

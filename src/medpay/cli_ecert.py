@@ -2,7 +2,8 @@
 institution's notify URL.
 
 These act on the database directly (``MEDPAY_DATABASE_URL``; run ``medpay db upgrade`` first), with the data key
-(``MEDPAY_DATA_KEY_FILE``) and the platform's signing key (``MEDPAY_SIGNING_KEY_FILE``). Device and terminal keys
+(``MEDPAY_DATA_KEY_FILE``), the platform's signing key (``MEDPAY_SIGNING_KEY_FILE``) and the code lifetime
+(``MEDPAY_ECERT_CODE_TTL_S``) the server uses. Device and terminal keys
 are Ed25519 private keys in files (raw 32 bytes, base64, mode 0600), created when missing.
 """
 
@@ -33,11 +34,16 @@ def _database():
 
 def _service():
     from medpay.adapters.platform_keys import default_signing_key
+    from medpay.api.platform import code_ttl_from_env
     from medpay.services.ecert import EcertService
     from medpay.services.persons import PersonService
 
     factory, cipher = _database()
-    return EcertService(factory, cipher, default_signing_key(), PersonService(factory, cipher))
+    try:
+        ttl = code_ttl_from_env()
+    except ValueError as e:
+        _fail(str(e))
+    return EcertService(factory, cipher, default_signing_key(), PersonService(factory, cipher), code_ttl_s=ttl)
 
 
 def _key(path: Path):

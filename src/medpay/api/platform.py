@@ -54,11 +54,12 @@ def build_platform(url: str | None = None, policies: list[Policy] | None = None,
         one_scan = OneScanService(factory, settlement, gateway, cipher)
         secret = os.environ.get("MEDPAY_GATEWAY_SECRET", "")
     return Platform(engine, factory, policies, cipher, settlement, PersonService(factory, cipher),
-                    SignInService(factory), GatewayAuth(factory, cipher), one_scan, secret, _code_ttl_s())
+                    SignInService(factory), GatewayAuth(factory, cipher), one_scan, secret, code_ttl_from_env())
 
 
-def _code_ttl_s() -> int:
-    """A region may want codes shorter-lived than the 60 s the format allows; a wrong value stops the start."""
+def code_ttl_from_env() -> int:
+    """MEDPAY_ECERT_CODE_TTL_S: a region may want codes shorter-lived than the 60 s the format allows; a wrong
+    value stops the start."""
     text = os.environ.get("MEDPAY_ECERT_CODE_TTL_S", "").strip()
     if not text:
         return MAX_TTL_S
