@@ -32,13 +32,15 @@ def run_cli(args: list[str], db_url: str, tmp: Path, **kw) -> subprocess.Complet
 
 
 @contextmanager
-def server(db_url: str, tmp: Path, *extra: str) -> Iterator[str]:
+def server(db_url: str, tmp: Path, *extra: str, env: dict[str, str] | None = None) -> Iterator[str]:
+    """``medpay serve`` on a free port; ``env`` adds to its environment (MEDPAY_* settings)."""
     port = free_port()
     log = open(tmp / "server.log", "w")
     if not any(a.startswith("--gateway") for a in extra):
         extra = (*extra, "--no-gateway-sim")  # tests that want the gateway simulator ask for it
     proc = subprocess.Popen([sys.executable, "-m", "medpay.cli", "serve", "--port", str(port), *extra],
-                            env=medpay_env(db_url, tmp), cwd=tmp, stdout=log, stderr=subprocess.STDOUT)
+                            env={**medpay_env(db_url, tmp), **(env or {})}, cwd=tmp, stdout=log,
+                            stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:
         try:

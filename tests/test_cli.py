@@ -109,3 +109,50 @@ def test_policy_check_names_file_key_and_problem(tmp_path: Path) -> None:
     bad.write_text('[policy]\nadmdvs = "12"\n', encoding="utf-8")
     r = runner.invoke(app, ["policy", "check", str(bad)])
     assert r.exit_code == 1 and "policy.admdvs" in r.stdout
+
+
+def test_a_database_at_0001_upgrades_to_0002_keeping_its_institutions(db_url: str) -> None:
+    """Landed databases are at 0001: 0002 adds the notify URL column and keeps every row."""
+    engine = make_engine(db_url)
+    try:
+        migrate.upgrade(engine, "0001")
+        with engine.begin() as conn:
+            conn.execute(text("INSERT INTO regions (admdvs, name) VALUES ('999901', '演示统筹区')"))
+            conn.execute(text("INSERT INTO institutions (fixmedins_code, fixmedins_name, admdvs, level, paasid) "
+                              "VALUES ('H99990100001', '演示市第一人民医院', '999901', '3', 'demo_paas_h1')"))
+        migrate.upgrade(engine)
+        assert migrate.current_revision(engine) == "0002"
+        with engine.connect() as conn:
+            rows = conn.execute(text("SELECT fixmedins_code, fixmedins_name, paasid, notify_url FROM institutions")).all()
+        assert [tuple(r) for r in rows] == [("H99990100001", "演示市第一人民医院", "demo_paas_h1", None)]
+    finally:
+        engine.dispose()
+
+
+def test_notify_url_is_registered_replaced_and_cleared(env, db_url: str) -> None:
+    assert runner.invoke(app, ["demo", "seed"], env=env).exit_code == 0
+
+    def registered() -> str | None:
+        engine = make_engine(db_url)
+        try:
+            with engine.connect() as conn:
+                return conn.execute(text("SELECT notify_url FROM institutions WHERE fixmedins_code = 'H99990100001'")).scalar_one()
+        finally:
+            engine.dispose()
+
+    r = runner.invoke(app, ["ecert", "notify-url", "H99990100001", "http://127.0.0.1:9000/his/notify"], env=env)
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout) == {"fixmedins_code": "H99990100001", "notify_url": "http://127.0.0.1:9000/his/notify"}
+    assert registered() == "http://127.0.0.1:9000/his/notify"
+    bad = runner.invoke(app, ["ecert", "notify-url", "H99990100001", "his.example/notify"], env=env)
+    assert bad.exit_code == 2 and "notify_url" in bad.output
+    unknown = runner.invoke(app, ["ecert", "notify-url", "H00000000000", "http://his.example/n"], env=env)
+    assert unknown.exit_code == 2 and "fixmedins_code" in unknown.output
+    neither = runner.invoke(app, ["ecert", "notify-url", "H99990100001"], env=env)
+    assert neither.exit_code == 2 and "--clear" in neither.output
+    assert registered() == "http://127.0.0.1:9000/his/notify"  # refusals changed nothing
+    assert runner.invoke(app, ["demo", "seed"], env=env).exit_code == 0  # seeding keeps it
+    assert registered() == "http://127.0.0.1:9000/his/notify"
+    cleared = runner.invoke(app, ["ecert", "notify-url", "H99990100001", "--clear"], env=env)
+    assert cleared.exit_code == 0 and json.loads(cleared.stdout)["notify_url"] is None
+    assert registered() is None

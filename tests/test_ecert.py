@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -505,6 +506,7 @@ def test_http_activate_code_png_and_query(client: TestClient) -> None:
                                                            "consent": True})
     assert r.status_code == 200, r.text
     ecert_id = r.json()["ecert_id"]
+    assert r.json() == {"ecert_id": ecert_id, "status": "active", "userName": "王**", "idNo": "999901********0011"}
     no_consent = client.post("/api/v1/mobile/ecert/activate", json={
         "psn_no": WANG.psn_no, "certno": WANG.certno, "device_public_key": public_key_hex(device), "consent": False})
     assert no_consent.status_code == 422 and no_consent.json()["error"]["field"] == "consent"
@@ -569,6 +571,22 @@ def test_http_activate_code_png_and_query(client: TestClient) -> None:
     assert r.status_code == 422 and r.json()["code"] == 2007 and r.json()["message"].startswith("image: ")
 
 
+@pytest.mark.parametrize("value, ttl", [("", 60), ("15", 15), ("0", None), ("61", None), ("15s", None), ("-5", None)])
+def test_code_lifetime_setting(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, value: str, ttl: int | None) -> None:
+    """MEDPAY_ECERT_CODE_TTL_S shortens codes; a value the code format can't carry stops the start."""
+    from medpay.api.platform import build_platform
+
+    monkeypatch.setenv("MEDPAY_ECERT_CODE_TTL_S", value)
+    url = f"sqlite:///{tmp_path / 'ttl.db'}"
+    if ttl is None:
+        with pytest.raises(ValueError, match="MEDPAY_ECERT_CODE_TTL_S must be whole seconds from 1 to 60"):
+            build_platform(url, cipher=FieldCipher(os.urandom(32)))
+    else:
+        platform = build_platform(url, cipher=FieldCipher(os.urandom(32)))
+        assert platform.ecert_code_ttl_s == ttl
+        platform.engine.dispose()
+
+
 def test_openapi_documents_both_doors(client: TestClient) -> None:
     spec = client.get("/openapi.json").json()
     query = spec["paths"][QUERY_PATH]["post"]
@@ -576,6 +594,12 @@ def test_openapi_documents_both_doors(client: TestClient) -> None:
     assert {"X-Terminal-Id", "X-Signature"} <= {p["name"] for p in query["parameters"]}
     assert {"/api/v1/mobile/ecert/activate", "/api/v1/mobile/ecert/code", "/api/v1/mobile/ecert/code.png"} <= set(
         spec["paths"])
+    preview = spec["paths"]["/api/v1/mobile/bills/preview"]["post"]
+    assert {"application/json", "multipart/form-data"} <= set(preview["requestBody"]["content"])
+    assert preview["requestBody"]["content"]["multipart/form-data"]["schema"]["properties"]["image"]["format"] == "binary"
+    assert preview["responses"]["422"]["content"]["application/json"]["example"]["error"]["field"] == "image"
+    schema = spec["components"]["schemas"]["BillPreview"]
+    assert schema["examples"][0]["fixmedins_name"] == "演示市第一人民医院" and "medfee_sumamt" in schema["required"]
 
 
 # -- CLI -----------------------------------------------------------------------------------------------------
@@ -605,6 +629,14 @@ def test_cli_activate_code_and_register_terminal(db_url: str, engine, tmp_path: 
     assert r.exit_code == 0, r.output
     payload = json.loads(r.stdout)["payload"]
     assert qr_images.decode(png.read_bytes()) == payload and svg.read_text().startswith("<svg")
+    short = runner.invoke(ecert_app, ["code", "--ecert-id", ecert_id, "--key-file", str(device)],
+                          env={**env, "MEDPAY_ECERT_CODE_TTL_S": "20"})  # the server's code lifetime applies
+    assert short.exit_code == 0, short.output
+    expires = datetime.fromisoformat(json.loads(short.stdout)["expires_at"]).timestamp()
+    assert 18 <= expires - time.time() <= 21
+    wrong = runner.invoke(ecert_app, ["code", "--ecert-id", ecert_id, "--key-file", str(device)],
+                          env={**env, "MEDPAY_ECERT_CODE_TTL_S": "90"})
+    assert wrong.exit_code == 2 and "MEDPAY_ECERT_CODE_TTL_S" in wrong.output
     r = runner.invoke(ecert_app, ["terminal-register", "--fixmedins-code", H1, "--name", "1号窗口",
                                   "--key-file", str(tmp_path / "terminal.key")], env=env)
     assert r.exit_code == 0, r.output

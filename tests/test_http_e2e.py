@@ -25,6 +25,20 @@ def test_health_home_and_openapi(base: str) -> None:
     assert home.status_code == 200 and "医保便捷支付" in home.text
     assert "演示统筹区" in home.text  # the demo policy is listed
     assert "unified medical-insurance" in httpx.get(f"{base}/?lang=en").text
+    assert 'href="/m/?lang=zh"' in home.text  # the patient's app is one tap away
+
+
+def test_mobile_pages_are_served_zh_first_never_cached_and_run_only_their_own_scripts(base: str) -> None:
+    for path in ("/m/", "/m/activate", "/m/pay"):
+        zh, en = httpx.get(f"{base}{path}"), httpx.get(f"{base}{path}?lang=en")
+        assert zh.status_code == en.status_code == 200
+        assert '<html lang="zh-CN">' in zh.text and '<html lang="en">' in en.text
+        assert zh.headers["cache-control"] == "no-store"
+        assert "default-src 'self'" in zh.headers["content-security-policy"]
+        assert "frame-ancestors 'none'" in zh.headers["content-security-policy"]
+    assert '<html lang="zh-CN">' in httpx.get(f"{base}/m/?lang=fr").text  # any other language: Chinese
+    for name in ("mobile.js", "device.js", "activate.js", "code.js", "pay.js", "mobile.css"):
+        assert httpx.get(f"{base}/m/static/{name}").status_code == 200
     spec = httpx.get(f"{base}/openapi.json").json()
     assert "/api/v1/admin/quote" in spec["paths"] and "/api/v1/admin/ledger/check" in spec["paths"]
     assert httpx.get(f"{base}/docs").status_code == 200

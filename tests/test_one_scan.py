@@ -3,6 +3,7 @@ afterwards every charge has exactly one settlement, nothing is charged without o
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from datetime import timedelta
@@ -12,14 +13,15 @@ import pytest
 from medpay.adapters.crypto import FieldCipher
 from medpay.adapters.db.ledger_store import check_ledger
 from medpay.adapters.gateway.http_gateway import HttpGateway
-from medpay.adapters.gateway.port import statement_day
+from medpay.adapters.gateway.port import sign_callback, statement_day
 from medpay.adapters.policy_files import builtin_policies
 from medpay.services import demo
-from medpay.services.errors import Forbidden
+from medpay.services.directory import Directory
+from medpay.services.errors import Forbidden, Invalid, NotFound
 from medpay.services.one_scan import OneScanService
 from medpay.services.persons import PersonService
 from medpay.services.settlement import FeeLineInput, SettlementService
-from tests.helpers_gateway import API_KEY, gateway_simulator
+from tests.helpers_gateway import API_KEY, CallbackReceiver, gateway_simulator
 
 H1, H2 = "H99990100001", "H99990100002"
 EMP = "99990100000001"  # 2000.00 in the personal account: make the bill bigger than that to have a cash part
@@ -185,3 +187,44 @@ def test_statement_mismatch_is_found_when_the_ledger_and_the_gateway_disagree(en
     assert not rec["balanced"]
     [m] = rec["mismatches"]
     assert m["intent_id"] == res.intent_id and m["ledger_fen"] - m["gateway_fen"] == 100
+
+
+def test_notice_reaches_the_registered_notify_url_signed_and_once(env) -> None:
+    """The HIS registers its URL once (``medpay ecert notify-url``); every payment of the institution is pushed
+    there, besides the URL the terminal's request names, and a URL named by both gets one notice."""
+    one, settlement, persons, token, sim, factory = env
+    his_token = demo.INSTITUTIONS[0][4]
+    with CallbackReceiver() as his, CallbackReceiver() as terminal:
+        Directory(factory, one.cipher).set_notify_url(H1, his.url)
+        demo.seed(factory, one.cipher)  # seeding runs on every start: it must keep the registration
+        mdtrt_id = visit_with_bill(settlement)
+        res = one.pay(H1, "SCAN-N", scan(persons), mdtrt_id, notify_urls=(terminal.url, his.url))
+        assert res.state == "captured"
+        one.pay(H1, "SCAN-N", scan(persons), mdtrt_id)  # a retry, and a recovery run, send nothing again
+        one.recover()
+        alone = one.pay(H1, "SCAN-N2", scan(persons), visit_with_bill(settlement))  # no URL in the request
+        assert alone.state == "captured"
+        time.sleep(0.2)  # a late duplicate would have arrived by now: delivery is synchronous
+        assert [json.loads(n.body)["medicalSettleNo"] for n in his.received] == [res.setl_id, alone.setl_id]
+        assert [json.loads(n.body)["medicalSettleNo"] for n in terminal.received] == [res.setl_id]
+        for note in his.received:
+            ts = note.headers["X-Medpay-Timestamp"]
+            assert note.headers["X-Medpay-Signature"] == sign_callback(note.body, his_token, ts)
+            assert note.headers["X-Medpay-Signature"] != sign_callback(note.body, demo.INSTITUTIONS[1][4], ts)
+
+
+def test_notify_url_must_be_an_http_url_of_a_known_institution(env) -> None:
+    one, settlement, persons, token, sim, factory = env
+    directory = Directory(factory, one.cipher)
+    for bad in ("ftp://his.example/n", "his.example/notify", "http:///nohost", "http://his.example/a b",
+                "http://his.example/" + "x" * 200):
+        with pytest.raises(Invalid) as e:
+            directory.set_notify_url(H1, bad)
+        assert e.value.field == "notify_url"
+    with pytest.raises(NotFound) as e:
+        directory.set_notify_url("H00000000000", "http://his.example/notify")
+    assert e.value.field == "fixmedins_code"
+    assert one._registered_notify_url(H1) == ()  # nothing was stored by the refusals
+    assert directory.set_notify_url(H1, " https://his.example/notify ") == "https://his.example/notify"
+    assert one._registered_notify_url(H1) == ("https://his.example/notify",)
+    assert directory.set_notify_url(H1, None) is None and one._registered_notify_url(H1) == ()

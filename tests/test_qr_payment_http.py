@@ -14,86 +14,13 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from medpay.adapters.gateway.port import statement_day
 from medpay.adapters.platform_keys import public_key_hex
 from medpay.api.terminal import EC_CODES
-from medpay.his_client import HisClient
-from medpay.interface_format import MONEY_KEYS
-from medpay.money import parse_yuan
-from medpay.services import demo
-from medpay.services.ecert import sign_code_request, sign_terminal_request
 from tests.helpers_gateway import CallbackReceiver
-from tests.helpers_server import backend_db_url, free_port, run_cli, server
-
-H1 = demo.INSTITUTIONS[0]
-EMP = demo.PERSONS[0]
-WALLET = f"demo-wallet-{EMP.psn_no}"
-BLOOD = "002101000010000"
+from tests.helpers_qr import EMP, app_code, fen, his_bill, qr_stack, scan_image, terminal_post, wallet
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
 def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
-    tmp = tmp_path_factory.mktemp("qrpay")
-    urls = backend_db_url(request.param, tmp)
-    db_url = next(urls)
-    gw_port = free_port()
-    try:
-        with server(db_url, tmp, "--gateway-port", str(gw_port)) as base:
-            key_file = tmp / "terminal.key"
-            reg = run_cli(["ecert", "terminal-register", "--fixmedins-code", H1[0], "--name", "门诊1号窗口",
-                           "--key-file", str(key_file)], db_url, tmp)
-            assert reg.returncode == 0, reg.stderr
-            terminal_id = json.loads(reg.stdout)["terminal_id"]
-            from medpay.adapters.platform_keys import load_or_create_key
-
-            yield {"base": base, "gateway": f"http://127.0.0.1:{gw_port}", "terminal_id": terminal_id,
-                   "terminal_key": load_or_create_key(key_file)}
-    finally:
-        for _ in urls:
-            pass
-
-
-def terminal_post(stack, path: str, body: bytes, content_type: str) -> httpx.Response:
-    headers = sign_terminal_request(stack["terminal_key"], stack["terminal_id"], "POST", path, body)
-    return httpx.post(stack["base"] + path, content=body, headers={**headers, "content-type": content_type}, timeout=30)
-
-
-def app_code(stack, business_type: str = "01301") -> bytes:
-    """The patient's app: activate (once per device key) and fetch the current code as a PNG."""
-    device = Ed25519PrivateKey.generate()
-    act = httpx.post(f"{stack['base']}/api/v1/mobile/ecert/activate", json={
-        "psn_no": EMP.psn_no, "certno": EMP.certno, "device_public_key": public_key_hex(device), "consent": True})
-    assert act.status_code == 200, act.text
-    ecert_id = act.json()["ecert_id"]
-    ts = int(time.time())
-    png = httpx.get(f"{stack['base']}/api/v1/mobile/ecert/code.png", params={
-        "ecert_id": ecert_id, "business_type": business_type, "timestamp": ts,
-        "device_signature": sign_code_request(device, ecert_id, business_type, ts)})
-    assert png.status_code == 200 and png.headers["content-type"] == "image/png"
-    return png.content
-
-
-def scan_image(stack, png: bytes, business_type: str = "01301") -> dict:
-    boundary = "medpayboundary"
-    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"orgId\"\r\n\r\n{H1[0]}\r\n"
-            f"--{boundary}\r\nContent-Disposition: form-data; name=\"businessType\"\r\n\r\n{business_type}\r\n"
-            f"--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"scan.png\"\r\n"
-            f"Content-Type: image/png\r\n\r\n").encode() + png + f"\r\n--{boundary}--\r\n".encode()
-    r = terminal_post(stack, "/api/v1/terminal/ec/query", body, f"multipart/form-data; boundary={boundary}")
-    return r.json()
-
-
-def his_bill(stack, ec_token: str) -> str:
-    code, name, _, paasid, token = H1
-    his = HisClient(stack["base"], code, name, paasid, token, mdtrtarea_admvs="999901")
-    his.sign_in("1001")
-    info = his.person_info("01", ec_token).output  # the e-certificate token identifies the patient
-    assert info["baseinfo"]["psn_no"] == EMP.psn_no
-    visit = his.register(EMP.psn_no, "310", "01", ec_token, ipt_otp_no="MZ9").output["data"]
-    his.upload_fees([{"feedetl_sn": "1", "mdtrt_id": visit["mdtrt_id"], "psn_no": EMP.psn_no, "chrg_bchno": "B1",
-                      "med_list_codg": BLOOD, "cnt": 1, "pric": "6000.00", "det_item_fee_sumamt": "6000.00"}])
-    return visit["mdtrt_id"]
-
-
-def wallet(stack) -> int:
-    return httpx.get(f"{stack['gateway']}/sim/payers/{WALLET}").json()["balance_fen"]
+    yield from qr_stack(request.param, tmp_path_factory.mktemp("qrpay"))
 
 
 def settle(stack, msgid: str, ec_token: str, mdtrt_id: str, notify_url: str) -> dict:
@@ -106,11 +33,6 @@ def settle(stack, msgid: str, ec_token: str, mdtrt_id: str, notify_url: str) -> 
 # the state right after each injected fault (see tests/test_one_scan.py)
 FIRST_STATE = {None: "captured", ("authorise", "timeout"): "captured", ("capture", "timeout"): "captured",
                ("capture", "fail"): "in_doubt", ("capture", "timeout_before"): "in_doubt"}
-
-
-def fen(info: dict) -> dict[str, int]:
-    """The settlement's yuan amounts as exact fen, for comparisons free of float arithmetic."""
-    return {k: parse_yuan(v, k, allow_negative=True) for k, v in info.items() if k in MONEY_KEYS and v is not None}
 
 
 @pytest.mark.parametrize("fault", list(FIRST_STATE))
@@ -195,3 +117,42 @@ def test_patient_scans_the_bill_code_at_the_window_and_pays(stack) -> None:
     assert before - wallet(stack) == cash
     again = httpx.post(f"{stack['base']}/api/v1/mobile/bills/pay", json=pay).json()  # paying twice charges once
     assert again["setl_id"] == out["setl_id"] and before - wallet(stack) == cash
+
+
+def test_bill_preview_reads_a_photo_or_the_text_and_pays_nothing(stack) -> None:
+    """The app shows what a bill code asks before the patient pays it: from a photo (decoded by the platform) or the
+    pasted text. A forged code, a photo without one, or a code that is no bill is refused, naming the input."""
+    from medpay.adapters import qr_images
+    from medpay.domain.bill_code import make_bill_payload
+    from tests.helpers_qr import H1
+
+    preview = f"{stack['base']}/api/v1/mobile/bills/preview"
+    identity = scan_image(stack, app_code(stack))["data"]
+    mdtrt_id = his_bill(stack, identity["ecToken"], amount="123.45")
+    bill = terminal_post(stack, "/api/v1/terminal/bills", json.dumps({"mdtrt_id": mdtrt_id}).encode(),
+                         "application/json").json()
+    before = wallet(stack)
+    photo = httpx.post(preview, files={"image": ("bill.png", qr_images.render_png(bill["payload"]), "image/png")})
+    assert photo.status_code == 200, photo.text
+    assert photo.headers["cache-control"] == "no-store"
+    out = photo.json()
+    assert out == {"bill": bill["payload"], "bill_id": bill["bill_id"], "fixmedins_code": H1[0],
+                   "fixmedins_name": H1[1], "mdtrt_id": mdtrt_id, "med_type": "11", "medfee_sumamt": 123.45,
+                   "state": "due", "expires_at": out["expires_at"]}
+    assert httpx.post(preview, json={"bill": bill["payload"]}).json() == out
+
+    forged = make_bill_payload(Ed25519PrivateKey.generate(), "BLFORGED", H1[0], mdtrt_id, 100, time.time())
+    blank = qr_images.render_png("x")  # a QR code, but of nothing
+    refusals = [
+        (httpx.post(preview, files={"image": ("f.png", qr_images.render_png(forged), "image/png")}), "code_forged", "image"),
+        (httpx.post(preview, json={"bill": forged}), "code_forged", "bill"),
+        (httpx.post(preview, files={"image": ("e.png", app_code(stack), "image/png")}), "code_invalid", "image"),
+        (httpx.post(preview, files={"image": ("b.png", blank[:60], "image/png")}), "image_invalid", "image"),
+        (httpx.post(preview, json={"bill": "MPBILL1.x.y"}), "code_invalid", "bill"),
+        (httpx.post(preview, json={"nothing": 1}), "invalid", "bill"),
+        (httpx.post(preview, content=b"hello", headers={"content-type": "text/plain"}), "invalid", "body"),
+    ]
+    for r, code, field in refusals:
+        assert r.status_code == 422, r.text
+        assert (r.json()["error"]["code"], r.json()["error"]["field"]) == (code, field), r.text
+    assert wallet(stack) == before  # reading pays nothing

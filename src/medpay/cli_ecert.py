@@ -1,7 +1,9 @@
-"""``medpay ecert …``: activate an e-certificate, show its dynamic code, register a terminal.
+"""``medpay ecert …``: activate an e-certificate, show its dynamic code, register a terminal, register an
+institution's notify URL.
 
 These act on the database directly (``MEDPAY_DATABASE_URL``; run ``medpay db upgrade`` first), with the data key
-(``MEDPAY_DATA_KEY_FILE``) and the platform's signing key (``MEDPAY_SIGNING_KEY_FILE``). Device and terminal keys
+(``MEDPAY_DATA_KEY_FILE``), the platform's signing key (``MEDPAY_SIGNING_KEY_FILE``) and the code lifetime
+(``MEDPAY_ECERT_CODE_TTL_S``) the server uses. Device and terminal keys
 are Ed25519 private keys in files (raw 32 bytes, base64, mode 0600), created when missing.
 """
 
@@ -23,16 +25,25 @@ def _ecert() -> None:
     """E-certificates: activation, dynamic QR codes, terminal registration."""
 
 
-def _service():
+def _database():
     from medpay.adapters.crypto import default_cipher
     from medpay.adapters.db.engine import database_url, make_engine, session_factory
+
+    return session_factory(make_engine(database_url())), default_cipher()
+
+
+def _service():
     from medpay.adapters.platform_keys import default_signing_key
+    from medpay.api.platform import code_ttl_from_env
     from medpay.services.ecert import EcertService
     from medpay.services.persons import PersonService
 
-    factory = session_factory(make_engine(database_url()))
-    cipher = default_cipher()
-    return EcertService(factory, cipher, default_signing_key(), PersonService(factory, cipher))
+    factory, cipher = _database()
+    try:
+        ttl = code_ttl_from_env()
+    except ValueError as e:
+        _fail(str(e))
+    return EcertService(factory, cipher, default_signing_key(), PersonService(factory, cipher), code_ttl_s=ttl)
 
 
 def _key(path: Path):
@@ -122,3 +133,17 @@ def terminal_register(fixmedins_code: str = typer.Option(..., "--fixmedins-code"
     terminal_id = _run(_service().register_terminal, fixmedins_code, public_key_hex(key), name)
     _print({"terminal_id": terminal_id, "fixmedins_code": fixmedins_code, "key_file": str(key_file),
             "public_key": public_key_hex(key)})
+
+
+@ecert_app.command("notify-url")
+def notify_url(fixmedins_code: str = typer.Argument(..., help="定点医药机构编号, e.g. H99990100001"),
+               url: Optional[str] = typer.Argument(None, help="the HIS's http(s) URL for settle.notify"),
+               clear: bool = typer.Option(False, "--clear", help="remove the registered URL")) -> None:
+    """Register where settle.notify goes for an institution's one-scan and bill payments (signed with its
+    gateway token), besides any URL a terminal's settle request names."""
+    from medpay.services.directory import Directory
+
+    if (url is None) == (not clear):
+        _fail("give either a URL or --clear")
+    registered = _run(Directory(*_database()).set_notify_url, fixmedins_code, url)
+    _print({"fixmedins_code": fixmedins_code, "notify_url": registered})

@@ -45,6 +45,11 @@ class ActivateRequest(BaseModel):
 class ActivateResponse(BaseModel):
     ecert_id: str
     status: str = "active"
+    userName: str = Field(..., description="the holder's name, masked: for the app to show whose e-certificate it is")
+    idNo: str = Field(..., description="the holder's ID number, masked")
+
+    model_config = {"json_schema_extra": {"examples": [{
+        "ecert_id": "EC7K2M9QX4", "status": "active", "userName": "王**", "idNo": "999901********0011"}]}}
 
 
 class CodeRequest(BaseModel):
@@ -72,7 +77,8 @@ class CodeResponse(BaseModel):
 @router.post("/ecert/activate", response_model=ActivateResponse, responses=_ERRORS,
              summary="激活医保电子凭证 / activate an e-certificate on this device")
 def activate(req: ActivateRequest, svc: EcertService = Depends(ecert_service)) -> ActivateResponse:
-    return ActivateResponse(ecert_id=svc.activate(req.psn_no, req.certno, req.device_public_key, req.consent))
+    ecert_id = svc.activate(req.psn_no, req.certno, req.device_public_key, req.consent)
+    return ActivateResponse(ecert_id=ecert_id, **svc.holder(ecert_id))
 
 
 @router.post("/ecert/code", response_model=CodeResponse, responses=_ERRORS,

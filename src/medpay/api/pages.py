@@ -19,11 +19,12 @@ TEXT = {
     "zh": {"title": "medpay 医保便捷支付平台", "tagline": "门诊、急诊、住院费用一站式结算：统筹基金、个人账户与个人自付一次完成。",
            "status": "运行状态", "institutions": "定点医药机构", "persons": "参保人员", "settlements": "结算笔数",
            "policies": "在用政策", "region": "医保区划", "version": "版本", "effective": "生效日期", "docs": "接口文档 (OpenAPI)",
-           "other": "English"},
+           "mobile": "患者手机端：医保码、扫码付", "other": "English"},
     "en": {"title": "medpay — unified medical-insurance payment", "tagline": "Outpatient, emergency and inpatient bills settle in one step: pooled fund, personal account and the patient's share.",
            "status": "Status", "institutions": "Designated institutions", "persons": "Insured persons",
            "settlements": "Settlements", "policies": "Policies in force", "region": "Region", "version": "Version",
-           "effective": "Effective from", "docs": "API documentation (OpenAPI)", "other": "中文"},
+           "effective": "Effective from", "docs": "API documentation (OpenAPI)",
+           "mobile": "The patient's mobile app: QR code, bill payment", "other": "中文"},
 }
 
 
@@ -55,5 +56,5 @@ h1{{color:#0b6e4f}}.cards{{display:flex;gap:1rem;flex-wrap:wrap}}.card{{border:1
 <h2>{t['status']}</h2><div class="cards"><div class="card">{t['institutions']}<b>{counts[0]}</b></div>
 <div class="card">{t['persons']}<b>{counts[1]}</b></div><div class="card">{t['settlements']}<b>{counts[2]}</b></div></div>
 <h2>{t['policies']}</h2><table><tr><th>{t['region']}</th><th></th><th>{t['version']}</th><th>{t['effective']}</th></tr>{rows}</table>
-<p><a href="/docs">{t['docs']}</a> · medpay {__version__}</p></body></html>"""
+<p><a href="/m/?lang={'en' if lang == 'en' else 'zh'}">{t['mobile']}</a> · <a href="/docs">{t['docs']}</a> · medpay {__version__}</p></body></html>"""
     return HTMLResponse(html)

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-from datetime import date
-from typing import Any
+from datetime import date, datetime
+from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field, ValidationError
 
 from medpay.adapters.gateway.port import CallbackRejected, verify_callback
@@ -16,6 +16,7 @@ from medpay.api.deps import platform
 from medpay.api.errors import ErrorResponse, error_response
 from medpay.api.platform import Platform
 from medpay.api.terminal import verify_terminal
+from medpay.api.uploads import MAX_BODY_BYTES, read_multipart
 from medpay.interface_format import to_yuan
 from medpay.services.errors import Invalid
 from medpay.services.bill_pay import BillPayService
@@ -122,6 +123,73 @@ class BillPayment(BaseModel):
     timestamp: int = Field(..., description="unix seconds, ±120 s")
     device_signature: str = Field(..., max_length=256,
                                   description='hex Ed25519 of "{ecert_id}|BILL|{sha256hex(bill)}|{timestamp}"')
+
+
+class BillText(BaseModel):
+    bill: str = Field(..., max_length=512, description="the bill code's text (MPBILL1.…), pasted")
+
+
+class BillPreview(BaseModel):
+    bill: str = Field(..., description="the bill code's text: what the app signs to pay it (POST /bills/pay)")
+    bill_id: str
+    fixmedins_code: str = Field(..., description="定点医药机构编号")
+    fixmedins_name: str = Field(..., description="定点医药机构名称")
+    mdtrt_id: str = Field(..., description="就诊ID of the visit the bill is for")
+    med_type: str = Field(..., description="医疗类别: 11 普通门诊, 13 急诊, 14 门诊慢特病, 21 普通住院 …")
+    medfee_sumamt: float = Field(..., description="医疗费总额, yuan")
+    state: Literal["due", "paid"] = Field(..., description="paid: this bill code was paid already")
+    expires_at: datetime = Field(..., description="the bill code is refused after this")
+
+    model_config = {"json_schema_extra": {"examples": [{
+        "bill": "MPBILL1.eyJ2IjoxLCJiIjoiQkw0RjFDMDlBN0UyQjM1RDYwIiwiZiI6IkgxMDAwMSIsIm0iOiIyNjExMjQxMDAwMDAwMDAx…."
+                "<86 characters of signature>", "bill_id": "BL4F1C09A7E2B35D60", "fixmedins_code": "H99990100001",
+        "fixmedins_name": "演示市第一人民医院", "mdtrt_id": "26112410000000012345", "med_type": "11",
+        "medfee_sumamt": 6000.0, "state": "due", "expires_at": "2026-11-24T02:10:00Z"}]}}
+
+
+_PREVIEW_BODY = {"requestBody": {"required": True, "content": {
+    "multipart/form-data": {"schema": {"type": "object", "required": ["image"], "properties": {
+        "image": {"type": "string", "format": "binary",
+                  "description": "a photo of the bill code on the window's screen (PNG/JPEG/…, ≤ 8 MiB); "
+                                 "exactly one QR code"}}}},
+    "application/json": {"schema": BillText.model_json_schema(), "examples": {"pasted": {
+        "summary": "the code's text, pasted", "value": {"bill": "MPBILL1.eyJ2IjoxLCJiIjoiQkw0RjFDMDlBN0UyQjM1RDYw…"}}}},
+}}}
+_PREVIEW_REFUSED = {"error": {"code": "code_forged", "field": "image",
+                              "message": "signature does not verify: not issued by this platform"}}
+
+
+@mobile_router.post(
+    "/bills/preview", response_model=BillPreview, openapi_extra=_PREVIEW_BODY,
+    summary="识别账单码 / read a bill code from a photo or its text: what it asks, nothing paid",
+    description="The app shows this for the patient to confirm, then pays with `POST /api/v1/mobile/bills/pay`. "
+                "The photo is decoded here (zxing-cpp, retries for blur, noise and uneven light). The bill code must "
+                "be genuine (signed by this platform) and unexpired; refusals name the input (`image` or `bill`). "
+                "Reads only: nothing is written, nothing paid.",
+    responses={413: {"model": ErrorResponse, "description": "body larger than 9 MiB"},
+               422: {"model": ErrorResponse, "description": "no (single) QR code in the photo, not a bill code, "
+                     "forged or expired", "content": {"application/json": {"example": _PREVIEW_REFUSED}}}})
+async def preview_bill(request: Request) -> Response:
+    body = await request.body()
+    if len(body) > MAX_BODY_BYTES:
+        return error_response(413, "too_large", "body", f"larger than {MAX_BODY_BYTES // (1024 * 1024)} MiB")
+    bill, image = _bill_source(request.headers.get("content-type", ""), body)
+    preview = await run_in_threadpool(bill_service(request).preview, bill, image)
+    return Response(BillPreview(**to_yuan(preview)).model_dump_json(), media_type="application/json",
+                    headers={"Cache-Control": "no-store"})
+
+
+def _bill_source(content_type: str, body: bytes) -> tuple[str | None, bytes | None]:
+    """(pasted text, photo) from a multipart form (``image`` file, or ``bill`` field) or a JSON ``{"bill"}``."""
+    media = content_type.split(";", 1)[0].strip().lower()
+    if media == "multipart/form-data":
+        fields, files = read_multipart(content_type, body)
+        if "image" in fields:
+            raise Invalid("image", "must be sent as a file part (with a filename)")
+        return fields.get("bill"), files.get("image")
+    if media not in ("application/json", ""):
+        raise Invalid("body", f"content type {media!r}: send multipart/form-data with an image, or JSON with bill")
+    return _json_body(BillText, body).bill, None
 
 
 @mobile_router.post("/bills/pay", summary="扫账单码支付 / pay a scanned bill code: the whole bill in one step",

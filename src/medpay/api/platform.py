@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from medpay.adapters.crypto import FieldCipher, default_cipher
 from medpay.adapters.db.engine import database_url, make_engine, session_factory
 from medpay.adapters.policy_files import builtin_policies
+from medpay.domain.ecert_code import MAX_TTL_S
 from medpay.domain.policy import Policy
 from medpay.adapters.gateway.http_gateway import HttpGateway
 from medpay.services.gateway_auth import GatewayAuth
@@ -34,6 +35,7 @@ class Platform:
     gateway: GatewayAuth
     one_scan: OneScanService | None = None  # None when no payment gateway is configured
     gateway_secret: str = ""
+    ecert_code_ttl_s: int = MAX_TTL_S  # how long a dynamic QR code lives (MEDPAY_ECERT_CODE_TTL_S, 1–60)
 
 
 def build_platform(url: str | None = None, policies: list[Policy] | None = None,
@@ -52,6 +54,17 @@ def build_platform(url: str | None = None, policies: list[Policy] | None = None,
         one_scan = OneScanService(factory, settlement, gateway, cipher)
         secret = os.environ.get("MEDPAY_GATEWAY_SECRET", "")
     return Platform(engine, factory, policies, cipher, settlement, PersonService(factory, cipher),
-                    SignInService(factory), GatewayAuth(factory, cipher), one_scan, secret)
+                    SignInService(factory), GatewayAuth(factory, cipher), one_scan, secret, code_ttl_from_env())
+
+
+def code_ttl_from_env() -> int:
+    """MEDPAY_ECERT_CODE_TTL_S: a region may want codes shorter-lived than the 60 s the format allows; a wrong
+    value stops the start."""
+    text = os.environ.get("MEDPAY_ECERT_CODE_TTL_S", "").strip()
+    if not text:
+        return MAX_TTL_S
+    if not text.isdigit() or not 1 <= int(text) <= MAX_TTL_S:
+        raise ValueError(f"MEDPAY_ECERT_CODE_TTL_S must be whole seconds from 1 to {MAX_TTL_S}, got {text!r}")
+    return int(text)
 
 

@@ -20,13 +20,12 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from medpay.adapters.platform_keys import default_signing_key
+from medpay.api.uploads import MAX_BODY_BYTES, read_multipart
 from medpay.domain.ecert_code import BUSINESS_TYPES
 from medpay.services.ecert import EcertService
 from medpay.services.errors import Forbidden, Invalid, ServiceError
 
 router = APIRouter(prefix="/api/v1/terminal", tags=["terminal"])
-
-MAX_BODY_BYTES = 9 * 1024 * 1024  # an 8 MiB image plus the multipart framing
 
 EC_CODES: dict[str, int] = {
     "invalid": 1001,  # a request field is missing or malformed
@@ -47,11 +46,12 @@ EC_CODES: dict[str, int] = {
 
 def ecert_service(request: Request) -> EcertService:
     """The app's EcertService: ``app.state.ecert`` if set, else built once from the Platform (same database,
-    cipher and person service; the signing key from ``MEDPAY_SIGNING_KEY_FILE``)."""
+    cipher, person service and code lifetime; the signing key from ``MEDPAY_SIGNING_KEY_FILE``)."""
     svc = getattr(request.app.state, "ecert", None)
     if svc is None:
         p = request.app.state.platform
-        svc = EcertService(p.factory, p.cipher, default_signing_key(), p.persons, clock=p.persons.clock)
+        svc = EcertService(p.factory, p.cipher, default_signing_key(), p.persons, clock=p.persons.clock,
+                           code_ttl_s=p.ecert_code_ttl_s)
         request.app.state.ecert = svc
     return svc
 
@@ -172,7 +172,7 @@ def _parse(content_type: str, body: bytes) -> tuple[str | None, Any, str | None,
     a multipart form."""
     media = content_type.split(";", 1)[0].strip().lower()
     if media == "multipart/form-data":
-        fields, files = _multipart(content_type, body)
+        fields, files = read_multipart(content_type, body)
         image = files.get("image")
         if image is None and "image" in fields:
             raise Invalid("image", "must be sent as a file part (with a filename)")
@@ -199,50 +199,3 @@ def _parse(content_type: str, body: bytes) -> tuple[str | None, Any, str | None,
     if scanned is not None and not isinstance(scanned, str):
         raise Invalid("qrCode", "must be a string")
     return org_id, doc.get("businessType"), scanned, None
-
-
-def _multipart(content_type: str, body: bytes) -> tuple[dict[str, str], dict[str, bytes]]:
-    """A small multipart/form-data reader (RFC 7578): text fields and file parts by name."""
-    boundary = None
-    for param in content_type.split(";")[1:]:
-        key, _, value = param.strip().partition("=")
-        if key.strip().lower() == "boundary":
-            boundary = value.strip().strip('"')
-    if not boundary:
-        raise Invalid("body", "multipart/form-data without a boundary")
-    delimiter = b"--" + boundary.encode("latin-1")
-    sections = body.split(delimiter)
-    if len(sections) < 3 or not sections[-1].startswith(b"--"):
-        raise Invalid("body", "malformed multipart body (missing closing boundary)")
-    fields: dict[str, str] = {}
-    files: dict[str, bytes] = {}
-    for section in sections[1:-1]:
-        if not section.startswith(b"\r\n") or not section.endswith(b"\r\n"):
-            raise Invalid("body", "malformed multipart body")
-        head, sep, content = section[2:-2].partition(b"\r\n\r\n")
-        if not sep:
-            raise Invalid("body", "malformed multipart part (no blank line after the headers)")
-        name = filename = None
-        for line in head.decode("utf-8", "replace").split("\r\n"):
-            header, _, value = line.partition(":")
-            if header.strip().lower() != "content-disposition":
-                continue
-            for param in value.split(";")[1:]:
-                k, _, v = param.strip().partition("=")
-                v = v.strip().strip('"')
-                if k.strip().lower() == "name":
-                    name = v
-                elif k.strip().lower() == "filename":
-                    filename = v
-        if not name:
-            continue
-        if name in fields or name in files:
-            raise Invalid(name, "sent more than once")
-        if filename is not None:
-            files[name] = content
-        else:
-            try:
-                fields[name] = content.decode("utf-8")
-            except UnicodeDecodeError:
-                raise Invalid(name, "not UTF-8 text") from None
-    return fields, files

@@ -50,8 +50,9 @@ def parse_bill(payload: str, public_key: Ed25519PublicKey, now: datetime | float
     parts = payload.split(".")
     if parts[0] != PREFIX or len(parts) != 3:
         raise CodeError("bill", f"not a medpay bill code (expected {PREFIX}.<claims>.<signature>)")
+    signature = _b64d(parts[2], "bill")  # garbled or cut short: a malformed code, not a forged one
     try:
-        public_key.verify(_b64d(parts[2], "bill"), f"{parts[0]}.{parts[1]}".encode("ascii"))
+        public_key.verify(signature, f"{parts[0]}.{parts[1]}".encode("ascii"))
     except (InvalidSignature, ValueError):
         raise CodeError("bill", "signature does not verify: not issued by this platform", "signature") from None
     try:

@@ -9,25 +9,24 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any, Callable
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy.orm import Session, sessionmaker
 
+from medpay.adapters import qr_images
 from medpay.adapters.db.base import utcnow
 from medpay.adapters.db.ecert_tables import EcertRow
 from medpay.adapters.platform_keys import parse_public_key_hex
-from medpay.adapters.qr_images import render_svg
-from medpay.domain.bill_code import make_bill_payload, parse_bill
+from medpay.domain.bill_code import BillClaims, make_bill_payload, parse_bill
 from medpay.domain.ecert_code import CodeError
 from medpay.services import records
-from medpay.services.ecert import DEVICE_SKEW_S, signature_bytes, verify_signature
+from medpay.services.ecert import DEVICE_SKEW_S, decode_photo, refused_code, signature_bytes, verify_signature
 from medpay.services.errors import Conflict, Forbidden, Invalid, NotFound
 from medpay.services.one_scan import OneScanService, PayResult, intent_id_for
 from medpay.services.persons import PersonService
 from medpay.services.settlement import SettlementService
-
 
 
 def bill_signing_input(ecert_id: str, bill: str, timestamp: int) -> bytes:
@@ -56,8 +55,38 @@ class BillPayService:
         bill_id = "BL" + secrets.token_hex(8).upper()
         payload = make_bill_payload(self.key, bill_id, fixmedins_code, mdtrt_id, quote.setlinfo["medfee_sumamt"],
                                     self.clock())
-        return {"bill_id": bill_id, "payload": payload, "svg": render_svg(payload),
+        return {"bill_id": bill_id, "payload": payload, "svg": qr_images.render_svg(payload),
                 "medfee_sumamt": quote.setlinfo["medfee_sumamt"], "psn_cash_pay": quote.setlinfo["psn_cash_pay"]}
+
+    def preview(self, bill: str | None = None, image: bytes | None = None) -> dict[str, Any]:
+        """What a bill code asks the patient to pay, from its text or a photo of it, for the app to show before
+        paying. Pays nothing, writes nothing; says nothing of the patient (the window's screen shows as much)."""
+        if (bill is None) == (image is None):
+            raise Invalid("image", "send a photo of the bill code (image) or its text (bill), one of them")
+        source = "bill"
+        if image is not None:
+            source, bill = "image", decode_photo(image)
+        claims = self._claims(bill, source)
+        with self.factory() as session:  # a genuine bill names a visit of its institution: we signed it
+            name = records.institution(session, claims.fixmedins_code).fixmedins_name
+            med_type = records.own_visit(session, claims.fixmedins_code, claims.mdtrt_id).med_type
+        paid = False
+        if self.one_scan is not None:
+            try:
+                paid = self.one_scan.intent(intent_id_for(claims.fixmedins_code, claims.bill_id)).state == "captured"
+            except NotFound:
+                pass  # not paid yet
+        return {"bill": bill.strip(), "bill_id": claims.bill_id, "fixmedins_code": claims.fixmedins_code,
+                "fixmedins_name": name, "mdtrt_id": claims.mdtrt_id, "med_type": med_type,
+                "medfee_sumamt": claims.amount_fen, "state": "paid" if paid else "due",
+                "expires_at": datetime.fromtimestamp(claims.expires_at, timezone.utc)}
+
+    def _claims(self, bill: Any, field: str) -> BillClaims:
+        """The claims of a genuine, unexpired bill code; refusals name ``field`` (where the code came from)."""
+        try:
+            return parse_bill(bill, self.key.public_key(), self.clock())
+        except CodeError as e:
+            raise refused_code(e, field) from None
 
     def pay_bill(self, ecert_id: str, bill: str, timestamp: int, device_signature: str) -> PayResult:
         if self.one_scan is None:
@@ -65,10 +94,7 @@ class BillPayService:
         now = self.clock()
         if not isinstance(timestamp, int) or abs(now.timestamp() - timestamp) > DEVICE_SKEW_S:
             raise Invalid("timestamp", f"must be unix seconds within ±{DEVICE_SKEW_S} s of the platform's clock")
-        try:
-            claims = parse_bill(bill, self.key.public_key(), now)
-        except CodeError as e:
-            raise Invalid(e.field, e.message) from None
+        claims = self._claims(bill, "bill")
         session = self.factory()
         try:
             ecert = session.get(EcertRow, ecert_id)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
+from urllib.parse import urlsplit
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -38,6 +39,20 @@ class PersonInput:
     psn_insu_date: date = date(2015, 1, 1)
 
 
+def notify_url(value: str, field: str = "notify_url") -> str:
+    """An absolute http(s) URL of at most 200 characters (the notifications table's column)."""
+    text = value.strip() if isinstance(value, str) else ""
+    try:
+        parts = urlsplit(text)
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname or any(c.isspace() for c in text):
+        raise Invalid(field, f"must be an absolute http:// or https:// URL, got {value!r}")
+    if len(text) > 200:
+        raise Invalid(field, "at most 200 characters")
+    return text
+
+
 class Directory:
     def __init__(self, factory: sessionmaker[Session], cipher: FieldCipher):
         self.factory = factory
@@ -61,6 +76,17 @@ class Directory:
                 uow.session.add(row)
             row.fixmedins_name, row.admdvs, row.level, row.paasid = name, admdvs, level, paasid
             row.token_enc = self.cipher.encrypt(token, "inst_token") if token else None
+
+    def set_notify_url(self, code: str, url: str | None) -> str | None:
+        """Register the HIS's URL for ``settle.notify`` of this institution's payments; ``None`` clears it.
+        Seeding leaves it alone, so a registered URL survives restarts."""
+        url = notify_url(url) if url is not None else None
+        with unit_of_work(self.factory) as uow:
+            row = uow.session.get(InstitutionRow, code)
+            if row is None:
+                raise NotFound("fixmedins_code", f"unknown institution {code!r}")
+            row.notify_url = url
+        return url
 
     def add_person(self, p: PersonInput) -> None:
         with unit_of_work(self.factory) as uow:

@@ -111,6 +111,20 @@ class TerminalAuthError(Unauthorized):
     """The terminal's request signature headers are missing, stale, wrong or replayed."""
 
 
+def decode_photo(image: bytes, field: str = "image") -> str:
+    """The text of the one QR code in a photo; ``ImageRejected`` naming ``field`` otherwise."""
+    try:
+        return qr_images.decode(image, field)
+    except qr_images.ImageError as e:
+        raise ImageRejected(e.field, e.message) from None
+
+
+def refused_code(error: CodeError, field: str, message: str | None = None) -> ServiceError:
+    """The service error for a code (e-certificate or bill) that ``error`` refused: forged, expired or malformed."""
+    cls = {"signature": CodeForged, "expired": CodeExpired}.get(error.kind, CodeInvalid)
+    return cls(field, message or error.message)
+
+
 # -- signing inputs (clients use these too) --------------------------------------------------------------------
 
 
@@ -234,6 +248,18 @@ class EcertService:
                                                 "happened at the same time; try again") from None
         return ecert_id
 
+    def holder(self, ecert_id: str) -> dict[str, str]:
+        """Whose e-certificate this is, masked (``userName``, ``idNo``): what the app may show its own user."""
+        with self.factory() as session:
+            row = session.get(EcertRow, ecert_id)
+            if row is None:
+                raise NotFound("ecert_id", "unknown e-certificate")
+            return self._masked(session.get(PersonRow, row.psn_no))
+
+    def _masked(self, person: PersonRow) -> dict[str, str]:
+        return {"userName": mask_name(self.cipher.decrypt(person.psn_name_enc, "psn_name")),
+                "idNo": mask_certno(self.cipher.decrypt(person.certno_enc, "certno"))}
+
     def revoke(self, ecert_id: str) -> None:
         """Revoke an e-certificate (lost phone, the person's request). Its codes stop working at once."""
         with unit_of_work(self.factory) as uow:
@@ -350,10 +376,7 @@ class EcertService:
             raise Invalid("image", "send either the scanned string (qrCode) or an image, not both")
         if image is not None:
             source = "image"
-            try:
-                payload = qr_images.decode(image, "image")
-            except qr_images.ImageError as e:
-                raise ImageRejected(e.field, e.message) from None
+            payload = decode_photo(image)
         else:
             source = "qrCode"
             if not isinstance(scanned, str) or not scanned.strip():
@@ -364,8 +387,7 @@ class EcertService:
         try:
             claims = parse_and_verify(payload, self.public_key, self.clock())
         except CodeError as e:
-            cls = {"signature": CodeForged, "expired": CodeExpired}.get(e.kind, CodeInvalid)
-            raise cls(source, f"{e.field}: {e.message}") from None
+            raise refused_code(e, source, f"{e.field}: {e.message}") from None
         if claims.business_type != bt:
             raise BusinessTypeMismatch(
                 "businessType",
@@ -388,9 +410,8 @@ class EcertService:
                                   EcertCodeNonceRow.nonce):
                 raise CodeReplayed(source, "this code was already scanned; ask the patient to refresh the code")
             identity = {
-                "idNo": mask_certno(self.cipher.decrypt(person.certno_enc, "certno")),
+                **self._masked(person),
                 "idType": person.psn_cert_type,
-                "userName": mask_name(self.cipher.decrypt(person.psn_name_enc, "psn_name")),
                 "insuOrg": person.insuplc_admdvs,
                 "ecIndexNo": ecert.ecert_id,
                 "gender": person.gend,

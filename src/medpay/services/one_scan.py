@@ -100,6 +100,7 @@ class OneScanService:
         # the token is a one-time credential, not part of what is asked: a retry may carry a fresh scan
         request = {"mdtrt_id": mdtrt_id, "acct_used_flag": acct_used_flag}
         intent = self._open_intent(intent_id, fixmedins_code, msgid, ec_token, mdtrt_id, request, acct_used_flag)
+        notify_urls = (*notify_urls, *self._registered_notify_url(fixmedins_code))
         if notify_urls and set(notify_urls) - set(intent.notify_urls or []):
             intent = self._update(intent_id, notify_urls=sorted(set(intent.notify_urls or []) | set(notify_urls)))
         if intent.state in FINAL_STATES or intent.in_doubt:
@@ -123,6 +124,17 @@ class OneScanService:
         """Queue and send this payment's notices; others' backlog is for ``recover()``, not this request."""
         self._queue_notifications(intent, tuple(intent.notify_urls or ()))
         self.deliver_notifications(intent.intent_id)
+
+    def _registered_notify_url(self, fixmedins_code: str) -> tuple[str, ...]:
+        """The HIS's notify URL registered for the institution (``medpay ecert notify-url``), if any: notices go
+        there as well as to the URL a request names, and a URL named twice gets one notice."""
+        session = self.factory()
+        try:
+            url = session.execute(select(InstitutionRow.notify_url)
+                                  .where(InstitutionRow.fixmedins_code == fixmedins_code)).scalar_one_or_none()
+        finally:
+            session.close()
+        return (url,) if url else ()
 
     def _open_intent(self, intent_id: str, code: str, msgid: str, ec_token: str, mdtrt_id: str,
                      request: dict, acct_used: bool) -> PaymentIntentRow:

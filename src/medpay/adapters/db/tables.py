@@ -42,6 +42,7 @@ class InstitutionRow(Base):
     level: Mapped[str] = mapped_column(String(2))
     paasid: Mapped[str | None] = mapped_column(String(64), unique=True)
     token_enc: Mapped[str | None] = mapped_column(Text)  # gateway token, encrypted: it signs requests
+    notify_url: Mapped[str | None] = mapped_column(String(200))  # the HIS's registered settle.notify URL
 
 
 class PersonRow(Base):

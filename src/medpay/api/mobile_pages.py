@@ -1,0 +1,54 @@
+"""The patient's mobile web app (医保码), served by the platform under ``/m/``: activate the e-certificate on this
+device, show the dynamic QR code, pay a bill code from the window's screen. zh-CN first; ``?lang=en`` for English.
+
+The pages are templates without personal data; their plain JavaScript (``web/static``, no build step) talks to the
+mobile API with the device's Ed25519 key, kept non-extractable in IndexedDB.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+
+from medpay.api.mobile_text import business_type_groups, page_text
+
+WEB = Path(__file__).resolve().parents[1] / "web"
+STATIC_PATH = "/m/static"
+
+router = APIRouter(prefix="/m", tags=["pages"])
+templates = Jinja2Templates(directory=WEB / "templates")
+static_files = StaticFiles(directory=WEB / "static")
+
+# The pages run only their own scripts and talk only to this origin; they are never framed or cached.
+HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data: blob:; object-src 'none'; "
+                               "base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
+    "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff",
+    "Cache-Control": "no-store",
+}
+
+
+def _page(request: Request, name: str, lang: str, **context) -> HTMLResponse:
+    lang = "en" if lang == "en" else "zh"  # anything else: the Chinese page
+    return templates.TemplateResponse(request, f"mobile_{name}.html", {
+        "t": page_text(lang), "lang": lang, "page": name, "static": STATIC_PATH, **context}, headers=HEADERS)
+
+
+@router.get("/", response_class=HTMLResponse, summary="医保码 / the patient's dynamic QR code (mobile page)")
+def code_page(request: Request, lang: str = "zh") -> HTMLResponse:
+    return _page(request, "code", lang, business_types=business_type_groups(lang), default_business_type="01301")
+
+
+@router.get("/activate", response_class=HTMLResponse, summary="激活 / activate the e-certificate on this device")
+def activate_page(request: Request, lang: str = "zh") -> HTMLResponse:
+    return _page(request, "activate", lang)
+
+
+@router.get("/pay", response_class=HTMLResponse, summary="扫码付 / pay a bill code shown at the window")
+def pay_page(request: Request, lang: str = "zh") -> HTMLResponse:
+    return _page(request, "pay", lang)

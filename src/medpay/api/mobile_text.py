@@ -1,0 +1,181 @@
+"""The words of the patient's mobile pages, zh-CN first and English: the templates use them, and the pages'
+JavaScript gets them (with the error messages) as one JSON block, so every message has one place.
+
+Errors from the API arrive as ``{"error": {"code", "field", "message"}}`` with English messages; the page
+shows ``errors["code.field"]``, else ``errors["code.*"]``, else ``errors["*.field"]``, else ``errors["*"]`` (with the
+API's own words beside it).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from medpay.domain.ecert_code import BUSINESS_TYPES
+
+COMMON_BUSINESS_TYPES = ("01301", "01101", "01104", "02121")  # 门诊结算, 挂号, 住院押金, 药店购药: listed first
+
+_BUSINESS_TYPES_EN = {
+    "01101": "Outpatient registration", "01102": "Inpatient record", "01103": "Admission",
+    "01104": "Inpatient deposit", "01201": "Outpatient consultation", "01202": "Examination booking",
+    "01203": "Examination", "01204": "Treatment", "01301": "Outpatient payment", "01302": "Medicine pick-up",
+    "02121": "Pharmacy purchase", "02122": "Download a prescription",
+}
+# 医疗类别 of the visits a bill code can be for
+_MED_TYPES = {
+    "zh": {"11": "普通门诊", "12": "门诊挂号", "13": "急诊", "14": "门诊慢特病", "19": "其他门诊", "21": "普通住院",
+           "23": "转外住院", "24": "急诊转住院", "41": "定点药店购药", "51": "生育门诊", "52": "生育住院"},
+    "en": {"11": "Outpatient visit", "12": "Outpatient registration", "13": "Emergency", "14": "Chronic or special "
+           "outpatient care", "19": "Other outpatient care", "21": "Inpatient stay", "23": "Inpatient stay, referred",
+           "24": "Emergency admission", "41": "Pharmacy purchase", "51": "Maternity outpatient care",
+           "52": "Maternity inpatient stay"},
+}
+
+TEXT: dict[str, dict[str, Any]] = {
+    "zh": {
+        "html_lang": "zh-CN", "app": "医保码", "other_lang": "English", "other_lang_name": "en",
+        "switch_label": "Switch to English", "nav_label": "主要功能",
+        "nav_code": "医保码", "nav_pay": "扫码付", "nav_activate": "激活",
+        "holder": "{name}（{idno}）",
+        # activation
+        "activate_title": "激活医保电子凭证",
+        "activate_intro": "本机会生成一把设备密钥，医保电子凭证只与它绑定。私钥只保存在本浏览器中，不会上传。",
+        "psn_no": "人员编号", "psn_no_hint": "14 位数字，见参保凭证", "certno": "身份证号码",
+        "certno_hint": "18 位，最后一位可能是 X",
+        "consent_legend": "个人信息处理单独同意",
+        "consent": "我单独同意医保平台为激活和使用医保电子凭证处理我的姓名、证件号码和本机设备公钥。",
+        "activate_button": "生成设备密钥并激活", "activating": "正在激活…",
+        "current_holder": "本机已激活：{holder}。再次激活会替换它。",
+        "no_webcrypto": "此浏览器无法生成 Ed25519 设备密钥。请使用较新的浏览器，并通过 HTTPS 访问。",
+        # the dynamic code
+        "code_title": "医保电子凭证", "business_type": "用码业务", "common": "常用", "others": "其他",
+        "qr_label": "医保电子凭证二维码：{business}", "loading": "正在生成二维码…",
+        "countdown": "{s} 秒后自动刷新", "refreshed": "二维码已刷新", "refresh_now": "立即刷新",
+        "show_hint": "请向收费窗口或扫码设备出示此码。二维码每分钟自动更新，请勿截图转发。",
+        "download_png": "下载二维码 PNG", "not_activated": "本机还没有激活医保电子凭证。", "go_activate": "去激活",
+        # paying a bill code
+        "pay_title": "扫账单码支付",
+        "pay_intro": "拍下收费窗口屏幕上的账单码。确认后一次结清：医保基金、个人账户（含家庭共济）和自付部分。",
+        "photo": "拍摄或选择账单码照片", "photo_hint": "对准屏幕上的二维码，保持清晰",
+        "paste_summary": "无法拍照？粘贴账单码", "paste_label": "账单码文本（MPBILL1.…）", "paste_button": "识别账单码",
+        "reading": "正在识别…", "confirm_title": "请确认账单", "institution": "医疗机构", "what": "类别",
+        "amount": "医疗费总额", "valid_until": "账单码有效至", "pay_button": "确认支付 ¥{amount}",
+        "cancel": "取消", "paying": "正在支付…", "already_paid": "这张账单已经支付过了。",
+        "result_title": "支付成功", "chart_label": "本次费用由谁支付", "setl_id": "结算号",
+        "part_fund": "医保基金", "part_account": "个人账户", "part_family": "家庭共济", "part_cash": "现金（钱包）",
+        "total": "合计", "pay_another": "支付另一张账单",
+        "state_in_doubt": "支付结果确认中。请勿重复支付，稍后到窗口查询。",
+        "state_declined": "支付被拒绝：钱包余额不足或支付方式不可用。没有结算，也没有扣款。",
+        "state_failed": "支付没有完成，也没有扣款。请到窗口缴费。",
+        "med_types": _MED_TYPES["zh"], "med_type_other": "医疗类别 {code}",
+        "business_types": dict(BUSINESS_TYPES),
+        "errors": {
+            "invalid.consent": "请勾选上面的单独同意后再激活。",
+            "invalid.certno": "身份证号码与人员编号不符，请核对。",
+            "invalid.psn_no": "请填写人员编号。",
+            "invalid.device_public_key": "设备密钥无效，请刷新页面后重试。",
+            "conflict.device_public_key": "此设备密钥已绑定其他人，请刷新页面后重试。",
+            "unauthorized.device_signature": "设备签名未通过验证，请重新激活。",
+            "forbidden.device_signature": "设备签名未通过验证，请重新激活。",
+            "unauthorized.timestamp": "手机时间不准确，请校准时间后重试。",
+            "invalid.timestamp": "手机时间不准确，请校准时间后重试。",
+            "not_found.ecert_id": "找不到本机的医保电子凭证，请重新激活。",
+            "ecert_revoked.ecert_id": "此医保电子凭证已停用（可能已在其他设备激活），请重新激活。",
+            "forbidden.ecert_id": "此医保电子凭证已停用（可能已在其他设备激活），请重新激活。",
+            "image_invalid.image": "照片里没有找到唯一的一个二维码，请对准账单码重拍。",
+            "invalid.image": "请拍摄或选择一张账单码照片。",
+            "too_large.body": "照片太大（超过 9 MiB），请重拍一张。",
+            "code_forged.*": "这不是医保平台签发的账单码，请不要支付，并告知工作人员。",
+            "code_expired.*": "账单码已过期，请让窗口重新生成。",
+            "code_invalid.*": "这不是医保账单码，请扫描收费窗口屏幕上的账单码。",
+            "invalid.bill": "请粘贴完整的账单码（以 MPBILL1. 开头）。",
+            "forbidden.bill": "这张账单不是您的，不能用本机的医保电子凭证支付。",
+            "conflict.bill": "账单内容已变更，请让窗口重新生成账单码。",
+            "invalid.gateway": "暂不能在线支付，请到窗口缴费。",
+            "invalid.payer_token": "您还没有绑定支付方式，请到窗口缴费。",
+            "network": "网络不可用，请稍后重试。",
+            "internal": "系统暂时出错，本次操作没有生效，请稍后重试。",
+            "*": "操作没有成功。",
+        },
+    },
+    "en": {
+        "html_lang": "en", "app": "Medical insurance code", "other_lang": "中文", "other_lang_name": "zh",
+        "switch_label": "切换到中文", "nav_label": "Main",
+        "nav_code": "My code", "nav_pay": "Pay a bill", "nav_activate": "Activate",
+        "holder": "{name} ({idno})",
+        "activate_title": "Activate your e-certificate",
+        "activate_intro": "This device makes a key of its own and your e-certificate is bound to it. The private "
+                          "key stays in this browser and is never sent.",
+        "psn_no": "Personal insurance number", "psn_no_hint": "14 digits, on your insurance record",
+        "certno": "ID card number", "certno_hint": "18 characters; the last may be X",
+        "consent_legend": "Separate consent to processing personal information",
+        "consent": "I separately consent to the platform processing my name, my ID number and this device's "
+                   "public key to activate and use the e-certificate.",
+        "activate_button": "Make a device key and activate", "activating": "Activating…",
+        "current_holder": "This device holds the e-certificate of {holder}. Activating again replaces it.",
+        "no_webcrypto": "This browser can't make an Ed25519 device key. Use a current browser, over HTTPS.",
+        "code_title": "Medical insurance e-certificate", "business_type": "Use", "common": "Common",
+        "others": "Others", "qr_label": "E-certificate QR code: {business}", "loading": "Making your code…",
+        "countdown": "Refreshes in {s} s", "refreshed": "Code refreshed", "refresh_now": "Refresh now",
+        "show_hint": "Show this code to the window's scanner. It changes every minute; don't share screenshots.",
+        "download_png": "Download the code as PNG", "not_activated": "No e-certificate on this device yet.",
+        "go_activate": "Activate",
+        "pay_title": "Pay a bill code",
+        "pay_intro": "Take a photo of the bill code on the window's screen. After you confirm, the insurance fund, "
+                     "your personal account (with family mutual aid) and your own share settle in one step.",
+        "photo": "Take or choose a photo of the bill code", "photo_hint": "Aim at the QR code on the screen; keep it sharp",
+        "paste_summary": "Can't take a photo? Paste the code", "paste_label": "Bill code text (MPBILL1.…)",
+        "paste_button": "Read the code", "reading": "Reading…", "confirm_title": "Confirm the bill",
+        "institution": "Institution", "what": "Type", "amount": "Total medical fees",
+        "valid_until": "Bill code valid until", "pay_button": "Pay ¥{amount}", "cancel": "Cancel",
+        "paying": "Paying…", "already_paid": "This bill has been paid already.", "result_title": "Paid",
+        "chart_label": "Who paid this bill", "setl_id": "Settlement no.", "part_fund": "Insurance fund",
+        "part_account": "Personal account", "part_family": "Family mutual aid", "part_cash": "Cash (wallet)",
+        "total": "Total", "pay_another": "Pay another bill",
+        "state_in_doubt": "The payment is being confirmed. Don't pay again; ask at the window shortly.",
+        "state_declined": "Payment declined: not enough in the wallet, or the payment method is unavailable. "
+                          "Nothing was settled or charged.",
+        "state_failed": "The payment did not go through and nothing was charged. Please pay at the window.",
+        "med_types": _MED_TYPES["en"], "med_type_other": "Medical type {code}",
+        "business_types": _BUSINESS_TYPES_EN,
+        "errors": {
+            "invalid.consent": "Tick the separate consent above to activate.",
+            "invalid.certno": "This ID card number doesn't match the insurance number. Please check both.",
+            "invalid.psn_no": "Enter your personal insurance number.",
+            "invalid.device_public_key": "The device key was refused; reload the page and try again.",
+            "conflict.device_public_key": "This device key is bound to someone else; reload the page and try again.",
+            "unauthorized.device_signature": "This device's signature was refused; activate again.",
+            "forbidden.device_signature": "This device's signature was refused; activate again.",
+            "unauthorized.timestamp": "Your phone's clock is off; set it right and try again.",
+            "invalid.timestamp": "Your phone's clock is off; set it right and try again.",
+            "not_found.ecert_id": "This device's e-certificate is unknown; activate again.",
+            "ecert_revoked.ecert_id": "This e-certificate was revoked (activated on another device?); activate again.",
+            "forbidden.ecert_id": "This e-certificate was revoked (activated on another device?); activate again.",
+            "image_invalid.image": "No single QR code found in the photo; take it again, aimed at the bill code.",
+            "invalid.image": "Take or choose a photo of the bill code.",
+            "too_large.body": "The photo is too large (over 9 MiB); take another.",
+            "code_forged.*": "This bill code was not issued by the platform. Don't pay it; tell the staff.",
+            "code_expired.*": "This bill code has expired; ask the window for a new one.",
+            "code_invalid.*": "This is not a medical-insurance bill code; scan the one on the window's screen.",
+            "invalid.bill": "Paste the whole bill code (it starts with MPBILL1.).",
+            "forbidden.bill": "This bill is for another patient; this device's e-certificate can't pay it.",
+            "conflict.bill": "The bill changed; ask the window for a new bill code.",
+            "invalid.gateway": "Paying online is not available; please pay at the window.",
+            "invalid.payer_token": "You have no payment method bound; please pay at the window.",
+            "network": "The network is unavailable; try again shortly.",
+            "internal": "Something went wrong on our side and nothing was applied; try again shortly.",
+            "*": "That did not work.",
+        },
+    },
+}
+
+
+def page_text(lang: str) -> dict[str, Any]:
+    return TEXT["en" if lang == "en" else "zh"]
+
+
+def business_type_groups(lang: str) -> list[tuple[str, list[tuple[str, str]]]]:
+    """(group label, [(code, name)]) for the business type picker: the common ones first."""
+    t = page_text(lang)
+    names = t["business_types"]
+    others = [code for code in BUSINESS_TYPES if code not in COMMON_BUSINESS_TYPES]
+    return [(t["common"], [(c, names[c]) for c in COMMON_BUSINESS_TYPES]), (t["others"], [(c, names[c]) for c in others])]

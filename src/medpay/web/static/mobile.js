@@ -1,0 +1,86 @@
+// Shared by the mobile pages: the page's words, calls to the mobile API, errors next to their field, money.
+
+export const text = JSON.parse(document.getElementById("page-text").textContent);
+
+/** The page's words for `key`, with {name} placeholders filled in. */
+export function t(key, vars = {}) {
+  return String(text[key] ?? key).replace(/\{(\w+)\}/g, (_, name) => vars[name] ?? "");
+}
+
+/** POST to the mobile API: `json` (an object) or `form` (FormData). Resolves to {data} or {error}, never throws:
+ * the error has the API's shape {code, field, message}; "network" when no answer came. */
+export async function post(path, { json, form } = {}) {
+  let response;
+  try {
+    response = await fetch(path, {
+      method: "POST", cache: "no-store", credentials: "omit",
+      headers: json ? { "Content-Type": "application/json" } : {},
+      body: json ? JSON.stringify(json) : form,
+    });
+  } catch {
+    return { error: { code: "network", field: "", message: "" } };
+  }
+  const body = await response.json().catch(() => null);
+  if (response.ok && body) return { data: body };
+  return { error: body?.error ?? { code: response.status >= 500 ? "internal" : "invalid", field: "", message: "" } };
+}
+
+/** The message for an API error in the page's language; `generic` when only the fallback matched. */
+function errorMessage(error) {
+  const m = text.errors;
+  const known = m[`${error.code}.${error.field}`] ?? m[`${error.code}.*`] ?? m[`*.${error.field}`] ?? m[error.code];
+  return { message: known ?? m["*"], generic: known === undefined };
+}
+
+/** Show `error` next to the field it names inside `root` (or in the root's general slot), mark that input invalid
+ * and move the focus there. `aliases` maps an API field to a field on this page. */
+export function showError(root, error, aliases = {}) {
+  clearErrors(root);
+  const field = aliases[error.field] ?? error.field;
+  const slot = root.querySelector(`[data-error-for="${CSS.escape(field)}"]`) ?? root.querySelector('[data-error-for="*"]');
+  const { message, generic } = errorMessage(error);
+  slot.textContent = message;
+  if (generic && error.message) {  // the API's own (English) words, so nothing is lost
+    const detail = document.createElement("span");
+    detail.className = "detail";
+    detail.lang = "en";
+    detail.textContent = error.field ? `${error.field}: ${error.message}` : error.message;
+    slot.append(detail);
+  }
+  slot.setAttribute("role", "alert");
+  slot.hidden = false;
+  const input = field && root.querySelector(`[name="${CSS.escape(field)}"]`);
+  if (input) {
+    input.setAttribute("aria-invalid", "true");
+    input.focus();
+  }
+}
+
+export function clearErrors(root) {
+  for (const slot of root.querySelectorAll("[data-error-for]")) {
+    slot.hidden = true;
+    slot.textContent = "";
+  }
+  for (const input of root.querySelectorAll("[aria-invalid]")) input.removeAttribute("aria-invalid");
+}
+
+/** Yuan as the API sends it (a JSON number) → integer fen, exact for two decimals. */
+export const toFen = (yuan) => Math.round(Number(yuan) * 100);
+
+/** Integer fen → "1234.56". */
+export function yuan(fen) {
+  const sign = fen < 0 ? "-" : "";
+  const abs = Math.abs(fen);
+  return `${sign}${Math.floor(abs / 100)}.${String(abs % 100).padStart(2, "0")}`;
+}
+
+/** "王**（999901********0011）": whose e-certificate this device holds, masked. */
+export function showHolder(device) {
+  const line = document.querySelector("[data-holder]");
+  if (!line || !device) return;
+  line.textContent = t("holder", { name: device.userName, idno: device.idNo });
+  line.hidden = false;
+}
+
+/** The page's language for links between the pages. */
+export const lang = text.html_lang === "en" ? "en" : "zh";

@@ -1,0 +1,103 @@
+"""QR code payment against a real server process with the gateway simulator (its own process) and a registered
+window terminal: the signed terminal calls, a scan, a HIS visit with a bill, a demo wallet's balance."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import httpx
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from medpay.adapters.platform_keys import load_or_create_key, public_key_hex
+from medpay.his_client import HisClient
+from medpay.interface_format import MONEY_KEYS
+from medpay.money import parse_yuan
+from medpay.services import demo
+from medpay.services.directory import PersonInput
+from medpay.services.ecert import sign_code_request, sign_terminal_request
+from tests.helpers_server import backend_db_url, free_port, run_cli, server
+
+H1 = demo.INSTITUTIONS[0]
+EMP = demo.PERSONS[0]
+BLOOD = "002101000010000"  # 血常规, 甲类
+
+
+def qr_stack(backend: str, tmp: Path, env: dict[str, str] | None = None) -> Iterator[dict[str, Any]]:
+    """For a module fixture: the platform served on its own ``backend`` database with the gateway simulator, and
+    a terminal of H1 registered (``medpay ecert terminal-register``)."""
+    urls = backend_db_url(backend, tmp)
+    db_url = next(urls)
+    gw_port = free_port()
+    try:
+        with server(db_url, tmp, "--gateway-port", str(gw_port), env=env) as base:
+            key_file = tmp / "terminal.key"
+            reg = run_cli(["ecert", "terminal-register", "--fixmedins-code", H1[0], "--name", "门诊1号窗口",
+                           "--key-file", str(key_file)], db_url, tmp)
+            assert reg.returncode == 0, reg.stderr
+            yield {"base": base, "gateway": f"http://127.0.0.1:{gw_port}", "db_url": db_url, "tmp": tmp,
+                   "terminal_id": json.loads(reg.stdout)["terminal_id"], "terminal_key": load_or_create_key(key_file)}
+    finally:
+        for _ in urls:  # drops the PostgreSQL schema
+            pass
+
+
+def terminal_post(stack, path: str, body: bytes, content_type: str) -> httpx.Response:
+    headers = sign_terminal_request(stack["terminal_key"], stack["terminal_id"], "POST", path, body)
+    return httpx.post(stack["base"] + path, content=body, headers={**headers, "content-type": content_type}, timeout=30)
+
+
+def app_code(stack, business_type: str = "01301", person: PersonInput = EMP) -> bytes:
+    """A patient's app made of Python: activate with a new device key and fetch the current code as a PNG."""
+    device = Ed25519PrivateKey.generate()
+    act = httpx.post(f"{stack['base']}/api/v1/mobile/ecert/activate", json={
+        "psn_no": person.psn_no, "certno": person.certno, "device_public_key": public_key_hex(device), "consent": True})
+    assert act.status_code == 200, act.text
+    ecert_id = act.json()["ecert_id"]
+    ts = int(time.time())
+    png = httpx.get(f"{stack['base']}/api/v1/mobile/ecert/code.png", params={
+        "ecert_id": ecert_id, "business_type": business_type, "timestamp": ts,
+        "device_signature": sign_code_request(device, ecert_id, business_type, ts)})
+    assert png.status_code == 200 and png.headers["content-type"] == "image/png"
+    return png.content
+
+
+def scan_image(stack, png: bytes, business_type: str = "01301") -> dict:
+    """The window's terminal posts a photo of the patient's code to ec.query."""
+    boundary = "medpayboundary"
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"orgId\"\r\n\r\n{H1[0]}\r\n"
+            f"--{boundary}\r\nContent-Disposition: form-data; name=\"businessType\"\r\n\r\n{business_type}\r\n"
+            f"--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"scan.png\"\r\n"
+            f"Content-Type: image/png\r\n\r\n").encode() + png + f"\r\n--{boundary}--\r\n".encode()
+    return terminal_post(stack, "/api/v1/terminal/ec/query", body, f"multipart/form-data; boundary={boundary}").json()
+
+
+def scan_text(stack, scanned: str, business_type: str = "01301") -> dict:
+    """The window's terminal posts the scanned string to ec.query."""
+    body = json.dumps({"orgId": H1[0], "businessType": business_type, "qrCode": scanned}).encode()
+    return terminal_post(stack, "/api/v1/terminal/ec/query", body, "application/json").json()
+
+
+def his_bill(stack, ec_token: str, person: PersonInput = EMP, amount: str = "6000.00") -> str:
+    """The HIS identifies the patient by the e-certificate token, opens an outpatient visit and uploads a fee."""
+    code, name, _, paasid, token = H1
+    his = HisClient(stack["base"], code, name, paasid, token, mdtrtarea_admvs="999901")
+    his.sign_in("1001")
+    info = his.person_info("01", ec_token).output  # the e-certificate token identifies the patient
+    assert info["baseinfo"]["psn_no"] == person.psn_no
+    visit = his.register(person.psn_no, person.insutype, "01", ec_token, ipt_otp_no="MZ9").output["data"]
+    his.upload_fees([{"feedetl_sn": "1", "mdtrt_id": visit["mdtrt_id"], "psn_no": person.psn_no, "chrg_bchno": "B1",
+                      "med_list_codg": BLOOD, "cnt": 1, "pric": amount, "det_item_fee_sumamt": amount}])
+    return visit["mdtrt_id"]
+
+
+def wallet(stack, psn_no: str = EMP.psn_no) -> int:
+    """The balance (fen) of the demo patient's simulated wallet at the gateway."""
+    return httpx.get(f"{stack['gateway']}/sim/payers/demo-wallet-{psn_no}").json()["balance_fen"]
+
+
+def fen(info: dict) -> dict[str, int]:
+    """The settlement's yuan amounts as exact fen, for comparisons free of float arithmetic."""
+    return {k: parse_yuan(v, k, allow_negative=True) for k, v in info.items() if k in MONEY_KEYS and v is not None}

@@ -1,0 +1,325 @@
+"""The patient's mobile web app in a real browser (Debian's Chromium driven by Playwright) against a real server
+process with the gateway simulator, on SQLite and on PostgreSQL: activation with the separate consent and a
+WebCrypto device key, the dynamic code read off the screen and accepted by a terminal, its refresh, the English
+page, and a bill code paid from a photo — with the totals shown matching the settlement and the wallet charged once.
+
+Codes live 15 s on this server (``MEDPAY_ECERT_CODE_TTL_S``) so that an old code's expiry can be waited for; the
+page's own clock is moved with ``page.clock``.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import time
+from datetime import datetime, timedelta
+
+import httpx
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+from sqlalchemy import func, select
+
+from medpay.adapters import qr_images
+from medpay.adapters.db.ecert_tables import EcertRow
+from medpay.adapters.db.engine import make_engine
+from medpay.adapters.db.tables import SettlementRow
+from medpay.adapters.gateway.port import sign_callback
+from medpay.api.terminal import EC_CODES
+from medpay.domain.bill_code import make_bill_payload
+from medpay.money import format_yuan
+from medpay.services import demo
+from tests.helpers_gateway import CallbackReceiver
+from tests.helpers_qr import EMP, H1, app_code, fen, his_bill, qr_stack, scan_image, scan_text, terminal_post, wallet
+from tests.helpers_server import run_cli
+
+CHROMIUM = "/usr/bin/chromium"  # Debian's (scripts/ensure-chromium); Playwright's own download is not to be had
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+CODE_TTL_S = 15
+CHILD = demo.PERSONS[3]  # 王小明, resident; his father's account pays for him (家庭共济)
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
+    tmp = tmp_path_factory.mktemp("mobile")
+    with CallbackReceiver() as his:
+        for s in qr_stack(request.param, tmp, env={"MEDPAY_ECERT_CODE_TTL_S": str(CODE_TTL_S)}):
+            reg = run_cli(["ecert", "notify-url", H1[0], his.url], s["db_url"], tmp)  # the HIS registers its URL
+            assert reg.returncode == 0, reg.stderr
+            yield {**s, "his": his}
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser: Browser):
+    """A phone-sized page in a fresh context: its own IndexedDB, so no device key carries over between tests."""
+    context = browser.new_context(viewport={"width": 390, "height": 844}, device_scale_factor=2, is_mobile=True,
+                                  has_touch=True, locale="zh-CN", timezone_id="Asia/Shanghai")
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    yield page
+    context.close()
+    assert errors == []  # no script error on any page
+
+
+def count(stack, model, *where) -> int:
+    engine = make_engine(stack["db_url"])
+    try:
+        with engine.connect() as conn:
+            return conn.execute(select(func.count()).select_from(model).where(*where)).scalar_one()
+    finally:
+        engine.dispose()
+
+
+def stored_device(page: Page) -> dict | None:
+    """What the page keeps in IndexedDB, read with the page's own module."""
+    return page.evaluate("""async () => {
+        const d = await (await import("/m/static/device.js")).loadDevice();
+        return d ? {ecert_id: d.ecert_id, publicKeyHex: d.publicKeyHex, extractable: d.privateKey.extractable,
+                    type: d.privateKey.algorithm.name, usages: d.privateKey.usages} : null;
+    }""")
+
+
+def activate(page: Page, stack, person=EMP, lang: str = "zh") -> None:
+    page.goto(f"{stack['base']}/m/activate?lang={lang}")
+    page.fill("#psn_no", person.psn_no)
+    page.fill("#certno", person.certno)
+    page.check("#consent")
+    page.click("#activate button[type=submit]")
+    page.wait_for_url(re.compile(r"/m/\?lang="))
+    page.wait_for_selector("[data-qr] svg")
+
+
+def shown_code(page: Page) -> str:
+    """The code on the screen, read as a scanner reads it: a screenshot of the QR element decoded with zxing-cpp."""
+    return qr_images.decode(page.locator("[data-qr] svg").screenshot())
+
+
+def claims(payload: str) -> dict:
+    body = payload.split(".")[1]
+    return json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
+
+
+def window_bill(stack, ec_token: str, person, amount: str) -> dict:
+    """At the window: the HIS bills the visit of the patient the e-certificate token names, and the terminal shows
+    a bill code for it."""
+    mdtrt_id = his_bill(stack, ec_token, person, amount)
+    r = terminal_post(stack, "/api/v1/terminal/bills", json.dumps({"mdtrt_id": mdtrt_id}).encode(), "application/json")
+    assert r.status_code == 200, r.text
+    return {**r.json(), "mdtrt_id": mdtrt_id}
+
+
+def upload(page: Page, png: bytes) -> None:
+    page.set_input_files("#image", files=[{"name": "bill.png", "mimeType": "image/png", "buffer": png}])
+
+
+def test_activation_needs_the_separate_consent_and_the_code_on_the_page_works(stack, page: Page) -> None:
+    before = count(stack, EcertRow, EcertRow.psn_no == EMP.psn_no)
+    page.goto(f"{stack['base']}/m/activate")
+    expect(page.locator("#consent")).not_to_be_checked()  # the separate consent is never ticked for the patient
+    page.fill("#psn_no", EMP.psn_no)
+    page.fill("#certno", EMP.certno)
+    page.click("#activate button[type=submit]")
+    expect(page.locator("#consent-error")).to_have_text("请勾选上面的单独同意后再激活。")
+    expect(page.locator("#consent")).to_have_attribute("aria-invalid", "true")
+    expect(page.locator("#certno-error")).to_be_hidden()
+    assert count(stack, EcertRow, EcertRow.psn_no == EMP.psn_no) == before  # refused: nothing stored there …
+    assert stored_device(page) is None  # … nor here
+
+    page.check("#consent")
+    page.click("#activate button[type=submit]")
+    page.wait_for_url(re.compile(r"/m/\?lang=zh$"))
+    expect(page.locator("[data-holder]")).to_have_text("王**（999901********0011）")  # their own ID, masked
+    device = stored_device(page)
+    assert device["type"] == "Ed25519" and device["extractable"] is False and device["usages"] == ["sign"]
+    assert re.fullmatch(r"[0-9a-f]{64}", device["publicKeyHex"])
+    assert count(stack, EcertRow, EcertRow.ecert_id == device["ecert_id"], EcertRow.status == "active",
+                 EcertRow.device_key == device["publicKeyHex"]) == 1
+
+    page.wait_for_selector("[data-qr] svg")
+    expect(page.locator("[data-qr]")).to_have_attribute("aria-label", "医保电子凭证二维码：门诊结算 · 01301")
+    shown = scan_text(stack, shown_code(page))  # the window's terminal scans the phone's screen
+    assert shown["code"] == 0, shown
+    assert (shown["data"]["userName"], shown["data"]["idNo"]) == ("王**", "999901********0011")
+    assert (shown["data"]["ecIndexNo"], shown["data"]["businessType"]) == (device["ecert_id"], "01301")
+
+    png = httpx.get(stack["base"] + page.get_attribute("[data-png]", "href"))  # the download link
+    assert png.status_code == 200 and png.headers["cache-control"] == "no-store"
+    assert png.headers["content-type"] == "image/png"
+    downloaded = scan_image(stack, png.content)
+    assert downloaded["code"] == 0 and downloaded["data"]["ecIndexNo"] == device["ecert_id"]
+
+
+def test_the_code_refreshes_by_itself_and_at_once_for_another_business_type(stack, page: Page) -> None:
+    requests: list[str] = []
+    page.on("request", lambda r: requests.append(r.post_data or "") if r.url.endswith("/mobile/ecert/code") else None)
+    page.clock.install(time=datetime.now())
+    page.clock.pause_at(datetime.now() + timedelta(seconds=1))  # the page's time moves only when the test says
+    activate(page, stack)
+    first = shown_code(page)
+    refresh_in = CODE_TTL_S - 10  # what the API says for codes of this lifetime
+    assert len(requests) == 1
+    expect(page.locator("[data-countdown]")).to_have_text(f"{refresh_in} 秒后自动刷新")
+
+    page.clock.fast_forward((refresh_in - 1) * 1000)
+    expect(page.locator("[data-countdown]")).to_have_text("1 秒后自动刷新")
+    assert len(requests) == 1 and shown_code(page) == first  # not before it is due
+
+    old_svg = page.inner_html("[data-qr]")
+    page.clock.fast_forward(2000)
+    page.wait_for_function("old => document.querySelector('[data-qr]').innerHTML !== old", arg=old_svg)
+    second = shown_code(page)
+    assert len(requests) == 2 and second != first
+    assert claims(second)["iat"] >= claims(first)["iat"] and claims(second)["bt"] == "01301"
+    assert scan_text(stack, second)["code"] == 0  # the new code works
+
+    old_svg = page.inner_html("[data-qr]")
+    page.select_option("#business_type", "01101")  # registration: a new code at once, no clock needed
+    page.wait_for_function("old => document.querySelector('[data-qr]').innerHTML !== old", arg=old_svg)
+    third = shown_code(page)
+    assert len(requests) == 3 and claims(third)["bt"] == "01101"
+    wrong = scan_text(stack, third, "01301")
+    assert wrong["code"] == EC_CODES["business_type_mismatch"]
+    assert scan_text(stack, third, "01101")["code"] == 0
+
+    time.sleep(max(0.0, claims(first)["exp"] + 1 - time.time()))  # the platform's clock, not the page's
+    old = scan_text(stack, first)
+    assert old["code"] == EC_CODES["code_expired"] and old["message"].startswith("qrCode: exp: expired")
+
+
+def test_english_page_through_the_switch_and_errors_next_to_their_field(stack, page: Page) -> None:
+    page.goto(f"{stack['base']}/m/activate")
+    expect(page.locator("label[for=certno]")).to_have_text("身份证号码")
+    page.fill("#psn_no", EMP.psn_no)
+    page.fill("#certno", "999901198001010099")  # not this person's
+    page.check("#consent")
+    page.click("#activate button[type=submit]")
+    expect(page.locator("#certno-error")).to_have_text("身份证号码与人员编号不符，请核对。")
+    expect(page.locator("#certno")).to_have_attribute("aria-invalid", "true")
+    expect(page.locator("#certno")).to_be_focused()
+    expect(page.locator("#psn_no-error")).to_be_hidden()
+    expect(page.locator("#consent-error")).to_be_hidden()
+
+    page.click("header a.lang")  # the visible switch
+    page.wait_for_url(re.compile(r"/m/activate\?lang=en$"))
+    assert page.get_attribute("html", "lang") == "en"
+    expect(page.locator("label[for=certno]")).to_have_text("ID card number")
+    expect(page.locator("header a.lang")).to_have_text("中文")
+    page.fill("#psn_no", EMP.psn_no)
+    page.fill("#certno", "999901198001010099")
+    page.check("#consent")
+    page.click("#activate button[type=submit]")
+    expect(page.locator("#certno-error")).to_have_text(
+        "This ID card number doesn't match the insurance number. Please check both.")
+    page.fill("#psn_no", "")
+    page.click("#activate button[type=submit]")
+    expect(page.locator("#psn_no-error")).to_have_text("Enter your personal insurance number.")
+    expect(page.locator("#certno-error")).to_be_hidden()
+
+    page.fill("#psn_no", EMP.psn_no)
+    page.fill("#certno", EMP.certno)
+    page.click("#activate button[type=submit]")
+    page.wait_for_url(re.compile(r"/m/\?lang=en$"))
+    page.wait_for_selector("[data-qr] svg")
+    expect(page.locator("h1")).to_have_text("Medical insurance e-certificate")
+    expect(page.locator("[data-countdown]")).to_have_text(re.compile(r"^Refreshes in \d+ s$"))
+    expect(page.locator("#business_type option:checked")).to_have_text("Outpatient payment · 01301")
+    expect(page.locator("nav a[aria-current=page]")).to_have_text("My code")
+    page.click("nav a[href^='/m/pay']")
+    expect(page.locator("label[for=image]")).to_have_text("Take or choose a photo of the bill code")
+
+
+def test_bill_code_paid_from_a_photo_shows_the_parts_and_charges_the_cash_once(stack, page: Page) -> None:
+    activate(page, stack, CHILD)
+    identity = scan_text(stack, shown_code(page))["data"]  # the window identifies him by the code on his phone
+    bill = window_bill(stack, identity["ecToken"], CHILD, "3000.00")
+    his = stack["his"]
+    his.clear()
+    before = wallet(stack, CHILD.psn_no)
+    page.click("nav a[href^='/m/pay']")
+    expect(page.locator("[data-holder]")).to_have_text("王**（999901********0044）")
+    upload(page, qr_images.render_png(bill["payload"]))
+    expect(page.locator("#confirm")).to_be_visible()
+    expect(page.locator("[data-institution]")).to_have_text("演示市第一人民医院")
+    expect(page.locator("[data-what]")).to_have_text("普通门诊")
+    expect(page.locator("[data-amount]")).to_have_text("¥3000.00")
+    expect(page.locator("[data-pay]")).to_have_text("确认支付 ¥3000.00")
+    assert wallet(stack, CHILD.psn_no) == before  # shown, not paid
+
+    with page.expect_response("**/api/v1/mobile/bills/pay") as paid:
+        page.click("[data-pay]")
+    out = paid.value.json()
+    assert out["state"] == "captured", out
+    expect(page.locator("[data-result-title]")).to_have_text("支付成功")
+    setl = fen(out["settlement"]["setlinfo"])
+    parts = {"fund": setl["fund_pay_sumamt"], "account": setl["acct_pay"] - setl["acct_mulaid_pay"],
+             "family": setl["acct_mulaid_pay"], "cash": setl["psn_cash_pay"]}
+    assert parts["family"] > 0 and parts["cash"] > 0 and parts["fund"] > 0  # the father's account helped
+    assert sum(parts.values()) == setl["medfee_sumamt"] == 300000
+    for name, amount in [*parts.items(), ("total", 300000)]:
+        expect(page.locator(f"[data-parts] [data-part={name}] dd")).to_have_text(f"¥{format_yuan(amount)}")
+    bars = page.eval_on_selector_all("[data-chart] rect", "rs => rs.map(r => [r.dataset.part, +r.dataset.fen, "
+                                                          "+r.getAttribute('width')])")
+    assert [(p, f) for p, f, _ in bars] == [(p, f) for p, f in parts.items() if f]  # one bar per part paid
+    for _part, amount, width in bars:
+        assert width == pytest.approx(1000 * amount / 300000)
+    expect(page.locator("[data-setl-id]")).to_have_text(out["setl_id"])
+
+    assert before - wallet(stack, CHILD.psn_no) == parts["cash"]  # the gateway took the cash part, nothing more
+    [note] = his.wait_for(1)  # settle.notify reached the HIS's registered URL, signed with its token
+    assert note.headers["X-Medpay-Signature"] == sign_callback(note.body, H1[4], note.headers["X-Medpay-Timestamp"])
+    pushed = json.loads(note.body)
+    assert (pushed["medicalSettleNo"], pushed["mdtrtId"]) == (out["setl_id"], bill["mdtrt_id"])
+    assert [pushed[k] for k in ("totalFee", "hifAmt", "acctAmt", "ownAmt")] == [
+        format_yuan(v) for v in (300000, parts["fund"], parts["account"] + parts["family"], parts["cash"])]
+
+    page.click("[data-again]")  # the same photo again: the page says it is paid, and offers no second payment
+    upload(page, qr_images.render_png(bill["payload"]))
+    expect(page.locator("[data-paid]")).to_have_text("这张账单已经支付过了。")
+    expect(page.locator("[data-pay]")).to_be_hidden()
+    time.sleep(0.5)
+    assert before - wallet(stack, CHILD.psn_no) == parts["cash"] and len(his.received) == 1  # charged and told once
+
+
+def test_forged_or_another_patients_bill_is_refused_with_a_clear_message(stack, page: Page) -> None:
+    activate(page, stack, EMP)
+    child = scan_image(stack, app_code(stack, person=CHILD))["data"]  # the child, on a phone of his own
+    theirs = window_bill(stack, child["ecToken"], CHILD, "80.00")  # this phone holds the father's e-certificate
+    wallets = wallet(stack, EMP.psn_no), wallet(stack, CHILD.psn_no)
+    page.goto(f"{stack['base']}/m/pay")
+
+    forged = make_bill_payload(Ed25519PrivateKey.generate(), "BLFORGED0001", H1[0], theirs["mdtrt_id"], 100, time.time())
+    upload(page, qr_images.render_png(forged))
+    expect(page.locator("#image-error")).to_have_text("这不是医保平台签发的账单码，请不要支付，并告知工作人员。")
+    expect(page.locator("#confirm")).to_be_hidden()
+
+    upload(page, qr_images.render_png("x")[:60])  # a photo that is no image of a code
+    expect(page.locator("#image-error")).to_have_text("照片里没有找到唯一的一个二维码，请对准账单码重拍。")
+
+    page.click("details.paste summary")  # the fallback: the code's text
+    page.fill("#bill", "MPBILL1.not-a-code")
+    page.click("#paste button[type=submit]")
+    expect(page.locator("#bill-error")).to_have_text("这不是医保账单码，请扫描收费窗口屏幕上的账单码。")
+    expect(page.locator("#bill")).to_have_attribute("aria-invalid", "true")
+    expect(page.locator("#image-error")).to_be_hidden()
+
+    page.fill("#bill", theirs["payload"])
+    page.click("#paste button[type=submit]")
+    expect(page.locator("[data-amount]")).to_have_text("¥80.00")  # a genuine bill: shown …
+    page.click("[data-pay]")
+    expect(page.locator("#confirm [data-error-for='*']")).to_have_text(  # … but not this patient's to pay
+        "这张账单不是您的，不能用本机的医保电子凭证支付。")
+    expect(page.locator("#result")).to_be_hidden()
+    assert (wallet(stack, EMP.psn_no), wallet(stack, CHILD.psn_no)) == wallets  # nothing charged …
+    visit = theirs["mdtrt_id"]
+    assert count(stack, SettlementRow, SettlementRow.mdtrt_id == visit) == 0  # … nothing settled
