@@ -355,6 +355,7 @@ def test_code_request_signature_is_bound_and_fresh(env: Env) -> None:
 
 
 def test_token_failure_releases_the_code(env: Env, monkeypatch) -> None:
+    """The code is used up and the token written in one transaction: a failure in between uses up nothing."""
     ecert_id, key = env.activate()
     payload = env.code(ecert_id, key)
     term = env.terminal()
@@ -362,7 +363,7 @@ def test_token_failure_releases_the_code(env: Env, monkeypatch) -> None:
     def broken(*a, **k):
         raise RuntimeError("database went away")
 
-    monkeypatch.setattr(env.persons, "issue_ec_token", broken)
+    monkeypatch.setattr(env.persons, "add_ec_token", broken)
     with pytest.raises(RuntimeError):
         env.scan(term, qr=payload)
     assert env.count(EcertCodeNonceRow) == 0

@@ -13,6 +13,8 @@ from medpay.adapters.sm2 import generate_keypair, sign_sm2
 from medpay.api.app import create_app
 from medpay.api.platform import build_platform
 from medpay.domain.gateway_signature import canonical_body, sign_headers
+from medpay.his_client import HisBusinessError, HisClient
+from medpay.his_transport import HttpResult
 from medpay.services import demo
 
 CODE, NAME, _LEVEL, PAASID, TOKEN = demo.INSTITUTIONS[0]
@@ -57,3 +59,28 @@ def test_a_body_changed_after_signing_is_refused(client) -> None:
     env["input"]["signIn"]["opter_no"] = "9999"
     r = post(c, env)
     assert r.status_code == 401 and r.json()["err_msg"].startswith("cainfo")
+
+
+class _Through:
+    """The HIS client's transport, through the in-process app."""
+
+    def __init__(self, c: TestClient):
+        self.c = c
+
+    def post(self, path: str, body: bytes, headers) -> HttpResult:
+        r = self.c.post(path, content=body, headers=headers())
+        return HttpResult(r.status_code, r.content)
+
+    def close(self) -> None:
+        pass
+
+
+def test_the_his_client_signs_bodies_itself(client) -> None:
+    c, private = client
+    his = HisClient("http://in-process", CODE, NAME, PAASID, TOKEN, mdtrtarea_admvs="999901",
+                    transport=_Through(c), sm2_private_key=private)
+    assert his.sign_in("1001").ok  # signtype SM2, cainfo the signature of the body as sent
+    with pytest.raises(HisBusinessError) as e:  # a key the institution did not register
+        HisClient("http://in-process", CODE, NAME, PAASID, TOKEN, mdtrtarea_admvs="999901", transport=_Through(c),
+                  sm2_private_key=generate_keypair()[0], retries=0).sign_in("1001")
+    assert e.value.response.http_status == 401 and e.value.err_msg.startswith("cainfo")

@@ -243,5 +243,22 @@ def ledger_check() -> None:
     raise typer.Exit(1)
 
 
+@app.command()
+def housekeeping() -> None:
+    """Delete what may be forgotten: nonces past their replay window, expired ecTokens and interface files
+    (``medpay serve`` does this every MEDPAY_HOUSEKEEPING_INTERVAL_S seconds; this runs one pass, for cron)."""
+    from medpay.api.app import create_app, housekeeping_of
+    from medpay.api.platform import build_platform
+
+    done = housekeeping_of(create_app(build_platform())).run()
+    t = Table(title="清理 / housekeeping")
+    t.add_column("what")
+    t.add_column("deleted", justify="right")
+    for what, n in done.items():
+        t.add_row(what, str(n))
+    console.print(t)
+
+
 if __name__ == "__main__":
     app()
+

@@ -56,7 +56,8 @@ from medpay.nhsa_paths import CALL_SERVICE, PATHS
 from medpay.adapters.crypto import mask_certno, mask_name
 from medpay.money import YuanInput, parse_yuan, to_decimal
 
-from medpay.domain.gateway_signature import sign_headers
+from medpay.adapters.sm2 import sign_sm2
+from medpay.domain.gateway_signature import SIGNATURE_FIELD, canonical_body, sign_headers
 
 log = logging.getLogger("medpay.his_client")
 
@@ -284,7 +285,8 @@ class HisClient:
     ``clock`` (returning a ``datetime``; naive = local time) drives ``msgid``, ``inf_time`` and
     ``x-tif-timestamp`` — tests use it to forge stale requests. ``transport`` carries the requests
     (``medpay.his_transport``: by default HTTP to ``base_url``; tests pass a scripted one). ``per_path`` posts to :data:`PATHS` where the reference names a
-    path, else to ``callService``.
+    path, else to ``callService``. With ``sm2_private_key`` (hex) every envelope is signed SM3withSM2: ``signtype``
+    "SM2" and the signature of ``canonical_body`` in ``cainfo``, for institutions that registered the public key.
     """
 
     def __init__(self, base_url: str, fixmedins_code: str, fixmedins_name: str, paasid: str, token: str, *,
@@ -292,7 +294,7 @@ class HisClient:
                  timeout: float = 10.0, retries: int = 3, transport: Optional[Transport] = None,
                  clock: Optional[Callable[[], datetime]] = None, per_path: bool = False,
                  backoff: float = 0.2, signtype: str = "", infver: str = "V1.0", dev_no: str = "",
-                 dev_safe_info: str = "", cainfo: str = "", sign_no: str = ""):
+                 dev_safe_info: str = "", cainfo: str = "", sign_no: str = "", sm2_private_key: str = ""):
         self.base_url = base_url
         self.fixmedins_code = fixmedins_code
         self.fixmedins_name = fixmedins_name
@@ -303,7 +305,8 @@ class HisClient:
         self.retries = max(0, int(retries))
         self.backoff = backoff
         self.per_path = per_path
-        self.signtype, self.infver, self.cainfo = signtype, infver, cainfo
+        self.signtype, self.infver, self.cainfo = ("SM2" if sm2_private_key else signtype), infver, cainfo
+        self._sm2_key = sm2_private_key
         self.dev_no, self.dev_safe_info = dev_no, dev_safe_info
         self.sign_no = sign_no
         self.clock: Callable[[], datetime] = clock or datetime.now
@@ -395,7 +398,10 @@ class HisClient:
         """POST a prepared envelope as is (e.g. one read from a file, or a deliberately odd one)."""
         infno = str(envelope.get("infno", ""))
         msgid = str(envelope.get("msgid", ""))
-        body = json.dumps(_jsonable(envelope), ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        envelope = _jsonable(envelope)
+        if self._sm2_key and str(envelope.get("signtype", "")).upper() == "SM2":
+            envelope = {**envelope, SIGNATURE_FIELD: sign_sm2(self._sm2_key, canonical_body(envelope))}
+        body = json.dumps(envelope, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
         url = path or self.path_for(infno)
         if log.isEnabledFor(logging.DEBUG):
             log.debug("his → %s %s", url, json.dumps(mask_personal(envelope), ensure_ascii=False, default=str))

@@ -3,12 +3,21 @@ and its pages, partners, admin)."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from contextlib import asynccontextmanager
+
+import anyio.to_thread
 from fastapi import FastAPI
 
 from medpay import __version__
 from medpay.api import admin, errors, mobile, mobile_pages, pages, payments, terminal
 from medpay.api.institution import routes as institution
 from medpay.api.platform import Platform, build_platform
+from medpay.services.housekeeping import Housekeeping
+from medpay.services.reconciliation import ReconciliationService
+
+log = logging.getLogger("medpay.app")
 
 DESCRIPTION = """
 medpay 医保便捷支付平台 — 门诊、急诊、住院费用一站式结算：统筹基金、个人账户（含家庭共济）与个人自付。
@@ -19,9 +28,40 @@ two decimals; inside, everything is integer fen. Errors share one shape:
 """
 
 
-def create_app(platform: Platform | None = None) -> FastAPI:
+def housekeeping_of(app: FastAPI) -> Housekeeping:
+    p: Platform = app.state.platform
+    return Housekeeping(p.gateway, p.persons, ReconciliationService(p.factory, p.settlement.clock),
+                        lambda: terminal.ecert_service_of(app))
+
+
+def _lifespan(every_s: float):
+    """While serving, a housekeeping pass every ``every_s`` seconds (0: none)."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        task = asyncio.create_task(_housekeeping_loop(app, every_s)) if every_s > 0 else None
+        try:
+            yield
+        finally:
+            if task is not None:
+                task.cancel()
+
+    return lifespan
+
+
+async def _housekeeping_loop(app: FastAPI, every_s: float) -> None:
+    while True:
+        await asyncio.sleep(every_s)
+        try:
+            await anyio.to_thread.run_sync(housekeeping_of(app).run)
+        except Exception:  # logged; the next pass tries again
+            log.exception("housekeeping pass failed")
+
+
+def create_app(platform: Platform | None = None, *, housekeeping_every_s: float = 0) -> FastAPI:
     app = FastAPI(
         title="medpay 医保便捷支付", version=__version__, description=DESCRIPTION,
+        lifespan=_lifespan(housekeeping_every_s),
         openapi_tags=[
             {"name": "institution", "description": "定点医药机构接口 — the NHSA-style interface HIS systems call (infno transactions)"},
             {"name": "terminal", "description": "扫码终端 — ec.query and one-scan settlement for an institution's signed terminals"},

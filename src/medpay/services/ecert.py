@@ -417,15 +417,8 @@ class EcertService:
                 "gender": person.gend,
                 "birthday": person.brdy.isoformat(),
             }
-            psn_no = person.psn_no
-        # The token is written by PersonService in a transaction of its own (SQLite allows one writer, so it
-        # can't nest in ours). Should that fail, the nonce is released again: nothing consumed on refusal.
-        try:
-            token = self.persons.issue_ec_token(psn_no, fixmedins_code, bt, ttl=self.token_ttl)
-        except BaseException:
-            with unit_of_work(self.factory) as uow:
-                uow.session.execute(delete(EcertCodeNonceRow).where(EcertCodeNonceRow.nonce == claims.nonce))
-            raise
+            # the code is used up and the token issued in one transaction: both or neither
+            token = self.persons.add_ec_token(s, person.psn_no, fixmedins_code, bt, self.token_ttl)
         return {**identity, "ecToken": token, "businessType": bt}
 
     # -- helpers -------------------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ import secrets
 from datetime import datetime, timedelta
 from typing import Any, Callable
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from medpay.adapters.crypto import FieldCipher
@@ -38,13 +38,25 @@ class PersonService:
     def issue_ec_token(self, psn_no: str, fixmedins_code: str | None, business_type: str = "",
                        ttl: timedelta = timedelta(minutes=30)) -> str:
         """A fresh ecToken for ``psn_no`` (issued after a QR scan or face check); usable as mdtrt_cert_no with type 01."""
+        with unit_of_work(self.factory) as uow:
+            return self.add_ec_token(uow.session, psn_no, fixmedins_code, business_type, ttl)
+
+    def add_ec_token(self, session: Session, psn_no: str, fixmedins_code: str | None, business_type: str,
+                     ttl: timedelta) -> str:
+        """``issue_ec_token`` inside the caller's transaction (e.g. with the scan that earns it)."""
         token = secrets.token_hex(20)  # 40 characters, the interface's ecToken length
         now = self.clock()
-        with unit_of_work(self.factory) as uow:
-            records.person_row(uow.session, psn_no)
-            uow.session.add(EcTokenRow(token_hash=token_hash(token), psn_no=psn_no, fixmedins_code=fixmedins_code,
-                                       business_type=business_type, issued_at=now, expires_at=now + ttl))
+        records.person_row(session, psn_no)
+        session.add(EcTokenRow(token_hash=token_hash(token), psn_no=psn_no, fixmedins_code=fixmedins_code,
+                               business_type=business_type, issued_at=now, expires_at=now + ttl))
         return token
+
+    def purge_expired_tokens(self, keep: timedelta = timedelta(days=1)) -> int:
+        """Forget ecTokens expired more than ``keep`` ago (only their hashes are stored; a presentation made
+        with one is recorded apart)."""
+        with unit_of_work(self.factory) as uow:
+            result = uow.session.execute(delete(EcTokenRow).where(EcTokenRow.expires_at < self.clock() - keep))
+            return result.rowcount or 0
 
     def resolve(self, session: Session, fixmedins_code: str, cert_type: str, cert_no: str, card_sn: str = "") -> PersonRow:
         if cert_type not in CERT_TYPES:

@@ -45,7 +45,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import Any, Callable, Iterable
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from medpay.adapters.db.base import utcnow
@@ -56,7 +56,7 @@ from medpay.money import MoneyError, format_yuan, parse_yuan
 from medpay.services import records
 from medpay.services import idempotency
 from medpay.services.errors import Forbidden, Invalid, NotFound
-from medpay.services.unit_of_work import UnitOfWork
+from medpay.services.unit_of_work import UnitOfWork, unit_of_work
 
 FILE_TTL = timedelta(days=7)
 MAX_FILE_BYTES = 20 * 1024 * 1024  # an uploaded file (the zip), after base64 decoding
@@ -179,6 +179,13 @@ class ReconciliationService:
             return self._own_file(session, fixmedins_code, file_qury_no)
         finally:
             session.close()
+
+    def purge_expired_files(self) -> int:
+        """Delete the files (uploads and 3202 results) past their ``FILE_TTL``: nobody may fetch them any more."""
+        with unit_of_work(self.factory) as uow:
+            result = uow.session.execute(delete(InterfaceFileRow).where(
+                InterfaceFileRow.created_at < self.clock() - FILE_TTL))
+            return result.rowcount or 0
 
     def download(self, fixmedins_code: str, file_qury_no: Any) -> bytes:
         """9102: the content of a file of the institution."""

@@ -1,0 +1,50 @@
+"""Forgetting what may be forgotten: replay-protection nonces past their window, expired tokens and files.
+
+Each rule lives with its service (``GatewayAuth.purge_nonces`` keeps a nonce as long as a request carrying it
+could still pass the timestamp check, and so on); this module runs them all. ``medpay serve`` runs it in every
+worker every ``MEDPAY_HOUSEKEEPING_INTERVAL_S`` seconds (default 300; 0 turns it off) — the deletes are
+idempotent, so workers running it at once do no harm — and ``medpay housekeeping`` runs it once, for cron.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from typing import Callable
+
+from medpay.services.ecert import EcertService
+from medpay.services.gateway_auth import GatewayAuth
+from medpay.services.persons import PersonService
+from medpay.services.reconciliation import ReconciliationService
+
+log = logging.getLogger("medpay.housekeeping")
+DEFAULT_INTERVAL_S = 300.0
+
+
+def interval_s() -> float:
+    value = os.environ.get("MEDPAY_HOUSEKEEPING_INTERVAL_S", "")
+    try:
+        return max(0.0, float(value)) if value else DEFAULT_INTERVAL_S
+    except ValueError:
+        raise SystemExit(f"MEDPAY_HOUSEKEEPING_INTERVAL_S must be a number of seconds, not {value!r}") from None
+
+
+@dataclass
+class Housekeeping:
+    gateway: GatewayAuth
+    persons: PersonService
+    reconciliation: ReconciliationService
+    ecert: Callable[[], EcertService]  # built on first use: it needs the platform's signing key
+
+    def run(self) -> dict[str, int]:
+        """One pass; the number of rows each rule deleted."""
+        done = {
+            "gateway_nonces": self.gateway.purge_nonces(),
+            "terminal_and_code_nonces": self.ecert().purge_nonces(),
+            "ec_tokens": self.persons.purge_expired_tokens(),
+            "interface_files": self.reconciliation.purge_expired_files(),
+        }
+        if any(done.values()):
+            log.info("housekeeping deleted %s", done)
+        return done

@@ -1,0 +1,77 @@
+"""Housekeeping: what may be forgotten is deleted — by `medpay housekeeping`, and by `medpay serve` on its own
+every MEDPAY_HOUSEKEEPING_INTERVAL_S seconds — and nothing that is still needed."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timedelta, timezone
+
+from sqlalchemy import func, insert, select
+
+from medpay.adapters.db import migrate
+from medpay.adapters.db.engine import make_engine, session_factory
+from medpay.adapters.db.file_tables import InterfaceFileRow
+from medpay.adapters.db.gateway_tables import GatewayNonceRow
+from medpay.adapters.db.tables import EcTokenRow
+from medpay.services import demo
+from medpay.services.reconciliation import FILE_TTL
+from tests.helpers_server import medpay_env, run_cli, server
+
+H1 = demo.INSTITUTIONS[0][0]
+EMP = demo.PERSONS[0].psn_no
+
+
+def _seed(db_url: str, tmp_path, now: datetime) -> None:
+    engine = make_engine(db_url)
+    migrate.upgrade(engine)
+    engine.dispose()
+    assert run_cli(["demo", "seed"], db_url, tmp_path).returncode == 0  # the CLI's data key: tmp_path/data.key
+    engine = make_engine(db_url)
+    with engine.begin() as conn:
+        old, fresh = now - timedelta(hours=1), now
+        conn.execute(insert(GatewayNonceRow), [{"paasid": "p", "nonce": "old-nonce-1", "seen_at": old},
+                                               {"paasid": "p", "nonce": "fresh-nonce", "seen_at": fresh}])
+        conn.execute(insert(EcTokenRow), [
+            {"token_hash": "a" * 64, "psn_no": EMP, "fixmedins_code": H1, "business_type": "01301",
+             "issued_at": now - timedelta(days=3), "expires_at": now - timedelta(days=2)},
+            {"token_hash": "b" * 64, "psn_no": EMP, "fixmedins_code": H1, "business_type": "01301",
+             "issued_at": now, "expires_at": now + timedelta(minutes=30)}])
+        conn.execute(insert(InterfaceFileRow), [
+            {"file_qury_no": "OLD", "fixmedins_code": H1, "filename": "a.zip", "content": b"x",
+             "created_at": now - FILE_TTL - timedelta(hours=1), "kind": "upload"},
+            {"file_qury_no": "NEW", "fixmedins_code": H1, "filename": "b.zip", "content": b"y",
+             "created_at": now, "kind": "upload"}])
+    engine.dispose()
+
+
+def _left(db_url: str) -> dict[str, set[str]]:
+    engine = make_engine(db_url)
+    try:
+        with session_factory(engine)() as s:
+            return {"nonces": set(s.execute(select(GatewayNonceRow.nonce)).scalars()),
+                    "tokens": {h[:1] for h in s.execute(select(EcTokenRow.token_hash)).scalars()},
+                    "files": set(s.execute(select(InterfaceFileRow.file_qury_no)).scalars())}
+    finally:
+        engine.dispose()
+
+
+def test_the_cli_pass_deletes_only_what_has_expired(db_url, tmp_path):
+    _seed(db_url, tmp_path, datetime.now(timezone.utc))
+    result = run_cli(["housekeeping"], db_url, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "gateway_nonces" in result.stdout and "interface_files" in result.stdout
+    assert _left(db_url) == {"nonces": {"fresh-nonce"}, "tokens": {"b"}, "files": {"NEW"}}
+    again = run_cli(["housekeeping"], db_url, tmp_path)  # idempotent
+    assert again.returncode == 0 and _left(db_url) == {"nonces": {"fresh-nonce"}, "tokens": {"b"}, "files": {"NEW"}}
+
+
+def test_the_server_purges_on_its_own(db_url, tmp_path, monkeypatch):
+    _seed(db_url, tmp_path, datetime.now(timezone.utc))
+    monkeypatch.setenv("MEDPAY_HOUSEKEEPING_INTERVAL_S", "0.5")
+    assert medpay_env(db_url, tmp_path)["MEDPAY_HOUSEKEEPING_INTERVAL_S"] == "0.5"
+    with server(db_url, tmp_path, "--no-seed"):
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and "old-nonce-1" in _left(db_url)["nonces"]:
+            time.sleep(0.2)
+        left = _left(db_url)
+    assert left["nonces"] == {"fresh-nonce"} and left["files"] == {"NEW"} and left["tokens"] == {"b"}
