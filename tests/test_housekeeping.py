@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from datetime import datetime, timedelta, timezone
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import insert, select
 
 from medpay.adapters.db import migrate
 from medpay.adapters.db.engine import make_engine, session_factory

@@ -259,6 +259,48 @@ def housekeeping() -> None:
     console.print(t)
 
 
+audit_app = typer.Typer(help="个人信息访问审计 / who was shown whose personal data", no_args_is_help=True)
+app.add_typer(audit_app, name="audit")
+
+
+@audit_app.command("verify")
+def audit_verify() -> None:
+    """Seal what is old enough, then check the whole chain of seals; exit 1 if anything was tampered with.
+    Prints the latest digest: keep it outside the database to notice the newest seals being cut off."""
+    from medpay.adapters.db.engine import session_factory
+    from medpay.services.audit import AuditLog
+
+    engine = _engine()
+    log = AuditLog(session_factory(engine))
+    log.seal()
+    result = log.verify()
+    console.print(f"{result.seals} seal(s) over {result.sealed_events} event(s); {result.unsealed_events} not yet "
+                  f"sealed (younger than 5 min); latest digest [bold]{result.latest_digest}[/]")
+    if result.ok:
+        console.print("[green]审计日志完整 / audit log intact[/]")
+        return
+    for problem in result.problems:
+        console.print(f"[red]✗[/] {problem}")
+    raise typer.Exit(1)
+
+
+@audit_app.command("show")
+def audit_show(psn_no: str = typer.Argument(..., help="人员编号 of the person"),
+               limit: int = typer.Option(50, min=1, max=10_000)) -> None:
+    """The newest accesses to one person's data: when, who, what for, which fields."""
+    from medpay.adapters.db.engine import session_factory
+    from medpay.local_time import format_local
+    from medpay.services.audit import AuditLog
+
+    rows = AuditLog(session_factory(_engine())).of_person(psn_no, limit)
+    t = Table(title=f"{psn_no}: {len(rows)} access(es), newest first")
+    for col in ("time", "who", "action", "fields", "ref"):
+        t.add_column(col)
+    for r in rows:
+        t.add_row(format_local(r.at), f"{r.actor_kind} {r.actor}", r.action, r.fields, r.ref)
+    console.print(t)
+
+
 if __name__ == "__main__":
     app()
 

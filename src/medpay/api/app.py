@@ -14,6 +14,7 @@ from medpay import __version__
 from medpay.api import admin, errors, mobile, mobile_pages, pages, payments, terminal
 from medpay.api.institution import routes as institution
 from medpay.api.platform import Platform, build_platform
+from medpay.services.audit import AuditLog
 from medpay.services.housekeeping import Housekeeping
 from medpay.services.reconciliation import ReconciliationService
 
@@ -31,7 +32,7 @@ two decimals; inside, everything is integer fen. Errors share one shape:
 def housekeeping_of(app: FastAPI) -> Housekeeping:
     p: Platform = app.state.platform
     return Housekeeping(p.gateway, p.persons, ReconciliationService(p.factory, p.settlement.clock),
-                        lambda: terminal.ecert_service_of(app))
+                        AuditLog(p.factory, p.settlement.clock), lambda: terminal.ecert_service_of(app))
 
 
 def _lifespan(every_s: float):

@@ -14,10 +14,12 @@ from urllib.parse import urlsplit
 from sqlalchemy.orm import Session, sessionmaker
 
 from medpay.adapters.crypto import FieldCipher
+from medpay.adapters.db.base import utcnow
 from medpay.adapters.db.tables import CatalogItemRow, FamilyLinkRow, InstitutionRow, PersonRow, RegionRow
 from medpay.domain.ledger import Transfer
 from medpay.domain.model import ChrgitmLv
 from medpay.domain.posting import account_source, personal_account
+from medpay.services import audit
 from medpay.services.errors import Invalid, NotFound
 from medpay.services.unit_of_work import unit_of_work
 
@@ -54,9 +56,11 @@ def notify_url(value: str, field: str = "notify_url") -> str:
 
 
 class Directory:
-    def __init__(self, factory: sessionmaker[Session], cipher: FieldCipher):
+    def __init__(self, factory: sessionmaker[Session], cipher: FieldCipher, operator: str = "directory"):
+        """``operator``: who enters the data, for the audit log."""
         self.factory = factory
         self.cipher = cipher
+        self.operator = operator
 
     def add_region(self, admdvs: str, name: str) -> None:
         with unit_of_work(self.factory) as uow:
@@ -107,6 +111,9 @@ class Directory:
             row.psn_cert_type, row.naty, row.psn_insu_stas = "01", "01", "1"
             spec = personal_account(p.psn_no)
             uow.ledger.open_account(spec.id, spec.ledger, spec.code, spec.flags)
+            audit.record(uow.session, actor_kind="operator", actor=self.operator, action="person.add",
+                         psn_no=p.psn_no, fields=("psn_name", "certno", *(("card_no",) if p.card_no else ())),
+                         at=utcnow())
 
     def link_family(self, payer: str, beneficiary: str, relation: str, priority: int = 1) -> None:
         if payer == beneficiary:

@@ -47,6 +47,7 @@ from medpay.adapters.db.statements import insert_ignore
 from medpay.adapters.db.tables import InstitutionRow, PersonRow
 from medpay.adapters.platform_keys import parse_public_key_hex, public_key_hex
 from medpay.domain.ecert_code import BUSINESS_TYPES, MAX_TTL_S, CodeError, make_payload, parse_and_verify
+from medpay.services import audit
 from medpay.services.errors import Conflict, Forbidden, Invalid, NotFound, ServiceError, Unauthorized
 from medpay.services.persons import PersonService
 from medpay.services.request_headers import collect, printable
@@ -243,6 +244,8 @@ class EcertService:
                     ecert_id = _new_id("EC")
                 s.add(EcertRow(ecert_id=ecert_id, psn_no=person.psn_no, device_key=key_hex, status="active",
                                consent_at=now, activated_at=now))
+                audit.record(s, actor_kind="patient", actor=ecert_id, action="ecert.activate", psn_no=person.psn_no,
+                             fields=("certno", *audit.MASKED_IDENTITY), at=now)
         except IntegrityError:
             raise Conflict("device_public_key", "another activation with this device key or for this person "
                                                 "happened at the same time; try again") from None
@@ -419,6 +422,8 @@ class EcertService:
             }
             # the code is used up and the token issued in one transaction: both or neither
             token = self.persons.add_ec_token(s, person.psn_no, fixmedins_code, bt, self.token_ttl)
+            audit.record(s, actor_kind="terminal", actor=terminal_id, action="ec.query", psn_no=person.psn_no,
+                         fields=audit.MASKED_IDENTITY, at=self.clock(), ref=claims.nonce)
         return {**identity, "ecToken": token, "businessType": bt}
 
     # -- helpers -------------------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""Forgetting what may be forgotten: replay-protection nonces past their window, expired tokens and files.
+"""Forgetting what may be forgotten — replay-protection nonces past their window, expired tokens and files —
+and sealing the audit log's new events (``medpay.services.audit``).
 
 Each rule lives with its service (``GatewayAuth.purge_nonces`` keeps a nonce as long as a request carrying it
 could still pass the timestamp check, and so on); this module runs them all. ``medpay serve`` runs it in every
@@ -13,6 +14,7 @@ import os
 from dataclasses import dataclass
 from typing import Callable
 
+from medpay.services.audit import AuditLog
 from medpay.services.ecert import EcertService
 from medpay.services.gateway_auth import GatewayAuth
 from medpay.services.persons import PersonService
@@ -35,16 +37,18 @@ class Housekeeping:
     gateway: GatewayAuth
     persons: PersonService
     reconciliation: ReconciliationService
+    audit: AuditLog
     ecert: Callable[[], EcertService]  # built on first use: it needs the platform's signing key
 
     def run(self) -> dict[str, int]:
-        """One pass; the number of rows each rule deleted."""
+        """One pass; the number of rows each rule deleted, and of audit events sealed."""
         done = {
             "gateway_nonces": self.gateway.purge_nonces(),
             "terminal_and_code_nonces": self.ecert().purge_nonces(),
             "ec_tokens": self.persons.purge_expired_tokens(),
             "interface_files": self.reconciliation.purge_expired_files(),
+            "audit_events_sealed": self.audit.seal(),
         }
         if any(done.values()):
-            log.info("housekeeping deleted %s", done)
+            log.info("housekeeping %s", done)
         return done

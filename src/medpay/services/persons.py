@@ -17,7 +17,7 @@ from medpay.adapters.db.ledger_store import LedgerStore
 from medpay.adapters.db.tables import CredentialPresentationRow, EcTokenRow, PersonRow
 from medpay.domain.posting import personal_account
 from medpay.local_time import age_on, local_date
-from medpay.services import records
+from medpay.services import audit, records
 from medpay.services.errors import Forbidden, Invalid, NotFound
 from medpay.services.unit_of_work import unit_of_work
 
@@ -79,14 +79,18 @@ class PersonService:
             raise NotFound("mdtrt_cert_no", f"no insured person with this {CERT_TYPES[cert_type]}")
         return row
 
-    def person_info(self, fixmedins_code: str, cert_type: str, cert_no: str, card_sn: str = "") -> dict[str, Any]:
-        """1101: baseinfo, insuinfo, idetinfo — and a presentation record for tenancy."""
+    def person_info(self, fixmedins_code: str, cert_type: str, cert_no: str, card_sn: str = "",
+                    ref: str = "") -> dict[str, Any]:
+        """1101: baseinfo, insuinfo, idetinfo — and a presentation record for tenancy, and the disclosure in the
+        audit log (``ref``: the request's msgid)."""
         with unit_of_work(self.factory) as uow:
             records.institution(uow.session, fixmedins_code)
             row = self.resolve(uow.session, fixmedins_code, cert_type, cert_no, card_sn)
             now = self.clock()
             uow.session.add(CredentialPresentationRow(fixmedins_code=fixmedins_code, psn_no=row.psn_no,
                                                       mdtrt_cert_type=cert_type, presented_at=now))
+            audit.record(uow.session, actor_kind="institution", actor=fixmedins_code, action="1101",
+                         psn_no=row.psn_no, fields=audit.IDENTITY, at=now, ref=ref)
             acct = LedgerStore(uow.session).account(personal_account(row.psn_no).id)
             return self.describe(row, balance=acct.balance if acct else 0, now=now)
 

@@ -41,7 +41,7 @@ from medpay.domain.posting import (
 )
 from medpay.local_time import age_on, format_local, local_date
 from medpay.money import MoneyError, format_yuan, parse_yuan, to_decimal
-from medpay.services import idempotency, records
+from medpay.services import audit, idempotency, records
 from medpay.services.errors import Conflict, Forbidden, Invalid, NotFound
 from medpay.services.idempotency import REVERSED
 from medpay.services.unit_of_work import UnitOfWork, unit_of_work
@@ -354,7 +354,8 @@ class SettlementService:
             self._check_declared(adj, declared or {})
             quote = self._quote(adj, policy, visit, prow, setl_id="", msgid="", now=self.clock(), channel="")
             if with_identity:
-                quote.setlinfo = self._with_identity(uow.conn, {"setlinfo": quote.setlinfo}, prow)["setlinfo"]
+                quote.setlinfo = self._with_identity(uow.conn, {"setlinfo": quote.setlinfo}, prow,
+                                                     actor=fixmedins_code, action="presettle")["setlinfo"]
             return quote
 
     def settle(self, req: SettleRequest, *, with_identity: bool = False) -> dict[str, Any]:
@@ -401,7 +402,8 @@ class SettlementService:
             return output
 
         def present(conn: Connection, output: dict[str, Any]) -> dict[str, Any]:
-            return self._with_identity(conn, output, seen.get("person"))
+            return self._with_identity(conn, output, seen.get("person"), actor=req.fixmedins_code, action="settle",
+                                       ref=req.msgid)
 
         return self._idempotent(req.fixmedins_code, req.msgid, "settle", req.body(), work,
                                 present if with_identity else None)
@@ -420,8 +422,11 @@ class SettlementService:
                 raise Conflict("setl_id", f"settlement {setl_id!r} is already cancelled")
             return self._cancel_in(uow, fixmedins_code, msgid, orig)
 
+        def present(conn: Connection, output: dict[str, Any]) -> dict[str, Any]:
+            return self._with_identity(conn, output, actor=fixmedins_code, action="cancel", ref=msgid)
+
         return self._idempotent(fixmedins_code, msgid, "cancel", {"setl_id": setl_id, "psn_no": psn_no or ""}, work,
-                                self._with_identity if with_identity else None)
+                                present if with_identity else None)
 
     def _cancel_in(self, uow: UnitOfWork, fixmedins_code: str, msgid: str, orig: Any) -> dict[str, Any]:
         conn = uow.conn
@@ -525,10 +530,17 @@ class SettlementService:
 
     # ---------------------------------------------------------------- queries
 
-    def settlement(self, fixmedins_code: str, setl_id: str, *, with_identity: bool = False) -> dict[str, Any]:
+    def settlement(self, fixmedins_code: str, setl_id: str, *, psn_no: str = "",
+                   with_identity: bool = False) -> dict[str, Any]:
+        """5203: a settlement of the institution (of ``psn_no``, when given) as it was answered."""
         with unit_of_work(self.factory) as uow:
-            output = dict(records.own_settlement(uow.conn, fixmedins_code, setl_id).output)
-            return self._with_identity(uow.conn, output) if with_identity else output
+            row = records.own_settlement(uow.conn, fixmedins_code, setl_id)
+            if psn_no and row.psn_no != psn_no:
+                raise Invalid("psn_no", "the settlement is not of this person")
+            output = dict(row.output)
+            if with_identity:
+                return self._with_identity(uow.conn, output, actor=fixmedins_code, action="settlement query")
+            return output
 
     def fee_lines(self, fixmedins_code: str, mdtrt_id: str, psn_no: str = "") -> list[dict[str, Any]]:
         with unit_of_work(self.factory) as uow:
@@ -550,12 +562,15 @@ class SettlementService:
         with unit_of_work(self.factory) as uow:
             return self._presented_person(uow.conn, fixmedins_code, psn_no, "psn_no")
 
-    def _with_identity(self, conn: Connection, output: dict[str, Any], prow: Any = None) -> dict[str, Any]:
+    def _with_identity(self, conn: Connection, output: dict[str, Any], prow: Any = None, *, actor: str,
+                       action: str, ref: str = "") -> dict[str, Any]:
         """The output with the person's name and ID number in ``setlinfo``, decrypted for this answer only
-        (the HIS's answers carry them; what is stored does not)."""
+        (the HIS's answers carry them; what is stored does not) — and the disclosure in the audit log."""
         info = output["setlinfo"]
         if prow is None or prow.psn_no != info["psn_no"]:
             prow = records.person_row(conn, info["psn_no"])
+        audit.record(conn, actor_kind="institution", actor=actor, action=action, psn_no=prow.psn_no,
+                     fields=audit.IDENTITY, at=self.clock(), ref=ref)
         return {**output, "setlinfo": {**info, "psn_name": self.cipher.decrypt(prow.psn_name_enc, "psn_name"),
                                        "certno": self.cipher.decrypt(prow.certno_enc, "certno")}}
 

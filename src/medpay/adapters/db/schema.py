@@ -8,6 +8,7 @@ from medpay.adapters.db import gateway_tables  # noqa: F401
 from medpay.adapters.db import file_tables  # noqa: F401
 from medpay.adapters.db import ecert_tables  # noqa: F401
 from medpay.adapters.db import payment_tables  # noqa: F401
+from medpay.adapters.db import audit_tables  # noqa: F401
 from medpay.adapters.db.base import Base
 
 metadata = Base.metadata

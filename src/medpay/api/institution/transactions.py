@@ -143,7 +143,7 @@ def person_info(call: Call) -> dict:
     if not cert_no:
         raise Invalid("data.mdtrt_cert_no", "missing")
     out = call.platform.persons.person_info(call.fixmedins_code, cert_type, cert_no,
-                                            text(d, "card_sn", "data", required=False))
+                                            text(d, "card_sn", "data", required=False), ref=call.env.msgid)
     return to_yuan(out)
 
 
@@ -328,10 +328,8 @@ def reverse(call: Call) -> dict:
 @handler("5203")
 def query_settlement(call: Call) -> dict:
     d = node(call, "data")
-    out = call.platform.settlement.settlement(call.fixmedins_code, text(d, "setl_id", "data"), with_identity=True)
-    psn_no = text(d, "psn_no", "data", required=False)
-    if psn_no and out["setlinfo"]["psn_no"] != psn_no:
-        raise Invalid("data.psn_no", "the settlement is not of this person")
+    out = call.platform.settlement.settlement(call.fixmedins_code, text(d, "setl_id", "data"), with_identity=True,
+                                              psn_no=text(d, "psn_no", "data", required=False))
     return to_yuan(out)
 
 

@@ -1,0 +1,161 @@
+"""The audit log of personal-data access: what discloses personal data leaves an event in the same
+transaction, events are sealed in a hash chain, and any tampering with a sealed event or seal shows."""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from sqlalchemy import delete, insert, select, update
+from typer.testing import CliRunner
+
+from medpay.adapters.crypto import FieldCipher
+from medpay.adapters.db import migrate
+from medpay.adapters.db.audit_tables import AuditEventRow, AuditSealRow
+from medpay.adapters.db.engine import make_engine, session_factory
+from medpay.api.institution.routes import dispatch
+from medpay.api.platform import build_platform
+from medpay.cli import app as cli_app
+from medpay.domain.gateway_signature import sign_headers
+from medpay.his_client import HisClient
+from medpay.services import audit, demo
+from medpay.services.audit import AuditLog
+
+H1 = demo.INSTITUTIONS[0]
+EMP = demo.PERSONS[0]
+
+
+@pytest.fixture
+def platform(db_url):
+    cipher = FieldCipher(os.urandom(32))
+    engine = make_engine(db_url)
+    migrate.upgrade(engine)
+    demo.seed(session_factory(engine), cipher)
+    engine.dispose()
+    p = build_platform(db_url, cipher=cipher)
+    try:
+        yield p
+    finally:
+        p.engine.dispose()
+
+
+def caller(platform):
+    code, name, _level, paasid, token = H1
+    his = HisClient("http://unused.test", code, name, paasid, token, mdtrtarea_admvs="999901")
+
+    def call(infno: str, input: dict, msgid: str | None = None) -> dict:
+        body = json.dumps(his.envelope(infno, input, msgid=msgid), ensure_ascii=False).encode()
+        return json.loads(dispatch(platform, sign_headers(paasid, token, nonce=uuid.uuid4().hex), body, None).body)
+
+    his.sign_no = call("9001", {"signIn": {"opter_no": "1"}})["output"]["signinoutb"]["sign_no"]
+    return his, call
+
+
+def events(platform, psn_no: str = EMP.psn_no) -> list:
+    return list(reversed(AuditLog(platform.factory).of_person(psn_no)))
+
+
+def test_each_disclosure_is_recorded_once_with_who_what_and_the_msgid(platform):
+    his, call = caller(platform)
+    seeded = len(events(platform))  # the directory recorded entering the demo persons
+    assert [e.action for e in events(platform)] == ["person.add"]
+    card = call("1101", {"data": {"mdtrt_cert_type": "02", "mdtrt_cert_no": EMP.certno}}, msgid="M-1101")
+    assert card["infcode"] == 0
+    visit = call("2201", {"data": {"psn_no": EMP.psn_no, "insutype": EMP.insutype, "med_type": "11",
+                                   "mdtrt_cert_type": "02", "mdtrt_cert_no": EMP.certno}})["output"]["data"]
+    lines = [{"feedetl_sn": "1", "mdtrt_id": visit["mdtrt_id"], "med_list_codg": "XM01AEB002", "cnt": 1,
+              "pric": "30.50", "det_item_fee_sumamt": "30.50"}]
+    assert call("2204", {"feedetail": lines})["infcode"] == 0
+    settle = {"data": {"psn_no": EMP.psn_no, "mdtrt_id": visit["mdtrt_id"], "medfee_sumamt": "30.50"}}
+    assert call("2207", settle, msgid="M-2207")["output"]["setlinfo"]["certno"] == EMP.certno
+    assert call("2207", settle, msgid="M-2207")["infcode"] == 0  # a retry shows the data again: recorded again
+    refused = call("2207", {"data": {"psn_no": EMP.psn_no, "mdtrt_id": "NO-SUCH", "medfee_sumamt": "1"}})
+    assert refused["infcode"] == -2
+    got = [(e.actor_kind, e.actor, e.action, e.fields, e.ref) for e in events(platform)[seeded:]]
+    assert got == [("institution", H1[0], "1101", "psn_name,certno", "M-1101"),
+                   ("institution", H1[0], "settle", "psn_name,certno", "M-2207"),
+                   ("institution", H1[0], "settle", "psn_name,certno", "M-2207")]
+
+
+def _filled(platform, n: int, at: datetime) -> AuditLog:
+    with platform.factory.begin() as s:
+        for i in range(n):
+            audit.record(s, actor_kind="institution", actor=H1[0], action="1101", psn_no=EMP.psn_no,
+                         fields=audit.IDENTITY, at=at + timedelta(seconds=i), ref=f"M{i}")
+    return AuditLog(platform.factory, clock=lambda: datetime.now(timezone.utc) + timedelta(hours=1))
+
+
+def test_sealed_events_verify_and_young_ones_wait(platform):
+    now = datetime.now(timezone.utc)
+    log = _filled(platform, 5, now - timedelta(hours=2))
+    before = log.verify()
+    sealed = log.seal()
+    assert sealed == before.unsealed_events and log.seal() == 0  # sealing again seals nothing
+    young = AuditLog(platform.factory)  # the real clock: nothing new is old enough
+    with platform.factory.begin() as s:
+        audit.record(s, actor_kind="terminal", actor="TM1", action="ec.query", psn_no=EMP.psn_no,
+                     fields=audit.MASKED_IDENTITY, at=datetime.now(timezone.utc))
+    assert young.seal() == 0
+    result = young.verify()
+    assert result.ok and result.unsealed_events == 1 and result.sealed_events == sealed and result.seals == 1
+
+
+@pytest.mark.parametrize("tamper, words", [
+    ("change", "was changed"),
+    ("remove", "are there now"),
+    ("forge", "was changed"),
+    ("drop_seal", "does not follow"),
+])
+def test_tampering_with_the_sealed_log_shows(platform, tamper, words):
+    now = datetime.now(timezone.utc)
+    log = _filled(platform, 6, now - timedelta(hours=3))
+    log.seal()
+    ids = [e.id for e in reversed(log.of_person(EMP.psn_no))]
+    _filled(platform, 3, now - timedelta(hours=2)).seal()  # a second seal after the first
+    assert log.verify().ok
+    events, seals = AuditEventRow.__table__, AuditSealRow.__table__
+    with platform.factory.begin() as s:
+        if tamper == "change":
+            s.execute(update(events).where(events.c.id == ids[2]).values(actor="H00000000000"))
+        elif tamper == "remove":
+            s.execute(delete(events).where(events.c.id == ids[3]))
+        elif tamper == "forge":  # an event swapped for a made-up one under the same id
+            s.execute(delete(events).where(events.c.id == ids[3]))
+            s.execute(insert(events).values(id=ids[3], at=now, actor_kind="institution", actor="H1", action="1101",
+                                            psn_no="someone", fields="certno", ref=""))
+        else:
+            first = s.execute(select(seals.c.id).order_by(seals.c.id)).scalars().first()
+            s.execute(delete(seals).where(seals.c.id == first))
+    result = log.verify()
+    assert not result.ok and any(words in p for p in result.problems), result.problems
+
+
+def test_two_sealers_at_once_seal_each_event_once(platform):
+    now = datetime.now(timezone.utc)
+    log = _filled(platform, 4, now - timedelta(hours=2))
+    other = AuditLog(platform.factory, clock=log.clock)
+    total = log.seal() + other.seal()
+    result = log.verify()
+    assert result.ok and result.seals == 1 and result.sealed_events == total
+
+
+def test_cli_verify_and_show(platform, db_url, monkeypatch):
+    monkeypatch.setenv("MEDPAY_DATABASE_URL", db_url)
+    now = datetime.now(timezone.utc)
+    _filled(platform, 3, now - timedelta(hours=2))
+    events = AuditEventRow.__table__
+    with platform.factory.begin() as s:  # hours pass: every event is old enough to seal
+        for event_id, at in s.execute(select(events.c.id, events.c.at)).all():
+            s.execute(update(events).where(events.c.id == event_id).values(at=at - timedelta(hours=3)))
+    runner = CliRunner()
+    ok = runner.invoke(cli_app, ["audit", "verify"])
+    assert ok.exit_code == 0 and "intact" in ok.stdout and "latest digest" in ok.stdout
+    shown = runner.invoke(cli_app, ["audit", "show", EMP.psn_no])
+    assert shown.exit_code == 0 and "1101" in shown.stdout and H1[0] in shown.stdout
+    with platform.factory.begin() as s:
+        s.execute(update(AuditEventRow.__table__).where(AuditEventRow.ref == "M1").values(fields="nothing"))
+    bad = runner.invoke(cli_app, ["audit", "verify"])
+    assert bad.exit_code == 1 and "was changed" in bad.stdout
