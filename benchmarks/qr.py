@@ -416,7 +416,9 @@ class QrStack(Platform):
     def admin_get(self, path: str) -> dict[str, Any]:
         import httpx
 
-        r = httpx.get(self.base_url + path, timeout=60)
+        from medpay.services import demo
+
+        r = httpx.get(self.base_url + path, timeout=60, headers={"authorization": f"Bearer {demo.STAFF[1]}"})
         r.raise_for_status()
         return r.json()
 

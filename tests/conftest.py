@@ -92,3 +92,22 @@ def session_factory(engine: Engine) -> sessionmaker[Session]:
 @pytest.fixture
 def cipher() -> FieldCipher:
     return FieldCipher(os.urandom(32))
+
+
+@pytest.fixture
+def seeded_platform(db_url):
+    """The platform as ``medpay serve`` builds it, in process, on a migrated database with the demo data."""
+    from medpay.adapters.db import migrate
+    from medpay.api.platform import build_platform
+    from medpay.services import demo
+
+    cipher = FieldCipher(os.urandom(32))
+    engine = make_engine(db_url)
+    migrate.upgrade(engine)
+    demo.seed(make_session_factory(engine), cipher)
+    engine.dispose()
+    p = build_platform(db_url, cipher=cipher)
+    try:
+        yield p
+    finally:
+        p.engine.dispose()

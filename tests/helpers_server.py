@@ -12,6 +12,9 @@ from typing import Iterator
 
 
 from medpay.processes import wait_until_healthy
+from medpay.services import demo
+
+STAFF = {"authorization": f"Bearer {demo.STAFF[1]}"}  # the demo's staff key, for the admin door
 
 
 def free_port() -> int:

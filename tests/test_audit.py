@@ -4,7 +4,6 @@ transaction, events are sealed in a hash chain, and any tampering with a sealed 
 from __future__ import annotations
 
 import json
-import os
 import uuid
 from datetime import datetime, timedelta, timezone
 
@@ -12,12 +11,8 @@ import pytest
 from sqlalchemy import delete, insert, select, update
 from typer.testing import CliRunner
 
-from medpay.adapters.crypto import FieldCipher
-from medpay.adapters.db import migrate
 from medpay.adapters.db.audit_tables import AuditEventRow, AuditSealRow
-from medpay.adapters.db.engine import make_engine, session_factory
 from medpay.api.institution.routes import dispatch
-from medpay.api.platform import build_platform
 from medpay.cli import app as cli_app
 from medpay.domain.gateway_signature import sign_headers
 from medpay.his_client import HisClient
@@ -29,17 +24,8 @@ EMP = demo.PERSONS[0]
 
 
 @pytest.fixture
-def platform(db_url):
-    cipher = FieldCipher(os.urandom(32))
-    engine = make_engine(db_url)
-    migrate.upgrade(engine)
-    demo.seed(session_factory(engine), cipher)
-    engine.dispose()
-    p = build_platform(db_url, cipher=cipher)
-    try:
-        yield p
-    finally:
-        p.engine.dispose()
+def platform(seeded_platform):
+    return seeded_platform
 
 
 def caller(platform):

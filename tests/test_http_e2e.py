@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.helpers_server import backend_server
+from tests.helpers_server import STAFF, backend_server
 
 EXAMPLE = json.loads((Path(__file__).parents[1] / "examples" / "inpatient-bill.json").read_text(encoding="utf-8"))
 
@@ -45,7 +45,7 @@ def test_mobile_pages_are_served_zh_first_never_cached_and_run_only_their_own_sc
 
 
 def test_quote_over_http_matches_hand_computation(base: str) -> None:
-    out = httpx.post(f"{base}/api/v1/admin/quote", json=EXAMPLE).json()
+    out = httpx.post(f"{base}/api/v1/admin/quote", json=EXAMPLE, headers=STAFF).json()
     info = out["setlinfo"]
     # retiree, level-3 hospital, demo policy: deductible 900.00, then 90% → (3486.93 − 900) × 0.9 = 2328.237 → 2328.24
     assert info["inscp_scp_amt"] == 3486.93 and info["act_pay_dedc"] == 900
@@ -60,16 +60,16 @@ def test_quote_over_http_matches_hand_computation(base: str) -> None:
     ({**EXAMPLE, "visit": {"med_type": "77"}}, "med_type"),
 ])
 def test_bad_quote_gets_one_error_shape_naming_the_field(base: str, doc: dict, field: str) -> None:
-    r = httpx.post(f"{base}/api/v1/admin/quote", json=doc)
+    r = httpx.post(f"{base}/api/v1/admin/quote", json=doc, headers=STAFF)
     assert r.status_code == 422
     assert r.json()["error"]["field"] == field
     assert "Traceback" not in r.text
 
 
 def test_malformed_json_is_refused_without_traceback(base: str) -> None:
-    r = httpx.post(f"{base}/api/v1/admin/quote", content=b"{not json", headers={"content-type": "application/json"})
+    r = httpx.post(f"{base}/api/v1/admin/quote", content=b"{not json", headers={"content-type": "application/json", **STAFF})
     assert r.status_code == 422 and "error" in r.json() and "Traceback" not in r.text
 
 
 def test_ledger_check_over_http_is_clean_after_seed(base: str) -> None:
-    assert httpx.get(f"{base}/api/v1/admin/ledger/check").json() == {"ok": True, "violations": []}
+    assert httpx.get(f"{base}/api/v1/admin/ledger/check", headers=STAFF).json() == {"ok": True, "violations": []}

@@ -15,6 +15,7 @@ from medpay.adapters.gateway.port import statement_day
 from medpay.adapters.platform_keys import public_key_hex
 from medpay.api.terminal import EC_CODES
 from tests.helpers_gateway import CallbackReceiver
+from tests.helpers_server import STAFF
 from tests.helpers_qr import EMP, app_code, fen, his_bill, qr_stack, scan_image, terminal_post, wallet
 
 
@@ -54,7 +55,7 @@ def test_scan_identify_settle_notify(stack, fault) -> None:
             log = httpx.get(f"{stack['gateway']}/sim/log", params={"kind": "request"}).json()["entries"]
             assert any(e["operation"] == fault[0] and e["fault"] == fault[1] for e in log)  # the fault did fire
         if out["state"] == "in_doubt":
-            assert httpx.post(f"{stack['base']}/api/v1/admin/payments/recover").status_code == 200
+            assert httpx.post(f"{stack['base']}/api/v1/admin/payments/recover", headers=STAFF).status_code == 200
             out = settle(stack, msgid, identity["ecToken"], mdtrt_id, his_inbox.url)  # the terminal asks again
         assert out["state"] == "captured", out
         setl = fen(out["settlement"]["setlinfo"])
@@ -66,9 +67,9 @@ def test_scan_identify_settle_notify(stack, fault) -> None:
         assert pushed["medicalSettleState"] == "SUCCESS"
         assert pushed["medicalSettleNo"] == out["settlement"]["setlinfo"]["setl_id"]
     for day in {statement_day(time.time() - 600), statement_day()}:  # should the test run across midnight in China
-        statement = httpx.get(f"{stack['base']}/api/v1/admin/payments/statement/{day.isoformat()}").json()
+        statement = httpx.get(f"{stack['base']}/api/v1/admin/payments/statement/{day.isoformat()}", headers=STAFF).json()
         assert statement["balanced"], statement
-    assert httpx.get(f"{stack['base']}/api/v1/admin/ledger/check").json()["ok"]
+    assert httpx.get(f"{stack['base']}/api/v1/admin/ledger/check", headers=STAFF).json()["ok"]
 
 
 def test_code_used_twice_or_for_another_use_is_refused(stack) -> None:

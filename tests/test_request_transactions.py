@@ -5,20 +5,15 @@ and PostgreSQL; a refused request writes its nonce and nothing else."""
 from __future__ import annotations
 
 import json
-import os
 import uuid
 from decimal import Decimal
 
 import pytest
 from sqlalchemy import event, func, select
 
-from medpay.adapters.crypto import FieldCipher
-from medpay.adapters.db import migrate
-from medpay.adapters.db.engine import make_engine, session_factory
 from medpay.adapters.db.gateway_tables import GatewayNonceRow
 from medpay.adapters.db.tables import IdempotencyRow, SettlementRow, VisitRow
 from medpay.api.institution.routes import dispatch
-from medpay.api.platform import build_platform
 from medpay.domain.gateway_signature import sign_headers
 from medpay.his_client import HisClient
 from medpay.services import demo
@@ -28,17 +23,8 @@ EMP = demo.PERSONS[0]
 
 
 @pytest.fixture
-def platform(db_url):
-    cipher = FieldCipher(os.urandom(32))
-    engine = make_engine(db_url)
-    migrate.upgrade(engine)
-    demo.seed(session_factory(engine), cipher)
-    engine.dispose()
-    p = build_platform(db_url, cipher=cipher)
-    try:
-        yield p
-    finally:
-        p.engine.dispose()
+def platform(seeded_platform):
+    return seeded_platform
 
 
 class Caller:

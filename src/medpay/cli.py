@@ -81,6 +81,8 @@ def demo_seed(as_json: bool = typer.Option(False, "--json", help="print the demo
         t.add_row(p["psn_no"], p["psn_name"], p["certno"], p["insutype"], p["psn_type"], ",".join(p["identities"]),
                   p["acct_balc"], ",".join(f"{x['psn_no']}({x['relation']})" for x in p["family_payers"]))
     console.print(t)
+    for member in data["staff"]:
+        console.print(f"经办人员 / staff {member['name']}: admin key [bold]{member['key']}[/] (demo only)")
     t = Table(title="医保目录 / catalog")
     for col in ("med_list_codg", "name", "chrgitm_lv", "pric_uplmt_amt", "selfpay_prop"):
         t.add_column(col)
@@ -299,6 +301,34 @@ def audit_show(psn_no: str = typer.Argument(..., help="人员编号 of the perso
     for r in rows:
         t.add_row(format_local(r.at), f"{r.actor_kind} {r.actor}", r.action, r.fields, r.ref)
     console.print(t)
+
+
+staff_app = typer.Typer(help="经办人员密钥 / the staff keys of the admin door", no_args_is_help=True)
+app.add_typer(staff_app, name="staff")
+
+
+@staff_app.command("key-create")
+def staff_key_create(name: str = typer.Argument(..., help="the staff member (shown in the audit of their use)")) -> None:
+    """Make a staff key; it is printed once and stored only as a hash."""
+    from medpay.adapters.db.engine import session_factory
+    from medpay.services.staff import StaffKeys
+
+    key = StaffKeys(session_factory(_engine())).create(name)
+    console.print(f"密钥 / key for {name}: [bold]{key}[/] (shown once; send as Authorization: Bearer …)")
+
+
+@staff_app.command("key-revoke")
+def staff_key_revoke(key_id: str = typer.Argument(..., help="the id part of the key: mpk_<id>_…")) -> None:
+    """Revoke a staff key at once."""
+    from medpay.adapters.db.engine import session_factory
+    from medpay.services.errors import ServiceError
+    from medpay.services.staff import StaffKeys
+
+    try:
+        StaffKeys(session_factory(_engine())).revoke(key_id)
+    except ServiceError as e:
+        _fail(f"{e.field}: {e.message}")
+    console.print(f"revoked {key_id}")
 
 
 if __name__ == "__main__":

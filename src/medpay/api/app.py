@@ -8,10 +8,11 @@ import logging
 from contextlib import asynccontextmanager
 
 import anyio.to_thread
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from medpay import __version__
 from medpay.api import admin, errors, mobile, mobile_pages, pages, payments, terminal
+from medpay.api.deps import staff
 from medpay.api.institution import routes as institution
 from medpay.api.platform import Platform, build_platform
 from medpay.services.audit import AuditLog
@@ -68,7 +69,7 @@ def create_app(platform: Platform | None = None, *, housekeeping_every_s: float 
             {"name": "terminal", "description": "扫码终端 — ec.query and one-scan settlement for an institution's signed terminals"},
             {"name": "mobile", "description": "移动端 — e-certificate activation, the dynamic QR code and paying bill codes (device-key signed)"},
             {"name": "partner", "description": "合作方 — signed callbacks of the payment gateway"},
-            {"name": "admin", "description": "医保经办 — policies, quotes and ledger checks for the bureau's staff"},
+            {"name": "admin", "description": "医保经办 — policies, quotes, ledger checks and payment recovery for the bureau's staff (staff key required)"},
             {"name": "pages", "description": "网页 — human pages: the home page, and the patient's mobile app under /m/"},
         ],
     )
@@ -80,8 +81,8 @@ def create_app(platform: Platform | None = None, *, housekeeping_every_s: float 
     app.include_router(mobile.router)
     app.include_router(payments.mobile_router)
     app.include_router(payments.partner_router)
-    app.include_router(payments.admin_router)
-    app.include_router(admin.router)
+    app.include_router(payments.admin_router, dependencies=[Depends(staff)])
+    app.include_router(admin.router, dependencies=[Depends(staff)])
     app.include_router(pages.router)
     app.include_router(mobile_pages.router)
     app.mount(mobile_pages.STATIC_PATH, mobile_pages.static_files, name="mobile-static")

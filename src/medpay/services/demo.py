@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from medpay.adapters.crypto import FieldCipher, mask_certno
 from medpay.money import format_yuan
 from medpay.services.directory import Directory, PersonInput
+from medpay.services.staff import StaffKeys
 
 REGION = ("999901", "演示统筹区")
 
@@ -58,8 +59,12 @@ CATALOG = [
 ]
 
 
+# the demo's staff key for the admin door (fictional, like everything here; never use it outside the demo)
+STAFF = ("演示经办员", "mpk_demostaff001_demo-staff-secret-do-not-use-in-production")
+
+
 def seed(factory: sessionmaker[Session], cipher: FieldCipher) -> dict[str, Any]:
-    d = Directory(factory, cipher)
+    d = Directory(factory, cipher, operator="demo seed")
     d.add_region(*REGION)
     for code, name, level, paasid, token in INSTITUTIONS:
         d.add_institution(code, name, REGION[0], level, paasid, token)
@@ -71,6 +76,7 @@ def seed(factory: sessionmaker[Session], cipher: FieldCipher) -> dict[str, Any]:
         d.link_family(payer, beneficiary, relation)
     for code, name, lv, typ, limit, prop in CATALOG:
         d.add_catalog_item(code, name, lv, typ, limit, prop)
+    StaffKeys(factory).create(STAFF[0], key=STAFF[1])
     return summary()
 
 
@@ -91,6 +97,7 @@ def summary(*, reveal: bool = True) -> dict[str, Any]:
              "family_payers": [{"psn_no": a, "relation": r} for a, b, r in FAMILY if b == p.psn_no]}
             for p in PERSONS
         ],
+        "staff": [{"name": STAFF[0], "key": STAFF[1]}],
         "catalog": [
             {"med_list_codg": c, "name": n, "chrgitm_lv": lv, "med_chrgitm_type": t,
              "pric_uplmt_amt": format_yuan(lim) if lim is not None else None, "selfpay_prop": prop}

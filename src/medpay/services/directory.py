@@ -93,27 +93,44 @@ class Directory:
         return url
 
     def add_person(self, p: PersonInput) -> None:
+        """Enter a person, or change what is stored of them; entering the same data again changes nothing
+        (the demo is seeded on every start) and leaves no audit event."""
+        c = self.cipher
         with unit_of_work(self.factory) as uow:
             if uow.session.get(RegionRow, p.insuplc_admdvs) is None:
                 raise NotFound("insuplc_admdvs", f"unknown region {p.insuplc_admdvs!r}")
             row = uow.session.get(PersonRow, p.psn_no)
+            action = "person.add" if row is None else "person.update"
             if row is None:
                 row = PersonRow(psn_no=p.psn_no)
                 uow.session.add(row)
-            c = self.cipher
+            elif self._same(row, p):
+                return
             row.psn_name_enc = c.encrypt(p.psn_name, "psn_name")
             row.certno_enc, row.certno_idx = c.encrypt(p.certno, "certno"), c.blind_index(p.certno, "certno")
             if p.card_no:
                 row.card_no_enc, row.card_no_idx = c.encrypt(p.card_no, "card_no"), c.blind_index(p.card_no, "card_no")
-            row.gend, row.brdy, row.insutype, row.psn_type = p.gend, p.brdy, p.insutype, p.psn_type
-            row.insuplc_admdvs, row.emp_name, row.cvlserv_flag = p.insuplc_admdvs, p.emp_name, p.cvlserv_flag
-            row.identities, row.psn_insu_date = ",".join(p.identities), p.psn_insu_date
-            row.psn_cert_type, row.naty, row.psn_insu_stas = "01", "01", "1"
+            for name, value in self._plain(p).items():
+                setattr(row, name, value)
             spec = personal_account(p.psn_no)
             uow.ledger.open_account(spec.id, spec.ledger, spec.code, spec.flags)
-            audit.record(uow.session, actor_kind="operator", actor=self.operator, action="person.add",
+            audit.record(uow.session, actor_kind="operator", actor=self.operator, action=action,
                          psn_no=p.psn_no, fields=("psn_name", "certno", *(("card_no",) if p.card_no else ())),
                          at=utcnow())
+
+    @staticmethod
+    def _plain(p: PersonInput) -> dict[str, object]:
+        return {"gend": p.gend, "brdy": p.brdy, "insutype": p.insutype, "psn_type": p.psn_type,
+                "insuplc_admdvs": p.insuplc_admdvs, "emp_name": p.emp_name, "cvlserv_flag": p.cvlserv_flag,
+                "identities": ",".join(p.identities), "psn_insu_date": p.psn_insu_date, "psn_cert_type": "01",
+                "naty": "01", "psn_insu_stas": "1"}
+
+    def _same(self, row: PersonRow, p: PersonInput) -> bool:
+        c = self.cipher
+        return (row.certno_idx == c.blind_index(p.certno, "certno")
+                and (not p.card_no or row.card_no_idx == c.blind_index(p.card_no, "card_no"))
+                and c.decrypt(row.psn_name_enc, "psn_name") == p.psn_name
+                and all(getattr(row, name) == value for name, value in self._plain(p).items()))
 
     def link_family(self, payer: str, beneficiary: str, relation: str, priority: int = 1) -> None:
         if payer == beneficiary:
