@@ -4,7 +4,9 @@ transaction, events are sealed in a hash chain, and any tampering with a sealed 
 from __future__ import annotations
 
 import json
+import threading
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -60,16 +62,41 @@ def test_each_disclosure_is_recorded_once_with_who_what_and_the_msgid(platform):
     assert call("2207", settle, msgid="M-2207")["infcode"] == 0  # a retry shows the data again: recorded again
     refused = call("2207", {"data": {"psn_no": EMP.psn_no, "mdtrt_id": "NO-SUCH", "medfee_sumamt": "1"}})
     assert refused["infcode"] == -2
+    setl_id = call("5203", {"data": {"setl_id": call("2207", settle, msgid="M-2207")["output"]["setlinfo"]["setl_id"]}},
+                   msgid="M-5203")["output"]["setlinfo"]["setl_id"]
+    assert call("5203", {"data": {"setl_id": setl_id, "psn_no": "99990100000005"}})["infcode"] == -2  # not his
+    cancel = call("2208", {"data": {"setl_id": setl_id, "psn_no": EMP.psn_no, "mdtrt_id": visit["mdtrt_id"]}},
+                  msgid="M-2208")
+    assert cancel["infcode"] == 0, cancel
+    assert call("2206", settle, msgid="M-2206")["infcode"] == -2  # nothing left to pre-settle: nothing shown
     got = [(e.actor_kind, e.actor, e.action, e.fields, e.ref) for e in events(platform)[seeded:]]
-    assert got == [("institution", H1[0], "1101", "psn_name,certno", "M-1101"),
+    assert got == [("institution", H1[0], "person_info", "psn_name,certno", "M-1101"),
                    ("institution", H1[0], "settle", "psn_name,certno", "M-2207"),
-                   ("institution", H1[0], "settle", "psn_name,certno", "M-2207")]
+                   ("institution", H1[0], "settle", "psn_name,certno", "M-2207"),
+                   ("institution", H1[0], "settle", "psn_name,certno", "M-2207"),
+                   ("institution", H1[0], "settlement_query", "psn_name,certno", "M-5203"),
+                   ("institution", H1[0], "cancel", "psn_name,certno", "M-2208")]
+
+
+def test_a_presettlement_shows_the_identity_and_is_recorded(platform):
+    his, call = caller(platform)
+    call("1101", {"data": {"mdtrt_cert_type": "02", "mdtrt_cert_no": EMP.certno}})
+    visit = call("2201", {"data": {"psn_no": EMP.psn_no, "insutype": EMP.insutype, "med_type": "11",
+                                   "mdtrt_cert_type": "02", "mdtrt_cert_no": EMP.certno}})["output"]["data"]
+    lines = [{"feedetl_sn": "1", "mdtrt_id": visit["mdtrt_id"], "med_list_codg": "XM01AEB002", "cnt": 1,
+              "pric": "30.50", "det_item_fee_sumamt": "30.50"}]
+    call("2204", {"feedetail": lines})
+    pre = call("2206", {"data": {"psn_no": EMP.psn_no, "mdtrt_id": visit["mdtrt_id"], "medfee_sumamt": "30.50"}},
+               msgid="M-2206")
+    assert pre["output"]["setlinfo"]["psn_name"] == EMP.psn_name
+    last = events(platform)[-1]
+    assert (last.action, last.fields, last.ref) == ("presettle", "psn_name,certno", "M-2206")
 
 
 def _filled(platform, n: int, at: datetime) -> AuditLog:
     with platform.factory.begin() as s:
         for i in range(n):
-            audit.record(s, actor_kind="institution", actor=H1[0], action="1101", psn_no=EMP.psn_no,
+            audit.record(s, actor_kind="institution", actor=H1[0], action="person_info", psn_no=EMP.psn_no,
                          fields=audit.IDENTITY, at=at + timedelta(seconds=i), ref=f"M{i}")
     return AuditLog(platform.factory, clock=lambda: datetime.now(timezone.utc) + timedelta(hours=1))
 
@@ -110,7 +137,7 @@ def test_tampering_with_the_sealed_log_shows(platform, tamper, words):
             s.execute(delete(events).where(events.c.id == ids[3]))
         elif tamper == "forge":  # an event swapped for a made-up one under the same id
             s.execute(delete(events).where(events.c.id == ids[3]))
-            s.execute(insert(events).values(id=ids[3], at=now, actor_kind="institution", actor="H1", action="1101",
+            s.execute(insert(events).values(id=ids[3], at=now, actor_kind="institution", actor="H1", action="person_info",
                                             psn_no="someone", fields="certno", ref=""))
         else:
             first = s.execute(select(seals.c.id).order_by(seals.c.id)).scalars().first()
@@ -119,13 +146,26 @@ def test_tampering_with_the_sealed_log_shows(platform, tamper, words):
     assert not result.ok and any(words in p for p in result.problems), result.problems
 
 
-def test_two_sealers_at_once_seal_each_event_once(platform):
+def test_two_sealers_at_once_seal_each_event_once(platform, db_url, monkeypatch):
+    """Both compute the same block at the same moment; the unique first id lets one of them record it."""
+    if db_url.startswith("sqlite"):
+        pytest.skip("SQLite has one writer: the second sealer can't begin before the first has committed")
     now = datetime.now(timezone.utc)
     log = _filled(platform, 4, now - timedelta(hours=2))
-    other = AuditLog(platform.factory, clock=log.clock)
-    total = log.seal() + other.seal()
+    barrier = threading.Barrier(2, timeout=20)
+    digest = audit._digest
+
+    def in_step(prev, rows):
+        rows = list(rows)
+        barrier.wait()  # both have read the same unsealed events
+        return digest(prev, rows)
+
+    monkeypatch.setattr(audit, "_digest", in_step)
+    with ThreadPoolExecutor(2) as pool:
+        counts = list(pool.map(lambda _: AuditLog(platform.factory, clock=log.clock).seal(), range(2)))
+    monkeypatch.setattr(audit, "_digest", digest)
     result = log.verify()
-    assert result.ok and result.seals == 1 and result.sealed_events == total
+    assert sorted(counts) == [0, result.sealed_events] and result.ok and result.seals == 1
 
 
 def test_cli_verify_and_show(platform, db_url, monkeypatch):
@@ -140,7 +180,7 @@ def test_cli_verify_and_show(platform, db_url, monkeypatch):
     ok = runner.invoke(cli_app, ["audit", "verify"])
     assert ok.exit_code == 0 and "intact" in ok.stdout and "latest digest" in ok.stdout
     shown = runner.invoke(cli_app, ["audit", "show", EMP.psn_no])
-    assert shown.exit_code == 0 and "1101" in shown.stdout and H1[0] in shown.stdout
+    assert shown.exit_code == 0 and "person_info" in shown.stdout and H1[0] in shown.stdout
     with platform.factory.begin() as s:
         s.execute(update(AuditEventRow.__table__).where(AuditEventRow.ref == "M1").values(fields="nothing"))
     bad = runner.invoke(cli_app, ["audit", "verify"])

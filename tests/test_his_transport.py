@@ -94,3 +94,47 @@ def test_timeout_and_refused_connection_are_told_apart(server):
         HttpTransport(f"http://127.0.0.1:{port}", timeout=1).post("/x", b"{}", dict)
     with pytest.raises(ValueError):
         HttpTransport("ftp://example.test")
+
+
+class _Dropper:
+    """A server that reads each request and hangs up without answering; counts the connections it took."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen()
+        self.connections = 0
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.connections += 1
+            conn.recv(65536)
+            conn.close()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+
+
+def test_a_fresh_connection_that_breaks_is_not_resent_and_a_stale_one_only_once(server):
+    dropper = _Dropper()
+    try:
+        t = HttpTransport(dropper.url, timeout=5)
+        with pytest.raises(TransportFailure):
+            t.post("/x", b"{}", dict)
+        assert dropper.connections == 1  # a new connection broke: the outcome is the caller's to judge
+        # a reused connection that breaks is sent once more, on a new connection — and no more than once
+        t = HttpTransport(base(server), timeout=5)
+        assert t.post("/one", b"{}", dict).status == 200
+        t._local.conn.sock.shutdown(socket.SHUT_RDWR)
+        t._host, t._port = "127.0.0.1", int(dropper.url.rsplit(":", 1)[1])  # the resend meets the dropper
+        with pytest.raises(TransportFailure):
+            t.post("/two", b"{}", dict)
+        assert dropper.connections == 2
+    finally:
+        dropper.sock.close()

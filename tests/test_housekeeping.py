@@ -3,12 +3,14 @@ every MEDPAY_HOUSEKEEPING_INTERVAL_S seconds — and nothing that is still neede
 
 from __future__ import annotations
 
+import re
 import time
 from datetime import datetime, timedelta, timezone
 
-from sqlalchemy import insert, select
+from sqlalchemy import insert, select, update
 
 from medpay.adapters.db import migrate
+from medpay.adapters.db.audit_tables import AuditEventRow
 from medpay.adapters.db.engine import make_engine, session_factory
 from medpay.adapters.db.file_tables import InterfaceFileRow
 from medpay.adapters.db.gateway_tables import GatewayNonceRow
@@ -55,12 +57,25 @@ def _left(db_url: str) -> dict[str, set[str]]:
         engine.dispose()
 
 
+def _age_audit_events(db_url: str, by: timedelta) -> None:
+    engine = make_engine(db_url)
+    events = AuditEventRow.__table__
+    with engine.begin() as conn:
+        for event_id, at in conn.execute(select(events.c.id, events.c.at)).all():
+            conn.execute(update(events).where(events.c.id == event_id).values(at=at - by))
+    engine.dispose()
+
+
 def test_the_cli_pass_deletes_only_what_has_expired(db_url, tmp_path):
     _seed(db_url, tmp_path, datetime.now(timezone.utc))
+    _age_audit_events(db_url, timedelta(hours=1))  # the seed's audit events, old enough to seal
     result = run_cli(["housekeeping"], db_url, tmp_path)
     assert result.returncode == 0, result.stderr
     assert "gateway_nonces" in result.stdout and "interface_files" in result.stdout
+    assert re.search(r"audit_events_sealed\s*│\s*6\b", result.stdout), result.stdout  # the 6 demo persons entered
     assert _left(db_url) == {"nonces": {"fresh-nonce"}, "tokens": {"b"}, "files": {"NEW"}}
+    verified = run_cli(["audit", "verify"], db_url, tmp_path)
+    assert verified.returncode == 0 and "1 seal(s) over 6 event(s)" in verified.stdout, verified.stdout
     again = run_cli(["housekeeping"], db_url, tmp_path)  # idempotent
     assert again.returncode == 0 and _left(db_url) == {"nonces": {"fresh-nonce"}, "tokens": {"b"}, "files": {"NEW"}}
 

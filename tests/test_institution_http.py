@@ -288,9 +288,20 @@ def test_reconciliation_totals_and_detail_file_over_http(base: str) -> None:
 
 def test_a_refused_request_still_uses_up_its_nonce(base: str) -> None:
     """The nonce is written by the request's own transaction; when that is rolled back (a refusal), it is
-    written on its own, so no refused request can be replayed either."""
+    written on its own, so no refused request can be replayed either — also one refused for its body, which
+    the signature does not cover."""
     code, _name, _, paasid, token = H1
     c = client(base)
+    for body in (b"{not json", b'{"infno": "2207", "fixmedins_code": "H99990100002", "msgid": "M1", "input": {}}',
+                 b'{"infno": "9001", "fixmedins_code": "H99990100001", "msgid": "M2", "signtype": "SM2", '
+                 b'"cainfo": "00", "input": {"signIn": {"opter_no": "1"}}}'):
+        headers = {**sign_headers(paasid, token), "content-type": "application/json"}
+        first = httpx.post(f"{base}/fsi/api/rsfComIfsService/callService", content=body, headers=headers)
+        assert first.json()["infcode"] == -2, first.text
+        good = json.dumps({"infno": "9001", "msgid": f"{code}20261123999999", "fixmedins_code": code,
+                           "input": {"signIn": {"opter_no": "1"}}}).encode()
+        again = httpx.post(f"{base}/fsi/api/rsfComIfsService/callService", content=good, headers=headers)
+        assert again.status_code == 401 and again.json()["err_msg"].startswith("x-tif-nonce"), again.text
     cases = [
         {"infno": "2207", "sign_no": "000000000000000000000000000000",  # no such sign-in
          "input": {"data": {"mdtrt_id": "M-UNKNOWN", "medfee_sumamt": 1}}},
@@ -307,6 +318,8 @@ def test_a_refused_request_still_uses_up_its_nonce(base: str) -> None:
 
 
 def test_a_sign_out_takes_effect_at_once(base: str) -> None:
+    """Also for transactions whose handler reads before any transaction of its own (9102, 3202): the caller
+    hears "sign_no", not what the handler found."""
     c = client(base)
     c.person_info("02", EMP.certno)
     signed_out = c.sign_no
@@ -314,3 +327,10 @@ def test_a_sign_out_takes_effect_at_once(base: str) -> None:
     c.sign_no = signed_out  # a HIS that keeps using it
     with pytest.raises(HisBusinessError, match="^infcode -2: sign_no"):
         c.person_info("02", EMP.certno)
+    for infno, node in (("9102", {"fsDownloadIn": {"file_qury_no": "20260101000000deadbeefdeadbeef"}}),
+                        ("3202", {"data": {"file_qury_no": "20260101000000deadbeefdeadbeef", "setl_optins": "999901",
+                                           "clr_type": "11", "stmt_begndate": "2026-01-01",
+                                           "stmt_enddate": "2026-01-02", "medfee_sumamt": 0, "fund_pay_sumamt": 0,
+                                           "cash_payamt": 0, "fixmedins_setl_cnt": 0}})):
+        with pytest.raises(HisBusinessError, match="^infcode -2: sign_no"):
+            c.call(infno, node)

@@ -278,8 +278,14 @@ def test_an_account_opened_by_a_rolled_back_transaction_is_not_remembered(engine
             store.create_transfers([Transfer("t2", "fund", spec.id, 100)])
         with conn.begin():
             store = LedgerStore(conn, clock)
-            store.ensure_accounts([spec])  # committed now: remembered, nothing to open
+            store.ensure_accounts([spec])  # read committed now: remembered from here on
             assert store.create_transfers([Transfer("t3", "fund", spec.id, 50)]) == [("t3", TransferResult.OK)]
+        with conn.begin():
+            store = LedgerStore(conn, clock)
+            store.open_account = None  # remembered: nothing is opened …
+            store.accounts = lambda ids: {} if spec.id in set(ids) else LedgerStore.accounts(store, ids)
+            store.ensure_accounts([spec])  # … nor read
+            assert store.create_transfers([Transfer("t4", "fund", spec.id, 25)]) == [("t4", TransferResult.OK)]
     with session_factory() as session:
-        assert LedgerStore(session).account(spec.id).credits_posted == 150
+        assert LedgerStore(session).account(spec.id).credits_posted == 175
         assert check_ledger(session) == []

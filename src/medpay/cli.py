@@ -120,6 +120,8 @@ def serve(host: str = typer.Option("127.0.0.1", help="address to listen on"),
         from medpay.services import demo
 
         demo.seed(factory, default_cipher())
+        console.print("[yellow]演示数据 / demo data seeded: its institution tokens and staff key are public — "
+                      "serve with --no-seed anywhere real[/]")
     simulator = None
     if gateway_sim and not os.environ.get("MEDPAY_GATEWAY_URL"):
         from medpay.simulators.launch import bind_demo_wallets, start_gateway_simulator
@@ -257,8 +259,10 @@ def housekeeping() -> None:
     t.add_column("what")
     t.add_column("deleted", justify="right")
     for what, n in done.items():
-        t.add_row(what, str(n))
+        t.add_row(what, "[red]failed (see the log)[/]" if n is None else str(n))
     console.print(t)
+    if None in done.values():
+        raise typer.Exit(1)
 
 
 audit_app = typer.Typer(help="个人信息访问审计 / who was shown whose personal data", no_args_is_help=True)
@@ -308,7 +312,7 @@ app.add_typer(staff_app, name="staff")
 
 
 @staff_app.command("key-create")
-def staff_key_create(name: str = typer.Argument(..., help="the staff member (shown in the audit of their use)")) -> None:
+def staff_key_create(name: str = typer.Argument(..., help="the staff member the key belongs to")) -> None:
     """Make a staff key; it is printed once and stored only as a hash."""
     from medpay.adapters.db.engine import session_factory
     from medpay.services.staff import StaffKeys

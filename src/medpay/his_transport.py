@@ -7,8 +7,9 @@ client per request, which matters when the client runs on the same machine as th
 Failures are two kinds, because the caller handles them differently: ``TransportTimeout`` (sent, no answer in
 time) and ``TransportFailure`` (no connection, or the connection broke). A request on a *reused* connection
 that the server had already closed is sent again once on a new connection, as every keep-alive client does:
-institution requests are idempotent by msgid, so a resend can never act twice. The headers are asked for
-again for the resend (``headers`` is a function): a signed request must not reuse its nonce.
+every write of the institution interface is exactly once by msgid, so a resend never acts twice (a resent
+1101 records its presentation again, which is harmless). The headers are asked for again for the resend
+(``headers`` is a function): a signed request must not reuse its nonce.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import http.client
 import socket
 import threading
+import weakref
 from dataclasses import dataclass
 from collections.abc import Callable
 from typing import Protocol
@@ -58,7 +60,8 @@ class HttpTransport:
         self._prefix = parts.path.rstrip("/")
         self._timeout = timeout
         self._local = threading.local()
-        self._all: list[http.client.HTTPConnection] = []
+        # the open connections, for close(); a finished thread's goes with its thread-local
+        self._all: weakref.WeakSet[http.client.HTTPConnection] = weakref.WeakSet()
         self._lock = threading.Lock()
 
     def post(self, path: str, body: bytes, headers: Headers) -> HttpResult:
@@ -104,7 +107,7 @@ class HttpTransport:
         conn = cls(self._host, self._port, timeout=self._timeout)
         self._local.conn = conn
         with self._lock:
-            self._all.append(conn)
+            self._all.add(conn)
         return conn, False
 
     def _drop(self, conn: http.client.HTTPConnection) -> None:
@@ -112,12 +115,11 @@ class HttpTransport:
         if getattr(self._local, "conn", None) is conn:
             self._local.conn = None
         with self._lock:
-            if conn in self._all:
-                self._all.remove(conn)
+            self._all.discard(conn)
 
     def close(self) -> None:
         with self._lock:
-            conns, self._all = self._all, []
+            conns, self._all = list(self._all), weakref.WeakSet()
         for conn in conns:
             conn.close()
         self._local = threading.local()

@@ -33,7 +33,7 @@ two decimals; inside, everything is integer fen. Errors share one shape:
 def housekeeping_of(app: FastAPI) -> Housekeeping:
     p: Platform = app.state.platform
     return Housekeeping(p.gateway, p.persons, ReconciliationService(p.factory, p.settlement.clock),
-                        AuditLog(p.factory, p.settlement.clock), lambda: terminal.ecert_service_of(app))
+                        AuditLog(p.factory, p.settlement.clock))
 
 
 def _lifespan(every_s: float):

@@ -45,18 +45,14 @@ EC_CODES: dict[str, int] = {
 
 
 def ecert_service(request: Request) -> EcertService:
-    return ecert_service_of(request.app)
-
-
-def ecert_service_of(app: Any) -> EcertService:
     """The app's EcertService: ``app.state.ecert`` if set, else built once from the Platform (same database,
     cipher, person service and code lifetime; the signing key from ``MEDPAY_SIGNING_KEY_FILE``)."""
-    svc = getattr(app.state, "ecert", None)
+    svc = getattr(request.app.state, "ecert", None)
     if svc is None:
-        p = app.state.platform
+        p = request.app.state.platform
         svc = EcertService(p.factory, p.cipher, default_signing_key(), p.persons, clock=p.persons.clock,
                            code_ttl_s=p.ecert_code_ttl_s)
-        app.state.ecert = svc
+        request.app.state.ecert = svc
     return svc
 
 

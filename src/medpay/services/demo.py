@@ -6,6 +6,7 @@ idempotent, so ``medpay demo seed`` can run on every start.
 
 from __future__ import annotations
 
+import logging
 from datetime import date
 from typing import Any
 
@@ -14,7 +15,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from medpay.adapters.crypto import FieldCipher, mask_certno
 from medpay.money import format_yuan
 from medpay.services.directory import Directory, PersonInput
+from medpay.services.errors import Conflict
 from medpay.services.staff import StaffKeys
+
+log = logging.getLogger("medpay.demo")
 
 REGION = ("999901", "演示统筹区")
 
@@ -76,7 +80,10 @@ def seed(factory: sessionmaker[Session], cipher: FieldCipher) -> dict[str, Any]:
         d.link_family(payer, beneficiary, relation)
     for code, name, lv, typ, limit, prop in CATALOG:
         d.add_catalog_item(code, name, lv, typ, limit, prop)
-    StaffKeys(factory).create(STAFF[0], key=STAFF[1])
+    try:
+        StaffKeys(factory).create(STAFF[0], key=STAFF[1])
+    except Conflict:  # an operator revoked the demo key: it stays revoked
+        log.warning("the demo staff key was revoked or replaced; not restoring it")
     return summary()
 
 

@@ -187,6 +187,17 @@ def _new_id(prefix: str) -> str:
     return prefix + "".join(secrets.choice(_ID_ALPHABET) for _ in range(8))
 
 
+def purge_nonces(factory: sessionmaker[Session], now: datetime, terminal_skew_s: int = TERMINAL_SKEW_S) -> int:
+    """Forget terminal nonces that can no longer pass the timestamp check, and nonces of codes long expired
+    (no signing key needed: housekeeping calls this directly)."""
+    with unit_of_work(factory) as uow:
+        n = uow.session.execute(delete(TerminalNonceRow).where(
+            TerminalNonceRow.seen_at < now - timedelta(seconds=2 * terminal_skew_s))).rowcount or 0
+        n += uow.session.execute(delete(EcertCodeNonceRow).where(
+            EcertCodeNonceRow.used_at < now - CODE_NONCE_KEEP)).rowcount or 0
+    return n
+
+
 class EcertService:
     def __init__(self, factory: sessionmaker[Session], cipher: FieldCipher, signing_key: Ed25519PrivateKey,
                  persons: PersonService, clock: Callable[[], datetime] = utcnow, *, code_ttl_s: int = MAX_TTL_S,
@@ -360,14 +371,7 @@ class EcertService:
             return row.terminal_id, row.fixmedins_code
 
     def purge_nonces(self) -> int:
-        """Forget terminal nonces that can no longer pass the timestamp check, and nonces of codes long expired."""
-        now = self.clock()
-        with unit_of_work(self.factory) as uow:
-            n = uow.session.execute(delete(TerminalNonceRow).where(
-                TerminalNonceRow.seen_at < now - timedelta(seconds=2 * self.terminal_skew_s))).rowcount or 0
-            n += uow.session.execute(delete(EcertCodeNonceRow).where(
-                EcertCodeNonceRow.used_at < now - CODE_NONCE_KEEP)).rowcount or 0
-        return n
+        return purge_nonces(self.factory, self.clock(), self.terminal_skew_s)
 
     # -- ec.query ------------------------------------------------------------------------------------------
 

@@ -15,9 +15,9 @@ token works at once; a withdrawn one stops working within the TTL on every worke
 
 5. The nonce must not have been accepted before for this paasid. It is inserted into ``gateway_nonces`` by
    the request's first transaction (``medpay.services.request_guard``), so replay protection costs no
-   transaction of its own; a conflict on the primary key means a replay. Only requests that passed 1–4
-   write a nonce. ``verify(headers)`` does 1–5 in one call (its own transaction), for callers without a
-   request guard.
+   transaction of its own; a conflict on the primary key means a replay. Every request that passed 1–4
+   writes its nonce, answered or refused. ``verify(headers)`` does 1–5 in one call (its own transaction),
+   for callers without a request guard.
 
 A nonce must be remembered as long as a request carrying it can still pass check 2: its timestamp is at
 least ``seen_at - skew``, so it is stale once ``seen_at + 2·skew`` has passed. ``purge_nonces`` deletes
@@ -83,7 +83,8 @@ class Credential:
 
 class GatewayAuth:
     def __init__(self, factory: sessionmaker[Session], cipher: FieldCipher,
-                 clock: Callable[[], datetime] = utcnow, skew_s: int = 300, token_ttl_s: float = 10.0):
+                 clock: Callable[[], datetime] = utcnow, skew_s: int = 300, token_ttl_s: float = 10.0,
+                 monotonic: Callable[[], float] = time.monotonic):
         if skew_s <= 0:
             raise ValueError("skew_s must be positive")
         self.factory = factory
@@ -91,6 +92,7 @@ class GatewayAuth:
         self.clock = clock
         self.skew_s = skew_s
         self.token_ttl_s = token_ttl_s
+        self.monotonic = monotonic  # measures the age of a cached token
         self._tokens: dict[str, tuple[str, str, float]] = {}  # paasid → (fixmedins_code, token, read at)
         self._tokens_lock = threading.Lock()
 
@@ -147,7 +149,7 @@ class GatewayAuth:
     def _token(self, paasid: str, *, reload: bool) -> tuple[str, str, bool]:
         """(fixmedins_code, token, read just now) for ``paasid``, from the cache unless stale or ``reload``."""
         cached = self._tokens.get(paasid)
-        if cached is not None and not reload and time.monotonic() - cached[2] < self.token_ttl_s:
+        if cached is not None and not reload and self.monotonic() - cached[2] < self.token_ttl_s:
             return cached[0], cached[1], False
         with self.factory() as session:
             row = session.execute(
@@ -159,7 +161,7 @@ class GatewayAuth:
             raise AuthError(HEADER_PAASID, "unknown paasid")
         token = self.cipher.decrypt(row.token_enc, TOKEN_COLUMN)
         with self._tokens_lock:
-            self._tokens[paasid] = (row.fixmedins_code, token, time.monotonic())
+            self._tokens[paasid] = (row.fixmedins_code, token, self.monotonic())
         return row.fixmedins_code, token, True
 
     def purge_nonces(self, older_than: datetime | None = None) -> int:

@@ -14,8 +14,8 @@ import os
 from dataclasses import dataclass
 from typing import Callable
 
+from medpay.services import ecert
 from medpay.services.audit import AuditLog
-from medpay.services.ecert import EcertService
 from medpay.services.gateway_auth import GatewayAuth
 from medpay.services.persons import PersonService
 from medpay.services.reconciliation import ReconciliationService
@@ -38,17 +38,24 @@ class Housekeeping:
     persons: PersonService
     reconciliation: ReconciliationService
     audit: AuditLog
-    ecert: Callable[[], EcertService]  # built on first use: it needs the platform's signing key
 
-    def run(self) -> dict[str, int]:
-        """One pass; the number of rows each rule deleted, and of audit events sealed."""
-        done = {
-            "gateway_nonces": self.gateway.purge_nonces(),
-            "terminal_and_code_nonces": self.ecert().purge_nonces(),
-            "ec_tokens": self.persons.purge_expired_tokens(),
-            "interface_files": self.reconciliation.purge_expired_files(),
-            "audit_events_sealed": self.audit.seal(),
+    def run(self) -> dict[str, int | None]:
+        """One pass; the number of rows each rule deleted, and of audit events sealed (None: that rule failed,
+        logged; the others still ran)."""
+        rules: dict[str, Callable[[], int]] = {
+            "gateway_nonces": self.gateway.purge_nonces,
+            "terminal_and_code_nonces": lambda: ecert.purge_nonces(self.gateway.factory, self.gateway.clock()),
+            "ec_tokens": self.persons.purge_expired_tokens,
+            "interface_files": self.reconciliation.purge_expired_files,
+            "audit_events_sealed": self.audit.seal,
         }
+        done: dict[str, int | None] = {}
+        for name, rule in rules.items():
+            try:
+                done[name] = rule()
+            except Exception:  # one rule's fault must not keep the others from running
+                log.exception("housekeeping rule %s failed", name)
+                done[name] = None
         if any(done.values()):
             log.info("housekeeping %s", done)
         return done

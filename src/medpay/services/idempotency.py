@@ -39,13 +39,23 @@ class _KeyTaken(Exception):
 
 
 def once(factory: sessionmaker[Session], clock: Callable[[], datetime], scope: str, key: str, operation: str,
-         body: dict, work: Work, present: Present | None = None) -> dict:
+         body: dict, work: Work, present: Present | None = None, *, look_first: bool = False,
+         legacy_body: dict | None = None) -> dict:
+    """``clock`` stamps the record. ``look_first``: read the key before the work (one more statement) — for work
+    that would otherwise hold shared rows or store large data before a retry learns it is one.
+    ``legacy_body``: the body as an earlier version hashed it, so its retries still match."""
     if not key:
         raise Invalid("msgid", "missing")
     digest = records.request_hash({"op": operation, **body})
+    digests = {digest} | ({records.request_hash({"op": operation, **legacy_body})} if legacy_body is not None else set())
     refusal: ServiceError | None = None
     try:
         with unit_of_work(factory) as uow:
+            if look_first:
+                prior = records.idempotency_record(uow.conn, scope, key)
+                if prior is not None:
+                    response = replay(prior, operation, digests, key)
+                    return present(uow.conn, response) if present else response
             response = work(uow)
             if records.record_idempotency(uow.conn, scope, key, digest, operation, response, clock()):
                 return present(uow.conn, response) if present else response
@@ -59,24 +69,24 @@ def once(factory: sessionmaker[Session], clock: Callable[[], datetime], scope: s
     with unit_of_work(factory) as uow:  # commits even when the refusal stands: it records the nonce
         prior = records.idempotency_record(uow.conn, scope, key)
         if prior is not None:
-            response = replay(prior, operation, digest, key)
+            response = replay(prior, operation, digests, key)
             return present(uow.conn, response) if present else response
     raise refusal or Conflict("msgid", f"message id {key!r} is being processed; send it again")
 
 
 def write(factory: sessionmaker[Session], clock: Callable[[], datetime], scope: str, key: str | None,
-          operation: str, body: dict, work: Work) -> dict:
-    """One unit of work; exactly once (``once``) when the caller gives a key."""
+          operation: str, body: dict, work: Work, **options: Any) -> dict:
+    """One unit of work; exactly once (``once``, with its ``options``) when the caller gives a key."""
     if key is not None:
-        return once(factory, clock, scope, key, operation, body, work)
+        return once(factory, clock, scope, key, operation, body, work, **options)
     with unit_of_work(factory) as uow:
         return work(uow)
 
 
-def replay(prior: Any, operation: str, digest: str, key: str) -> dict:
+def replay(prior: Any, operation: str, digests: set[str], key: str) -> dict:
     """The stored first answer, if ``prior`` (the key's record) was made by the same request."""
     if prior.operation == REVERSED:
         raise Conflict("msgid", f"message {key!r} was reversed (2601); nothing was done — send it again with a new msgid")
-    if prior.request_hash != digest:
+    if prior.request_hash not in digests:
         raise Conflict("msgid", f"message id {key!r} was already used for a different request ({prior.operation})")
     return prior.response

@@ -89,7 +89,7 @@ class PersonService:
             now = self.clock()
             uow.session.add(CredentialPresentationRow(fixmedins_code=fixmedins_code, psn_no=row.psn_no,
                                                       mdtrt_cert_type=cert_type, presented_at=now))
-            audit.record(uow.session, actor_kind="institution", actor=fixmedins_code, action="1101",
+            audit.record(uow.session, actor_kind="institution", actor=fixmedins_code, action="person_info",
                          psn_no=row.psn_no, fields=audit.IDENTITY, at=now, ref=ref)
             acct = LedgerStore(uow.session).account(personal_account(row.psn_no).id)
             return self.describe(row, balance=acct.balance if acct else 0, now=now)

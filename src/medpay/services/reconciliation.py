@@ -170,7 +170,7 @@ class ReconciliationService:
 
         body = {"filename": name, "sha256": hashlib.sha256(data).hexdigest()}
         return idempotency.write(self.factory, self.clock, fixmedins_code, msgid, "file_upload", body,
-                                 work)["file_qury_no"]
+                                 work, look_first=True)["file_qury_no"]
 
     def file(self, fixmedins_code: str, file_qury_no: Any) -> StoredFile:
         """A file of the institution (upload or 3202 result), while it is available."""
@@ -254,7 +254,8 @@ class ReconciliationService:
 
         body = {"file_qury_no": upload.file_qury_no, "setl_optins": setl_optins, "clr_type": clr_type,
                 "period": [start.isoformat(), end.isoformat()], "declared": declared, "count": count}
-        return idempotency.write(self.factory, self.clock, fixmedins_code, msgid, "stmt_detail", body, work)
+        return idempotency.write(self.factory, self.clock, fixmedins_code, msgid, "stmt_detail", body, work,
+                                 look_first=True)
 
     # ---------------------------------------------------------------- helpers
 

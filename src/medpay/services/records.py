@@ -15,13 +15,11 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, Iterable
 
-from sqlalchemy import Connection, Row, and_, bindparam, func, insert, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import Connection, Row, and_, bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
 from medpay.adapters.crypto import FieldCipher
-from medpay.adapters.db.statements import dialect_name, insert_ignore
+from medpay.adapters.db.statements import INSERTS, dialect_name, insert_ignore
 from medpay.adapters.db.tables import (
     AccumulatorRow,
     CatalogItemRow,
@@ -128,20 +126,27 @@ def catalog(db: Db, codes: Iterable[str]) -> dict[str, CatalogItem]:
 
 # ------------------------------------------------------------------------------------------ visits, settlements
 
-_VISIT = select(visits).where(visits.c.mdtrt_id == bindparam("key"))
+def _of(table: Any, key_column: Any) -> Any:
+    """A row by key, only if it is the institution's: another institution's row is never locked or read."""
+    return select(table).where(key_column == bindparam("key"), table.c.fixmedins_code == bindparam("code"))
+
+
+_VISIT = _of(visits, visits.c.mdtrt_id)
 _VISIT_LOCKED = _VISIT.with_for_update()
-_SETTLEMENT = select(settlements).where(settlements.c.setl_id == bindparam("key"))
+_SETTLEMENT = _of(settlements, settlements.c.setl_id)
 _SETTLEMENT_LOCKED = _SETTLEMENT.with_for_update()
+_OWNER = {"visit": select(visits.c.fixmedins_code).where(visits.c.mdtrt_id == bindparam("key")),
+          "settlement": select(settlements.c.fixmedins_code).where(settlements.c.setl_id == bindparam("key"))}
 
 
 def _owned(db: Db, query: Any, key: str, fixmedins_code: str, *, field: str, noun: str) -> Row:
-    """A row the calling institution owns (tenancy)."""
-    row = db.execute(query, {"key": key}).one_or_none()
-    if row is None:
+    """A row the calling institution owns (tenancy); refused as unknown, or as another's, otherwise."""
+    row = db.execute(query, {"key": key, "code": fixmedins_code}).one_or_none()
+    if row is not None:
+        return row
+    if db.execute(_OWNER[noun], {"key": key}).first() is None:
         raise NotFound(field, f"unknown {noun} {key!r}")
-    if row.fixmedins_code != fixmedins_code:
-        raise Forbidden(field, f"{noun} {key!r} belongs to another institution")
-    return row
+    raise Forbidden(field, f"{noun} {key!r} belongs to another institution")
 
 
 def own_visit(db: Db, fixmedins_code: str, mdtrt_id: str, *, lock: bool = False) -> Row:
@@ -149,8 +154,10 @@ def own_visit(db: Db, fixmedins_code: str, mdtrt_id: str, *, lock: bool = False)
 
 
 _PERSON_COLUMNS = [c.label(f"person_{c.name}") for c in persons.c]
-_VISIT_WITH_PERSON_LOCKED = (select(visits, *_PERSON_COLUMNS).join(persons, persons.c.psn_no == visits.c.psn_no)
-                             .where(visits.c.mdtrt_id == bindparam("key")).with_for_update())
+_VISIT_WITH_PERSON = (select(visits, *_PERSON_COLUMNS).join(persons, persons.c.psn_no == visits.c.psn_no)
+                      .where(visits.c.mdtrt_id == bindparam("key"), visits.c.fixmedins_code == bindparam("code")))
+_VISIT_WITH_PERSON_LOCKED = {True: _VISIT_WITH_PERSON.with_for_update(),  # both rows
+                             False: _VISIT_WITH_PERSON.with_for_update(of=visits)}  # the visit's only
 
 
 class _Prefixed:
@@ -165,10 +172,11 @@ class _Prefixed:
         return getattr(self._row, self._prefix + name)
 
 
-def own_visit_and_person(db: Db, fixmedins_code: str, mdtrt_id: str) -> tuple[Row, Any]:
-    """The institution's visit and its person, both locked, in one statement (what a write to the visit's
-    money needs first)."""
-    visit = _owned(db, _VISIT_WITH_PERSON_LOCKED, mdtrt_id, fixmedins_code, field="mdtrt_id", noun="visit")
+def own_visit_and_person(db: Db, fixmedins_code: str, mdtrt_id: str, *, lock_person: bool) -> tuple[Row, Any]:
+    """The institution's visit, locked, and its person — locked too with ``lock_person`` (what a write to
+    the visit's money needs: the person's accumulators and accounts) — in one statement."""
+    visit = _owned(db, _VISIT_WITH_PERSON_LOCKED[lock_person], mdtrt_id, fixmedins_code, field="mdtrt_id",
+                   noun="visit")
     return visit, _Prefixed(visit, "person_")
 
 
@@ -278,16 +286,14 @@ _YEAR_ACCUMULATORS = select(accumulators.c.key, accumulators.c.value).where(and_
 _VISIT_DELTAS = select(settlements.c.visit_deltas).where(and_(
     settlements.c.mdtrt_id == bindparam("mdtrt_id"), settlements.c.kind == "settle",
     settlements.c.cancelled.is_(False)))
-_ADD_ACCUMULATORS = {
-    name: variant(accumulators).values(psn_no=bindparam("psn_no"), year=bindparam("year"), key=bindparam("key"),
-                                       value=bindparam("value"))
-    for name, variant in (("postgresql", pg_insert), ("sqlite", sqlite_insert))
-}
-_ADD_ACCUMULATORS = {
-    name: stmt.on_conflict_do_update(index_elements=["psn_no", "year", "key"],
-                                     set_={"value": accumulators.c.value + stmt.excluded.value})
-    for name, stmt in _ADD_ACCUMULATORS.items()
-}
+def _add_accumulators(variant: Any) -> Any:
+    stmt = variant(accumulators).values(psn_no=bindparam("psn_no"), year=bindparam("year"), key=bindparam("key"),
+                                        value=bindparam("value"))
+    return stmt.on_conflict_do_update(index_elements=["psn_no", "year", "key"],
+                                      set_={"value": accumulators.c.value + stmt.excluded.value})
+
+
+_ADD_ACCUMULATORS = {name: _add_accumulators(variant) for name, variant in INSERTS.items()}
 
 
 def year_accumulators(db: Db, psn_no: str, year: int) -> Accumulators:
@@ -308,10 +314,6 @@ def visit_accumulators(db: Db, mdtrt_id: str) -> Accumulators:
     for deltas in db.execute(_VISIT_DELTAS, {"mdtrt_id": mdtrt_id}).scalars():
         acc = acc.plus(deltas)
     return acc
-
-
-def admissions_this_year(db: Db, psn_no: str, year: int) -> int:
-    return year_accumulators(db, psn_no, year).get("admissions")
 
 
 # ------------------------------------------------------------------------------------------ idempotency records
@@ -338,7 +340,3 @@ def record_idempotency(db: Db, scope: str, key: str, request_hash: str, operatio
 
 def set_operation(db: Db, scope: str, key: str, operation: str) -> None:
     db.execute(_SET_OPERATION, {"w_scope": scope, "w_key": key, "operation": operation})
-
-
-def count(db: Db, table: Any) -> int:
-    return db.execute(select(func.count()).select_from(table)).scalar_one()

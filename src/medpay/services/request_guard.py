@@ -10,11 +10,12 @@ one transaction, not three:
 Both in one statement when all is well (INSERT … SELECT … WHERE EXISTS(open sign-in)); only when it inserts
 nothing does a second statement tell a replay from a missing sign-in.
 
+The guard exists from the moment the headers are authenticated (the signature covers the headers, not the
+body: a refused request must use up its nonce too, or its headers could be replayed with another body).
 ``with active(guard):`` around the request's handler makes ``unit_of_work`` call ``guard.admit`` first in the
-first transaction it opens. The guard is done once that transaction commits. A request whose handler was
-refused (its transaction rolled back) or opened no transaction calls ``finish``, which records the nonce in a
-transaction of its own — a refused request is still not replayable — and, for a handler that succeeded
-without the database, checks the sign-in before its answer goes out.
+first transaction it opens. The guard is done once that transaction commits. A request that was refused (its
+transaction rolled back) or opened no transaction calls ``finish``: it records the nonce in a transaction of its
+own and checks the sign-in, so the caller hears "sign_no" before anything the handler found.
 """
 
 from __future__ import annotations
@@ -26,13 +27,11 @@ from datetime import datetime
 from typing import Iterator
 
 from sqlalchemy import Connection, String, and_, bindparam, exists, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, sessionmaker
 
 from medpay.adapters.db.base import UtcDateTime
 from medpay.adapters.db.gateway_tables import GatewayNonceRow, SignInRow
-from medpay.adapters.db.statements import insert_ignore
+from medpay.adapters.db.statements import INSERTS, insert_ignore
 from medpay.services.errors import AuthError, Invalid
 
 _nonces = GatewayNonceRow.__table__
@@ -47,7 +46,7 @@ _NONCE_IF_SIGNED_IN = {
         select(bindparam("paasid", type_=String()), bindparam("nonce", type_=String()),
                bindparam("seen_at", type_=UtcDateTime())).where(exists(_OPEN_SIGN_IN)),
     ).on_conflict_do_nothing().returning(_nonces.c.nonce)
-    for name, variant in (("postgresql", pg_insert), ("sqlite", sqlite_insert))
+    for name, variant in INSERTS.items()
 }
 
 _current: ContextVar["RequestGuard | None"] = ContextVar("medpay_request_guard", default=None)
@@ -60,13 +59,18 @@ def record_nonce(conn: Connection, paasid: str, nonce: str, seen_at: datetime) -
                          GatewayNonceRow.nonce)
 
 
+def sign_in_open(conn: Connection, fixmedins_code: str, sign_no: str) -> bool:
+    """Is ``sign_no`` an open 9001 sign-in of the institution?"""
+    return conn.execute(_OPEN_SIGN_IN, {"sign_no": sign_no, "code": fixmedins_code}).first() is not None
+
+
 @dataclass
 class RequestGuard:
     paasid: str
     nonce: str
     seen_at: datetime
     fixmedins_code: str
-    sign_no: str | None  # None: this transaction needs no sign-in (9001, 9002)
+    sign_no: str | None = None  # None: no sign-in needed (9001, 9002), or not known yet (the envelope unread)
     done: bool = False  # the nonce is committed (by the request's first transaction or by finish)
     replayed: bool = False
     holding: bool = False  # an open transaction of this request has inserted the nonce
@@ -97,20 +101,26 @@ class RequestGuard:
         self.holding = False
         self.done = self.done or committed
 
-    def finish(self, factory: sessionmaker[Session], *, succeeded: bool) -> None:
-        """Record the nonce if no transaction of the request did; for a request that ``succeeded`` without
-        one, also check its sign-in (raising as ``admit`` does)."""
+    def finish(self, factory: sessionmaker[Session], *, check_sign_in: bool = True) -> None:
+        """Record the nonce if no transaction of the request did, in a transaction of its own; then, unless a
+        committed transaction of the request checked the sign-in (or not ``check_sign_in``), check it now:
+        raises ``Invalid`` naming ``sign_no`` (the nonce stays recorded) or, for a replay, ``AuthError``."""
         if self.done or self.replayed:
             return
         session = factory()
         committed = False
         try:
             with session.begin():
-                self.admit(session.connection(), check_sign_in=succeeded)
+                conn = session.connection()
+                self.admit(conn, check_sign_in=False)
+                signed_in = (not check_sign_in or self.sign_no is None
+                             or sign_in_open(conn, self.fixmedins_code, self.sign_no))
             committed = True
         finally:
             self.settled(committed)
             session.close()
+        if not signed_in:
+            raise Invalid("sign_no", "no active sign-in with this sign_no (9001 first)")
 
 
 def pending() -> RequestGuard | None:

@@ -50,8 +50,8 @@ INPATIENT_MED_TYPES = ("21", "23", "24", "52")
 CLR_TYPES = {"outpatient": "11", "chronic": "14", "inpatient": "21"}
 # the sums a HIS sends with 2206/2207/2303/2304, checked against its uploaded lines to the fen
 DECLARED_AMOUNTS = ("medfee_sumamt", "fulamt_ownpay_amt", "overlmt_selfpay", "preselfpay_amt", "inscp_scp_amt")
-LINE_TOLERANCE_FEN = 1
-INSTITUTION_TTL_S = 10.0  # a changed institution level or region applies within this long on every worker  # det_item_fee_sumamt may differ from cnt × pric by rounding, never more
+LINE_TOLERANCE_FEN = 1  # det_item_fee_sumamt may differ from cnt × pric by rounding, never more
+INSTITUTION_TTL_S = 10.0  # a changed institution level or region applies within this long on every worker
 
 
 @dataclass(frozen=True)
@@ -162,7 +162,7 @@ class SettlementService:
             return {"mdtrt_id": values["mdtrt_id"], "psn_no": psn_no, "ipt_otp_no": ipt_otp_no, "status": "open",
                     "admission_seq": seq}
 
-        return VisitState.of(self._write(fixmedins_code, msgid, "register", body, work))
+        return self._visit_state(fixmedins_code, self._write(fixmedins_code, msgid, "register", body, work))
 
     def cancel_visit(self, fixmedins_code: str, mdtrt_id: str, msgid: str | None = None,
                      psn_no: str = "") -> VisitState:
@@ -181,7 +181,7 @@ class SettlementService:
             return _state(visit, "cancelled")
 
         body = {"mdtrt_id": mdtrt_id, "psn_no": psn_no}
-        return VisitState.of(self._write(fixmedins_code, msgid, "cancel_visit", body, work))
+        return self._visit_state(fixmedins_code, self._write(fixmedins_code, msgid, "cancel_visit", body, work))
 
     def discharge(self, fixmedins_code: str, mdtrt_id: str, endtime: datetime | None = None,
                   msgid: str | None = None, psn_no: str = "") -> VisitState:
@@ -197,7 +197,7 @@ class SettlementService:
             return _state(visit, "discharged")
 
         body = {"mdtrt_id": mdtrt_id, "endtime": endtime.isoformat() if endtime else "", "psn_no": psn_no}
-        return VisitState.of(self._write(fixmedins_code, msgid, "discharge", body, work))
+        return self._visit_state(fixmedins_code, self._write(fixmedins_code, msgid, "discharge", body, work))
 
     def undo_discharge(self, fixmedins_code: str, mdtrt_id: str, msgid: str | None = None,
                        psn_no: str = "") -> VisitState:
@@ -211,7 +211,7 @@ class SettlementService:
             return _state(visit, "open")
 
         body = {"mdtrt_id": mdtrt_id, "psn_no": psn_no}
-        return VisitState.of(self._write(fixmedins_code, msgid, "undo_discharge", body, work))
+        return self._visit_state(fixmedins_code, self._write(fixmedins_code, msgid, "undo_discharge", body, work))
 
     def update_visit(self, fixmedins_code: str, mdtrt_id: str, *, med_type: str | None = None, dise_codg: str = "",
                      dise_name: str = "", msgid: str | None = None, psn_no: str = "") -> VisitState:
@@ -239,7 +239,7 @@ class SettlementService:
                 records.set_visit(conn, mdtrt_id, **changes)
             return _state(visit)
 
-        return VisitState.of(self._write(fixmedins_code, msgid, "update_visit", body, work))
+        return self._visit_state(fixmedins_code, self._write(fixmedins_code, msgid, "update_visit", body, work))
 
     def deposit(self, fixmedins_code: str, mdtrt_id: str, amount: Any, msgid: str, channel: str = "counter") -> dict:
         """An inpatient deposit (预交金), held on the visit and used for the cash part at settlement."""
@@ -276,7 +276,7 @@ class SettlementService:
     def _upload(self, uow: UnitOfWork, fixmedins_code: str, mdtrt_id: str, lines: list[FeeLineInput],
                 psn_no: str) -> list[dict[str, Any]]:
         conn = uow.conn
-        visit, prow = self._own_visit_and_person(conn, fixmedins_code, mdtrt_id, psn_no)
+        visit, prow = self._own_visit_and_person(conn, fixmedins_code, mdtrt_id, psn_no, lock_person=False)
         if visit.status not in ("open", "discharged"):
             raise Conflict("mdtrt_id", f"visit {mdtrt_id!r} is {visit.status}; no more fee lines")
         policy = self._policy(prow.insuplc_admdvs, local_date(visit.begntime))
@@ -345,7 +345,7 @@ class SettlementService:
 
     def presettle(self, fixmedins_code: str, mdtrt_id: str, *, acct_used_flag: bool = True,
                   mid_setl_flag: bool = False, declared: dict[str, Any] | None = None, psn_no: str = "",
-                  with_identity: bool = False) -> Quote:
+                  with_identity: bool = False, ref: str = "") -> Quote:
         """2206/2303: the settlement as it would be now. Writes nothing of its own."""
         with unit_of_work(self.factory) as uow:
             visit = self._own_visit(uow.conn, fixmedins_code, mdtrt_id, psn_no)
@@ -355,7 +355,7 @@ class SettlementService:
             quote = self._quote(adj, policy, visit, prow, setl_id="", msgid="", now=self.clock(), channel="")
             if with_identity:
                 quote.setlinfo = self._with_identity(uow.conn, {"setlinfo": quote.setlinfo}, prow,
-                                                     actor=fixmedins_code, action="presettle")["setlinfo"]
+                                                     actor=fixmedins_code, action="presettle", ref=ref)["setlinfo"]
             return quote
 
     def settle(self, req: SettleRequest, *, with_identity: bool = False) -> dict[str, Any]:
@@ -366,7 +366,8 @@ class SettlementService:
 
         def work(uow: UnitOfWork) -> dict:
             conn = uow.conn
-            visit, prow = self._own_visit_and_person(conn, req.fixmedins_code, req.mdtrt_id, req.psn_no)
+            visit, prow = self._own_visit_and_person(conn, req.fixmedins_code, req.mdtrt_id, req.psn_no,
+                                                     lock_person=True)
             seen["person"] = prow
             if visit.status == "cancelled":
                 raise Conflict("mdtrt_id", f"visit {req.mdtrt_id!r} is cancelled")
@@ -518,20 +519,21 @@ class SettlementService:
         if cancel.cancelled:
             return
         orig = records.own_settlement(conn, fixmedins_code, cancel.orig_setl_id, lock=True)
+        # the visit before the person, as every settlement locks them: no lock-order cycle with a 2207
+        visit = records.own_visit(conn, fixmedins_code, orig.mdtrt_id, lock=True)
         prow = records.person_row(conn, orig.psn_no, lock=True)
         self._post(uow, reversal_posting(f"{cancel_setl_id}R", uow.ledger.transfers_by_ref(cancel_setl_id)))
         records.set_cancelled(conn, cancel_setl_id, True)
         records.set_cancelled(conn, orig.setl_id, False)
         records.add_to_accumulators(conn, prow.psn_no, orig.setl_year, orig.year_deltas)
         records.set_settled_lines_status(conn, orig.setl_id, "active")
-        visit = records.own_visit(conn, fixmedins_code, orig.mdtrt_id, lock=True)
         if orig.final:
             records.set_visit(conn, visit.mdtrt_id, status="settled")
 
     # ---------------------------------------------------------------- queries
 
-    def settlement(self, fixmedins_code: str, setl_id: str, *, psn_no: str = "",
-                   with_identity: bool = False) -> dict[str, Any]:
+    def settlement(self, fixmedins_code: str, setl_id: str, *, psn_no: str = "", with_identity: bool = False,
+                   ref: str = "") -> dict[str, Any]:
         """5203: a settlement of the institution (of ``psn_no``, when given) as it was answered."""
         with unit_of_work(self.factory) as uow:
             row = records.own_settlement(uow.conn, fixmedins_code, setl_id)
@@ -539,7 +541,8 @@ class SettlementService:
                 raise Invalid("psn_no", "the settlement is not of this person")
             output = dict(row.output)
             if with_identity:
-                return self._with_identity(uow.conn, output, actor=fixmedins_code, action="settlement query")
+                return self._with_identity(uow.conn, output, actor=fixmedins_code, action="settlement_query",
+                                           ref=ref)
             return output
 
     def fee_lines(self, fixmedins_code: str, mdtrt_id: str, psn_no: str = "") -> list[dict[str, Any]]:
@@ -600,9 +603,10 @@ class SettlementService:
         return inst
 
     @staticmethod
-    def _own_visit_and_person(conn: Connection, fixmedins_code: str, mdtrt_id: str, psn_no: str) -> tuple[Any, Any]:
-        """The institution's visit and its person, both locked; a person the request names must be the visit's."""
-        visit, prow = records.own_visit_and_person(conn, fixmedins_code, mdtrt_id)
+    def _own_visit_and_person(conn: Connection, fixmedins_code: str, mdtrt_id: str, psn_no: str, *,
+                              lock_person: bool) -> tuple[Any, Any]:
+        """The institution's visit (locked) and its person; a person the request names must be the visit's."""
+        visit, prow = records.own_visit_and_person(conn, fixmedins_code, mdtrt_id, lock_person=lock_person)
         if psn_no and visit.psn_no != psn_no:
             raise Invalid("psn_no", f"visit {mdtrt_id!r} is not of person {psn_no!r}")
         return visit, prow
@@ -748,11 +752,32 @@ class SettlementService:
 
     def _write(self, scope: str, msgid: str | None, operation: str, body: dict,
                work: Callable[[UnitOfWork], dict]) -> dict:
-        return idempotency.write(self.factory, self.clock, scope, msgid, operation, body, work)
+        return idempotency.write(self.factory, self.clock, scope, msgid, operation, body, work,
+                                 legacy_body=_legacy_body(operation, body))
 
     def _idempotent(self, scope: str, key: str, operation: str, body: dict, work: Callable[[UnitOfWork], dict],
                     present: Callable[[Connection, dict], dict] | None = None) -> dict:
-        return idempotency.once(self.factory, self.clock, scope, key, operation, body, work, present)
+        """For what moves money: the key is read first, so a retry never takes the shared ledger rows."""
+        return idempotency.once(self.factory, self.clock, scope, key, operation, body, work, present,
+                                look_first=True, legacy_body=_legacy_body(operation, body))
+
+    def _visit_state(self, fixmedins_code: str, response: dict[str, Any]) -> VisitState:
+        if "psn_no" in response:
+            return VisitState.of(response)
+        with self.factory() as session:  # an answer stored before it carried the visit's state
+            return VisitState.of(_state(records.own_visit(session, fixmedins_code, response["mdtrt_id"])))
+
+
+# Operations whose body was hashed without psn_no before psn_no was checked by the service (2026-12): a retry
+# of a message answered before still matches its record.
+_PSN_NO_ADDED = frozenset({"cancel_visit", "discharge", "undo_discharge", "update_visit", "upload_fees",
+                           "cancel_fees", "settle"})
+
+
+def _legacy_body(operation: str, body: dict[str, Any]) -> dict[str, Any] | None:
+    if operation not in _PSN_NO_ADDED:
+        return None
+    return {k: v for k, v in body.items() if k != "psn_no"}
 
 
 def _negated(row: dict[str, Any]) -> dict[str, Any]:

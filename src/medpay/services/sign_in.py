@@ -25,6 +25,7 @@ from medpay.adapters.db.gateway_tables import SignInRow
 from medpay.adapters.db.tables import InstitutionRow
 from medpay.adapters.db.statements import insert_ignore
 from medpay.services import idempotency
+from medpay.services.request_guard import sign_in_open
 from medpay.services.errors import Conflict, Forbidden, Invalid, NotFound
 from medpay.services.unit_of_work import UnitOfWork
 
@@ -111,9 +112,4 @@ class SignInService:
         if not isinstance(sign_no, str) or not sign_no:
             return False
         with self.factory() as session:
-            found = session.execute(
-                select(SignInRow.sign_no).where(SignInRow.sign_no == sign_no.strip(),
-                                               SignInRow.fixmedins_code == fixmedins_code,
-                                               SignInRow.sign_out_time.is_(None))
-            ).first()
-        return found is not None
+            return sign_in_open(session.connection(), fixmedins_code, sign_no.strip())

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from medpay.adapters.db.base import utcnow
 from medpay.adapters.db.staff_tables import StaffKeyRow
-from medpay.services.errors import AuthError, Invalid, NotFound
+from medpay.services.errors import AuthError, Conflict, Invalid, NotFound
 from medpay.services.unit_of_work import unit_of_work
 
 PREFIX = "mpk"
@@ -50,17 +50,21 @@ class StaffKeys:
         self.clock = clock
 
     def create(self, name: str, key: str | None = None) -> str:
-        """A new key for ``name``; returns the full key (the only time it is shown). ``key``: a given one
-        (the demo's fixed key; a key that exists already is kept as it is)."""
+        """A new key for ``name``; returns the full key (the only time it is shown). ``key``: a given one (the
+        demo's fixed key): made if new, kept if it is there already; refused (``Conflict``) if its id is there
+        with another secret or revoked — a revoked demo key stays revoked."""
         name = (name or "").strip()
         if not name or len(name) > _MAX_NAME or not name.isprintable():
             raise Invalid("name", f"a staff member's name, 1–{_MAX_NAME} printable characters")
         key = key or f"{PREFIX}_{secrets.token_hex(6)}_{secrets.token_urlsafe(32)}"
         key_id, secret = _split(key)
         with unit_of_work(self.factory) as uow:
-            if uow.session.get(StaffKeyRow, key_id) is None:
+            row = uow.session.get(StaffKeyRow, key_id)
+            if row is None:
                 uow.session.add(StaffKeyRow(key_id=key_id, secret_hash=_hash(secret), name=name,
                                             created_at=self.clock(), revoked_at=None))
+            elif row.revoked_at is not None or not hmac.compare_digest(row.secret_hash, _hash(secret)):
+                raise Conflict("key", f"staff key {key_id!r} exists with another secret or was revoked")
         return key
 
     def revoke(self, key_id: str) -> None:

@@ -24,7 +24,7 @@ class AuditEventRow(Base):
     at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
     actor_kind: Mapped[str] = mapped_column(String(12))  # institution | terminal | patient | operator
     actor: Mapped[str] = mapped_column(String(40))  # fixmedins_code, terminal id, ecert id, operator name
-    action: Mapped[str] = mapped_column(String(40))  # what was asked: "1101", "2207", "ec.query", …
+    action: Mapped[str] = mapped_column(String(40))  # what was asked: "person_info", "settle", "ec.query", …
     psn_no: Mapped[str] = mapped_column(String(30))  # whose data (not a foreign key: the log outlives rows)
     fields: Mapped[str] = mapped_column(String(120))  # the personal fields shown, comma-separated
     ref: Mapped[str] = mapped_column(String(64), default="")  # the request's msgid or key, when it has one

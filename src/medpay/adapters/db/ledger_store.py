@@ -11,13 +11,12 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, and_, bindparam, insert, select, update
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
 
 from medpay.adapters.db.base import utcnow
 from medpay.adapters.db.ledger_tables import LedgerAccountRow, LedgerTransferRow
+from medpay.adapters.db.statements import insert_ignore
 from medpay.domain.posting import AccountSpec
 from medpay.domain.ledger import (
     Account,
@@ -124,14 +123,7 @@ class LedgerStore:
             "created_at": self.clock(),
         }
         # ON CONFLICT DO NOTHING: two concurrent opens of one account both succeed without an abort.
-        dialect_insert = postgresql_insert if self.conn.dialect.name == "postgresql" else sqlite_insert
-        statement = (
-            dialect_insert(accounts_table)
-            .values(values)
-            .on_conflict_do_nothing(index_elements=["id"])
-            .returning(accounts_table.c.id)
-        )
-        if self.conn.execute(statement).scalar_one_or_none() is not None:
+        if insert_ignore(self.conn, accounts_table, values, accounts_table.c.id):
             self._opened.add(id)
             return AccountResult.OK
         existing = self.account(id)
@@ -287,7 +279,8 @@ class LedgerStore:
                     "resolved by a concurrent transfer",
                 ) from error
             code = TransferResult.EXISTS_WITH_DIFFERENT_FIELDS
-            raise LedgerError(code, new[0].id, "recorded by a concurrent transfer") from error
+            raise LedgerError(code, new[0].id, "the database refused the batch: a transfer recorded by a concurrent "
+                                               f"writer, or an account missing ({error.orig})") from error
 
     def _write_totals(self, changes: list[tuple[Account, Account]]) -> None:
         """Every account moves by its increments, applied atomically on top of whatever concurrent batches

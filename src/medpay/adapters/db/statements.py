@@ -9,7 +9,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-_INSERTS = {"postgresql": pg_insert, "sqlite": sqlite_insert}
+INSERTS = {"postgresql": pg_insert, "sqlite": sqlite_insert}  # INSERT … ON CONFLICT, per backend
 _PREPARED: dict[tuple, Any] = {}
 
 
@@ -28,7 +28,7 @@ def insert_ignore(db: Connection | Session, table: Any, values: dict[str, Any], 
     stmt = _PREPARED.get(key)
     if stmt is None:
         stmt = _PREPARED[key] = (
-            _INSERTS[dialect](table)
+            INSERTS[dialect](table)
             .values({name: bindparam(name, type_=table.c[name].type) for name in key[1]})
             .on_conflict_do_nothing()
             .returning(returning)

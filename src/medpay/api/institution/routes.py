@@ -37,24 +37,26 @@ def dispatch(platform: Platform, headers: dict[str, str], body: bytes, infno_fro
     started = time.perf_counter()
     status, infcode, output, err, infno, msgid = 200, 0, None, None, infno_from_path or "", ""
     guard: RequestGuard | None = None
+    handled = False  # the envelope was sound and the transaction's handler ran
     try:
         cred = platform.gateway.authenticate(headers)
+        # from here on the request uses up its nonce, whatever the answer
+        guard = RequestGuard(cred.paasid, cred.nonce, cred.seen_at, cred.fixmedins_code)
         env = parse_envelope(body, infno_from_path)
         infno, msgid = env.infno, env.msgid
         if env.fixmedins_code != cred.fixmedins_code:
             raise AuthError("fixmedins_code", "does not match the institution of the gateway credentials")
         platform.gateway.verify_body(cred.fixmedins_code, env.raw)
-        # from here on the request uses up its nonce, whatever the answer
-        guard = RequestGuard(cred.paasid, cred.nonce, cred.seen_at, cred.fixmedins_code,
-                             None if env.infno in NO_SIGN_IN else env.get("sign_no"))
+        guard.sign_no = None if env.infno in NO_SIGN_IN else env.get("sign_no")
         handler = HANDLERS.get(env.infno)
         if handler is None:
             raise EnvelopeError("infno", f"unknown transaction {env.infno!r}")
         if guard.sign_no == "":
             raise EnvelopeError("sign_no", "no active sign-in with this sign_no (9001 first)")
+        handled = True
         with request_guard.active(guard):
             output = handler(Call(env, cred.fixmedins_code, platform))
-        guard.finish(platform.factory, succeeded=True)
+        guard.finish(platform.factory)
     except AuthError as e:
         status, infcode, output, err = 401, -2, None, f"{e.field}: {e.message}"
     except (EnvelopeError, ServiceError) as e:
@@ -63,19 +65,23 @@ def dispatch(platform: Platform, headers: dict[str, str], body: bytes, infno_fro
         log.exception("institution interface fault infno=%s msgid=%s", infno, msgid)
         infcode, output, err = -1, None, "系统错误 system fault; the outcome is unknown to the caller — reverse with 2601 if it was a write"
     if infcode != 0 and guard is not None:
-        status, err = _use_up_nonce(platform, guard, status, err)
+        status, err = _use_up_nonce(platform, guard, status, err, check_sign_in=handled)
     now = platform.settlement.clock()
     log.info("infno=%s msgid=%s infcode=%s %.1fms", infno, msgid, infcode, (time.perf_counter() - started) * 1000)
     return JSONResponse(status_code=status, content=response(infcode, output, err, admdvs=RECEIVER_ADMDVS,
                                                              received=received, now=now))
 
 
-def _use_up_nonce(platform: Platform, guard: RequestGuard, status: int, err: str | None) -> tuple[int, str | None]:
-    """A refused request's nonce is recorded too (its own transaction rolled back): it can't be replayed."""
+def _use_up_nonce(platform: Platform, guard: RequestGuard, status: int, err: str | None, *,
+                  check_sign_in: bool) -> tuple[int, str | None]:
+    """A refused request's nonce is recorded too (its own transaction rolled back): it can't be replayed. A
+    sound envelope without an open sign-in hears that first, whatever its handler found."""
     try:
-        guard.finish(platform.factory, succeeded=False)
+        guard.finish(platform.factory, check_sign_in=check_sign_in)
     except AuthError as e:  # a copy of this request got there first
         return 401, f"{e.field}: {e.message}"
+    except ServiceError as e:  # the sign-in is not open
+        return status, f"{e.field}: {e.message}"
     except Exception:  # the answer stands; the nonce is still stale after the skew window
         log.exception("could not record the nonce of a refused request")
     return status, err
@@ -84,18 +90,26 @@ def _use_up_nonce(platform: Platform, guard: RequestGuard, status: int, err: str
 # Admission control: at most this many institution transactions of a worker process run at once; the rest
 # wait their turn on the event loop. On a small machine more would only add lock waits, GIL hand-offs and
 # database backends competing for the same cores (MEDPAY_INSTITUTION_CONCURRENCY to change it).
-CONCURRENCY = int(os.environ.get("MEDPAY_INSTITUTION_CONCURRENCY", "6"))
-_limiter: anyio.CapacityLimiter | None = None
+DEFAULT_CONCURRENCY = 6
+
+
+def concurrency() -> int:
+    value = os.environ.get("MEDPAY_INSTITUTION_CONCURRENCY", "")
+    if not value:
+        return DEFAULT_CONCURRENCY
+    if not value.isdigit() or int(value) < 1:
+        raise SystemExit(f"MEDPAY_INSTITUTION_CONCURRENCY must be a whole number of at least 1, not {value!r}")
+    return int(value)
 
 
 async def _handle(request: Request, infno: str | None) -> JSONResponse:
-    global _limiter
-    if _limiter is None:  # made on the worker's event loop
-        _limiter = anyio.CapacityLimiter(CONCURRENCY)
+    state = request.app.state
+    limiter = getattr(state, "institution_limiter", None)
+    if limiter is None:  # one per app, made on its event loop
+        limiter = state.institution_limiter = anyio.CapacityLimiter(concurrency())
     body = await request.body()
     headers = {k.lower(): v for k, v in request.headers.items()}
-    return await anyio.to_thread.run_sync(dispatch, request.app.state.platform, headers, body, infno,
-                                          limiter=_limiter)
+    return await anyio.to_thread.run_sync(dispatch, state.platform, headers, body, infno, limiter=limiter)
 
 
 def _openapi(infnos: list[str]) -> dict[str, Any]:

@@ -293,7 +293,8 @@ def presettle(call: Call) -> dict:
     d, mdtrt_id, psn_no, declared = _settle_input(call)
     quote = call.platform.settlement.presettle(
         call.fixmedins_code, mdtrt_id, acct_used_flag=flag(d, "acct_used_flag", "data", True),
-        mid_setl_flag=flag(d, "mid_setl_flag", "data", False), declared=declared, psn_no=psn_no, with_identity=True)
+        mid_setl_flag=flag(d, "mid_setl_flag", "data", False), declared=declared, psn_no=psn_no, with_identity=True,
+        ref=call.env.msgid)
     return to_yuan({"setlinfo": quote.setlinfo, "setldetail": quote.setldetail})
 
 
@@ -329,7 +330,7 @@ def reverse(call: Call) -> dict:
 def query_settlement(call: Call) -> dict:
     d = node(call, "data")
     out = call.platform.settlement.settlement(call.fixmedins_code, text(d, "setl_id", "data"), with_identity=True,
-                                              psn_no=text(d, "psn_no", "data", required=False))
+                                              psn_no=text(d, "psn_no", "data", required=False), ref=call.env.msgid)
     return to_yuan(out)
 
 
