@@ -387,33 +387,13 @@ def feedetail(lines: list[Any]) -> tuple[list[dict[str, Any]], Decimal]:
     return rows, sum(Decimal(ln["det_item_fee_sumamt"]) for ln in rows)
 
 
-_SEQUENCERS: dict[str, Any] = {}
-_SEQUENCERS_LOCK = threading.Lock()
-
-
-def hospital_msgid(code: str, name: str) -> Callable[[], str]:
-    """One msgid sequence per hospital, shared by all its terminals (as a HIS does: the interface's msgid is
-    fixmedins_code + time + a 4-digit sequence, unique per institution). Separate ``HisClient``s of one hospital
-    each start their sequence at random and would now and then produce the same msgid in the same second —
-    which the server rightly refuses (−2, "already used for a different request")."""
-    from medpay.his_client import HisClient
-
-    with _SEQUENCERS_LOCK:
-        seq = _SEQUENCERS.get(code)
-        if seq is None:  # HisClient.next_msgid is thread-safe; this one only numbers, it never sends
-            seq = _SEQUENCERS[code] = HisClient("http://sequencer.invalid", code, name, "-", "-",
-                                                mdtrtarea_admvs=ADMDVS)
-        return seq.next_msgid
-
-
 def his_client(base_url: str, inst: tuple[str, str, str, str], operator: str) -> Any:
-    """A ``HisClient`` of demo hospital ``inst`` = (code, name, paasid, token), signed in as ``operator``, its
-    msgids from the hospital's shared sequence."""
+    """A ``HisClient`` of demo hospital ``inst`` = (code, name, paasid, token), signed in as ``operator`` (all
+    clients of one hospital draw their msgids from one sequence: ``HisClient.next_msgid``)."""
     from medpay.his_client import HisClient
 
     code, name, paasid, token = inst
     # no retries: a failure is counted, not hidden behind a second attempt
     client = HisClient(base_url, code, name, paasid, token, mdtrtarea_admvs=ADMDVS, retries=0, timeout=60.0)
-    client.next_msgid = hospital_msgid(code, name)  # type: ignore[method-assign]
     client.sign_in(operator)
     return client

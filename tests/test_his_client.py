@@ -107,6 +107,15 @@ def test_envelope_has_every_field_of_the_reference():
     assert set(ENVELOPE_FIELDS) <= set(fixture("2207-request-chongqing.json"))
 
 
+def test_two_clients_of_one_hospital_never_draw_the_same_msgid():
+    clock = lambda: NOW  # noqa: E731 (one clock, frozen: every msgid falls in the same second)
+    a, b = client(Server(), clock=clock), client(Server(), clock=clock)
+    ids = [c.next_msgid() for _ in range(3000) for c in (a, b)]
+    assert len(set(ids)) == len(ids)
+    other = client(Server(), clock=clock, fixmedins_code="H99990100002")  # another hospital: its own sequence
+    assert other.next_msgid().startswith("H99990100002")
+
+
 def test_msgid_format_and_uniqueness():
     c = client(Server())
     ids = [c.next_msgid() for _ in range(25_000)]  # more than 10,000 in one (frozen) second

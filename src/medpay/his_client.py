@@ -189,6 +189,41 @@ class ReversalFailed(HisOutcomeUnknown):
 
 # ---------------------------------------------------------------------------------------------- helpers
 
+class _MsgidSequence:
+    """The msgid sequence of one institution (and clock) in this process: two clients of one hospital must
+    not draw the same msgid in the same second — the platform would refuse the second as another request's."""
+
+    _all: dict[tuple[str, Callable[[], datetime]], "_MsgidSequence"] = {}
+    _all_lock = threading.Lock()
+
+    def __init__(self, prefix: str, clock: Callable[[], datetime]):
+        self.prefix, self.clock = prefix, clock
+        self.lock = threading.Lock()
+        self.second: Optional[datetime] = None
+        self.seq = int.from_bytes(uuid.uuid4().bytes[:2], "big") % 10000  # random start: two processes differ
+        self.used = 0
+
+    @classmethod
+    def of(cls, prefix: str, clock: Callable[[], datetime]) -> "_MsgidSequence":
+        with cls._all_lock:
+            found = cls._all.get((prefix, clock))
+            if found is None:
+                found = cls._all[(prefix, clock)] = cls(prefix, clock)
+            return found
+
+    def next(self) -> str:
+        with self.lock:
+            now = self.clock().replace(microsecond=0, tzinfo=None)
+            if self.second is None or now > self.second:
+                self.second, self.used = now, 0
+            elif self.used >= 10000:
+                self.second += timedelta(seconds=1)
+                self.used = 0
+            self.seq = (self.seq + 1) % 10000
+            self.used += 1
+            return f"{self.prefix}{self.second:%Y%m%d%H%M%S}{self.seq:04d}"
+
+
 def gateway_headers(paasid: str, token: str, now: int, nonce: str) -> dict[str, str]:
     """x-tif-paasid/timestamp/nonce/signature for one attempt (``medpay.domain.gateway_signature``)."""
     return sign_headers(paasid, token, now=now, nonce=nonce)
@@ -311,10 +346,7 @@ class HisClient:
         self.sign_no = sign_no
         self.clock: Callable[[], datetime] = clock or datetime.now
         self._http = transport or HttpTransport(base_url, timeout=timeout)
-        self._lock = threading.Lock()
-        self._msgid_second: Optional[datetime] = None
-        self._seq = int.from_bytes(uuid.uuid4().bytes[:2], "big") % 10000  # random start: two processes differ
-        self._seq_used = 0
+        self._msgids = _MsgidSequence.of(fixmedins_code[:12].ljust(12, "0"), self.clock)
         self._insuplc: dict[str, str] = {}  # psn_no → insuplc_admdvs learnt from 1101
 
     # -- lifecycle
@@ -331,20 +363,12 @@ class HisClient:
     def next_msgid(self) -> str:
         """fixmedins_code (12, right-padded with 0 / truncated) + yyyyMMddHHmmss + 4-digit sequence = 30 chars.
 
-        Unique per client: the sequence runs on across seconds; after 10,000 in one second the
-        timestamp part moves on a second rather than repeat.
+        Unique within the process for the institution: every client of one institution (and clock) draws from
+        one sequence, which runs on across seconds; after 10,000 in one second the timestamp part moves on a
+        second rather than repeat. Another process of the same institution starts its sequence elsewhere at
+        random, so only a process per terminal, not a duplicate, is likely to meet it.
         """
-        with self._lock:
-            now = self.clock().replace(microsecond=0, tzinfo=None)
-            if self._msgid_second is None or now > self._msgid_second:
-                self._msgid_second, self._seq_used = now, 0
-            elif self._seq_used >= 10000:
-                self._msgid_second += timedelta(seconds=1)
-                self._seq_used = 0
-            self._seq = (self._seq + 1) % 10000
-            self._seq_used += 1
-            code = self.fixmedins_code[:12].ljust(12, "0")
-            return f"{code}{self._msgid_second:%Y%m%d%H%M%S}{self._seq:04d}"
+        return self._msgids.next()
 
     def recer_sys_code_for(self, infno: str, input: Mapping[str, Any]) -> str:
         """YBXT normally; LXXT for 离休 (insutype 340) in the transactions the reference lists.

@@ -32,8 +32,9 @@ two decimals; inside, everything is integer fen. Errors share one shape:
 
 def housekeeping_of(app: FastAPI) -> Housekeeping:
     p: Platform = app.state.platform
-    return Housekeeping(p.gateway, p.persons, ReconciliationService(p.factory, p.settlement.clock),
-                        AuditLog(p.factory, p.settlement.clock))
+    clock = p.settlement.clock
+    return Housekeeping(p.factory, clock, p.gateway, p.persons, ReconciliationService(p.factory, clock),
+                        AuditLog(p.factory, clock))
 
 
 def _lifespan(every_s: float):

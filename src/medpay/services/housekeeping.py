@@ -12,7 +12,10 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Callable
+
+from sqlalchemy.orm import Session, sessionmaker
 
 from medpay.services import ecert
 from medpay.services.audit import AuditLog
@@ -34,6 +37,8 @@ def interval_s() -> float:
 
 @dataclass
 class Housekeeping:
+    factory: sessionmaker[Session]
+    clock: Callable[[], datetime]
     gateway: GatewayAuth
     persons: PersonService
     reconciliation: ReconciliationService
@@ -44,7 +49,7 @@ class Housekeeping:
         logged; the others still ran)."""
         rules: dict[str, Callable[[], int]] = {
             "gateway_nonces": self.gateway.purge_nonces,
-            "terminal_and_code_nonces": lambda: ecert.purge_nonces(self.gateway.factory, self.gateway.clock()),
+            "terminal_and_code_nonces": lambda: ecert.purge_nonces(self.factory, self.clock()),
             "ec_tokens": self.persons.purge_expired_tokens,
             "interface_files": self.reconciliation.purge_expired_files,
             "audit_events_sealed": self.audit.seal,
