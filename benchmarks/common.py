@@ -301,6 +301,23 @@ def cmdline(pid: int) -> str:
         return ""
 
 
+def postgres_cpu_s() -> float:
+    """CPU seconds of this machine's PostgreSQL so far: its live processes, and the backends that have exited
+    (reaped by the postmaster, so in its children's time). The difference of two readings is what PostgreSQL
+    spent between them, backends that came and went included."""
+    procs = all_procs()
+    pg = {pid for pid, (_, _, comm) in procs.items() if comm.startswith("postgres")}
+    ticks = sum(procs[pid][1] for pid in pg)
+    for pid in pg:
+        if procs[pid][0] not in pg:  # the postmaster
+            try:
+                rest = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                ticks += int(rest[14]) + int(rest[15])  # cutime, cstime
+            except (OSError, IndexError, ValueError):
+                pass
+    return ticks / CLK_TCK
+
+
 def _system_ticks() -> tuple[int, int]:
     """(busy, total) jiffies of all CPUs from /proc/stat."""
     fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
@@ -387,13 +404,18 @@ def feedetail(lines: list[Any]) -> tuple[list[dict[str, Any]], Decimal]:
     return rows, sum(Decimal(ln["det_item_fee_sumamt"]) for ln in rows)
 
 
-def his_client(base_url: str, inst: tuple[str, str, str, str], operator: str) -> Any:
+def his_client(base_url: str, inst: tuple[str, str, str, str], operator: str,
+               wrap: Callable[[Any], Any] | None = None) -> Any:
     """A ``HisClient`` of demo hospital ``inst`` = (code, name, paasid, token), signed in as ``operator`` (all
-    clients of one hospital draw their msgids from one sequence: ``HisClient.next_msgid``)."""
+    clients of one hospital draw their msgids from one sequence: ``HisClient.next_msgid``); ``wrap`` wraps its
+    HTTP transport (to watch the answers)."""
     from medpay.his_client import HisClient
+    from medpay.his_transport import HttpTransport
 
     code, name, paasid, token = inst
+    transport = HttpTransport(base_url, timeout=60.0)
     # no retries: a failure is counted, not hidden behind a second attempt
-    client = HisClient(base_url, code, name, paasid, token, mdtrtarea_admvs=ADMDVS, retries=0, timeout=60.0)
+    client = HisClient(base_url, code, name, paasid, token, mdtrtarea_admvs=ADMDVS, retries=0,
+                       transport=wrap(transport) if wrap else transport)
     client.sign_in(operator)
     return client

@@ -43,7 +43,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, Callable
 
 from benchmarks.common import (ADMDVS, EMPLOYEE_TOP_UP_FEN, RESULTS_DIR, Tally, add_out_argument,
-                               add_pg_url_argument, console_and_log, finish, merge_errors, percentile,
+                               add_pg_url_argument, console_and_log, finish, merge_errors, percentile, postgres_cpu_s,
                                resolve_pg_url, result_header, run_threads, to_ms, write_result)
 
 PGBENCH_DB = "medpay_bench_pgbench"
@@ -539,7 +539,13 @@ def bench_pgbench(pg_url: str, clients: tuple[int, ...], seconds: int, database:
         out["init_s"] = round(time.perf_counter() - t0, 3)
         for c in clients:
             args = ["-c", str(c), "-j", str(min(2, c)), "-T", str(seconds)]
+            pg0, child0 = postgres_cpu_s(), os.times()
             res = parse_pgbench(run(args))
+            pg, child = postgres_cpu_s() - pg0, os.times()
+            pgbench_cpu = child.children_user + child.children_system - child0.children_user - child0.children_system
+            if res["transactions"]:  # what one TPC-B-like transaction costs PostgreSQL here, and pgbench itself
+                res["postgres_cpu_ms_per_tx"] = round(pg / res["transactions"] * 1000, 3)
+                res["pgbench_client_cpu_ms_per_tx"] = round(pgbench_cpu / res["transactions"] * 1000, 3)
             res.update(clients=c, threads=min(2, c), command="pgbench " + " ".join(args))
             out["runs"].append(res)
             log(f"pgbench  -c {c:<2} {res['tps']:>10,.1f} tps")

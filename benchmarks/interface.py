@@ -49,6 +49,7 @@ from benchmarks.common import (ADMDVS, CHRG_BCHNO, EMPLOYEE_TOP_UP_FEN, RESULTS_
                                his_client, latency, merge_errors, parse_counts, resolve_pg_url, result_header,
                                run_threads, write_result)
 from benchmarks.core import bench_pgbench, compute_ratios, flow_lines
+from benchmarks.stack_floor import RecordingTransport
 
 DEFAULT_OUT = RESULTS_DIR / "interface.json"
 PGBENCH_DB = "medpay_iface_pgbench"  # not core's, so the two benchmarks can't drop each other's database
@@ -286,14 +287,67 @@ class Platform:
                 shutil.rmtree(self.tmp, ignore_errors=True)
 
 
+class StackFloor:
+    """``benchmarks.stack_floor`` under uvicorn with the platform's worker count, answering what the platform
+    answered (``answers``, by infno); stands in for a ``Platform`` in :func:`run_closed`."""
+
+    def __init__(self, workers: int, persons: list[dict[str, Any]], answers: dict[str, Any], tmp: Path):
+        self.workers, self.persons, self.answers, self.tmp = workers, persons, answers, tmp
+        self.proc: subprocess.Popen | None = None
+        self.base_url = ""
+
+    def __enter__(self) -> "StackFloor":
+        from medpay.processes import wait_until_healthy
+
+        from benchmarks.stack_floor import ANSWERS_ENV
+
+        answers_file = self.tmp / "floor-answers.json"
+        answers_file.write_text(json.dumps(self.answers, ensure_ascii=False))
+        port = free_port()
+        env = {**os.environ, ANSWERS_ENV: str(answers_file), "PYTHONUNBUFFERED": "1"}
+        log_file = self.tmp / "floor.log"
+        with open(log_file, "wb") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "uvicorn", "benchmarks.stack_floor:app", "--host", "127.0.0.1", "--port",
+                 str(port), "--workers", str(self.workers), "--log-level", "warning", "--no-access-log"],
+                env=env, cwd=Path(__file__).resolve().parent.parent, stdout=out, stderr=subprocess.STDOUT,
+                start_new_session=True)
+        self.base_url = f"http://127.0.0.1:{port}"
+        try:
+            wait_until_healthy(f"{self.base_url}/healthz", self.proc, 60, "stack floor server")
+        except RuntimeError as e:
+            self.__exit__()
+            raise RuntimeError(f"{e}:\n{log_file.read_text(errors='replace')[-3000:]}") from None
+        time.sleep(1.0)  # every worker up
+        return self
+
+    def __exit__(self, *_exc: Any) -> None:
+        proc, self.proc = self.proc, None
+        if proc is None:
+            return
+        for sig, wait in ((signal.SIGTERM, 20), (signal.SIGKILL, 5)):
+            try:
+                os.killpg(proc.pid, sig)
+                proc.wait(timeout=wait)
+                return
+            except ProcessLookupError:
+                return
+            except subprocess.TimeoutExpired:
+                continue
+
+    @staticmethod
+    def pg_pids() -> set[int]:
+        return set()
+
+
 # ------------------------------------------------------------------------------------------ HIS clients
 
 
 class HisSession:
     """One HIS terminal: a signed-in ``HisClient`` for one person who has shown their card (1101)."""
 
-    def __init__(self, base_url: str, person: dict[str, Any], tag: str):
-        self.client = his_client(base_url, person["inst"], f"bench{tag}")
+    def __init__(self, base_url: str, person: dict[str, Any], tag: str, wrap: Callable[[Any], Any] | None = None):
+        self.client = his_client(base_url, person["inst"], f"bench{tag}", wrap)
         self.person = person
         self.tag = tag
         self.n = 0
@@ -330,12 +384,13 @@ class _Stats(Tally):
     late_starts: int = 0
 
 
-def _open_sessions(base_url: str, persons: list[dict[str, Any]], n: int, tag: str) -> list[HisSession]:
+def _open_sessions(base_url: str, persons: list[dict[str, Any]], n: int, tag: str,
+                   wrap: Callable[[Any], Any] | None = None) -> list[HisSession]:
     """n signed-in sessions (person i for client i), opened 8 at a time."""
     from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(8) as pool:
-        return list(pool.map(lambda i: HisSession(base_url, persons[i], f"{tag}-{i}"), range(n)))
+        return list(pool.map(lambda i: HisSession(base_url, persons[i], f"{tag}-{i}", wrap), range(n)))
 
 
 def _check_first(setl: dict[str, Any], total: Decimal) -> None:
@@ -382,9 +437,9 @@ def _merge(stats: list[_Stats]) -> tuple[dict[str, list[float]], Counter, str | 
     return (lists, *merge_errors(stats))
 
 
-def run_closed(platform: Platform, clients: int, seconds: float, tag: str,
-               during: Callable[[], Any] | None = None) -> dict[str, Any]:
-    sessions = _open_sessions(platform.base_url, platform.persons, clients, tag)
+def run_closed(platform: "Platform | StackFloor", clients: int, seconds: float, tag: str,
+               during: Callable[[], Any] | None = None, wrap: Callable[[Any], Any] | None = None) -> dict[str, Any]:
+    sessions = _open_sessions(platform.base_url, platform.persons, clients, tag, wrap)
     stats = [_Stats() for _ in range(clients)]
     state: dict[str, float] = {}
     meter = CpuMeter(platform.proc.pid, platform.pg_pids)
@@ -593,6 +648,7 @@ def render_table(result: dict[str, Any]) -> Any:
                       ("pgbench tps", "right"), ("settl/s ÷ tps", "right"), ("notes", "left")):
         table.add_column(col, justify=just)  # type: ignore[arg-type]
     tps = {r["clients"]: r for r in (result.get("pgbench") or {}).get("runs", [])}
+    pgbench_cpu = {c: r.get("postgres_cpu_ms_per_tx") for c, r in tps.items()}
     ratios = {r["clients"]: r for r in result.get("ratios", [])}
     for r in result["closed_loop"]:
         pg, ratio = tps.get(r["clients"]), ratios.get(r["clients"])
@@ -616,6 +672,27 @@ def render_table(result: dict[str, Any]) -> Any:
                       f"{fmt(h['service_p99_ms'], ',.1f', ' ms')}; late starts {h['late_starts']}; busy "
                       f"{fmt(h['machine_busy'], '.0%')}, other load {h['other_cpu_cores']} cores"
                       + (f"; errors {h['errors']}" if h["errors"] else ""))
+    if result.get("stack_floor"):
+        table.add_section()
+        for r in result["stack_floor"]:
+            pg, ratio = tps.get(r["clients"]), ratios.get(r["clients"])
+            share = ratio and ratio.get("settlements_per_floor")
+            table.add_row(
+                f"stack floor, {r['clients']} clients", fmt(r["settlements_per_s"], ",.1f"),
+                fmt(r["settlement_p50_ms"], ",.1f", " ms"), fmt(r["settlement_p99_ms"], ",.1f", " ms"),
+                fmt(pg and pg["tps"], ",.0f"), fmt(ratio and ratio.get("floor_per_pgbench_tx"), ".3f"),
+                f"a no-op server on the same HTTP stack, same clients: medpay reaches {fmt(share, '.0%')} of it; "
+                f"CPU ms/settl: server {r['server_cpu_ms_per_settlement']}, client {r['client_cpu_ms_per_settlement']}"
+                + (f"; errors {r['errors']}" if r["errors"] else ""))
+    bounds = [r for r in result.get("ratios", []) if r.get("cpu_bound_settlements_per_s")]
+    if bounds:
+        table.add_section()
+        for r in bounds:
+            table.add_row(f"CPU bound, {r['clients']} clients", fmt(r["cpu_bound_settlements_per_s"], ",.1f"), "", "",
+                          fmt(r["pgbench_tps"], ",.0f"), fmt(r["cpu_bound_per_pgbench_tx"], ".3f"),
+                          f"{m['usable_cpus']} CPUs ÷ {r['cpu_bound_ms_per_settlement']} ms: the floor's server and "
+                          f"clients + {TRANSACTIONS_PER_FLOW} × PostgreSQL's CPU per pgbench transaction "
+                          f"({pgbench_cpu.get(r['clients'])} ms)")
     goal = result.get("goals", {}).get("settlements_at_least_half_pgbench_tps")
     if goal:
         table.add_section()
@@ -680,7 +757,10 @@ def run(cfg: Config, log: Callable[[str], None] = lambda s: None) -> dict[str, A
     with Platform(cfg.pg_url, cfg.workers, n_persons, log) as platform:
         result["server"] = platform.facts
         result["machine"]["postgresql"] = platform.facts["server_version"]
-        warm = run_closed(platform, min(8, max(cfg.clients)), cfg.warmup_seconds, "warm")
+        answers: dict[str, Any] = {}  # the platform's first answer per infno, for the stack floor
+        lock = threading.Lock()
+        warm = run_closed(platform, min(8, max(cfg.clients)), cfg.warmup_seconds, "warm",
+                          wrap=lambda t: RecordingTransport(t, answers, lock))
         log(f"warm-up  {warm['settlements_per_s']:>8,.1f} settlements/s (not reported)"
             + (f"  errors {warm['errors']} {warm['first_error']}" if warm["errors"] else ""))
         for clients in cfg.clients:
@@ -711,16 +791,58 @@ def run(cfg: Config, log: Callable[[str], None] = lambda s: None) -> dict[str, A
         result["ledger_violations"] = platform.ledger_violations()
         # pgbench needs its own connections: the server's pools go first (max_connections)
         platform.stop_server()
+        result["stack_floor"] = run_floor(cfg, platform, answers, log)
         result["pgbench"] = bench_pgbench(cfg.pg_url, cfg.clients, cfg.pgbench_seconds, database=PGBENCH_DB, log=log)
     result["ratios"] = compute_ratios(
         [{"backend": "postgresql", "threads": r["clients"], "settlements_per_s": r["settlements_per_s"]}
          for r in closed], result["pgbench"])
+    floors = {r["clients"]: r for r in result.get("stack_floor", [])}
+    pgbench_runs = {r["clients"]: r for r in result["pgbench"].get("runs", [])}
+    for r in result["ratios"]:
+        floor, pg = floors.get(r["clients"]), pgbench_runs.get(r["clients"])
+        f = floor and floor["settlements_per_s"]
+        r["stack_floor_per_s"] = f
+        r["settlements_per_floor"] = round(r["settlements_per_s"] / f, 4) if f else None
+        r["floor_per_pgbench_tx"] = round(f / pg["tps"], 4) if f and pg else None
+        r.update(cpu_bound(floor, pg, result["machine"]["usable_cpus"]))
     result["goals"] = {
         "settlements_at_least_half_pgbench_tps": {r["clients"]: r["settlements_per_pgbench_tx"] >= 0.5
                                                   for r in result["ratios"]},
         "p99_under_50ms_at_half_peak": (result.get("half_peak") or {}).get("goal_met"),
     }
     return finish(result, started)
+
+
+TRANSACTIONS_PER_FLOW = 3  # 2201, 2204, 2207: each commits
+
+
+def cpu_bound(floor: dict[str, Any] | None, pg: dict[str, Any] | None, cpus: int) -> dict[str, Any]:
+    """The most settlements per second this machine's CPUs could carry on this stack with these clients: what the
+    stack floor's server and clients cost per flow, plus PostgreSQL's cost of one pgbench transaction for each of
+    the flow's transactions (medpay's do more than TPC-B's, so the true cost is higher) — as a share of pgbench."""
+    if not floor or not pg or not pg.get("postgres_cpu_ms_per_tx") or not floor.get("client_cpu_ms_per_settlement"):
+        return {}
+    per_flow_ms = (floor["server_cpu_ms_per_settlement"] + floor["client_cpu_ms_per_settlement"]
+                   + TRANSACTIONS_PER_FLOW * pg["postgres_cpu_ms_per_tx"])
+    bound = cpus / per_flow_ms * 1000
+    return {"cpu_bound_ms_per_settlement": round(per_flow_ms, 3), "cpu_bound_settlements_per_s": round(bound, 1),
+            "cpu_bound_per_pgbench_tx": round(bound / pg["tps"], 4)}
+
+
+def run_floor(cfg: Config, platform: Platform, answers: dict[str, Any],
+              log: Callable[[str], None]) -> list[dict[str, Any]]:
+    """The same clients against the stack floor (``benchmarks.stack_floor``), at every client count."""
+    rows = []
+    with StackFloor(cfg.workers, platform.persons, answers, platform.tmp) as floor:
+        run_closed(floor, min(8, max(cfg.clients)), cfg.warmup_seconds, "floor-warm")
+        for clients in cfg.clients:
+            row = run_closed(floor, clients, cfg.seconds, f"f{clients}")
+            row.pop("postgres_cpu_ms_per_settlement", None)
+            rows.append(row)
+            log(f"floor    {clients:>3} clients {row['settlements_per_s']:>8,.1f} settlements/s  "
+                f"p50 {row['settlement_p50_ms']:,.1f} ms  (no-op server on the same stack)"
+                + (f"  errors {row['errors']} {row['first_error']}" if row["errors"] else ""))
+    return rows
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -30,13 +30,11 @@ from medpay.api.terminal import EC_CODES
 from medpay.domain.bill_code import make_bill_payload
 from medpay.money import format_yuan
 from medpay.services import demo
+from tests.helpers_browser import CHROMIUM, CHROMIUM_ARGS
 from tests.helpers_gateway import CallbackReceiver
 from tests.helpers_qr import EMP, H1, app_code, fen, his_bill, qr_stack, scan_image, scan_text, terminal_post, wallet
 from tests.helpers_server import run_cli
 
-CHROMIUM = "/usr/bin/chromium"  # Debian's (scripts/ensure-chromium); Playwright's own download is not to be had
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
 CODE_TTL_S = 15
 CHILD = demo.PERSONS[3]  # 王小明, resident; his father's account pays for him (家庭共济)
 

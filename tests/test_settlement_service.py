@@ -281,6 +281,18 @@ def test_cash_only_settlement_and_cancel_fees(svc):
     assert ledger_clean(svc)
 
 
+def test_a_long_bill_is_stored_whole_and_settled_to_the_fen(svc):
+    n = 237
+    v = svc.register_visit(H1, EMP, "11")
+    svc.upload_fees(H1, v.mdtrt_id, [line(f"L{i:04d}", BLOOD, 1, "1.01", "1.01") for i in range(n)])
+    with svc.factory() as s:
+        stored = s.scalars(select(FeeLineRow.feedetl_sn).where(FeeLineRow.mdtrt_id == v.mdtrt_id)).all()
+    assert sorted(stored) == [f"L{i:04d}" for i in range(n)]
+    info = settle(svc, H1, "LONG-1", v.mdtrt_id)["setlinfo"]  # (settle checks the identities)
+    assert info["medfee_sumamt"] == 101 * n
+    assert ledger_clean(svc)
+
+
 # ------------------------------------------------------------------------------------------------ inpatient
 
 

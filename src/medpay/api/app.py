@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 
 import anyio.to_thread
 from fastapi import Depends, FastAPI
+from fastapi_offline import FastAPIOffline
 
 from medpay import __version__
 from medpay.api import admin, errors, mobile, mobile_pages, pages, payments, terminal
@@ -62,8 +63,10 @@ async def _housekeeping_loop(app: FastAPI, every_s: float) -> None:
 
 
 def create_app(platform: Platform | None = None, *, housekeeping_every_s: float = 0) -> FastAPI:
-    app = FastAPI(
-        title="medpay 医保便捷支付", version=__version__, description=DESCRIPTION,
+    # /docs from files in the package, not a CDN: a hospital's intranet often has no internet. (No /redoc: its
+    # page still loads a logo from the internet.)
+    app = FastAPIOffline(
+        redoc_url=None, title="medpay 医保便捷支付", version=__version__, description=DESCRIPTION,
         lifespan=_lifespan(housekeeping_every_s),
         openapi_tags=[
             {"name": "institution", "description": "定点医药机构接口 — the NHSA-style interface HIS systems call (infno transactions)"},
