@@ -8,15 +8,24 @@ from pathlib import Path
 import httpx
 import pytest
 
+from medpay.his_client import HisClient
+from medpay.services import demo
 from tests.helpers_server import STAFF, backend_server
 
 EXAMPLE = json.loads((Path(__file__).parents[1] / "examples" / "inpatient-bill.json").read_text(encoding="utf-8"))
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def base(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
-    """One server per backend for the module; each test works on visits of its own."""
-    yield from backend_server(request.param, tmp_path_factory.mktemp("server"))
+def served(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
+    """One server per backend for the module (its URL and its directory, with server.log)."""
+    tmp = tmp_path_factory.mktemp("server")
+    for url in backend_server(request.param, tmp):
+        yield url, tmp
+
+
+@pytest.fixture(scope="module")
+def base(served) -> str:
+    return served[0]
 
 
 def test_health_home_and_openapi(base: str) -> None:
@@ -73,3 +82,16 @@ def test_malformed_json_is_refused_without_traceback(base: str) -> None:
 
 def test_ledger_check_over_http_is_clean_after_seed(base: str) -> None:
     assert httpx.get(f"{base}/api/v1/admin/ledger/check", headers=STAFF).json() == {"ok": True, "violations": []}
+
+
+def test_the_server_logs_a_line_per_institution_transaction(served) -> None:
+    base, tmp = served
+    code, name, _level, paasid, token = demo.INSTITUTIONS[0]
+    with HisClient(base, code, name, paasid, token, mdtrtarea_admvs="999901") as his:
+        msgid = his.next_msgid()
+        his.call("9001", {"signIn": {"opter_no": "1001", "mac": "", "ip": ""}}, msgid=msgid)
+        refused = his.call("2207", {"data": {"mdtrt_id": "x"}}, check=False)
+    log = (tmp / "server.log").read_text()
+    assert f"infno=9001 msgid={msgid} infcode=0 " in log
+    assert refused.infcode == -2
+    assert [ln for ln in log.splitlines() if "infno=2207" in ln and "infcode=-2" in ln]  # refusals are logged too

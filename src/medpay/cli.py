@@ -92,6 +92,18 @@ def demo_seed(as_json: bool = typer.Option(False, "--json", help="print the demo
     console.print(t)
 
 
+def _log_config() -> dict:
+    """uvicorn's logging, and medpay's own loggers (a line per institution transaction, faults, housekeeping) at
+    INFO through the same handler: without a handler of their own only warnings would ever show."""
+    import copy
+
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config["loggers"]["medpay"] = {"handlers": ["default"], "level": "INFO", "propagate": False}
+    return config
+
+
 @app.command()
 def serve(host: str = typer.Option("127.0.0.1", help="address to listen on"),
           port: int = typer.Option(8000, help="port to listen on"),
@@ -134,7 +146,7 @@ def serve(host: str = typer.Option("127.0.0.1", help="address to listen on"),
     console.print(f"medpay 服务 / serving on [bold]http://{host}:{port}[/]  (docs: http://{host}:{port}/docs)")
     try:
         uvicorn.run("medpay.api.main:app", host=host, port=port, workers=workers, log_level="info",
-                    access_log=access_log)
+                    access_log=access_log, log_config=_log_config())
     finally:
         if simulator is not None:
             simulator.stop()
