@@ -116,6 +116,23 @@ def test_two_clients_of_one_hospital_never_draw_the_same_msgid():
     assert other.next_msgid().startswith("H99990100002")
 
 
+def test_processes_of_one_hospital_in_their_own_lanes_never_meet():
+    # two processes of one hospital, as two sequences (each process has its own), same frozen second
+    from medpay.his_client import _MsgidSequence
+
+    clock = lambda: NOW  # noqa: E731
+    first, second = (_MsgidSequence("H99990100001", clock, lane) for lane in ((0, 2), (1, 2)))
+    a = [first.next() for _ in range(6000)]  # more than the lane's 5,000 a second: the time part moves on
+    b = [second.next() for _ in range(6000)]
+    assert len(set(a)) == len(a) and len(set(b)) == len(b) and not set(a) & set(b)
+    assert {int(m[-4:]) % 2 for m in a} == {0} and {int(m[-4:]) % 2 for m in b} == {1}
+    assert all(len(m) == 30 for m in a + b)
+    assert int(client(Server(), msgid_lane=(3, 4)).next_msgid()[-4:]) % 4 == 3
+    for bad in ((2, 2), (-1, 3), (0, 0), (0, 10001)):
+        with pytest.raises(ValueError, match="msgid_lane"):
+            client(Server(), msgid_lane=bad)
+
+
 def test_msgid_format_and_uniqueness():
     c = client(Server())
     ids = [c.next_msgid() for _ in range(25_000)]  # more than 10,000 in one (frozen) second

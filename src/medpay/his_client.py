@@ -190,25 +190,33 @@ class ReversalFailed(HisOutcomeUnknown):
 # ---------------------------------------------------------------------------------------------- helpers
 
 class _MsgidSequence:
-    """The msgid sequence of one institution (and clock) in this process: two clients of one hospital must
-    not draw the same msgid in the same second — the platform would refuse the second as another request's."""
+    """The msgid sequence of one institution (clock and lane) in this process: two clients of one hospital must
+    not draw the same msgid in the same second — the platform would refuse the second as another request's.
 
-    _all: dict[tuple[str, Callable[[], datetime]], "_MsgidSequence"] = {}
+    Lane k of n draws only the 4-digit numbers ≡ k (mod n): n processes of one hospital, each given its own lane,
+    never meet, at 10,000 ÷ n msgids per second each."""
+
+    _all: dict[tuple[str, Callable[[], datetime], tuple[int, int]], "_MsgidSequence"] = {}
     _all_lock = threading.Lock()
 
-    def __init__(self, prefix: str, clock: Callable[[], datetime]):
+    def __init__(self, prefix: str, clock: Callable[[], datetime], lane: tuple[int, int] = (0, 1)):
         self.prefix, self.clock = prefix, clock
+        self.lane, self.lanes = lane
+        self.slots = 10000 // self.lanes
         self.lock = threading.Lock()
         self.second: Optional[datetime] = None
-        self.seq = int.from_bytes(uuid.uuid4().bytes[:2], "big") % 10000  # random start: two processes differ
+        self.slot = int.from_bytes(uuid.uuid4().bytes[:2], "big") % self.slots  # random start: processes differ
         self.used = 0
 
     @classmethod
-    def of(cls, prefix: str, clock: Callable[[], datetime]) -> "_MsgidSequence":
+    def of(cls, prefix: str, clock: Callable[[], datetime], lane: tuple[int, int] = (0, 1)) -> "_MsgidSequence":
+        k, n = lane
+        if not (isinstance(k, int) and isinstance(n, int) and 1 <= n <= 10000 and 0 <= k < n):
+            raise ValueError(f"msgid_lane must be (k, n) with 0 <= k < n <= 10000, got {lane!r}")
         with cls._all_lock:
-            found = cls._all.get((prefix, clock))
+            found = cls._all.get((prefix, clock, lane))
             if found is None:
-                found = cls._all[(prefix, clock)] = cls(prefix, clock)
+                found = cls._all[(prefix, clock, lane)] = cls(prefix, clock, lane)
             return found
 
     def next(self) -> str:
@@ -216,12 +224,12 @@ class _MsgidSequence:
             now = self.clock().replace(microsecond=0, tzinfo=None)
             if self.second is None or now > self.second:
                 self.second, self.used = now, 0
-            elif self.used >= 10000:
+            elif self.used >= self.slots:
                 self.second += timedelta(seconds=1)
                 self.used = 0
-            self.seq = (self.seq + 1) % 10000
+            self.slot = (self.slot + 1) % self.slots
             self.used += 1
-            return f"{self.prefix}{self.second:%Y%m%d%H%M%S}{self.seq:04d}"
+            return f"{self.prefix}{self.second:%Y%m%d%H%M%S}{self.slot * self.lanes + self.lane:04d}"
 
 
 def gateway_headers(paasid: str, token: str, now: int, nonce: str) -> dict[str, str]:
@@ -322,6 +330,7 @@ class HisClient:
     (``medpay.his_transport``: by default HTTP to ``base_url``; tests pass a scripted one). ``per_path`` posts to :data:`PATHS` where the reference names a
     path, else to ``callService``. With ``sm2_private_key`` (hex) every envelope is signed SM3withSM2: ``signtype``
     "SM2" and the signature of ``canonical_body`` in ``cainfo``, for institutions that registered the public key.
+    ``msgid_lane=(k, n)``: this process is lane k of n processes of the hospital (see :meth:`next_msgid`).
     """
 
     def __init__(self, base_url: str, fixmedins_code: str, fixmedins_name: str, paasid: str, token: str, *,
@@ -329,7 +338,8 @@ class HisClient:
                  timeout: float = 10.0, retries: int = 3, transport: Optional[Transport] = None,
                  clock: Optional[Callable[[], datetime]] = None, per_path: bool = False,
                  backoff: float = 0.2, signtype: str = "", infver: str = "V1.0", dev_no: str = "",
-                 dev_safe_info: str = "", cainfo: str = "", sign_no: str = "", sm2_private_key: str = ""):
+                 dev_safe_info: str = "", cainfo: str = "", sign_no: str = "", sm2_private_key: str = "",
+                 msgid_lane: tuple[int, int] = (0, 1)):
         self.base_url = base_url
         self.fixmedins_code = fixmedins_code
         self.fixmedins_name = fixmedins_name
@@ -346,7 +356,7 @@ class HisClient:
         self.sign_no = sign_no
         self.clock: Callable[[], datetime] = clock or datetime.now
         self._http = transport or HttpTransport(base_url, timeout=timeout)
-        self._msgids = _MsgidSequence.of(fixmedins_code[:12].ljust(12, "0"), self.clock)
+        self._msgids = _MsgidSequence.of(fixmedins_code[:12].ljust(12, "0"), self.clock, tuple(msgid_lane))
         self._insuplc: dict[str, str] = {}  # psn_no → insuplc_admdvs learnt from 1101
 
     # -- lifecycle
@@ -366,7 +376,7 @@ class HisClient:
         Unique within the process for the institution: every client of one institution (and clock) draws from
         one sequence, which runs on across seconds; after 10,000 in one second the timestamp part moves on a
         second rather than repeat. Another process of the same institution starts its sequence elsewhere at
-        random, so only a process per terminal, not a duplicate, is likely to meet it.
+        random; processes that must never meet (one per terminal) are given lanes: ``msgid_lane=(k, n)``.
         """
         return self._msgids.next()
 
