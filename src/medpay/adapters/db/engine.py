@@ -16,6 +16,8 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+from medpay.adapters.db.sqlite_gate import WriterGate, register_gate
+
 DEFAULT_URL = "sqlite:///var/medpay.db"
 URL_ENV = "MEDPAY_DATABASE_URL"
 
@@ -78,11 +80,23 @@ def _sqlite_engine(url: URL, engine_kwargs: dict[str, Any]) -> Engine:
         finally:
             cursor.close()
 
+    gate = register_gate(engine, WriterGate(None if in_memory else Path(database).expanduser(),
+                                            SQLITE_BUSY_TIMEOUT_MS / 1000))
+
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
         # Take the write lock up front: two settlements can't both read a balance and then write it.
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        gate.enter(connection)
+        try:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+        except BaseException:
+            gate.leave(connection)
+            raise
 
+    event.listen(engine, "commit", gate.leave)
+    event.listen(engine, "rollback", gate.leave)
+    event.listen(engine, "checkin", gate.dropped)  # a connection that ended without either
+    event.listen(engine, "invalidate", gate.dropped)
     return engine
 
 
