@@ -14,8 +14,11 @@ What happens (see benchmarks/README.md, "Institution interface over HTTP"):
    A *settlement* is the 2204 + 2207 pair; its latency and the rate of completed pairs are measured, the 2201
    in front of each pair is load but reported apart;
 3. open loop at half the best closed-loop rate (constant pacing; latency counted from the scheduled start);
-4. the server is stopped, then pgbench TPC-B-like (scale 1) at -c 8/32/64 in a scratch database;
-5. a Rich table with settlements/s ÷ pgbench tps; JSON results.
+4. the server is stopped; the stack floor (``benchmarks.stack_floor``: a no-op server on the same HTTP stack,
+   answering what the platform answered) takes its place and the same closed loops run against it;
+5. pgbench TPC-B-like (scale 1) at -c 8/32/64 in a scratch database, with PostgreSQL's CPU per transaction;
+6. a Rich table with settlements/s ÷ pgbench tps, the floor, and the CPU bound (what the CPUs could carry at
+   most on this stack with these clients); JSON results.
 
 ``--profile`` attaches py-spy to the server's workers during the 32-client phase and prints the 15 functions
 with the most own (CPU) time. The server is stopped and the schema and scratch database dropped even on error.
