@@ -1,9 +1,12 @@
-"""SQLite's writers of one process queue on the engine's writer gate instead of SQLite's busy handler: every
-write still lands once, the gate is free again however a transaction ends, and a thread that begins a second
-transaction inside its own first one gets SQLite's answer instead of waiting on itself forever."""
+"""SQLite's writers queue on the database's writer gate instead of SQLite's busy handler. With SQLite's busy
+timeout at zero — any writer that met another's lock would fail at once with "database is locked" — threads and
+processes writing together all succeed: each BEGIN IMMEDIATE came after the previous COMMIT had run. The gate is
+free again however a transaction ends, a forked child starts with a gate of its own, and a thread that begins a
+second transaction inside its own first one gets SQLite's answer instead of waiting on itself forever."""
 
 from __future__ import annotations
 
+import fcntl
 import gc
 import subprocess
 import sys
@@ -23,7 +26,8 @@ rows = Table("rows", metadata, Column("id", Integer, primary_key=True), Column("
 
 
 @pytest.fixture
-def sqlite(tmp_path: Path):
+def sqlite(tmp_path: Path, monkeypatch):
+    monkeypatch.setattr(engine_module, "SQLITE_BUSY_TIMEOUT_MS", 0)  # meeting another writer's lock is an error
     engine = make_engine(f"sqlite:///{tmp_path / 'gate.db'}")
     metadata.create_all(engine)
     try:
@@ -64,6 +68,8 @@ from sqlalchemy import func, insert, select
 from medpay.adapters.db.engine import make_engine
 from tests.test_sqlite_writer_gate import rows
 
+from medpay.adapters.db import engine as engine_module
+engine_module.SQLITE_BUSY_TIMEOUT_MS = 0  # as in the test: meeting another writer's lock is an error
 engine = make_engine(sys.argv[1])
 
 def writer(n):
@@ -84,7 +90,6 @@ def test_processes_on_one_database_take_turns_through_the_lock_file(sqlite, tmp_
                               stderr=subprocess.PIPE, text=True) for tag in ("a", "b", "c")]
     for p in procs:
         assert p.wait(timeout=120) == 0, p.stderr.read()
-    assert (tmp_path / "gate.db.writer-lock").exists()
     with sqlite.connect() as conn:
         counts = [int(w.rsplit("-", 1)[1]) for w in conn.execute(select(rows.c.who)).scalars()]
     assert sorted(counts) == list(range(3 * 3 * 25))  # one writer at a time across the processes
@@ -121,8 +126,10 @@ def test_the_gate_is_free_after_a_rollback_an_error_and_an_invalidated_connectio
         assert conn.execute(select(rows.c.who)).scalars().all() == ["after"]
 
 
+@pytest.mark.timeout(120)  # waiting on itself would hang until this timeout
 def test_a_second_transaction_inside_the_first_gets_sqlites_answer(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setattr(engine_module, "SQLITE_BUSY_TIMEOUT_MS", 200)
+    monkeypatch.setattr(engine_module, "SQLITE_GATE_TIMEOUT_S", 3600.0)
     engine = make_engine(f"sqlite:///{tmp_path / 'nested.db'}")
     metadata.create_all(engine)
     try:
@@ -136,6 +143,32 @@ def test_a_second_transaction_inside_the_first_gets_sqlites_answer(tmp_path: Pat
             assert conn.execute(select(rows.c.who)).scalars().all() == ["outer"]
     finally:
         engine.dispose()
+
+
+def test_a_forked_child_has_a_free_gate_of_its_own(sqlite) -> None:
+    import os
+
+    gate = sqlite_writer_gate(sqlite)
+    with sqlite.begin() as conn:
+        conn.execute(insert(rows).values(who="parent"))  # the parent holds the gate, and the lock file's flock
+        assert gate.held
+        pid = os.fork()
+        if pid == 0:  # the child: report by exit code, never return into pytest
+            code = 1
+            try:
+                code = 0 if not gate.held and gate._fd is None and not gate._flocked else 2
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.WEXITSTATUS(status) == 0
+        assert gate.held
+        other = os.open(gate.lock_path, os.O_RDONLY)  # the child closing its copy left the parent's flock
+        try:
+            with pytest.raises(BlockingIOError):
+                fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        finally:
+            os.close(other)
+    assert not gate.held
 
 
 def test_postgresql_engines_have_no_gate() -> None:

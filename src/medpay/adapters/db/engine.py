@@ -16,12 +16,13 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-from medpay.adapters.db.sqlite_gate import WriterGate, register_gate
+from medpay.adapters.db import sqlite_gate
 
 DEFAULT_URL = "sqlite:///var/medpay.db"
 URL_ENV = "MEDPAY_DATABASE_URL"
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+SQLITE_GATE_TIMEOUT_S = 30.0  # how long a writer queues at the writer gate before it goes on to BEGIN IMMEDIATE
 # Per process: the institution interface runs at most MEDPAY_INSTITUTION_CONCURRENCY transactions at once,
 # the other doors a few more; two workers stay well inside PostgreSQL's default 100 connections.
 PG_POOL_SIZE = 12
@@ -61,7 +62,8 @@ def session_factory(engine: Engine) -> sessionmaker[Session]:
 
 def _sqlite_engine(url: URL, engine_kwargs: dict[str, Any]) -> Engine:
     database = url.database or ""
-    in_memory = database in ("", ":memory:") or database.startswith("file::memory:") or "mode=memory" in database
+    in_memory = (database in ("", ":memory:") or database.startswith("file::memory:") or "mode=memory" in database
+                 or url.query.get("mode") == "memory")
     if not in_memory:
         Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(url, **engine_kwargs)
@@ -80,23 +82,20 @@ def _sqlite_engine(url: URL, engine_kwargs: dict[str, Any]) -> Engine:
         finally:
             cursor.close()
 
-    gate = register_gate(engine, WriterGate(None if in_memory else Path(database).expanduser(),
-                                            SQLITE_BUSY_TIMEOUT_MS / 1000))
+    gate = sqlite_gate.install(engine, None if in_memory else Path(database).expanduser(), SQLITE_GATE_TIMEOUT_S)
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
-        # Take the write lock up front: two settlements can't both read a balance and then write it.
-        gate.enter(connection)
+        # Take the write lock up front: two settlements can't both read a balance and then write it. Writers
+        # of this database queue at its gate first (medpay.adapters.db.sqlite_gate), not in SQLite's busy handler.
+        dbapi_connection = connection.connection.dbapi_connection
         try:
+            gate.enter(dbapi_connection)
             connection.exec_driver_sql("BEGIN IMMEDIATE")
         except BaseException:
-            gate.leave(connection)
+            gate.opened(dbapi_connection)
             raise
 
-    event.listen(engine, "commit", gate.leave)
-    event.listen(engine, "rollback", gate.leave)
-    event.listen(engine, "checkin", gate.dropped)  # a connection that ended without either
-    event.listen(engine, "invalidate", gate.dropped)
     return engine
 
 
