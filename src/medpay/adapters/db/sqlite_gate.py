@@ -34,8 +34,7 @@ log = logging.getLogger("medpay.db")
 LOCK_SUFFIX = ".writer-lock"
 _POLL_S = (0.0005, 0.001, 0.002)  # between flock attempts: then every 2 ms
 
-_GATES: "weakref.WeakKeyDictionary[Any, WriterGate]" = weakref.WeakKeyDictionary()
-_ALL: "weakref.WeakSet[WriterGate]" = weakref.WeakSet()
+_GATES: "weakref.WeakKeyDictionary[Any, WriterGate]" = weakref.WeakKeyDictionary()  # engine → its gate
 
 
 def install(engine: Any, database: Path | None, timeout_s: float) -> "WriterGate":
@@ -74,7 +73,6 @@ class WriterGate:
         self._closer: Any = None  # closes _fd when the gate goes
         self._no_file = False  # the lock file could not be opened: threads only
         self._reset()
-        _ALL.add(self)
 
     def _reset(self) -> None:
         self._lock = threading.Lock()
@@ -155,7 +153,7 @@ class WriterGate:
 
 
 def _after_fork() -> None:
-    for gate in list(_ALL):
+    for gate in list(_GATES.values()):
         gate._after_fork_in_child()
 
 
