@@ -388,6 +388,25 @@ def cpu_fields(cpu: dict[str, Any], n: int, unit: str, gateway_cpu_s: float | No
             "other_cpu_cores": cpu["other_cpu_cores"]}
 
 
+def stop_group(proc: subprocess.Popen) -> None:
+    """Stop a server started with ``start_new_session=True``: SIGTERM to it (uvicorn's supervisor stops its
+    workers), then SIGKILL to anything of its process group still there."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            pass
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    try:
+        proc.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        pass
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -33,7 +33,6 @@ import json
 import os
 import secrets
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -50,7 +49,7 @@ from benchmarks.common import (ADMDVS, CHRG_BCHNO, EMPLOYEE_TOP_UP_FEN, RESULTS_
                                add_out_argument, add_pg_url_argument, all_procs, cmdline, console_and_log,
                                cpu_fields, descendants, exit_on_sigterm, feedetail, finish, fmt, free_port,
                                his_client, latency, merge_errors, parse_counts, resolve_pg_url, result_header,
-                               run_threads, write_result)
+                               run_threads, stop_group, write_result)
 from benchmarks.core import bench_pgbench, compute_ratios, flow_lines
 from benchmarks.stack_floor import RecordingTransport
 
@@ -248,22 +247,8 @@ class Platform:
 
     def stop_server(self) -> None:
         proc, self.proc = self.proc, None
-        if proc is None:
-            return
-        if proc.poll() is None:
-            proc.terminate()  # uvicorn's supervisor stops its workers
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                pass
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)  # anything of its group still there
-        except (ProcessLookupError, PermissionError):
-            pass
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            pass
+        if proc is not None:
+            stop_group(proc)
 
     def close(self) -> None:
         from sqlalchemy import text
@@ -326,17 +311,8 @@ class StackFloor:
 
     def __exit__(self, *_exc: Any) -> None:
         proc, self.proc = self.proc, None
-        if proc is None:
-            return
-        for sig, wait in ((signal.SIGTERM, 20), (signal.SIGKILL, 5)):
-            try:
-                os.killpg(proc.pid, sig)
-                proc.wait(timeout=wait)
-                return
-            except ProcessLookupError:
-                return
-            except subprocess.TimeoutExpired:
-                continue
+        if proc is not None:
+            stop_group(proc)
 
     @staticmethod
     def pg_pids() -> set[int]:

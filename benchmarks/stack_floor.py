@@ -45,13 +45,13 @@ class RecordingTransport:
 
 
 def _app() -> FastAPI:  # (no ``from __future__ import annotations``: FastAPI reads the handlers' annotations)
-    from medpay.api.institution.routes import concurrency
+    from medpay.api.institution.routes import admission_limiter
     from medpay.nhsa_paths import CALL_SERVICE
 
     answers: dict[str, Any] = json.loads(Path(os.environ[ANSWERS_ENV]).read_text()) if ANSWERS_ENV in os.environ else {}
     floor = FastAPI(title="stack floor (benchmark only)")
 
-    def answer(headers: dict[str, str], body: bytes) -> JSONResponse:
+    def answer(headers: dict[str, str], body: bytes) -> JSONResponse:  # (headers: built as medpay's are, unread)
         envelope = json.loads(body)
         canned = answers.get(envelope.get("infno", ""))
         if canned is None:
@@ -60,13 +60,9 @@ def _app() -> FastAPI:  # (no ``from __future__ import annotations``: FastAPI re
 
     @floor.post(CALL_SERVICE)
     async def call_service(request: Request) -> JSONResponse:
-        state = request.app.state
-        limiter = getattr(state, "limiter", None)
-        if limiter is None:
-            limiter = state.limiter = anyio.CapacityLimiter(concurrency())
         body = await request.body()
         headers = {k.lower(): v for k, v in request.headers.items()}
-        return await anyio.to_thread.run_sync(answer, headers, body, limiter=limiter)
+        return await anyio.to_thread.run_sync(answer, headers, body, limiter=admission_limiter(request.app.state))
 
     @floor.get("/healthz")
     def healthz() -> dict[str, str]:

@@ -102,14 +102,20 @@ def concurrency() -> int:
     return int(value)
 
 
+def admission_limiter(state: Any) -> anyio.CapacityLimiter:
+    """The app's admission limit (``state`` is ``app.state``): one per app, made on its event loop."""
+    limiter = getattr(state, "institution_limiter", None)
+    if limiter is None:
+        limiter = state.institution_limiter = anyio.CapacityLimiter(concurrency())
+    return limiter
+
+
 async def _handle(request: Request, infno: str | None) -> JSONResponse:
     state = request.app.state
-    limiter = getattr(state, "institution_limiter", None)
-    if limiter is None:  # one per app, made on its event loop
-        limiter = state.institution_limiter = anyio.CapacityLimiter(concurrency())
     body = await request.body()
     headers = {k.lower(): v for k, v in request.headers.items()}
-    return await anyio.to_thread.run_sync(dispatch, state.platform, headers, body, infno, limiter=limiter)
+    return await anyio.to_thread.run_sync(dispatch, state.platform, headers, body, infno,
+                                          limiter=admission_limiter(state))
 
 
 def _openapi(infnos: list[str]) -> dict[str, Any]:
