@@ -368,6 +368,7 @@ class QrStack(Platform):
         from medpay.adapters.platform_keys import load_or_create_key, public_key_hex
         from medpay.services import demo
         from medpay.services.directory import Directory, PersonInput
+        from medpay.services.activation import ActivationService
         from medpay.services.ecert import EcertService
         from medpay.services.persons import PersonService
         from medpay.services.unit_of_work import unit_of_work
@@ -378,6 +379,7 @@ class QrStack(Platform):
         try:
             factory = session_factory(engine)
             directory = Directory(factory, cipher)
+            activations = ActivationService(factory, cipher, None)  # activated at a counter: no texts to send
             ecerts = EcertService(factory, cipher, load_or_create_key(self.signing_key_file),
                                   PersonService(factory, cipher))
             for i in range(self.n_persons):
@@ -389,7 +391,8 @@ class QrStack(Platform):
                     emp_name="压测有限公司" if employee else "")
                 directory.add_person(p)
                 device = Ed25519PrivateKey.generate()
-                ecert_id = ecerts.activate(p.psn_no, p.certno, public_key_hex(device), True)
+                counter = activations.start_at_counter(p.psn_no, p.certno, True, "benchmark")
+                ecert_id = activations.confirm(public_key_hex(device), counter_code=counter.counter_code).ecert_id
                 wallet = f"bench-wallet-{p.psn_no}"
                 r = httpx.post(f"{self.gateway_url}/sim/payers", json={"payer_token": wallet, "balance_fen": WALLET_FEN},
                                timeout=10)
@@ -465,7 +468,7 @@ class Terminal:
 
     def flow(self) -> dict[str, Any]:
         """One patient at the window; perf_counter() marks of each step, and the settlement."""
-        from medpay.services.ecert import sign_code_request
+        from medpay.services.ecert import sign_device_request
 
         clock = time.perf_counter
         self.n += 1
@@ -473,10 +476,8 @@ class Terminal:
         marks: dict[str, float] = {}
         # the app: a fresh code (signed by the device key), as PNG
         marks["code"] = clock()
-        ts = int(time.time())
-        r = self.app.get("/api/v1/mobile/ecert/code.png", params={
-            "ecert_id": p["ecert_id"], "business_type": BUSINESS_TYPE, "timestamp": ts,
-            "device_signature": sign_code_request(p["device_key"], p["ecert_id"], BUSINESS_TYPE, ts)})
+        path = f"/api/v1/mobile/ecert/code.png?business_type={BUSINESS_TYPE}"
+        r = self.app.get(path, headers=sign_device_request(p["device_key"], p["ecert_id"], "GET", path))
         if r.status_code != 200:
             raise FlowError(f"code.png HTTP {r.status_code}", r.text[:200])
         png = r.content

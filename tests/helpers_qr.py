@@ -4,21 +4,20 @@ window terminal: the signed terminal calls, a scan, a HIS visit with a bill, a d
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import Any, Iterator
 
 import httpx
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from medpay.adapters.platform_keys import load_or_create_key, public_key_hex
+from medpay.adapters.platform_keys import load_or_create_key
 from medpay.his_client import HisClient
 from medpay.interface_format import MONEY_KEYS
 from medpay.money import parse_yuan
 from medpay.services import demo
 from medpay.services.directory import PersonInput
-from medpay.services.ecert import sign_code_request, sign_terminal_request
-from tests.helpers_server import backend_db_url, free_port, run_cli, server
+from medpay.services.ecert import sign_device_request, sign_terminal_request
+from tests.helpers_server import activate, backend_db_url, free_port, run_cli, server
 
 H1 = demo.INSTITUTIONS[0]
 EMP = demo.PERSONS[0]
@@ -32,6 +31,8 @@ def qr_stack(backend: str, tmp: Path, env: dict[str, str] | None = None) -> Iter
     db_url = next(urls)
     gw_port = free_port()
     try:
+        # every test activates the same demo patients again: more codes a day than a person would ask for
+        env = {"MEDPAY_SMS_DAILY_LIMIT": "1000", **(env or {})}
         with server(db_url, tmp, "--gateway-port", str(gw_port), env=env) as base:
             key_file = tmp / "terminal.key"
             reg = run_cli(["ecert", "terminal-register", "--fixmedins-code", H1[0], "--name", "门诊1号窗口",
@@ -50,17 +51,13 @@ def terminal_post(stack, path: str, body: bytes, content_type: str) -> httpx.Res
 
 
 def app_code(stack, business_type: str = "01301", person: PersonInput = EMP) -> bytes:
-    """A patient's app made of Python: activate with a new device key and fetch the current code as a PNG."""
+    """A patient's app made of Python: activate with a new device key (the code texted to the phone on record) and
+    fetch the current code as a PNG, the request signed in headers."""
     device = Ed25519PrivateKey.generate()
-    act = httpx.post(f"{stack['base']}/api/v1/mobile/ecert/activate", json={
-        "psn_no": person.psn_no, "certno": person.certno, "device_public_key": public_key_hex(device), "consent": True})
-    assert act.status_code == 200, act.text
-    ecert_id = act.json()["ecert_id"]
-    ts = int(time.time())
-    png = httpx.get(f"{stack['base']}/api/v1/mobile/ecert/code.png", params={
-        "ecert_id": ecert_id, "business_type": business_type, "timestamp": ts,
-        "device_signature": sign_code_request(device, ecert_id, business_type, ts)})
-    assert png.status_code == 200 and png.headers["content-type"] == "image/png"
+    ecert_id = activate(stack["base"], person, device)["ecert_id"]
+    path = f"/api/v1/mobile/ecert/code.png?business_type={business_type}"
+    png = httpx.get(stack["base"] + path, headers=sign_device_request(device, ecert_id, "GET", path))
+    assert png.status_code == 200 and png.headers["content-type"] == "image/png", png.text
     return png.content
 
 
@@ -80,11 +77,17 @@ def scan_text(stack, scanned: str, business_type: str = "01301") -> dict:
     return terminal_post(stack, "/api/v1/terminal/ec/query", body, "application/json").json()
 
 
-def his_bill(stack, ec_token: str, person: PersonInput = EMP, amount: str = "6000.00") -> str:
-    """The HIS identifies the patient by the e-certificate token, opens an outpatient visit and uploads a fee."""
+def his_client(stack) -> HisClient:
+    """H1's HIS, signed in."""
     code, name, _, paasid, token = H1
     his = HisClient(stack["base"], code, name, paasid, token, mdtrtarea_admvs="999901")
     his.sign_in("1001")
+    return his
+
+
+def his_bill(stack, ec_token: str, person: PersonInput = EMP, amount: str = "6000.00") -> str:
+    """The HIS identifies the patient by the e-certificate token, opens an outpatient visit and uploads a fee."""
+    his = his_client(stack)
     info = his.person_info("01", ec_token).output  # the e-certificate token identifies the patient
     assert info["baseinfo"]["psn_no"] == person.psn_no
     visit = his.register(person.psn_no, person.insutype, "01", ec_token, ipt_otp_no="MZ9").output["data"]

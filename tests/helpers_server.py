@@ -17,6 +17,12 @@ from medpay.services import demo
 STAFF = {"authorization": f"Bearer {demo.STAFF[1]}"}  # the demo's staff key, for the admin door
 
 
+class Served(str):
+    """The base URL of a served platform; ``.sms`` is its SMS simulator's (what it "texted": ``/sim/messages``)."""
+
+    sms: str = ""
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -35,16 +41,20 @@ def run_cli(args: list[str], db_url: str, tmp: Path, **kw) -> subprocess.Complet
 
 
 @contextmanager
-def server(db_url: str, tmp: Path, *extra: str, env: dict[str, str] | None = None) -> Iterator[str]:
+def server(db_url: str, tmp: Path, *extra: str, env: dict[str, str] | None = None) -> Iterator[Served]:
     """``medpay serve`` on a free port; ``env`` adds to its environment (MEDPAY_* settings)."""
     port = free_port()
     log = open(tmp / "server.log", "w")
     if not any(a.startswith("--gateway") for a in extra):
         extra = (*extra, "--no-gateway-sim")  # tests that want the gateway simulator ask for it
+    sms_port = free_port()
+    if not any(a.startswith("--sms") or a.startswith("--no-sms") for a in extra):
+        extra = (*extra, "--sms-port", str(sms_port))  # the SMS simulator, on a port of its own
     proc = subprocess.Popen([sys.executable, "-m", "medpay.cli", "serve", "--port", str(port), *extra],
                             env={**medpay_env(db_url, tmp), **(env or {})}, cwd=tmp, stdout=log,
                             stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
+    base = Served(f"http://127.0.0.1:{port}")
+    base.sms = f"http://127.0.0.1:{sms_port}"
     try:
         try:
             wait_until_healthy(f"{base}/healthz", proc, timeout=60, what="medpay server")
@@ -82,3 +92,36 @@ def backend_server(backend: str, tmp: Path) -> Iterator[str]:
     finally:
         for _ in urls:  # drops the PostgreSQL schema
             pass
+
+
+def texted_code(served: Served, phone: str, since: int = 0) -> str:
+    """The last one-time code the SMS simulator "texted" to ``phone``."""
+    import re
+
+    import httpx
+
+    messages = httpx.get(f"{served.sms}/sim/messages", params={"to": phone, "since": since}, timeout=5).json()["messages"]
+    assert messages, f"nothing was texted to {phone}"
+    return re.search(r"验证码(\d{6})", messages[-1]["text"]).group(1)
+
+
+def activate(served: Served, person, device_key) -> dict:
+    """The patient's app over HTTP: start an activation, read the texted code, confirm with the device key."""
+    import json
+
+    import httpx
+
+    from medpay.adapters.platform_keys import public_key_hex
+    from medpay.services.ecert import sign_device_request
+
+    start = httpx.post(f"{served}/api/v1/mobile/ecert/activate", json={
+        "psn_no": person.psn_no, "certno": person.certno, "consent": True}, timeout=30)
+    assert start.status_code == 202, start.text
+    started = start.json()
+    path = "/api/v1/mobile/ecert/activate/confirm"
+    body = json.dumps({"device_public_key": public_key_hex(device_key), "activation_id": started["activation_id"],
+                       "code": texted_code(served, person.phone)}).encode()
+    done = httpx.post(served + path, content=body, timeout=30, headers={
+        "content-type": "application/json", **sign_device_request(device_key, None, "POST", path, body)})
+    assert done.status_code == 200, done.text
+    return done.json()

@@ -17,6 +17,9 @@ from medpay.adapters.db.schema import metadata
 from medpay.cli import app
 
 EXAMPLE = Path(__file__).parents[1] / "examples" / "inpatient-bill.json"
+# the newest migration on disk: databases in the field are upgraded to it
+LATEST_REVISION = max(p.name.split("_", 1)[0] for p in
+                      (Path(migrate.__file__).parents[2] / "migrations" / "versions").glob("0*.py"))
 runner = CliRunner()
 
 
@@ -112,8 +115,8 @@ def test_policy_check_names_file_key_and_problem(tmp_path: Path) -> None:
 
 
 def test_a_database_at_0001_upgrades_to_the_head_keeping_its_institutions(db_url: str) -> None:
-    """Landed databases are at 0001: 0002 adds the notify URL column, 0003 the audit log, 0004 staff keys;
-    every row is kept."""
+    """Landed databases are at 0001: 0002 adds the notify URL column, 0003 the audit log, 0004 staff keys, 0006
+    credentials (an institution keeps what its 02/03 numbers could do: assurance "counter"); every row is kept."""
     engine = make_engine(db_url)
     try:
         migrate.upgrade(engine, "0001")
@@ -122,11 +125,12 @@ def test_a_database_at_0001_upgrades_to_the_head_keeping_its_institutions(db_url
             conn.execute(text("INSERT INTO institutions (fixmedins_code, fixmedins_name, admdvs, level, paasid) "
                               "VALUES ('H99990100001', '演示市第一人民医院', '999901', '3', 'demo_paas_h1')"))
         migrate.upgrade(engine)
-        assert migrate.current_revision(engine) == migrate.head_revision(engine) == "0004"
+        assert migrate.current_revision(engine) == migrate.head_revision(engine) == LATEST_REVISION
         with engine.connect() as conn:
-            rows = conn.execute(text("SELECT fixmedins_code, fixmedins_name, paasid, notify_url FROM institutions")).all()
+            rows = conn.execute(text("SELECT fixmedins_code, fixmedins_name, paasid, notify_url, id_assurance "
+                                     "FROM institutions")).all()
             assert conn.execute(text("SELECT count(*) FROM audit_events")).scalar_one() == 0
-        assert [tuple(r) for r in rows] == [("H99990100001", "演示市第一人民医院", "demo_paas_h1", None)]
+        assert [tuple(r) for r in rows] == [("H99990100001", "演示市第一人民医院", "demo_paas_h1", None, "counter")]
     finally:
         engine.dispose()
 

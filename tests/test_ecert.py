@@ -27,6 +27,7 @@ from medpay.adapters.db.tables import EcTokenRow
 from medpay.adapters.platform_keys import load_or_create_key, public_key_hex
 from medpay.domain.ecert_code import BUSINESS_TYPES, CodeError, make_payload, parse_and_verify
 from medpay.services import demo
+from medpay.services.activation import ActivationService
 from medpay.services.ecert import (
     BusinessTypeMismatch,
     CodeExpired,
@@ -38,42 +39,48 @@ from medpay.services.ecert import (
     EcertService,
     ImageRejected,
     TerminalAuthError,
-    sign_code_request,
+    sign_device_request,
     sign_terminal_request,
 )
 from medpay.services.errors import Conflict, Forbidden, Invalid, NotFound
 from medpay.services.persons import PersonService
+from tests.fakes import FakeSms, FrozenClock
+from tests.helpers_server import STAFF
 
 H1, H2 = demo.INSTITUTIONS[0][0], demo.INSTITUTIONS[1][0]
 WANG, LI = demo.PERSONS[0], demo.PERSONS[1]  # 王建国, 李秀英
 QUERY_PATH = "/api/v1/terminal/ec/query"
+CODE_PATH = "/api/v1/mobile/ecert/code"
 
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = datetime(2026, 3, 2, 8, 30, tzinfo=timezone.utc)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
 
 
 @dataclass
 class Env:
     factory: sessionmaker[Session]
-    clock: Clock
+    clock: FrozenClock
     persons: PersonService
     svc: EcertService
+    activations: ActivationService
+    sms: FakeSms
 
     def activate(self, person=WANG, key: Ed25519PrivateKey | None = None) -> tuple[str, Ed25519PrivateKey]:
+        """A counter activation (the staff saw the ID card), confirmed with the device key."""
         key = key or Ed25519PrivateKey.generate()
-        return self.svc.activate(person.psn_no, person.certno, public_key_hex(key), True), key
+        started = self.activations.start_at_counter(person.psn_no, person.certno, True, "staff:test")
+        return self.activations.confirm(public_key_hex(key), counter_code=started.counter_code).ecert_id, key
+
+    def now(self) -> int:
+        return int(self.clock().timestamp())
+
+    def signed(self, ecert_id: str, key: Ed25519PrivateKey, bt: str = "01301", **kw) -> tuple[dict, bytes]:
+        body = json.dumps({"business_type": bt}).encode()
+        return sign_device_request(key, ecert_id, "POST", CODE_PATH, body,
+                                   timestamp=kw.pop("timestamp", int(self.clock().timestamp())), **kw), body
 
     def code(self, ecert_id: str, key: Ed25519PrivateKey, bt: str = "01301") -> str:
-        ts = int(self.clock().timestamp())
-        return self.svc.issue_code(ecert_id, bt, sign_code_request(key, ecert_id, bt, ts), ts)[0]
+        headers, body = self.signed(ecert_id, key, bt)
+        asked, _psn_no = self.svc.verify_device(headers, "POST", CODE_PATH, body)
+        return self.svc.issue_code(asked, bt)[0]
 
     def terminal(self, inst: str = H1) -> tuple[str, Ed25519PrivateKey]:
         key = Ed25519PrivateKey.generate()
@@ -97,41 +104,36 @@ class Env:
 def env(session_factory: sessionmaker[Session]) -> Env:
     cipher = FieldCipher(os.urandom(32))
     demo.seed(session_factory, cipher)
-    clock = Clock()
+    clock = FrozenClock()
     persons = PersonService(session_factory, cipher, clock)
+    sms = FakeSms()
     return Env(session_factory, clock, persons,
-               EcertService(session_factory, cipher, Ed25519PrivateKey.generate(), persons, clock))
+               EcertService(session_factory, cipher, Ed25519PrivateKey.generate(), persons, clock),
+               ActivationService(session_factory, cipher, sms, clock), sms)
 
 
 # -- activation ---------------------------------------------------------------------------------------------
 
 
-def test_activation_needs_separate_consent(env: Env) -> None:
-    key = Ed25519PrivateKey.generate()
-    for consent in (False, None, "yes", 1):
-        with pytest.raises(Invalid) as e:
-            env.svc.activate(WANG.psn_no, WANG.certno, public_key_hex(key), consent)  # type: ignore[arg-type]
-        assert e.value.field == "consent" and "个人信息" in e.value.message
-    assert env.count(EcertRow) == 0
-
-
-def test_activation_needs_the_persons_own_certno(env: Env) -> None:
-    key = public_key_hex(Ed25519PrivateKey.generate())
-    with pytest.raises(Invalid) as wrong:
-        env.svc.activate(WANG.psn_no, LI.certno, key, True)
-    with pytest.raises(Invalid) as unknown:
-        env.svc.activate("99990199999999", WANG.certno, key, True)
-    # the same answer either way: no probing for who is insured
-    assert (wrong.value.field, wrong.value.message) == (unknown.value.field, unknown.value.message)
-    assert wrong.value.field == "certno"
-    assert env.svc.activate(WANG.psn_no, WANG.certno.lower() + " ", key, True).startswith("EC")
-
-
 @pytest.mark.parametrize("bad", ["", "zz" * 32, "ab" * 31, "ab" * 33, None])
 def test_activation_refuses_a_malformed_device_key(env: Env, bad) -> None:
+    headers = sign_device_request(Ed25519PrivateKey.generate(), None, "POST", "/confirm", b"{}", env.now())
     with pytest.raises(Invalid) as e:
-        env.svc.activate(WANG.psn_no, WANG.certno, bad, True)
+        env.svc.verify_device_key(headers, "POST", "/confirm", b"{}", bad)
     assert e.value.field == "device_public_key"
+
+
+def test_activation_proves_the_device_holds_the_key(env: Env) -> None:
+    key, other = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
+    headers = sign_device_request(other, None, "POST", "/confirm", b"{}", env.now())
+    with pytest.raises(DeviceAuthError) as e:  # someone else's public key, signed with mine
+        env.svc.verify_device_key(headers, "POST", "/confirm", b"{}", public_key_hex(key))
+    assert e.value.field == "X-Signature"
+    headers = sign_device_request(key, None, "POST", "/confirm", b"{}", env.now())
+    assert env.svc.verify_device_key(headers, "POST", "/confirm", b"{}", public_key_hex(key)) == public_key_hex(key)
+    with pytest.raises(DeviceAuthError) as e:  # the same request again
+        env.svc.verify_device_key(headers, "POST", "/confirm", b"{}", public_key_hex(key))
+    assert e.value.field == "X-Nonce"
 
 
 def test_reactivation_revokes_the_old_ecert(env: Env) -> None:
@@ -165,8 +167,7 @@ def test_one_active_ecert_per_device_key(env: Env) -> None:
 
 def test_code_to_query_to_ectoken_in_1101(env: Env) -> None:
     ecert_id, key = env.activate()
-    ts = int(env.clock().timestamp())
-    payload, expires_at = env.svc.issue_code(ecert_id, "01301", sign_code_request(key, ecert_id, "01301", ts), ts)
+    payload, expires_at = env.svc.issue_code(ecert_id, "01301")
     assert expires_at == env.clock() + timedelta(seconds=60)
     assert len(payload) <= 213  # a version-10 QR code at level M
     out = env.scan(env.terminal(H1), "01301", qr=payload)
@@ -327,31 +328,45 @@ def test_revoked_ecert(env: Env) -> None:
 def test_code_needs_the_device_key_of_this_ecert(env: Env) -> None:
     ecert_id, _ = env.activate(WANG)
     _, li_key = env.activate(LI)
-    ts = int(env.clock().timestamp())
-    with pytest.raises(DeviceAuthError) as e:  # 李秀英's phone asks for 王建国's code
-        env.svc.issue_code(ecert_id, "01301", sign_code_request(li_key, ecert_id, "01301", ts), ts)
-    assert e.value.field == "device_signature" and e.value.status == 401
-
-
-def test_code_request_signature_is_bound_and_fresh(env: Env) -> None:
-    ecert_id, key = env.activate()
-    ts = int(env.clock().timestamp())
-    sig = sign_code_request(key, ecert_id, "01301", ts)
-    with pytest.raises(DeviceAuthError):  # signed for 01301, asked for 01101
-        env.svc.issue_code(ecert_id, "01101", sig, ts)
-    old = ts - 121
+    headers, body = env.signed(ecert_id, li_key)  # 李秀英's phone asks for 王建国's code
     with pytest.raises(DeviceAuthError) as e:
-        env.svc.issue_code(ecert_id, "01301", sign_code_request(key, ecert_id, "01301", old), old)
-    assert e.value.field == "timestamp" and "stale" in e.value.message
-    for bad in ("", "00" * 64, "xyz", sig[:-2]):
-        with pytest.raises(DeviceAuthError) as e:
-            env.svc.issue_code(ecert_id, "01301", bad, ts)
-        assert e.value.field == "device_signature"
-    with pytest.raises(NotFound):
-        env.svc.issue_code("ECNOSUCH00", "01301", sig, ts)
+        env.svc.verify_device(headers, "POST", CODE_PATH, body)
+    assert e.value.field == "X-Signature" and e.value.status == 401
+
+
+def test_code_request_signature_is_bound_fresh_single_use_and_canonical(env: Env) -> None:
     import base64
-    b64 = base64.urlsafe_b64encode(bytes.fromhex(sig)).decode().rstrip("=")
-    assert env.svc.issue_code(ecert_id, "01301", b64, ts)[0].startswith("MPEC1.")
+
+    ecert_id, key = env.activate()
+    headers, body = env.signed(ecert_id, key, "01301")
+
+    def refused(h: dict, field: str, path: str = CODE_PATH, b: bytes = body) -> DeviceAuthError:
+        with pytest.raises(DeviceAuthError) as e:
+            env.svc.verify_device(h, "POST", path, b)
+        assert e.value.field == field, e.value
+        return e.value
+
+    refused(headers, "X-Signature", b=json.dumps({"business_type": "01101"}).encode())  # signed for 01301
+    refused(headers, "X-Signature", path=CODE_PATH + ".png")  # signed for another path
+    stale, _ = env.signed(ecert_id, key, timestamp=int(env.clock().timestamp()) - 121)
+    assert "stale" in refused(stale, "X-Timestamp").message
+    for bad in ("", "00" * 64, "xyz", headers["X-Signature"][:-2]):
+        refused({**headers, "X-Signature": bad}, "X-Signature")
+    for name in ("X-Nonce", "X-Timestamp", "X-Ecert-Id"):
+        refused({k: v for k, v in headers.items() if k != name}, name)
+    # an unknown e-certificate is refused exactly like a wrong signature: ids can't be probed
+    unknown = refused(sign_device_request(key, "ECNOSUCH00", "POST", CODE_PATH, body, env.now()), "X-Signature")
+    wrong = refused(env.signed(ecert_id, Ed25519PrivateKey.generate())[0], "X-Signature")
+    assert (unknown.status, unknown.code, unknown.message) == (wrong.status, wrong.code, wrong.message)
+
+    raw = bytes.fromhex(headers["X-Signature"])
+    b64 = base64.urlsafe_b64encode(raw).decode().rstrip("=")  # base64 is fine …
+    last = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    twin = b64[:-1] + last[last.index(b64[-1]) ^ 1]  # … but not a second spelling of the same bytes
+    assert base64.urlsafe_b64decode(twin + "==") == raw
+    refused({**headers, "X-Signature": twin}, "X-Signature")
+    assert env.svc.verify_device({**headers, "X-Signature": b64}, "POST", CODE_PATH, body)[0] == ecert_id
+    refused(headers, "X-Nonce")  # used once, by the base64 spelling: a replay in hex is refused too
 
 
 def test_token_failure_releases_the_code(env: Env, monkeypatch) -> None:
@@ -434,7 +449,7 @@ def test_purge_forgets_only_what_cannot_be_replayed(env: Env) -> None:
     env.scan(term, qr=env.code(ecert_id, key))
     assert env.svc.purge_nonces() == 0
     env.clock.advance(601)
-    assert env.svc.purge_nonces() == 2  # one terminal nonce, one code nonce
+    assert env.svc.purge_nonces() == 3  # one terminal nonce, one device nonce, one code nonce
     assert env.count(TerminalNonceRow) == 0 and env.count(EcertCodeNonceRow) == 0
 
 
@@ -502,31 +517,47 @@ def _now() -> int:
 
 def test_http_activate_code_png_and_query(client: TestClient) -> None:
     device = Ed25519PrivateKey.generate()
-    r = client.post("/api/v1/mobile/ecert/activate", json={"psn_no": WANG.psn_no, "certno": WANG.certno,
-                                                           "device_public_key": public_key_hex(device),
-                                                           "consent": True})
+    no_sms = client.post("/api/v1/mobile/ecert/activate", json={"psn_no": WANG.psn_no, "certno": WANG.certno,
+                                                                "consent": True})
+    assert no_sms.status_code == 503 and no_sms.json()["error"]["field"] == "sms"  # no SMS service here: a counter
+    no_consent = client.post("/api/v1/mobile/ecert/activate", json={"psn_no": WANG.psn_no, "certno": WANG.certno,
+                                                                    "consent": False})
+    assert no_consent.status_code == 422 and no_consent.json()["error"]["field"] == "consent"
+    counter = client.post("/api/v1/admin/ecert/counter-activations", headers=STAFF, json={
+        "psn_no": WANG.psn_no, "certno": WANG.certno, "consent": True, "id_checked": True})
+    assert counter.status_code == 201, counter.text
+    assert client.post("/api/v1/admin/ecert/counter-activations", json={
+        "psn_no": WANG.psn_no, "certno": WANG.certno, "consent": True, "id_checked": True}).status_code == 401
+    confirm = "/api/v1/mobile/ecert/activate/confirm"
+    body = json.dumps({"device_public_key": public_key_hex(device),
+                       "counter_code": counter.json()["counter_code"]}).encode()
+    unsigned = client.post(confirm, content=body, headers={"Content-Type": "application/json"})
+    assert unsigned.status_code == 401 and unsigned.json()["error"]["field"] == "X-Timestamp"
+    r = client.post(confirm, content=body, headers={"Content-Type": "application/json",
+                                                    **sign_device_request(device, None, "POST", confirm, body)})
     assert r.status_code == 200, r.text
     ecert_id = r.json()["ecert_id"]
     assert r.json() == {"ecert_id": ecert_id, "status": "active", "userName": "王**", "idNo": "999901********0011"}
-    no_consent = client.post("/api/v1/mobile/ecert/activate", json={
-        "psn_no": WANG.psn_no, "certno": WANG.certno, "device_public_key": public_key_hex(device), "consent": False})
-    assert no_consent.status_code == 422 and no_consent.json()["error"]["field"] == "consent"
 
-    ts = _now()
-    sig = sign_code_request(device, ecert_id, "01301", ts)
-    r = client.post("/api/v1/mobile/ecert/code", json={"ecert_id": ecert_id, "business_type": "01301",
-                                                       "timestamp": ts, "device_signature": sig})
+    body = json.dumps({"business_type": "01301"}).encode()
+    r = client.post(CODE_PATH, content=body, headers={"Content-Type": "application/json",
+                                                      **sign_device_request(device, ecert_id, "POST", CODE_PATH, body)})
     assert r.status_code == 200, r.text
     code = r.json()
     assert code["svg"].startswith("<svg") and code["refresh_in_s"] == 50 and r.headers["cache-control"] == "no-store"
-    png = client.get("/api/v1/mobile/ecert/code.png", params={"ecert_id": ecert_id, "business_type": "01301",
-                                                              "timestamp": ts, "device_signature": sig})
+    png_path = "/api/v1/mobile/ecert/code.png?business_type=01301"
+    signed_png = sign_device_request(device, ecert_id, "GET", png_path)
+    png = client.get(png_path, headers=signed_png)
     assert png.status_code == 200 and png.headers["content-type"] == "image/png"
     png_payload = qr_images.decode(png.content)
     assert png_payload.startswith("MPEC1.") and png_payload != code["payload"]  # a fresh code each time
-    bad = client.get("/api/v1/mobile/ecert/code.png", params={"ecert_id": ecert_id, "business_type": "01101",
-                                                              "timestamp": ts, "device_signature": sig})
-    assert bad.status_code == 401 and bad.json()["error"]["field"] == "device_signature"
+    again = client.get(png_path, headers=signed_png)  # the same signed request, fetched twice: one code
+    assert again.status_code == 401 and again.json()["error"]["field"] == "X-Nonce"
+    other = client.get("/api/v1/mobile/ecert/code.png?business_type=01101",
+                       headers=sign_device_request(device, ecert_id, "GET", png_path))  # signed for 01301
+    assert other.status_code == 401 and other.json()["error"]["field"] == "X-Signature"
+    in_url = client.get(png_path + f"&ecert_id={ecert_id}&device_signature={'0' * 128}")  # the old way: no more
+    assert in_url.status_code == 401 and in_url.json()["error"]["field"] in ("X-Ecert-Id", "X-Timestamp")
 
     svc: EcertService = client.app.state.ecert
     tkey = Ed25519PrivateKey.generate()
@@ -593,8 +624,11 @@ def test_openapi_documents_both_doors(client: TestClient) -> None:
     query = spec["paths"][QUERY_PATH]["post"]
     assert {"application/json", "multipart/form-data"} <= set(query["requestBody"]["content"])
     assert {"X-Terminal-Id", "X-Signature"} <= {p["name"] for p in query["parameters"]}
-    assert {"/api/v1/mobile/ecert/activate", "/api/v1/mobile/ecert/code", "/api/v1/mobile/ecert/code.png"} <= set(
-        spec["paths"])
+    assert {"/api/v1/mobile/ecert/activate", "/api/v1/mobile/ecert/activate/confirm", CODE_PATH,
+            "/api/v1/mobile/ecert/code.png"} <= set(spec["paths"])
+    png = spec["paths"]["/api/v1/mobile/ecert/code.png"]["get"]
+    assert {"X-Ecert-Id", "X-Nonce", "X-Signature"} <= {p["name"] for p in png["parameters"] if p["in"] == "header"}
+    assert {p["name"] for p in png["parameters"] if p["in"] == "query"} == {"business_type", "scale"}
     preview = spec["paths"]["/api/v1/mobile/bills/preview"]["post"]
     assert {"application/json", "multipart/form-data"} <= set(preview["requestBody"]["content"])
     assert preview["requestBody"]["content"]["multipart/form-data"]["schema"]["properties"]["image"]["format"] == "binary"
@@ -645,3 +679,17 @@ def test_cli_activate_code_and_register_terminal(db_url: str, engine, tmp_path: 
     bad = runner.invoke(ecert_app, ["terminal-register", "--fixmedins-code", "H0", "--name", "x",
                                     "--key-file", str(tmp_path / "t2.key")], env=env)
     assert bad.exit_code == 2 and "fixmedins_code" in bad.output
+
+
+def test_a_code_has_one_spelling(env: Env) -> None:
+    """Issue 9 item 10: a changed last character of the signature decoded to the same bytes and still verified."""
+    ecert_id, key = env.activate()
+    payload = env.code(ecert_id, key)
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    twin = payload[:-1] + alphabet[alphabet.index(payload[-1]) ^ 1]  # another spelling of the same 64 bytes
+    with pytest.raises(CodeError) as e:
+        parse_and_verify(twin, env.svc.public_key, env.clock())
+    assert e.value.field == "signature" and "canonical" in e.value.message
+    with pytest.raises(CodeInvalid):
+        env.scan(env.terminal(), qr=twin)
+    assert env.scan(env.terminal(), qr=payload)["ecIndexNo"] == ecert_id  # the genuine spelling still scans once

@@ -197,6 +197,17 @@ def test_tenancy_another_institution_cannot_touch_the_visit(base: str) -> None:
         c2.register(RETIREE.psn_no, "310", "02", RETIREE.certno, ipt_otp_no="X")  # never showed a card at H2
 
 
+def test_an_invented_ectoken_opens_no_visit(base: str) -> None:
+    """Issue 9 item 2, as reported: after any credential shown here, 40 zeros as mdtrt_cert_no opened a visit."""
+    c = client(base)
+    c.person_info("02", EMP.certno)
+    with pytest.raises(HisBusinessError) as e:
+        c.register(EMP.psn_no, EMP.insutype, "01", "0" * 40, ipt_otp_no="MZ-forged")
+    assert e.value.err_msg.startswith("mdtrt_cert_no") and "unknown e-certificate token" in e.value.err_msg
+    with pytest.raises(HisBusinessError, match="infcode -2: mdtrt_cert_no"):  # another person's ID number, same story
+        c.register(EMP.psn_no, EMP.insutype, "02", RETIREE.certno, ipt_otp_no="MZ-forged")
+
+
 def _raw_post(base: str, headers: dict[str, str], body: dict) -> httpx.Response:
     return httpx.post(f"{base}/fsi/api/rsfComIfsService/callService", json=body, headers=headers)
 

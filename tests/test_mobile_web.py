@@ -33,7 +33,7 @@ from medpay.services import demo
 from tests.helpers_browser import CHROMIUM, CHROMIUM_ARGS
 from tests.helpers_gateway import CallbackReceiver
 from tests.helpers_qr import EMP, H1, app_code, fen, his_bill, qr_stack, scan_image, scan_text, terminal_post, wallet
-from tests.helpers_server import run_cli
+from tests.helpers_server import STAFF, run_cli, texted_code
 
 CODE_TTL_S = 15
 CHILD = demo.PERSONS[3]  # 王小明, resident; his father's account pays for him (家庭共济)
@@ -93,9 +93,24 @@ def activate(page: Page, stack, person=EMP, lang: str = "zh") -> None:
     page.fill("#psn_no", person.psn_no)
     page.fill("#certno", person.certno)
     page.check("#consent")
-    page.click("#activate button[type=submit]")
+    enter_texted_code(page, stack, person)
     page.wait_for_url(re.compile(r"/m/\?lang="))
     page.wait_for_selector("[data-qr] svg")
+
+
+def enter_texted_code(page: Page, stack, person) -> None:
+    """Ask for the code, read it off the SMS simulator (the person's phone) and enter it."""
+    since = texted(stack, person)
+    page.click("#activate button[type=submit]")
+    expect(page.locator("#confirm")).to_be_visible()
+    page.fill("#code", texted_code(stack["base"], person.phone, since))
+    page.click("#confirm button[type=submit]")
+
+
+def texted(stack, person) -> int:
+    """How many messages the phone got so far (a later code is one after these)."""
+    messages = httpx.get(f"{stack['base'].sms}/sim/messages", params={"to": person.phone}).json()["messages"]
+    return messages[-1]["seq"] if messages else 0
 
 
 def shown_code(page: Page) -> str:
@@ -135,7 +150,16 @@ def test_activation_needs_the_separate_consent_and_the_code_on_the_page_works(st
     assert stored_device(page) is None  # … nor here
 
     page.check("#consent")
+    since = texted(stack, EMP)
     page.click("#activate button[type=submit]")
+    expect(page.locator("[data-sent]")).to_have_text("验证码已发送至 138****0001（医保登记的手机号），5 分钟内有效。")
+    code = texted_code(stack["base"], EMP.phone, since)  # to the phone on record, never one the caller names
+    page.fill("#code", f"{(int(code) + 1) % 10**6:06d}")  # a wrong code: refused, counted, nothing bound
+    page.click("#confirm button[type=submit]")
+    expect(page.locator("#code-error")).to_have_text("验证码不正确或已过期；错误太多次后需要重新发送。")
+    assert stored_device(page) is None
+    page.fill("#code", code)
+    page.click("#confirm button[type=submit]")
     page.wait_for_url(re.compile(r"/m/\?lang=zh$"))
     expect(page.locator("[data-holder]")).to_have_text("王**（999901********0011）")  # their own ID, masked
     device = stored_device(page)
@@ -151,10 +175,12 @@ def test_activation_needs_the_separate_consent_and_the_code_on_the_page_works(st
     assert (shown["data"]["userName"], shown["data"]["idNo"]) == ("王**", "999901********0011")
     assert (shown["data"]["ecIndexNo"], shown["data"]["businessType"]) == (device["ecert_id"], "01301")
 
-    png = httpx.get(stack["base"] + page.get_attribute("[data-png]", "href"))  # the download link
-    assert png.status_code == 200 and png.headers["cache-control"] == "no-store"
-    assert png.headers["content-type"] == "image/png"
-    downloaded = scan_image(stack, png.content)
+    assert page.get_attribute("[data-png]", "href") == "#"  # no signature in a link: the PNG is a signed fetch
+    with page.expect_response("**/api/v1/mobile/ecert/code.png?*") as fetched, page.expect_download() as saved:
+        page.click("[data-png]")
+    assert fetched.value.headers["cache-control"] == "no-store" and "signature" not in fetched.value.url
+    assert fetched.value.request.headers["x-ecert-id"] == device["ecert_id"]
+    downloaded = scan_image(stack, open(saved.value.path(), "rb").read())
     assert downloaded["code"] == 0 and downloaded["data"]["ecIndexNo"] == device["ecert_id"]
 
 
@@ -226,7 +252,9 @@ def test_english_page_through_the_switch_and_errors_next_to_their_field(stack, p
 
     page.fill("#psn_no", EMP.psn_no)
     page.fill("#certno", EMP.certno)
-    page.click("#activate button[type=submit]")
+    enter_texted_code(page, stack, EMP)
+    expect(page.locator("[data-sent]")).to_have_text(
+        "A code was texted to 138****0001, the number on your insurance record; it is valid for 5 minutes.")
     page.wait_for_url(re.compile(r"/m/\?lang=en$"))
     page.wait_for_selector("[data-qr] svg")
     expect(page.locator("h1")).to_have_text("Medical insurance e-certificate")
@@ -321,3 +349,33 @@ def test_forged_or_another_patients_bill_is_refused_with_a_clear_message(stack, 
     assert (wallet(stack, EMP.psn_no), wallet(stack, CHILD.psn_no)) == wallets  # nothing charged …
     visit = theirs["mdtrt_id"]
     assert count(stack, SettlementRow, SettlementRow.mdtrt_id == visit) == 0  # … nothing settled
+
+
+def test_without_a_phone_on_record_a_counter_code_activates(stack, page: Page) -> None:
+    """刘福 has no phone on record: the page says so, a staff member who saw his ID card gives him a counter code,
+    and his old e-certificate's device is told it was replaced."""
+    elder = demo.PERSONS[5]
+    page.goto(f"{stack['base']}/m/activate")
+    page.fill("#psn_no", elder.psn_no)
+    page.fill("#certno", elder.certno)
+    page.check("#consent")
+    page.click("#activate button[type=submit]")
+    expect(page.locator("#activate [data-error-for='*']")).to_have_text(
+        "医保没有登记您的手机号：请带身份证到柜台激活，或在柜台登记手机号。")
+    expect(page.locator("#confirm")).to_be_hidden()
+
+    r = httpx.post(f"{stack['base']}/api/v1/admin/ecert/counter-activations", headers=STAFF, json={
+        "psn_no": elder.psn_no, "certno": elder.certno, "consent": True, "id_checked": True})
+    assert r.status_code == 201, r.text
+    given = r.json()
+    assert (given["userName"], given["idNo"]) == ("刘*", "999901********0066")  # the staff check who stands there
+    page.click("details.counter summary")
+    page.fill("#counter_code", "ABCDE-FGH00")  # mistyped: refused next to the field
+    page.click("#counter button[type=submit]")
+    expect(page.locator("#counter_code-error")).to_have_text("柜台激活码不正确或已过期，请向工作人员重新获取。")
+    page.fill("#counter_code", given["counter_code"].lower())  # as a person types it
+    page.click("#counter button[type=submit]")
+    page.wait_for_url(re.compile(r"/m/\?lang=zh$"))
+    expect(page.locator("[data-holder]")).to_have_text("刘*（999901********0066）")
+    page.wait_for_selector("[data-qr] svg")
+    assert scan_text(stack, shown_code(page))["code"] == 0

@@ -12,11 +12,12 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from medpay.adapters.gateway.port import statement_day
-from medpay.adapters.platform_keys import public_key_hex
 from medpay.api.terminal import EC_CODES
+from medpay.services.ecert import sign_device_request
 from tests.helpers_gateway import CallbackReceiver
-from tests.helpers_server import STAFF
-from tests.helpers_qr import EMP, app_code, fen, his_bill, qr_stack, scan_image, terminal_post, wallet
+from tests.helpers_server import STAFF, activate
+from medpay.his_client import HisBusinessError
+from tests.helpers_qr import EMP, app_code, fen, his_bill, his_client, qr_stack, scan_image, terminal_post, wallet
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
@@ -66,6 +67,8 @@ def test_scan_identify_settle_notify(stack, fault) -> None:
         pushed = json.loads(notes[0].body)
         assert pushed["medicalSettleState"] == "SUCCESS"
         assert pushed["medicalSettleNo"] == out["settlement"]["setlinfo"]["setl_id"]
+    with pytest.raises(HisBusinessError, match="mdtrt_cert_no: .*used up"):  # the settlement spent the token
+        his_client(stack).person_info("01", identity["ecToken"])
     for day in {statement_day(time.time() - 600), statement_day()}:  # should the test run across midnight in China
         statement = httpx.get(f"{stack['base']}/api/v1/admin/payments/statement/{day.isoformat()}", headers=STAFF).json()
         assert statement["balanced"], statement
@@ -94,8 +97,6 @@ def test_an_image_without_a_code_is_refused(stack) -> None:
 
 def test_patient_scans_the_bill_code_at_the_window_and_pays(stack) -> None:
     """Reverse direction: the HIS/terminal shows a bill code; the patient's app scans and pays it."""
-    from medpay.services.bill_pay import sign_bill_payment
-
     identity = scan_image(stack, app_code(stack))["data"]  # the window identified the patient for the HIS
     mdtrt_id = his_bill(stack, identity["ecToken"])
     r = terminal_post(stack, "/api/v1/terminal/bills", json.dumps({"mdtrt_id": mdtrt_id}).encode(), "application/json")
@@ -103,20 +104,25 @@ def test_patient_scans_the_bill_code_at_the_window_and_pays(stack) -> None:
     bill = r.json()
     assert bill["payload"].startswith("MPBILL1.") and "<svg" in bill["svg"]
     device = Ed25519PrivateKey.generate()
-    ecert_id = httpx.post(f"{stack['base']}/api/v1/mobile/ecert/activate", json={
-        "psn_no": EMP.psn_no, "certno": EMP.certno, "device_public_key": public_key_hex(device),
-        "consent": True}).json()["ecert_id"]
+    ecert_id = activate(stack["base"], EMP, device)["ecert_id"]
     before = wallet(stack)
-    ts = int(time.time())
-    pay = {"ecert_id": ecert_id, "bill": bill["payload"], "timestamp": ts,
-           "device_signature": sign_bill_payment(device, ecert_id, bill["payload"], ts)}
-    forged = {**pay, "device_signature": sign_bill_payment(Ed25519PrivateKey.generate(), ecert_id, bill["payload"], ts)}
-    assert httpx.post(f"{stack['base']}/api/v1/mobile/bills/pay", json=forged).status_code == 403
-    out = httpx.post(f"{stack['base']}/api/v1/mobile/bills/pay", json=pay).json()
+    path, body = "/api/v1/mobile/bills/pay", json.dumps({"bill": bill["payload"]}).encode()
+
+    def pay(key: Ed25519PrivateKey = device, headers: dict | None = None) -> httpx.Response:
+        headers = headers or sign_device_request(key, ecert_id, "POST", path, body)
+        return httpx.post(stack["base"] + path, content=body, headers={**headers, "content-type": "application/json"},
+                          timeout=30)
+
+    forged = pay(Ed25519PrivateKey.generate())
+    assert forged.status_code == 401 and forged.json()["error"]["field"] == "X-Signature"
+    signed = sign_device_request(device, ecert_id, "POST", path, body)
+    out = pay(headers=signed).json()
     assert out["state"] == "captured", out
     cash = fen(out["settlement"]["setlinfo"])["psn_cash_pay"]
     assert before - wallet(stack) == cash
-    again = httpx.post(f"{stack['base']}/api/v1/mobile/bills/pay", json=pay).json()  # paying twice charges once
+    replayed = pay(headers=signed)  # the same signed request again: refused by its nonce
+    assert replayed.status_code == 401 and replayed.json()["error"]["field"] == "X-Nonce"
+    again = pay().json()  # paying twice (a fresh request) charges once
     assert again["setl_id"] == out["setl_id"] and before - wallet(stack) == cash
 
 

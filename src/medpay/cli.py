@@ -112,6 +112,9 @@ def serve(host: str = typer.Option("127.0.0.1", help="address to listen on"),
           gateway_sim: bool = typer.Option(True, help="start the payment-gateway SIMULATOR as its own process, unless "
                                                       "MEDPAY_GATEWAY_URL names a gateway"),
           gateway_port: int = typer.Option(8100, help="port of the gateway simulator"),
+          sms_sim: bool = typer.Option(True, help="start the SMS SIMULATOR as its own process (activation codes, "
+                                                  "security notices), unless MEDPAY_SMS_URL names an SMS service"),
+          sms_port: int = typer.Option(8101, help="port of the SMS simulator"),
           access_log: bool = typer.Option(False, help="log every HTTP request (uvicorn's access log); the "
                                                       "institution interface logs its own line per transaction "
                                                       "at INFO either way")) -> None:
@@ -142,14 +145,22 @@ def serve(host: str = typer.Option("127.0.0.1", help="address to listen on"),
         if seed:
             bind_demo_wallets(factory, default_cipher(), simulator)
         console.print(f"支付网关模拟器 / payment-gateway SIMULATOR on [bold]{simulator.url}[/] (not a real gateway)")
+    sms = None
+    if sms_sim and not os.environ.get("MEDPAY_SMS_URL"):
+        from medpay.simulators.launch import start_sms_simulator
+
+        sms = start_sms_simulator(host, sms_port)
+        console.print(f"短信模拟器 / SMS SIMULATOR on [bold]{sms.url}[/] (nothing is really texted: "
+                      f"{sms.url}/sim/messages)")
     engine.dispose()
     console.print(f"medpay 服务 / serving on [bold]http://{host}:{port}[/]  (docs: http://{host}:{port}/docs)")
     try:
         uvicorn.run("medpay.api.main:app", host=host, port=port, workers=workers, log_level="info",
                     access_log=access_log, log_config=_log_config())
     finally:
-        if simulator is not None:
-            simulator.stop()
+        for child in (simulator, sms):
+            if child is not None:
+                child.stop()
 
 
 @app.command("simulator")

@@ -1,5 +1,5 @@
-"""``medpay ecert …``: activate an e-certificate, show its dynamic code, register a terminal, register an
-institution's notify URL.
+"""``medpay ecert …``: activate an e-certificate at a counter, show its dynamic code, register a terminal, register
+an institution's notify URL.
 
 These act on the database directly (``MEDPAY_DATABASE_URL``; run ``medpay db upgrade`` first), with the data key
 (``MEDPAY_DATA_KEY_FILE``), the platform's signing key (``MEDPAY_SIGNING_KEY_FILE``) and the code lifetime
@@ -73,19 +73,49 @@ def _print(obj: Any) -> None:
     typer.echo(json.dumps(obj, ensure_ascii=False, indent=2))
 
 
+def _activations():
+    from medpay.services.activation import ActivationService
+
+    factory, cipher = _database()
+    return ActivationService(factory, cipher, None)  # the CLI texts nothing: counter codes only
+
+
+def _operator(name: Optional[str]) -> str:
+    import getpass
+
+    return f"cli:{name or getpass.getuser()}"
+
+
+@ecert_app.command("counter-code")
+def counter_code(psn_no: str = typer.Option(..., "--psn-no", help="人员编号"),
+                 certno: str = typer.Option(..., "--certno", help="证件号码 on the ID card you saw"),
+                 consent: bool = typer.Option(False, "--consent/--no-consent",
+                                              help="the person consents to processing their personal information"),
+                 operator: Optional[str] = typer.Option(None, "--operator", help="who you are (audit log); default: "
+                                                                                   "your login")) -> None:
+    """Activation at a counter: you saw the person and their ID card. Prints a code for them to enter in the app
+    (valid 15 min); it cancels an activation pending by SMS."""
+    started = _run(_activations().start_at_counter, psn_no, certno, consent, _operator(operator))
+    _print({"activation_id": started.activation_id, "counter_code": started.counter_code,
+            "expires_at": started.expires_at.isoformat(), **(started.holder or {})})
+
+
 @ecert_app.command("activate")
 def activate(psn_no: str = typer.Option(..., "--psn-no", help="人员编号"),
-             certno: str = typer.Option(..., "--certno", help="证件号码 of that person"),
+             certno: str = typer.Option(..., "--certno", help="证件号码 on the ID card you saw"),
              key_file: Path = typer.Option(Path("var/device.key"), "--key-file",
                                            help="device key file (created if missing)"),
              consent: bool = typer.Option(False, "--consent/--no-consent",
-                                          help="the person consents to processing their personal information")) -> None:
-    """Activate an e-certificate bound to the device key in KEY_FILE; prints the ecert_id."""
+                                          help="the person consents to processing their personal information"),
+             operator: Optional[str] = typer.Option(None, "--operator", help="who you are (audit log)")) -> None:
+    """Activate at a counter in one go, for a device key in KEY_FILE (a kiosk, a test): prints the ecert_id."""
     from medpay.adapters.platform_keys import public_key_hex
 
     device = _key(key_file)
-    ecert_id = _run(_service().activate, psn_no, certno, public_key_hex(device), consent)
-    _print({"ecert_id": ecert_id, "key_file": str(key_file), "device_public_key": public_key_hex(device)})
+    svc = _activations()
+    started = _run(svc.start_at_counter, psn_no, certno, consent, _operator(operator))
+    done = _run(lambda: svc.confirm(public_key_hex(device), counter_code=started.counter_code))
+    _print({"ecert_id": done.ecert_id, "key_file": str(key_file), "device_public_key": public_key_hex(device)})
 
 
 @ecert_app.command("code")
@@ -99,13 +129,14 @@ def code(ecert_id: str = typer.Option(..., "--ecert-id"),
          scale: int = typer.Option(8, "--scale", min=1, max=40)) -> None:
     """Sign a code request with the device key and print the payload (valid 60 s); optionally write PNG/SVG."""
     from medpay.adapters import qr_images
-    from medpay.adapters.db.base import utcnow
-    from medpay.services.ecert import sign_code_request
+    from medpay.services.ecert import sign_device_request
 
     device = _key(key_file)
-    ts = int(utcnow().timestamp())
-    payload, expires_at = _run(_service().issue_code, ecert_id, business_type,
-                               sign_code_request(device, ecert_id, business_type, ts), ts)
+    svc = _service()
+    path, body = "/api/v1/mobile/ecert/code", json.dumps({"business_type": business_type}).encode()
+    ecert, _psn_no = _run(svc.verify_device, sign_device_request(device, ecert_id, "POST", path, body), "POST",
+                          path, body)
+    payload, expires_at = _run(svc.issue_code, ecert, business_type)
     if png:
         png.write_bytes(qr_images.render_png(payload, scale=scale))
     if svg:

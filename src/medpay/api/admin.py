@@ -1,20 +1,23 @@
-"""Admin door (医保经办): loaded policies, stand-alone quotes, ledger invariant check."""
+"""Admin door (医保经办): loaded policies, stand-alone quotes, ledger invariant check, counter activations."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
-from fastapi import APIRouter, Body, Depends
-from pydantic import BaseModel
+from fastapi import APIRouter, Body, Depends, Request
+from pydantic import BaseModel, Field, StrictBool
 
 from medpay.adapters.db.ledger_store import check_ledger
-from medpay.api.deps import platform
+from medpay.api.deps import platform, staff
+from medpay.api.mobile import activation_service
 from medpay.api.errors import ErrorResponse
 from medpay.api.platform import Platform
 from medpay.domain.policy import select_policy
 from medpay.interface_format import to_yuan
 from medpay.services.errors import Invalid
 from medpay.services.quote import parse_quote, quote
+from medpay.services.staff import Staff
 
 router = APIRouter(prefix="/api/v1/admin", tags=["admin"])
 
@@ -80,3 +83,38 @@ def ledger_check(p: Platform = Depends(platform)) -> LedgerCheck:
         session.close()
     return LedgerCheck(ok=not found, violations=[{"code": str(getattr(v.code, "value", v.code)), "message": v.message}
                                                  for v in found])
+
+
+class CounterActivation(BaseModel):
+    psn_no: str = Field(..., min_length=1, max_length=30, description="人员编号")
+    certno: str = Field(..., min_length=1, max_length=30, description="the ID number on the card the staff member saw")
+    consent: StrictBool = Field(..., json_schema_extra={"const": True},
+                                description="the person's separate consent (个人信息处理单独同意), given at the counter")
+    id_checked: StrictBool = Field(..., json_schema_extra={"const": True},
+                                   description="the staff member saw the person and their ID card; must be true")
+
+    model_config = {"extra": "forbid", "json_schema_extra": {"examples": [{
+        "psn_no": "99990100000006", "certno": "999901194811110066", "consent": True, "id_checked": True}]}}
+
+
+class CounterCode(BaseModel):
+    activation_id: str
+    counter_code: str = Field(..., description="shown once: hand it to the person, who enters it in the app")
+    expires_at: datetime
+    userName: str = Field(..., description="the person's name, masked: check it is who stands at the counter")
+    idNo: str = Field(..., description="the person's ID number, masked")
+
+
+@router.post("/ecert/counter-activations", status_code=201, response_model=CounterCode,
+             responses={422: {"model": ErrorResponse}},
+             summary="柜台激活 / activation at a counter: the staff member saw the ID card; a code for the app",
+             description="For people without a phone on record, or whose SMS activation is blocked or lost. It "
+                         "cancels an activation pending by SMS (so nobody who knows a person's numbers can block "
+                         "them) and is recorded in the audit log with the staff key that made it.")
+def counter_activation(req: CounterActivation, request: Request, who: Staff = Depends(staff)) -> CounterCode:
+    if req.id_checked is not True:
+        raise Invalid("id_checked", "a counter activation needs the person and their ID card seen at the counter")
+    started = activation_service(request).start_at_counter(req.psn_no, req.certno, req.consent,
+                                                           staff=f"staff:{who.key_id}")
+    return CounterCode(activation_id=started.activation_id, counter_code=started.counter_code or "",
+                       expires_at=started.expires_at, **(started.holder or {}))

@@ -1,45 +1,125 @@
 """Mobile door (医保App): activate an e-certificate on a device, fetch the dynamic QR code.
 
-The app keeps an Ed25519 key per person on the device; activation registers its public key. Each code request
-is signed with it: ``device_signature`` = hex(Ed25519(f"{ecert_id}|{business_type}|{timestamp}")), timestamp in
-unix seconds within ±120 s. A code is valid 60 s; the app asks for a new one before ``expires_at``.
-Activation must sit behind the app's real-person check (实人认证): psn_no + certno alone are not secret.
+Activation takes two steps (``services.activation``): ``POST /ecert/activate`` checks the ID number and texts a
+code to the phone on the insured person's record; ``POST /ecert/activate/confirm`` brings the code (or a counter
+code a staff member handed over) with the device's Ed25519 public key, the request signed by that key.
+
+Every later request of the app is signed by the device key, in headers (``services.signed_requests``)::
+
+    X-Ecert-Id: EC…   X-Timestamp: unix seconds (±120 s)   X-Nonce: 8–64 characters, once
+    X-Signature: Ed25519 of METHOD\\npath\\ntimestamp\\nnonce\\nsha256hex(body), 128 hex digits
+
+Signatures never travel in a URL: the PNG of a code is fetched by the page with these headers and shown as a blob.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field, StrictBool
+from starlette.concurrency import run_in_threadpool
 
 from medpay.adapters import qr_images
+from medpay.api.bodies import json_body
 from medpay.api.errors import ErrorResponse
 from medpay.api.terminal import ecert_service
 from medpay.domain.ecert_code import BUSINESS_TYPES
-from medpay.services.ecert import EcertService
+from medpay.services.activation import ActivationService
+from medpay.services.ecert import HEADER_ECERT_ID, EcertService
+from medpay.services.errors import Invalid
+from medpay.services.signed_requests import HEADER_NONCE, HEADER_SIGNATURE, HEADER_TIMESTAMP
 
 router = APIRouter(prefix="/api/v1/mobile", tags=["mobile"])
 
 _BT_HELP = "用码业务类型: " + ", ".join(f"{k} {v}" for k, v in BUSINESS_TYPES.items())
-_ERRORS = {401: {"model": ErrorResponse, "description": "device signature refused"},
-           403: {"model": ErrorResponse, "description": "e-certificate revoked"},
-           404: {"model": ErrorResponse}, 409: {"model": ErrorResponse}, 422: {"model": ErrorResponse}}
+_ERRORS = {401: {"model": ErrorResponse, "description": "device signature refused (missing, stale, wrong, replayed)"},
+           403: {"model": ErrorResponse, "description": "e-certificate revoked (activated on another device, or by "
+                                                         "its holder); the message says when"},
+           422: {"model": ErrorResponse, "description": "a field is missing or malformed"}}
 
 
-class ActivateRequest(BaseModel):
-    psn_no: str = Field(..., description="人员编号", examples=["99990100000001"])
-    certno: str = Field(..., description="证件号码 (checked against the insured person)",
+def activation_service(request: Request) -> ActivationService:
+    svc = getattr(request.app.state, "activation", None)
+    if svc is None:
+        p = request.app.state.platform
+        svc = request.app.state.activation = ActivationService(p.factory, p.cipher, p.sms, clock=p.persons.clock,
+                                                               daily_starts=p.sms_daily_limit)
+    return svc
+
+
+def _signature_headers(*, holder: bool) -> list[dict[str, Any]]:
+    found = [{"name": HEADER_TIMESTAMP, "in": "header", "required": True, "schema": {"type": "string",
+              "pattern": "^[0-9]{1,12}$"}, "description": "unix seconds, ±120 s of server time"},
+             {"name": HEADER_NONCE, "in": "header", "required": True,
+              "schema": {"type": "string", "minLength": 8, "maxLength": 64},
+              "description": "8–64 printable characters, never reused by this device key"},
+             {"name": HEADER_SIGNATURE, "in": "header", "required": True,
+              "schema": {"type": "string", "minLength": 64, "maxLength": 128},
+              "description": "Ed25519 signature by the device key of METHOD\\npath\\ntimestamp\\nnonce\\n"
+                             "sha256hex(body), 128 hex digits (or canonical base64)"}]
+    if holder:
+        found.insert(0, {"name": HEADER_ECERT_ID, "in": "header", "required": True,
+                         "schema": {"type": "string", "maxLength": 20}, "description": "the e-certificate's id"})
+    return found
+
+
+def openapi_signed(model: type[BaseModel] | None, *, holder: bool = True) -> dict[str, Any]:
+    extra: dict[str, Any] = {"parameters": _signature_headers(holder=holder)}
+    if model is not None:
+        extra["requestBody"] = {"required": True, "content": {"application/json": {
+            "schema": model.model_json_schema(ref_template="#/components/schemas/{model}")}}}
+    return extra
+
+
+async def signed_by_device(request: Request, body: bytes = b"") -> tuple[str, str]:
+    """(ecert_id, psn_no) of the e-certificate whose device signed this request (path and query as sent)."""
+    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    return await run_in_threadpool(ecert_service(request).verify_device, request.headers, request.method, target,
+                                   body)
+
+
+# -- activation ------------------------------------------------------------------------------------------------
+
+
+class ActivationStart(BaseModel):
+    psn_no: str = Field(..., min_length=1, max_length=30, description="人员编号", examples=["99990100000001"])
+    certno: str = Field(..., min_length=1, max_length=30, description="证件号码 (checked against the insured person)",
                         examples=["999901198001010011"])
-    device_public_key: str = Field(..., description="the device's Ed25519 public key, 64 hex digits",
-                                   examples=["5f1c…(64 hex digits)"])
-    consent: StrictBool = Field(..., description="separate consent to the processing of personal information "
-                                                 "(个人信息处理单独同意); must be true")
+    consent: StrictBool = Field(..., json_schema_extra={"const": True},
+                                description="separate consent to the processing of personal information "
+                                            "(个人信息处理单独同意); must be true")
+
+    model_config = {"extra": "forbid", "json_schema_extra": {"examples": [{
+        "psn_no": "99990100000001", "certno": "999901198001010011", "consent": True}]}}
+
+
+class ActivationStarted(BaseModel):
+    activation_id: str = Field(..., description="send it back with the texted code")
+    channel: str = Field(..., description="sms")
+    expires_at: datetime = Field(..., description="the code is refused after this")
+    phone: str = Field(..., description="where the code went, masked: the phone on the person's record")
 
     model_config = {"json_schema_extra": {"examples": [{
-        "psn_no": "99990100000001", "certno": "999901198001010011",
-        "device_public_key": "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a", "consent": True}]}}
+        "activation_id": "ACK7Q2M9XA", "channel": "sms", "expires_at": "2026-12-02T08:05:00Z",
+        "phone": "138****0001"}]}}
+
+
+class ActivationConfirm(BaseModel):
+    device_public_key: str = Field(..., min_length=64, max_length=64, pattern="^[0-9a-fA-F]{64}$",
+                                   description="the device's Ed25519 public key, 64 hex digits; the request is "
+                                               "signed by its private half")
+    activation_id: str | None = Field(None, max_length=20, description="from POST /ecert/activate (with code)")
+    code: str | None = Field(None, min_length=6, max_length=6, pattern="^[0-9]{6}$",
+                             description="the 6 digits texted to the phone on record")
+    counter_code: str | None = Field(None, max_length=16, description="or: the code a staff member handed over "
+                                                                       "at a counter, e.g. K7Q2M-9XA4B")
+
+    model_config = {"extra": "forbid", "json_schema_extra": {"examples": [{
+        "device_public_key": "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a",
+        "activation_id": "ACK7Q2M9XA", "code": "483921"}]}}
 
 
 class ActivateResponse(BaseModel):
@@ -52,15 +132,45 @@ class ActivateResponse(BaseModel):
         "ecert_id": "EC7K2M9QX4", "status": "active", "userName": "王**", "idNo": "999901********0011"}]}}
 
 
-class CodeRequest(BaseModel):
-    ecert_id: str = Field(..., examples=["EC7K2M9QX4"])
-    business_type: str = Field(..., description=_BT_HELP, examples=["01301"])
-    timestamp: int = Field(..., description="unix seconds, ±120 s of server time", examples=[1767225600])
-    device_signature: str = Field(..., description='hex Ed25519 signature of "{ecert_id}|{business_type}|{timestamp}"')
+@router.post("/ecert/activate", status_code=202, response_model=ActivationStarted,
+             responses={409: {"model": ErrorResponse, "description": "an activation is already under way for this "
+                                                                     "person, or no phone is on record"},
+                        422: _ERRORS[422], 429: {"model": ErrorResponse, "description": "too many codes today"},
+                        503: {"model": ErrorResponse, "description": "the code could not be texted; try again"}},
+             summary="激活医保电子凭证(一) / activate an e-certificate, step 1: a code to the phone on record")
+def start_activation(req: ActivationStart, svc: ActivationService = Depends(activation_service)) -> ActivationStarted:
+    started = svc.start(req.psn_no, req.certno, req.consent)
+    return ActivationStarted(activation_id=started.activation_id, channel=started.channel,
+                             expires_at=started.expires_at, phone=started.phone or "")
 
-    model_config = {"json_schema_extra": {"examples": [{
-        "ecert_id": "EC7K2M9QX4", "business_type": "01301", "timestamp": 1767225600,
-        "device_signature": "9c0e…(128 hex digits)"}]}}
+
+@router.post("/ecert/activate/confirm", response_model=ActivateResponse, openapi_extra=openapi_signed(ActivationConfirm,
+                                                                                               holder=False),
+             responses={401: _ERRORS[401], 409: {"model": ErrorResponse, "description": "the device key is another "
+                                                                                        "person's"},
+                        422: {"model": ErrorResponse, "description": "wrong, expired or unknown code"}},
+             summary="激活医保电子凭证(二) / step 2: the code and this device's key (signed by it)")
+async def confirm_activation(request: Request) -> ActivateResponse:
+    body = await request.body()
+    req = json_body(ActivationConfirm, body)
+    svc = activation_service(request)
+    ecerts = ecert_service(request)
+    key = await run_in_threadpool(ecerts.verify_device_key, request.headers, request.method, request.url.path, body,
+                                  req.device_public_key)
+    done = await run_in_threadpool(lambda: svc.confirm(key, activation_id=req.activation_id, code=req.code,
+                                                       counter_code=req.counter_code))
+    await run_in_threadpool(svc.notify_replaced, done)
+    return ActivateResponse(ecert_id=done.ecert_id, **await run_in_threadpool(ecerts.holder, done.ecert_id))
+
+
+# -- the dynamic code ------------------------------------------------------------------------------------------
+
+
+class CodeRequest(BaseModel):
+    business_type: str = Field(..., description=_BT_HELP, json_schema_extra={"enum": list(BUSINESS_TYPES)},
+                               examples=["01301"])
+
+    model_config = {"extra": "forbid"}
 
 
 class CodeResponse(BaseModel):
@@ -74,33 +184,35 @@ class CodeResponse(BaseModel):
         "refresh_in_s": 50, "svg": "<svg xmlns=\"http://www.w3.org/2000/svg\" …</svg>"}]}}
 
 
-@router.post("/ecert/activate", response_model=ActivateResponse, responses=_ERRORS,
-             summary="激活医保电子凭证 / activate an e-certificate on this device")
-def activate(req: ActivateRequest, svc: EcertService = Depends(ecert_service)) -> ActivateResponse:
-    ecert_id = svc.activate(req.psn_no, req.certno, req.device_public_key, req.consent)
-    return ActivateResponse(ecert_id=ecert_id, **svc.holder(ecert_id))
-
-
-@router.post("/ecert/code", response_model=CodeResponse, responses=_ERRORS,
+@router.post("/ecert/code", response_model=CodeResponse, responses=_ERRORS, openapi_extra=openapi_signed(CodeRequest),
              summary="展码 / a fresh dynamic QR code (valid 60 s) for one business type")
-def code(req: CodeRequest, svc: EcertService = Depends(ecert_service)) -> Response:
-    payload, expires_at = svc.issue_code(req.ecert_id, req.business_type, req.device_signature, req.timestamp)
-    body = CodeResponse(payload=payload, expires_at=expires_at, refresh_in_s=_refresh_in(svc),
-                        svg=qr_images.render_svg(payload, title="医保电子凭证"))
-    return Response(body.model_dump_json(), media_type="application/json", headers={"Cache-Control": "no-store"})
+async def code(request: Request) -> Response:
+    body = await request.body()
+    ecert_id, _psn_no = await signed_by_device(request, body)
+    svc = ecert_service(request)
+    payload, expires_at = svc.issue_code(ecert_id, json_body(CodeRequest, body).business_type)
+    out = CodeResponse(payload=payload, expires_at=expires_at, refresh_in_s=_refresh_in(svc),
+                       svg=qr_images.render_svg(payload, title="医保电子凭证"))
+    return Response(out.model_dump_json(), media_type="application/json", headers={"Cache-Control": "no-store"})
 
 
 @router.get("/ecert/code.png", responses={**_ERRORS, 200: {"content": {"image/png": {}},
                                                           "description": "the QR code as PNG"}},
-            response_class=Response, summary="展码 PNG / the dynamic QR code as a PNG download")
-def code_png(ecert_id: str = Query(..., examples=["EC7K2M9QX4"]),
-             business_type: str = Query(..., description=_BT_HELP, examples=["01301"]),
-             timestamp: int = Query(..., description="unix seconds, ±120 s"),
-             device_signature: str = Query(..., description='hex Ed25519 of "{ecert_id}|{business_type}|{timestamp}"'),
-             scale: int = Query(8, ge=2, le=20, description="pixels per module"),
-             svc: EcertService = Depends(ecert_service)) -> Response:
-    payload, expires_at = svc.issue_code(ecert_id, business_type, device_signature, timestamp)
-    return Response(qr_images.render_png(payload, scale=scale), media_type="image/png", headers={
+            response_class=Response, openapi_extra={"parameters": [
+                *_signature_headers(holder=True),
+                {"name": "business_type", "in": "query", "required": True, "description": _BT_HELP,
+                 "schema": {"type": "string", "enum": list(BUSINESS_TYPES)}},
+                {"name": "scale", "in": "query", "required": False, "description": "pixels per module",
+                 "schema": {"type": "integer", "minimum": 2, "maximum": 20, "default": 8}}]},
+            summary="展码 PNG / the dynamic QR code as a PNG (the request signed in headers, like every other)")
+async def code_png(request: Request) -> Response:
+    ecert_id, _psn_no = await signed_by_device(request)
+    business_type = request.query_params.get("business_type", "")
+    scale_text = request.query_params.get("scale", "8")
+    if not scale_text.isdigit() or not 2 <= int(scale_text) <= 20:
+        raise Invalid("scale", "pixels per module: a whole number from 2 to 20")
+    payload, expires_at = ecert_service(request).issue_code(ecert_id, business_type)
+    return Response(qr_images.render_png(payload, scale=int(scale_text)), media_type="image/png", headers={
         "Cache-Control": "no-store", "Content-Disposition": f'attachment; filename="ecert-{business_type}.png"',
         "X-Expires-At": expires_at.isoformat()})
 

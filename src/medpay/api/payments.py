@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-import json
 from datetime import date, datetime
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field
 
 from medpay.adapters.gateway.port import CallbackRejected, verify_callback
+from medpay.api.bodies import json_body
 from medpay.api.deps import platform
 from medpay.api.errors import ErrorResponse, error_response
+from medpay.api.mobile import openapi_signed as mobile_signed, signed_by_device
 from medpay.api.platform import Platform
 from medpay.api.terminal import verify_terminal
 from medpay.api.uploads import MAX_BODY_BYTES, read_multipart
@@ -46,23 +47,12 @@ class OneScanSettle(BaseModel):
         "acct_used_flag": "1", "notify_url": "http://his.example/medpay/notify"}]}}
 
 
-def _json_body(model: type[BaseModel], body: bytes) -> Any:
-    """The body as ``model``; a refusal names the field (the REST error shape, via the app's handler)."""
-    try:
-        return model.model_validate(json.loads(body or b"{}"))
-    except ValidationError as e:
-        first = e.errors()[0]
-        raise Invalid(".".join(str(x) for x in first["loc"]) or "body", first["msg"]) from None
-    except (ValueError, TypeError):
-        raise Invalid("body", "is not valid JSON") from None
-
-
 @terminal_router.post("/settle", summary="一码付结算 / one-scan settlement (fund + account + cash via the gateway)",
                       responses={401: {"model": ErrorResponse}, 422: {"model": ErrorResponse}})
 async def one_scan_settle(request: Request) -> JSONResponse:
     body = await request.body()
     _terminal, code = await verify_terminal(request, body)
-    req = _json_body(OneScanSettle, body)
+    req = json_body(OneScanSettle, body)
     res = await run_in_threadpool(_one_scan(request.app.state.platform).pay, code, req.msgid, req.ecToken,
                                   req.mdtrt_id, acct_used_flag=req.acct_used_flag == "1",
                                   notify_urls=(req.notify_url,) if req.notify_url else ())
@@ -113,16 +103,14 @@ class BillRequest(BaseModel):
 async def create_bill(request: Request) -> JSONResponse:
     body = await request.body()
     _terminal, code = await verify_terminal(request, body)
-    req = _json_body(BillRequest, body)
+    req = json_body(BillRequest, body)
     return JSONResponse(to_yuan(await run_in_threadpool(bill_service(request).create_bill, code, req.mdtrt_id)))
 
 
 class BillPayment(BaseModel):
-    ecert_id: str = Field(..., max_length=20)
-    bill: str = Field(..., max_length=512, description="the scanned bill code (MPBILL1.…)")
-    timestamp: int = Field(..., description="unix seconds, ±120 s")
-    device_signature: str = Field(..., max_length=256,
-                                  description='hex Ed25519 of "{ecert_id}|BILL|{sha256hex(bill)}|{timestamp}"')
+    bill: str = Field(..., min_length=1, max_length=512, description="the scanned bill code (MPBILL1.…)")
+
+    model_config = {"extra": "forbid"}
 
 
 class BillText(BaseModel):
@@ -189,12 +177,20 @@ def _bill_source(content_type: str, body: bytes) -> tuple[str | None, bytes | No
         return fields.get("bill"), files.get("image")
     if media not in ("application/json", ""):
         raise Invalid("body", f"content type {media!r}: send multipart/form-data with an image, or JSON with bill")
-    return _json_body(BillText, body).bill, None
+    return json_body(BillText, body).bill, None
 
 
 @mobile_router.post("/bills/pay", summary="扫账单码支付 / pay a scanned bill code: the whole bill in one step",
-                    responses={403: {"model": ErrorResponse}, 422: {"model": ErrorResponse}})
-def pay_bill(req: BillPayment, request: Request) -> dict[str, Any]:
-    res = bill_service(request).pay_bill(req.ecert_id, req.bill, req.timestamp, req.device_signature)
+                    description="Signed by the device key in headers, like every request of the app (see the "
+                                "mobile door's description); a replayed request is refused, a new one for the same "
+                                "bill continues (or repeats the answer of) the first payment.",
+                    openapi_extra=mobile_signed(BillPayment),
+                    responses={401: {"model": ErrorResponse}, 403: {"model": ErrorResponse},
+                               409: {"model": ErrorResponse}, 422: {"model": ErrorResponse}})
+async def pay_bill(request: Request) -> dict[str, Any]:
+    body = await request.body()
+    _ecert_id, psn_no = await signed_by_device(request, body)
+    req = json_body(BillPayment, body)
+    res = await run_in_threadpool(bill_service(request).pay_bill, psn_no, req.bill)
     return {"intent_id": res.intent_id, "state": res.state, "setl_id": res.setl_id,
             "settlement": to_yuan(res.output) if res.output else None, "notify": res.notify}

@@ -13,7 +13,10 @@ from medpay.adapters.db.engine import database_url, make_engine, session_factory
 from medpay.adapters.policy_files import builtin_policies
 from medpay.domain.ecert_code import MAX_TTL_S
 from medpay.domain.policy import Policy
+from medpay.services.activation import DAILY_STARTS
 from medpay.adapters.gateway.http_gateway import HttpGateway
+from medpay.adapters.sms.http_sms import HttpSms
+from medpay.adapters.sms.port import SmsSender
 from medpay.services.gateway_auth import GatewayAuth
 from medpay.services.one_scan import OneScanService
 from medpay.services.persons import PRESENTATION_VALID, PersonService
@@ -36,6 +39,8 @@ class Platform:
     one_scan: OneScanService | None = None  # None when no payment gateway is configured
     gateway_secret: str = ""
     ecert_code_ttl_s: int = MAX_TTL_S  # how long a dynamic QR code lives (MEDPAY_ECERT_CODE_TTL_S, 1–60)
+    sms: SmsSender | None = None  # None when no SMS service is configured (activation at a counter only)
+    sms_daily_limit: int = DAILY_STARTS  # activation codes texted to one person a day (MEDPAY_SMS_DAILY_LIMIT)
 
 
 def build_platform(url: str | None = None, policies: list[Policy] | None = None,
@@ -54,7 +59,25 @@ def build_platform(url: str | None = None, policies: list[Policy] | None = None,
         one_scan = OneScanService(factory, settlement, gateway, cipher)
         secret = os.environ.get("MEDPAY_GATEWAY_SECRET", "")
     return Platform(engine, factory, policies, cipher, settlement, PersonService(factory, cipher),
-                    SignInService(factory), GatewayAuth(factory, cipher), one_scan, secret, code_ttl_from_env())
+                    SignInService(factory), GatewayAuth(factory, cipher), one_scan, secret, code_ttl_from_env(),
+                    sms_from_env(), whole_number_from_env("MEDPAY_SMS_DAILY_LIMIT", DAILY_STARTS, 1, 1000))
+
+
+def sms_from_env() -> SmsSender | None:
+    """The SMS service (or its simulator, see README "Real parts and simulated parts"): MEDPAY_SMS_URL and
+    MEDPAY_SMS_API_KEY."""
+    url = os.environ.get("MEDPAY_SMS_URL", "")
+    return HttpSms(url, os.environ.get("MEDPAY_SMS_API_KEY", "")) if url else None
+
+
+def whole_number_from_env(name: str, default: int, low: int, high: int) -> int:
+    """A whole-number setting; a wrong value stops the start with a message naming it."""
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return default
+    if not text.isdigit() or not low <= int(text) <= high:
+        raise ValueError(f"{name} must be a whole number from {low} to {high}, got {text!r}")
+    return int(text)
 
 
 def code_ttl_from_env() -> int:

@@ -121,9 +121,11 @@ _ERROR_EXAMPLE = {"orgId": "H99990100001", "code": 2006, "message": "businessTyp
 @router.post(
     "/ec/query", summary="二维码解码 ec.query / scanned code or photo → masked identity + ecToken",
     description="Checks the code (platform signature, ≤ 60 s old, business type, e-certificate active, never "
-                "scanned before), then issues an **ecToken bound to the terminal's institution** (30 min), usable "
-                "as `mdtrt_cert_type=01` / `mdtrt_cert_no` in 1101, 2201, 2207, 2401, 2304. A code is not tied to "
-                "an institution: whichever institution's terminal scans it first gets the token, and only that "
+                "scanned before), then issues an **ecToken bound to the person and the terminal's institution**, "
+                "usable as `mdtrt_cert_type=01` / `mdtrt_cert_no`. It opens one visit within 30 minutes and then "
+                "works for that visit's 1101/2201/2204/2206/2207 (or 2401/2301/2303/2304) until the visit is settled "
+                "or cancelled; a later discharge or a new visit needs a fresh code. A code is not tied to an "
+                "institution: whichever institution's terminal scans it first gets the token, and only that "
                 "institution can use it. A refused scan consumes nothing.",
     openapi_extra=_OPENAPI,
     responses={200: {"description": "identity", "content": {"application/json": {"example": QUERY_OK}}},

@@ -86,9 +86,12 @@ def _b64d(text: str, field: str) -> bytes:
     if not text or any(c not in _B64URL for c in text) or len(text) % 4 == 1:
         raise CodeError(field, "not base64url (truncated or garbled code)")
     try:
-        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
     except (binascii.Error, ValueError):
         raise CodeError(field, "not base64url (truncated or garbled code)") from None
+    if _b64e(raw) != text:  # canonical only: changed trailing bits would spell the same bytes another way
+        raise CodeError(field, "not canonical base64url (altered code)")
+    return raw
 
 
 _B64URL = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")

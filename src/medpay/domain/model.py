@@ -32,6 +32,7 @@ class Institution:
     fixmedins_name: str
     admdvs: str
     level: str  # "1" | "2" | "3" (一级/二级/三级); "0" for unrated clinics and pharmacies
+    id_assurance: str = "counter"  # what a 02/03 number without a card read may do here (domain.credentials)
 
 
 @dataclass(frozen=True)

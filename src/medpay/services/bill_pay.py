@@ -1,13 +1,13 @@
 """Reverse scan: the window shows a bill code, the patient's app scans it and pays the whole bill.
 
-The app proves it holds the e-certificate's device key by signing ``"{ecert_id}|BILL|{sha256(bill)}|{timestamp}"``;
-the platform then issues itself a settlement token for that person at that institution and runs the
-same one-scan settlement as a terminal scan — one way to settle, whichever side scans.
+The app proves it holds the e-certificate's device key by signing the request that carries the bill code
+(``EcertService.verify_device``: headers, a single-use nonce); the platform then issues itself a settlement token
+for that person at that institution and runs the same one-scan settlement as a terminal scan — one way to settle,
+whichever side scans.
 """
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable
@@ -17,25 +17,14 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from medpay.adapters import qr_images
 from medpay.adapters.db.base import utcnow
-from medpay.adapters.db.ecert_tables import EcertRow
-from medpay.adapters.platform_keys import parse_public_key_hex
 from medpay.domain.bill_code import BillClaims, make_bill_payload, parse_bill
 from medpay.domain.ecert_code import CodeError
 from medpay.services import records
-from medpay.services.ecert import DEVICE_SKEW_S, decode_photo, refused_code, signature_bytes, verify_signature
+from medpay.services.ecert import decode_photo, refused_code
 from medpay.services.errors import Conflict, Forbidden, Invalid, NotFound
 from medpay.services.one_scan import OneScanService, PayResult, intent_id_for
 from medpay.services.persons import PersonService
 from medpay.services.settlement import SettlementService
-
-
-def bill_signing_input(ecert_id: str, bill: str, timestamp: int) -> bytes:
-    return f"{ecert_id}|BILL|{hashlib.sha256(bill.encode()).hexdigest()}|{timestamp}".encode()
-
-
-def sign_bill_payment(device_key: Ed25519PrivateKey, ecert_id: str, bill: str, timestamp: int) -> str:
-    """The app's ``device_signature`` for paying ``bill``."""
-    return device_key.sign(bill_signing_input(ecert_id, bill, timestamp)).hex()
 
 
 class BillPayService:
@@ -88,29 +77,15 @@ class BillPayService:
         except CodeError as e:
             raise refused_code(e, field) from None
 
-    def pay_bill(self, ecert_id: str, bill: str, timestamp: int, device_signature: str) -> PayResult:
+    def pay_bill(self, psn_no: str, bill: str) -> PayResult:
+        """Pay ``bill`` for ``psn_no``, the holder of the e-certificate whose device signed the request."""
         if self.one_scan is None:
             raise Invalid("gateway", "no payment gateway is configured; pay at the window")
-        now = self.clock()
-        if not isinstance(timestamp, int) or abs(now.timestamp() - timestamp) > DEVICE_SKEW_S:
-            raise Invalid("timestamp", f"must be unix seconds within ±{DEVICE_SKEW_S} s of the platform's clock")
         claims = self._claims(bill, "bill")
-        session = self.factory()
-        try:
-            ecert = session.get(EcertRow, ecert_id)
-            if ecert is None:
-                raise NotFound("ecert_id", "unknown e-certificate")
-            signature = signature_bytes(device_signature, "device_signature", Forbidden)  # hex or base64, as for codes
-            if not verify_signature(parse_public_key_hex(ecert.device_key), signature, bill_signing_input(ecert_id, bill, timestamp)):
-                raise Forbidden("device_signature", "does not verify with this e-certificate's device key")
-            if ecert.status != "active":
-                raise Forbidden("ecert_id", "this e-certificate was revoked")
+        with self.factory() as session:
             visit = records.own_visit(session, claims.fixmedins_code, claims.mdtrt_id)
-            if visit.psn_no != ecert.psn_no:
-                raise Forbidden("bill", "this bill is for another patient")
-            psn_no = ecert.psn_no
-        finally:
-            session.close()
+        if visit.psn_no != psn_no:
+            raise Forbidden("bill", "this bill is for another patient")
         try:  # paying the same bill again continues (or repeats the answer of) the first payment, which
             # already names its person: no new token is minted for a retry
             self.one_scan.intent(intent_id_for(claims.fixmedins_code, claims.bill_id))

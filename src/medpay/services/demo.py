@@ -30,17 +30,23 @@ INSTITUTIONS = [
 
 PERSONS = [
     PersonInput("99990100000001", "王建国", "999901198001010011", "1", date(1980, 1, 1), "310", "1101", "999901",
-                card_no="D99990001", emp_name="演示科技有限公司"),
+                card_no="D99990001", card_sn="999901D15600000500BF7C7A00000001", phone="13800000001",
+                emp_name="演示科技有限公司"),
     PersonInput("99990100000002", "李秀英", "999901195503150022", "2", date(1955, 3, 15), "310", "1201", "999901",
-                card_no="D99990002", emp_name="演示纺织厂(退休)"),
+                card_no="D99990002", card_sn="999901D15600000500BF7C7A00000002", phone="13800000002",
+                emp_name="演示纺织厂(退休)"),
     PersonInput("99990100000003", "张伟", "999901198507200033", "1", date(1985, 7, 20), "310", "1102", "999901",
-                card_no="D99990003", emp_name="演示市卫生健康委员会", cvlserv_flag=True),
+                card_no="D99990003", card_sn="999901D15600000500BF7C7A00000003", phone="13800000003",
+                emp_name="演示市卫生健康委员会", cvlserv_flag=True),
+    # a child: the phone on record is the guardian's (his father's)
     PersonInput("99990100000004", "王小明", "999901201506010044", "1", date(2015, 6, 1), "390", "1401", "999901",
-                card_no="D99990004"),
+                card_no="D99990004", card_sn="999901D15600000500BF7C7A00000004", phone="13800000001"),
     PersonInput("99990100000005", "陈桂兰", "999901196209090055", "2", date(1962, 9, 9), "390", "1501", "999901",
-                card_no="D99990005", identities=("2202",)),
+                card_no="D99990005", card_sn="999901D15600000500BF7C7A00000005", phone="13800000005",
+                identities=("2202",)),
+    # no phone on record: he activates his e-certificate at a counter
     PersonInput("99990100000006", "刘福", "999901194811110066", "1", date(1948, 11, 11), "390", "1501", "999901",
-                card_no="D99990006", identities=("2201",)),
+                card_no="D99990006", card_sn="999901D15600000500BF7C7A00000006", identities=("2201",)),
 ]
 
 ACCOUNT_BALANCES = {"99990100000001": 200000, "99990100000002": 500000, "99990100000003": 300000}
@@ -98,7 +104,7 @@ def summary(*, reveal: bool = True) -> dict[str, Any]:
         ],
         "persons": [
             {"psn_no": p.psn_no, "psn_name": p.psn_name, "certno": p.certno if reveal else mask_certno(p.certno),
-             "card_no": p.card_no, "insutype": p.insutype, "psn_type": p.psn_type, "insuplc_admdvs": p.insuplc_admdvs,
+             "card_no": p.card_no, "card_sn": p.card_sn, "phone": p.phone, "insutype": p.insutype, "psn_type": p.psn_type, "insuplc_admdvs": p.insuplc_admdvs,
              "cvlserv_flag": "1" if p.cvlserv_flag else "0", "identities": list(p.identities),
              "acct_balc": format_yuan(ACCOUNT_BALANCES.get(p.psn_no, 0)),
              "family_payers": [{"psn_no": a, "relation": r} for a, b, r in FAMILY if b == p.psn_no]}

@@ -15,7 +15,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from medpay.adapters.crypto import FieldCipher
 from medpay.adapters.db.base import utcnow
+from medpay.adapters.sms.port import valid_phone
 from medpay.adapters.db.tables import CatalogItemRow, FamilyLinkRow, InstitutionRow, PersonRow, RegionRow
+from medpay.domain.credentials import Assurance
 from medpay.domain.ledger import Transfer
 from medpay.domain.model import ChrgitmLv
 from medpay.domain.posting import account_source, personal_account
@@ -39,6 +41,8 @@ class PersonInput:
     cvlserv_flag: bool = False
     identities: tuple[str, ...] = ()
     psn_insu_date: date = date(2015, 1, 1)
+    card_sn: str | None = None  # the social-security card's identification code (卡识别码), read from its chip
+    phone: str | None = None  # mobile number on record: e-certificate activation codes and security notices
 
 
 def notify_url(value: str, field: str = "notify_url") -> str:
@@ -92,9 +96,28 @@ class Directory:
             row.notify_url = url
         return url
 
+    def set_id_assurance(self, code: str, value: str) -> str:
+        """What a 02/03 number without a card read may do at this institution (``domain.credentials.Assurance``):
+        ``counter``, ``lookup`` or ``card``. Seeding leaves it alone; the change is audited."""
+        try:
+            assurance = Assurance.parse(value.strip() if isinstance(value, str) else value)
+        except ValueError as e:
+            raise Invalid("id_assurance", str(e).split(": ", 1)[1]) from None
+        with unit_of_work(self.factory) as uow:
+            row = uow.session.get(InstitutionRow, code)
+            if row is None:
+                raise NotFound("fixmedins_code", f"unknown institution {code!r}")
+            if row.id_assurance != assurance.value:
+                audit.record(uow.session, actor_kind="operator", actor=self.operator, action="institution.assurance",
+                             psn_no="", fields=(), at=utcnow(), ref=f"{code}:{row.id_assurance}->{assurance.value}")
+                row.id_assurance = assurance.value
+        return assurance.value
+
     def add_person(self, p: PersonInput) -> None:
         """Enter a person, or change what is stored of them; entering the same data again changes nothing
         (the demo is seeded on every start) and leaves no audit event."""
+        if p.phone is not None and not valid_phone(p.phone):
+            raise Invalid("phone", "must be an 11-digit mainland mobile number")
         c = self.cipher
         with unit_of_work(self.factory) as uow:
             if uow.session.get(RegionRow, p.insuplc_admdvs) is None:
@@ -110,12 +133,17 @@ class Directory:
             row.certno_enc, row.certno_idx = c.encrypt(p.certno, "certno"), c.blind_index(p.certno, "certno")
             if p.card_no:
                 row.card_no_enc, row.card_no_idx = c.encrypt(p.card_no, "card_no"), c.blind_index(p.card_no, "card_no")
+            if p.card_sn:  # only its index: it is checked, never shown
+                row.card_sn_idx = c.blind_index(p.card_sn, "card_sn")
+            if p.phone:
+                row.phone_enc = c.encrypt(p.phone, "phone")
             for name, value in self._plain(p).items():
                 setattr(row, name, value)
             spec = personal_account(p.psn_no)
             uow.ledger.open_account(spec.id, spec.ledger, spec.code, spec.flags)
             audit.record(uow.session, actor_kind="operator", actor=self.operator, action=action,
-                         psn_no=p.psn_no, fields=("psn_name", "certno", *(("card_no",) if p.card_no else ())),
+                         psn_no=p.psn_no, fields=("psn_name", "certno", *(("card_no",) if p.card_no else ()),
+                                                  *(("phone",) if p.phone else ())),
                          at=utcnow())
 
     @staticmethod
@@ -129,6 +157,8 @@ class Directory:
         c = self.cipher
         return (row.certno_idx == c.blind_index(p.certno, "certno")
                 and (not p.card_no or row.card_no_idx == c.blind_index(p.card_no, "card_no"))
+                and (not p.card_sn or row.card_sn_idx == c.blind_index(p.card_sn, "card_sn"))
+                and (not p.phone or (row.phone_enc is not None and c.decrypt(row.phone_enc, "phone") == p.phone))
                 and c.decrypt(row.psn_name_enc, "psn_name") == p.psn_name
                 and all(getattr(row, name) == value for name, value in self._plain(p).items()))
 

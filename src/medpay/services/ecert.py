@@ -2,19 +2,18 @@
 
 The chain of trust:
 
-1. **Activation** binds an insured person to the Ed25519 key of one device (the app keeps the private key).
-   The person gives a separate consent to the processing of personal information (个人信息单独同意) and proves
-   who they are with the ID number, checked against the blind index. This service trusts that the app's own
-   real-person check (实人认证) ran before it calls ``activate``: psn_no + certno alone are not a secret.
-   One active e-certificate per person and per device key; activating again revokes the old one.
-2. **A code**: the app signs ``f"{ecert_id}|{business_type}|{timestamp}"`` with the device key (±120 s); the
-   platform answers with a payload it signs itself (``medpay.domain.ecert_code``), valid 60 s, for one
-   business type. The app shows it as a QR code and asks for a new one before it expires.
-3. **ec.query**: a registered terminal (its requests signed with its own Ed25519 key, see
-   ``terminal_signing_input``) sends the scanned string or a photo of the code. The platform checks the
+1. **Activation** (``services.activation``) binds an insured person to the Ed25519 key of one device (the app
+   keeps the private key), after a second proof besides the ID number: a code texted to the phone on record, or
+   handed over at a counter by staff. One active e-certificate per person and per device key; activating again
+   revokes the old one, and its device hears why (``verify_device``).
+2. **A code**: the app asks with a request signed by the device key (``signed_requests``: headers, a single-use
+   nonce, ±120 s); the platform answers with a payload it signs itself (``medpay.domain.ecert_code``), valid
+   60 s, for one business type. The app shows it as a QR code and asks for a new one before it expires.
+3. **ec.query**: a registered terminal (its requests signed with its own Ed25519 key, the same scheme) sends the
+   scanned string or a photo of the code. The platform checks the
    payload (genuine, unexpired, right business type, e-certificate still active, never scanned before),
-   records its nonce, and issues an ecToken bound to the terminal's institution (valid 30 min) — usable as
-   ``mdtrt_cert_type=01`` in 1101/2201/2207/2401/2304 there and nowhere else.
+   records its nonce, and issues an ecToken bound to the person and the terminal's institution, usable there
+   as ``mdtrt_cert_type=01`` for one visit (what it may do: ``medpay.domain.credentials``).
 
 A code is not tied to an institution: the patient shows it wherever they are. The institution that scans it
 first gets the token; the same code cannot be scanned again anywhere. Every refusal is a ``ServiceError``
@@ -24,17 +23,12 @@ naming the field at fault, and a refused scan consumes nothing: the patient can 
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hashlib
-import hmac
 import secrets
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
@@ -42,22 +36,29 @@ from sqlalchemy.orm import Session, sessionmaker
 from medpay.adapters import qr_images
 from medpay.adapters.crypto import FieldCipher, mask_certno, mask_name
 from medpay.adapters.db.base import utcnow
-from medpay.adapters.db.ecert_tables import EcertCodeNonceRow, EcertRow, TerminalNonceRow, TerminalRow
+from medpay.adapters.db.ecert_tables import (
+    DeviceNonceRow,
+    EcertCodeNonceRow,
+    EcertRow,
+    TerminalNonceRow,
+    TerminalRow,
+)
 from medpay.adapters.db.statements import insert_ignore
 from medpay.adapters.db.tables import InstitutionRow, PersonRow
 from medpay.adapters.platform_keys import parse_public_key_hex, public_key_hex
 from medpay.domain.ecert_code import BUSINESS_TYPES, MAX_TTL_S, CodeError, make_payload, parse_and_verify
+from medpay.local_time import format_local
 from medpay.services import audit
+from medpay.services.activation import HOTLINE
 from medpay.services.errors import Conflict, Forbidden, Invalid, NotFound, ServiceError, Unauthorized
 from medpay.services.persons import PersonService
-from medpay.services.request_headers import collect, printable
+from medpay.services.signed_requests import HEADER_NONCE, HEADER_SIGNATURE, SIGNED_HEADERS, read_signed, sign
 from medpay.services.unit_of_work import unit_of_work
 
 HEADER_TERMINAL_ID = "X-Terminal-Id"
-HEADER_TIMESTAMP = "X-Timestamp"
-HEADER_NONCE = "X-Nonce"
-HEADER_SIGNATURE = "X-Signature"
-TERMINAL_HEADERS = (HEADER_TERMINAL_ID, HEADER_TIMESTAMP, HEADER_NONCE, HEADER_SIGNATURE)
+HEADER_ECERT_ID = "X-Ecert-Id"
+TERMINAL_HEADERS = (HEADER_TERMINAL_ID, *SIGNED_HEADERS)
+DEVICE_HEADERS = (HEADER_ECERT_ID, *SIGNED_HEADERS)
 
 DEVICE_SKEW_S = 120
 TERMINAL_SKEW_S = 300
@@ -129,70 +130,36 @@ def refused_code(error: CodeError, field: str, message: str | None = None) -> Se
 # -- signing inputs (clients use these too) --------------------------------------------------------------------
 
 
-def device_signing_input(ecert_id: str, business_type: str, timestamp: int) -> bytes:
-    return f"{ecert_id}|{business_type}|{int(timestamp)}".encode("utf-8")
-
-
-def sign_code_request(device_key: Ed25519PrivateKey, ecert_id: str, business_type: str,
-                      timestamp: int) -> str:
-    """The app's ``device_signature`` (hex) for ``issue_code``."""
-    return device_key.sign(device_signing_input(ecert_id, business_type, timestamp)).hex()
-
-
-def terminal_signing_input(method: str, path: str, timestamp: str | int, nonce: str, body: bytes) -> bytes:
-    """``METHOD\\npath\\ntimestamp\\nnonce\\nsha256hex(body)``. ``path`` is the request target as sent: the path,
-    plus ``?query`` when there is one."""
-    return "\n".join([method.upper(), path, str(timestamp), nonce, hashlib.sha256(body).hexdigest()]).encode("utf-8")
-
-
 def sign_terminal_request(terminal_key: Ed25519PrivateKey, terminal_id: str, method: str, path: str, body: bytes,
                           timestamp: int | None = None, nonce: str | None = None) -> dict[str, str]:
     """The four ``X-*`` headers a terminal sends."""
-    ts = str(int(timestamp if timestamp is not None else utcnow().timestamp()))
-    nonce = nonce or secrets.token_hex(16)
-    signature = terminal_key.sign(terminal_signing_input(method, path, ts, nonce, body)).hex()
-    return {HEADER_TERMINAL_ID: terminal_id, HEADER_TIMESTAMP: ts, HEADER_NONCE: nonce, HEADER_SIGNATURE: signature}
+    return {HEADER_TERMINAL_ID: terminal_id, **sign(terminal_key, method, path, body, timestamp=timestamp, nonce=nonce)}
 
 
-def signature_bytes(text: Any, field: str, error: type[ServiceError]) -> bytes:
-    """64 signature bytes from 128 hex digits or (url-safe) base64."""
-    if not isinstance(text, str) or not text.strip():
-        raise error(field, "missing signature")
-    text = text.strip()
-    raw: bytes | None = None
-    if len(text) == 128:
-        try:
-            raw = bytes.fromhex(text)
-        except ValueError:
-            raw = None
-    if raw is None and len(text) <= 90:
-        try:
-            raw = base64.b64decode(text.replace("-", "+").replace("_", "/") + "=" * (-len(text) % 4), validate=True)
-        except (binascii.Error, ValueError):
-            raw = None
-    if raw is None or len(raw) != 64:
-        raise error(field, "must be a 64-byte Ed25519 signature, as 128 hex digits or base64")
-    return raw
+def sign_device_request(device_key: Ed25519PrivateKey, ecert_id: str | None, method: str, path: str,
+                        body: bytes = b"", timestamp: int | None = None, nonce: str | None = None) -> dict[str, str]:
+    """The headers the app sends: ``X-Ecert-Id`` (none while activating) and the signature of the request."""
+    return {**({HEADER_ECERT_ID: ecert_id} if ecert_id else {}),
+            **sign(device_key, method, path, body, timestamp=timestamp, nonce=nonce)}
 
 
-def verify_signature(public_key: Ed25519PublicKey, signature: bytes, message: bytes) -> bool:
-    try:
-        public_key.verify(signature, message)
-    except InvalidSignature:
-        return False
-    return True
+# a fixed key that verifies nothing: an unknown e-certificate costs the same check as a known one (no probing)
+_NOBODY = Ed25519PrivateKey.from_private_bytes(b"\x00" * 32).public_key()
 
 
 def _new_id(prefix: str) -> str:
     return prefix + "".join(secrets.choice(_ID_ALPHABET) for _ in range(8))
 
 
-def purge_nonces(factory: sessionmaker[Session], now: datetime, terminal_skew_s: int = TERMINAL_SKEW_S) -> int:
-    """Forget terminal nonces that can no longer pass the timestamp check, and nonces of codes long expired
-    (no signing key needed: housekeeping calls this directly)."""
+def purge_nonces(factory: sessionmaker[Session], now: datetime, terminal_skew_s: int = TERMINAL_SKEW_S,
+                 device_skew_s: int = DEVICE_SKEW_S) -> int:
+    """Forget terminal and device nonces that can no longer pass the timestamp check, and nonces of codes long
+    expired (no signing key needed: housekeeping calls this directly)."""
     with unit_of_work(factory) as uow:
         n = uow.session.execute(delete(TerminalNonceRow).where(
             TerminalNonceRow.seen_at < now - timedelta(seconds=2 * terminal_skew_s))).rowcount or 0
+        n += uow.session.execute(delete(DeviceNonceRow).where(
+            DeviceNonceRow.seen_at < now - timedelta(seconds=2 * device_skew_s))).rowcount or 0
         n += uow.session.execute(delete(EcertCodeNonceRow).where(
             EcertCodeNonceRow.used_at < now - CODE_NONCE_KEEP)).rowcount or 0
     return n
@@ -216,51 +183,7 @@ class EcertService:
         self.terminal_skew_s = terminal_skew_s
         self.token_ttl = token_ttl
 
-    # -- activation ----------------------------------------------------------------------------------------
-
-    def activate(self, psn_no: str, certno: str, device_public_key: str, consent: bool) -> str:
-        """Bind ``psn_no`` to the device key; the new ecert_id. Revokes the person's previous e-certificate."""
-        if consent is not True:
-            raise Invalid("consent", "the person's separate consent to the processing of personal information "
-                                     "(个人信息处理单独同意) is required to activate an e-certificate")
-        try:
-            key_hex = public_key_hex(parse_public_key_hex(device_public_key))
-        except ValueError as e:
-            raise Invalid("device_public_key", f"Ed25519 public key: {e}") from None
-        if not isinstance(psn_no, str) or not psn_no.strip():
-            raise Invalid("psn_no", "missing")
-        if not isinstance(certno, str) or not certno.strip():
-            raise Invalid("certno", "missing")
-        now = self.clock()
-        try:
-            with unit_of_work(self.factory) as uow:
-                s = uow.session
-                person = s.execute(select(PersonRow).where(PersonRow.psn_no == psn_no.strip())
-                                   .with_for_update()).scalar_one_or_none()
-                # the same answer whether psn_no is unknown or certno is wrong: no probing for who is insured
-                if person is None or not hmac.compare_digest(person.certno_idx,
-                                                             self.cipher.blind_index(certno, "certno")):
-                    raise Invalid("certno", "does not match an insured person with this psn_no")
-                holder = s.execute(select(EcertRow).where(EcertRow.device_key == key_hex,
-                                                          EcertRow.status == "active")).scalar_one_or_none()
-                if holder is not None and holder.psn_no != person.psn_no:
-                    raise Conflict("device_public_key", "this device key is bound to another person's active "
-                                                        "e-certificate; generate a key per person")
-                for old in s.scalars(select(EcertRow).where(EcertRow.psn_no == person.psn_no,
-                                                            EcertRow.status == "active")):
-                    old.status, old.revoked_at = "revoked", now
-                s.flush()
-                ecert_id = _new_id("EC")
-                while s.get(EcertRow, ecert_id) is not None:
-                    ecert_id = _new_id("EC")
-                s.add(EcertRow(ecert_id=ecert_id, psn_no=person.psn_no, device_key=key_hex, status="active",
-                               consent_at=now, activated_at=now))
-                audit.record(s, actor_kind="patient", actor=ecert_id, action="ecert.activate", psn_no=person.psn_no,
-                             fields=("certno", *audit.MASKED_IDENTITY), at=now)
-        except IntegrityError:
-            raise Conflict("device_public_key", "another activation with this device key or for this person "
-                                                "happened at the same time; try again") from None
-        return ecert_id
+    # -- the e-certificate ---------------------------------------------------------------------------------
 
     def holder(self, ecert_id: str) -> dict[str, str]:
         """Whose e-certificate this is, masked (``userName``, ``idNo``): what the app may show its own user."""
@@ -281,29 +204,54 @@ class EcertService:
             if row is None:
                 raise NotFound("ecert_id", "unknown e-certificate")
             if row.status == "active":
-                row.status, row.revoked_at = "revoked", self.clock()
+                row.status, row.revoked_at, row.revoked_reason = "revoked", self.clock(), "revoked"
 
     # -- the dynamic code ----------------------------------------------------------------------------------
 
-    def issue_code(self, ecert_id: str, business_type: str, device_signature: str,
-                   timestamp: int | str) -> tuple[str, datetime]:
-        """A signed QR payload for ``business_type`` and when it expires (≤ 60 s). The app proves it holds the
-        device key: ``device_signature`` signs ``f"{ecert_id}|{business_type}|{timestamp}"``."""
+    def verify_device(self, headers: Mapping[str, str], method: str, path: str, body: bytes) -> tuple[str, str]:
+        """(ecert_id, psn_no) of the e-certificate whose device signed this request; ``DeviceAuthError`` naming the
+        header at fault otherwise. An unknown e-certificate is refused exactly like a wrong signature, so ids can't
+        be probed; a revoked one is told why, once its device proved itself. The nonce is used up."""
+        signed = read_signed(headers, method, path, body, now=self.clock(), skew_s=self.device_skew_s,
+                             error=DeviceAuthError, holder_header=HEADER_ECERT_ID)
+        with unit_of_work(self.factory) as uow:
+            row = uow.session.get(EcertRow, signed.holder)
+            key = parse_public_key_hex(row.device_key) if row is not None else _NOBODY
+            if not signed.verifies(key) or row is None:
+                raise DeviceAuthError(HEADER_SIGNATURE, "does not verify with this e-certificate's device key "
+                                                        "(signed: METHOD\\npath\\ntimestamp\\nnonce\\nsha256hex(body))")
+            if row.status != "active":
+                raise EcertRevoked(HEADER_ECERT_ID, _revoked_message(row))
+            self._use_nonce(uow.session, row.device_key, signed.nonce)
+            return row.ecert_id, row.psn_no
+
+    def verify_device_key(self, headers: Mapping[str, str], method: str, path: str, body: bytes,
+                          device_key: str) -> str:
+        """The device key (64 hex digits) that signed this request, when the request brings its own key (an
+        activation): proof of possession. The nonce is used up."""
+        try:
+            key_hex = public_key_hex(parse_public_key_hex(device_key))
+        except ValueError as e:
+            raise Invalid("device_public_key", f"Ed25519 public key: {e}") from None
+        signed = read_signed(headers, method, path, body, now=self.clock(), skew_s=self.device_skew_s,
+                             error=DeviceAuthError)
+        if not signed.verifies(parse_public_key_hex(key_hex)):
+            raise DeviceAuthError(HEADER_SIGNATURE, "does not verify with device_public_key")
+        with unit_of_work(self.factory) as uow:
+            self._use_nonce(uow.session, key_hex, signed.nonce)
+        return key_hex
+
+    def _use_nonce(self, session: Session, device_key: str, nonce: str) -> None:
+        if not insert_ignore(session, DeviceNonceRow, {"device_key": device_key, "nonce": nonce,
+                                                       "seen_at": self.clock()}, DeviceNonceRow.nonce):
+            raise DeviceAuthError(HEADER_NONCE, "nonce already used: replayed request refused")
+
+    def issue_code(self, ecert_id: str, business_type: str) -> tuple[str, datetime]:
+        """A signed QR payload for ``business_type`` and when it expires (≤ 60 s), for an e-certificate whose
+        device just signed the request (``verify_device``)."""
         bt = _business_type(business_type, "business_type")
-        ts = self._timestamp(timestamp, "timestamp", self.device_skew_s, DeviceAuthError)
-        signature = signature_bytes(device_signature, "device_signature", DeviceAuthError)
-        if not isinstance(ecert_id, str) or not ecert_id.strip():
-            raise Invalid("ecert_id", "missing")
-        with self.factory() as session:
-            row = session.get(EcertRow, ecert_id.strip())
-        if row is None:
-            raise NotFound("ecert_id", "unknown e-certificate")
-        if not verify_signature(parse_public_key_hex(row.device_key), signature, device_signing_input(row.ecert_id, bt, ts)):
-            raise DeviceAuthError("device_signature", "does not verify with the device key of this e-certificate")
-        if row.status != "active":
-            raise EcertRevoked("ecert_id", "this e-certificate was revoked; activate it again on this device")
         now = self.clock()
-        payload = make_payload(self.signing_key, row.ecert_id, bt, now, self.code_ttl_s)
+        payload = make_payload(self.signing_key, ecert_id, bt, now, self.code_ttl_s)
         return payload, datetime.fromtimestamp(int(now.timestamp()) + self.code_ttl_s, timezone.utc)
 
     # -- terminals -----------------------------------------------------------------------------------------
@@ -342,30 +290,19 @@ class EcertService:
                         body: bytes) -> tuple[str, str]:
         """(terminal_id, fixmedins_code) of the terminal that signed this request; ``TerminalAuthError`` naming
         the header at fault otherwise. The nonce is recorded only for a request whose signature verified."""
-        h = collect(headers, TERMINAL_HEADERS, TerminalAuthError)
-        terminal_id, ts_text, nonce, sig_text = (h.get(name.lower(), "") for name in TERMINAL_HEADERS)
-        if not terminal_id:
-            raise TerminalAuthError(HEADER_TERMINAL_ID, "missing header")
-        if len(terminal_id) > 20 or not printable(terminal_id):
-            raise TerminalAuthError(HEADER_TERMINAL_ID, "unknown terminal")
-        ts = self._timestamp(ts_text, HEADER_TIMESTAMP, self.terminal_skew_s, TerminalAuthError)
-        if not nonce:
-            raise TerminalAuthError(HEADER_NONCE, "missing header")
-        if not 8 <= len(nonce) <= 64 or not printable(nonce):
-            raise TerminalAuthError(HEADER_NONCE, "must be 8 to 64 printable ASCII characters (a GUID)")
-        signature = signature_bytes(sig_text, HEADER_SIGNATURE, TerminalAuthError)
-        message = terminal_signing_input(method, path, ts, nonce, body)
+        signed = read_signed(headers, method, path, body, now=self.clock(), skew_s=self.terminal_skew_s,
+                             error=TerminalAuthError, holder_header=HEADER_TERMINAL_ID)
         with unit_of_work(self.factory) as uow:
-            row = uow.session.get(TerminalRow, terminal_id)
+            row = uow.session.get(TerminalRow, signed.holder)
             if row is None:
                 raise TerminalAuthError(HEADER_TERMINAL_ID, "unknown terminal")
             if row.status != "active":
                 raise TerminalAuthError(HEADER_TERMINAL_ID, "this terminal is disabled")
-            if not verify_signature(parse_public_key_hex(row.public_key), signature, message):
+            if not signed.verifies(parse_public_key_hex(row.public_key)):
                 raise TerminalAuthError(HEADER_SIGNATURE, "does not verify with this terminal's key (signed: "
                                                           "METHOD\\npath\\ntimestamp\\nnonce\\nsha256hex(body))")
             if not insert_ignore(uow.session, TerminalNonceRow,
-                                  {"terminal_id": terminal_id, "nonce": nonce, "seen_at": self.clock()},
+                                  {"terminal_id": row.terminal_id, "nonce": signed.nonce, "seen_at": self.clock()},
                                   TerminalNonceRow.nonce):
                 raise TerminalAuthError(HEADER_NONCE, "nonce already used: replayed request refused")
             return row.terminal_id, row.fixmedins_code
@@ -430,26 +367,13 @@ class EcertService:
                          fields=audit.MASKED_IDENTITY, at=self.clock(), ref=claims.nonce)
         return {**identity, "ecToken": token, "businessType": bt}
 
-    # -- helpers -------------------------------------------------------------------------------------------
 
-    def _timestamp(self, value: Any, field: str, skew_s: int, error: type[ServiceError]) -> int:
-        if isinstance(value, bool):
-            raise error(field, "must be unix time in whole seconds")
-        if isinstance(value, int):
-            ts = value
-        else:
-            text = value.strip() if isinstance(value, str) else ""
-            if not text:
-                raise error(field, "missing")
-            if not (text.isascii() and text.isdigit()):
-                raise error(field, "must be unix time in whole seconds (digits only)")
-            if len(text) > 12:
-                raise error(field, "must be unix time in seconds, not milliseconds")
-            ts = int(text)
-        drift = ts - self.clock().timestamp()
-        if abs(drift) > skew_s:
-            raise error(field, f"stale: {drift:+.0f} s from server time; allowed ±{skew_s} s")
-        return ts
+def _revoked_message(row: EcertRow) -> str:
+    when = format_local(row.revoked_at)[:16] if row.revoked_at else ""
+    if row.revoked_reason == "reactivated":
+        return (f"this e-certificate was activated on another device at {when}; if that wasn't you, call "
+                f"{HOTLINE} and activate it again here (at a counter with your ID card if need be)")
+    return f"this e-certificate was revoked at {when}; activate it again on this device"
 
 
 def _business_type(value: Any, field: str) -> str:

@@ -34,7 +34,8 @@ from medpay.local_time import local_date
 from medpay.money import format_yuan
 from medpay.services import records
 from medpay.services.errors import Conflict, Forbidden, Invalid, NotFound, ServiceError
-from medpay.services.persons import token_hash
+from medpay.domain.credentials import E_CERTIFICATE
+from medpay.services.credentials import Credential, token_hash
 from medpay.services.settlement import SettlementService, SettleRequest
 from medpay.services.unit_of_work import unit_of_work
 
@@ -141,27 +142,30 @@ class OneScanService:
         existing = self._existing_intent(intent_id, msgid, request)
         if existing is not None:
             return existing
-        session = self.factory()
-        try:
-            tok = session.get(EcTokenRow, token_hash(ec_token))
-            now = self.clock()
+        now = self.clock()
+        with unit_of_work(self.factory) as uow:
+            s = uow.session
+            tok = s.get(EcTokenRow, token_hash(ec_token))
             if tok is None:
                 raise NotFound("ecToken", "unknown e-certificate token")
-            if tok.expires_at <= now:
-                raise Invalid("ecToken", "e-certificate token has expired; scan the code again")
-            if tok.fixmedins_code not in (None, code):
-                raise Forbidden("ecToken", "the token was issued at another institution")
             if tok.business_type not in SETTLEMENT_BUSINESS_TYPES:
                 raise Forbidden("ecToken", f"the code was shown for business type {tok.business_type or '—'}, "
                                            f"not for settlement ({', '.join(sorted(SETTLEMENT_BUSINESS_TYPES))})")
-            visit = records.own_visit(session, code, mdtrt_id)
+            visit = records.own_visit(s, code, mdtrt_id, lock=True)
             if visit.psn_no != tok.psn_no:
                 raise Forbidden("mdtrt_id", "the visit is not of the person who showed the code")
-            if session.get(PaymentMethodRow, tok.psn_no) is None:
+            # the token must still be live for this visit; it is bound to it now, and spent by the settlement
+            try:
+                fresh = self.settlement.credentials.for_visit(
+                    s, records.institution(s, code), visit, records.person_row(s, visit.psn_no),
+                    Credential(E_CERTIFICATE, ec_token), settling=True)
+            except ServiceError as e:
+                raise type(e)("ecToken" if e.field == "mdtrt_cert_no" else e.field, e.message) from None
+            if s.get(PaymentMethodRow, tok.psn_no) is None:
                 raise Invalid("payer_token", "the patient has no bound payment method; pay at the window")
+            if fresh is not None:
+                self.settlement.credentials.bind(s, fresh, mdtrt_id)
             psn_no = tok.psn_no
-        finally:
-            session.close()
         quote = self.settlement.presettle(code, mdtrt_id, acct_used_flag=acct_used)  # its own (read) transaction
         try:
             with unit_of_work(self.factory) as uow:

@@ -3,12 +3,11 @@ person (1101), recorded as a presentation at the asking institution."""
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 from datetime import datetime, timedelta
 from typing import Any, Callable
 
-from sqlalchemy import delete, select
+from sqlalchemy import and_, delete, or_
 from sqlalchemy.orm import Session, sessionmaker
 
 from medpay.adapters.crypto import FieldCipher
@@ -18,15 +17,12 @@ from medpay.adapters.db.tables import CredentialPresentationRow, EcTokenRow, Per
 from medpay.domain.posting import personal_account
 from medpay.local_time import age_on, local_date
 from medpay.services import audit, records
-from medpay.services.errors import Forbidden, Invalid, NotFound
+from medpay.domain.credentials import TOKEN_TTL
+from medpay.services.credentials import Credential, CredentialCheck, token_hash
+from medpay.services.errors import Invalid
 from medpay.services.unit_of_work import unit_of_work
 
-CERT_TYPES = {"01": "医保电子凭证", "02": "居民身份证", "03": "社会保障卡"}
 PRESENTATION_VALID = timedelta(hours=24)  # a visit may be opened this long after the credential was shown
-
-
-def token_hash(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
 
 
 class PersonService:
@@ -34,9 +30,10 @@ class PersonService:
         self.factory = factory
         self.cipher = cipher
         self.clock = clock
+        self.credentials = CredentialCheck(cipher, lambda: self.clock())
 
     def issue_ec_token(self, psn_no: str, fixmedins_code: str | None, business_type: str = "",
-                       ttl: timedelta = timedelta(minutes=30)) -> str:
+                       ttl: timedelta = TOKEN_TTL) -> str:
         """A fresh ecToken for ``psn_no`` (issued after a QR scan or face check); usable as mdtrt_cert_no with type 01."""
         with unit_of_work(self.factory) as uow:
             return self.add_ec_token(uow.session, psn_no, fixmedins_code, business_type, ttl)
@@ -52,43 +49,29 @@ class PersonService:
         return token
 
     def purge_expired_tokens(self, keep: timedelta = timedelta(days=1)) -> int:
-        """Forget ecTokens expired more than ``keep`` ago (only their hashes are stored; a presentation made
-        with one is recorded apart)."""
+        """Forget ecTokens that can no longer be used: spent, or never bound to a visit and expired, more than
+        ``keep`` ago (only their hashes are stored; a presentation made with one is recorded apart). A token bound
+        to a visit that is still open lives with the visit."""
+        cutoff = self.clock() - keep
         with unit_of_work(self.factory) as uow:
-            result = uow.session.execute(delete(EcTokenRow).where(EcTokenRow.expires_at < self.clock() - keep))
+            result = uow.session.execute(delete(EcTokenRow).where(or_(
+                EcTokenRow.spent_at < cutoff, and_(EcTokenRow.mdtrt_id.is_(None), EcTokenRow.expires_at < cutoff))))
             return result.rowcount or 0
-
-    def resolve(self, session: Session, fixmedins_code: str, cert_type: str, cert_no: str, card_sn: str = "") -> PersonRow:
-        if cert_type not in CERT_TYPES:
-            raise Invalid("mdtrt_cert_type", f"must be 01 (e-certificate), 02 (ID card) or 03 (social-security card); got {cert_type!r}")
-        if not cert_no:
-            raise Invalid("mdtrt_cert_no", "missing")
-        if cert_type == "01":
-            tok = session.get(EcTokenRow, token_hash(cert_no))
-            if tok is None:
-                raise NotFound("mdtrt_cert_no", "unknown e-certificate token")
-            if tok.expires_at <= self.clock():
-                raise Invalid("mdtrt_cert_no", "e-certificate token has expired; ask the patient to show the code again")
-            if tok.fixmedins_code not in (None, fixmedins_code):
-                raise Forbidden("mdtrt_cert_no", "e-certificate token was issued for another institution")
-            return records.person_row(session, tok.psn_no, field="mdtrt_cert_no")
-        column = PersonRow.certno_idx if cert_type == "02" else PersonRow.card_no_idx
-        kind = "certno" if cert_type == "02" else "card_no"
-        row = session.execute(select(PersonRow).where(column == self.cipher.blind_index(cert_no, kind))).scalar_one_or_none()
-        if row is None:
-            raise NotFound("mdtrt_cert_no", f"no insured person with this {CERT_TYPES[cert_type]}")
-        return row
 
     def person_info(self, fixmedins_code: str, cert_type: str, cert_no: str, card_sn: str = "",
                     ref: str = "") -> dict[str, Any]:
         """1101: baseinfo, insuinfo, idetinfo — and a presentation record for tenancy, and the disclosure in the
-        audit log (``ref``: the request's msgid)."""
+        audit log (``ref``: the request's msgid). The credential is checked first (``services.credentials``)."""
+        cred = Credential.of(cert_type, cert_no, card_sn)
+        if cred is None:
+            raise Invalid("mdtrt_cert_no", "missing")
         with unit_of_work(self.factory) as uow:
-            records.institution(uow.session, fixmedins_code)
-            row = self.resolve(uow.session, fixmedins_code, cert_type, cert_no, card_sn)
+            institution = records.institution(uow.session, fixmedins_code)
+            row, shown = self.credentials.identify(uow.session, institution, cred)
             now = self.clock()
             uow.session.add(CredentialPresentationRow(fixmedins_code=fixmedins_code, psn_no=row.psn_no,
-                                                      mdtrt_cert_type=cert_type, presented_at=now))
+                                                      mdtrt_cert_type=shown.cert_type, presented_at=now,
+                                                      token_hash=shown.token_hash, card_read=shown.card_read))
             audit.record(uow.session, actor_kind="institution", actor=fixmedins_code, action="person_info",
                          psn_no=row.psn_no, fields=audit.IDENTITY, at=now, ref=ref)
             acct = LedgerStore(uow.session).account(personal_account(row.psn_no).id)

@@ -70,7 +70,7 @@ def institution(db: Db, code: str, field: str = "fixmedins_code") -> Institution
     row = db.execute(_INSTITUTION, {"code": code}).one_or_none()
     if row is None:
         raise NotFound(field, f"unknown institution {code!r}")
-    return Institution(row.fixmedins_code, row.fixmedins_name, row.admdvs, row.level)
+    return Institution(row.fixmedins_code, row.fixmedins_name, row.admdvs, row.level, row.id_assurance)
 
 
 def person_row(db: Db, psn_no: str, *, lock: bool = False, field: str = "psn_no") -> Row:

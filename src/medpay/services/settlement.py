@@ -41,7 +41,9 @@ from medpay.domain.posting import (
 )
 from medpay.local_time import age_on, format_local, local_date
 from medpay.money import MoneyError, format_yuan, parse_yuan, to_decimal
-from medpay.services import audit, idempotency, records
+from medpay.domain.credentials import E_CERTIFICATE
+from medpay.services import audit, credentials, idempotency, records
+from medpay.services.credentials import Credential, CredentialCheck, Shown
 from medpay.services.errors import Conflict, Forbidden, Invalid, NotFound
 from medpay.services.idempotency import REVERSED
 from medpay.services.unit_of_work import UnitOfWork, unit_of_work
@@ -84,6 +86,8 @@ class SettleRequest:
     declared: dict[str, Any] = field(default_factory=dict)  # medfee_sumamt etc. as the HIS summed them
     max_cash_fen: int | None = None  # a channel that holds money first: the cash part may not exceed the hold
     psn_no: str = ""  # the person the HIS says the visit is of; checked when given
+    # the credential the request names (mdtrt_cert_type/no): checked, never part of the body a retry must repeat
+    credential: Credential | None = None
 
     def body(self) -> dict[str, Any]:
         return {"mdtrt_id": self.mdtrt_id, "acct_used_flag": self.acct_used_flag, "mid_setl_flag": self.mid_setl_flag,
@@ -126,22 +130,25 @@ class SettlementService:
         self.cipher = cipher or default_cipher()
         self.clock = clock
         self.presentation_window = presentation_window
+        self.credentials = CredentialCheck(self.cipher, lambda: self.clock())
         self._institutions: dict[str, tuple[Institution, float]] = {}
 
     # ---------------------------------------------------------------- visits
 
     def register_visit(self, fixmedins_code: str, psn_no: str, med_type: str, *, insutype: str | None = None,
                        begntime: datetime | None = None, dise_codg: str = "", dise_name: str = "",
-                       mdtrt_cert_type: str = "", ipt_otp_no: str = "", msgid: str | None = None) -> VisitState:
-        """Outpatient registration (2201) or admission (2401): opens a visit for this institution."""
+                       mdtrt_cert_type: str = "", ipt_otp_no: str = "", msgid: str | None = None,
+                       credential: Credential | None = None) -> VisitState:
+        """Outpatient registration (2201) or admission (2401): opens a visit for this institution, for a person
+        who showed it a credential: ``credential`` (the request's), else the one shown last (1101). An
+        e-certificate token is bound to the new visit (``services.credentials``)."""
         body = {"psn_no": psn_no, "med_type": med_type, "insutype": insutype or "", "dise_codg": dise_codg,
                 "mdtrt_cert_type": mdtrt_cert_type, "ipt_otp_no": ipt_otp_no,
                 "begntime": begntime.isoformat() if begntime else ""}
 
         def work(uow: UnitOfWork) -> dict:
             conn = uow.conn
-            self._institution(conn, fixmedins_code)
-            prow = self._presented_person(conn, fixmedins_code, psn_no, "psn_no")
+            shown, prow = self._credential_for_new_visit(conn, fixmedins_code, psn_no, credential)
             if prow.psn_insu_stas != "1":
                 raise Invalid("psn_no", f"person {psn_no!r} is not currently insured (psn_insu_stas {prow.psn_insu_stas})")
             chosen = insutype or prow.insutype
@@ -157,8 +164,11 @@ class SettlementService:
             values = {"mdtrt_id": records.new_id(now), "fixmedins_code": fixmedins_code, "psn_no": psn_no,
                       "insutype": chosen, "med_type": med_type, "begntime": now, "endtime": None, "status": "open",
                       "ipt_otp_no": ipt_otp_no, "dise_codg": dise_codg, "dise_name": dise_name,
-                      "mdtrt_cert_type": mdtrt_cert_type, "admission_seq": seq, "deposit_amt": 0}
+                      "mdtrt_cert_type": shown.cert_type if shown else mdtrt_cert_type, "admission_seq": seq,
+                      "deposit_amt": 0}
             records.insert_visit(conn, values)
+            if shown is not None:
+                self.credentials.bind(conn, shown, values["mdtrt_id"], new_visit=True)
             return {"mdtrt_id": values["mdtrt_id"], "psn_no": psn_no, "ipt_otp_no": ipt_otp_no, "status": "open",
                     "admission_seq": seq}
 
@@ -178,6 +188,8 @@ class SettlementService:
             if records.active_line_numbers(uow.conn, mdtrt_id):
                 raise Conflict("mdtrt_id", f"visit {mdtrt_id!r} still has fee lines; cancel them first (2205/2302)")
             records.set_visit(uow.conn, mdtrt_id, status="cancelled")
+            if visit.mdtrt_cert_type == E_CERTIFICATE:
+                credentials.spend(uow.conn, mdtrt_id, self.clock())
             return _state(visit, "cancelled")
 
         body = {"mdtrt_id": mdtrt_id, "psn_no": psn_no}
@@ -345,11 +357,15 @@ class SettlementService:
 
     def presettle(self, fixmedins_code: str, mdtrt_id: str, *, acct_used_flag: bool = True,
                   mid_setl_flag: bool = False, declared: dict[str, Any] | None = None, psn_no: str = "",
-                  with_identity: bool = False, ref: str = "") -> Quote:
-        """2206/2303: the settlement as it would be now. Writes nothing of its own."""
+                  with_identity: bool = False, ref: str = "", credential: Credential | None = None) -> Quote:
+        """2206/2303: the settlement as it would be now. Writes nothing of its own; a credential the request
+        names is checked, not bound."""
         with unit_of_work(self.factory) as uow:
             visit = self._own_visit(uow.conn, fixmedins_code, mdtrt_id, psn_no)
             prow = records.person_row(uow.conn, visit.psn_no)
+            if credential is not None:
+                self.credentials.for_visit(uow.conn, self._institution(uow.conn, fixmedins_code), visit, prow,
+                                           credential, settling=False)
             adj, _lines, policy, _dep = self._adjudicate(uow, visit, prow, acct_used_flag, mid_setl_flag)
             self._check_declared(adj, declared or {})
             quote = self._quote(adj, policy, visit, prow, setl_id="", msgid="", now=self.clock(), channel="")
@@ -371,6 +387,8 @@ class SettlementService:
             seen["person"] = prow
             if visit.status == "cancelled":
                 raise Conflict("mdtrt_id", f"visit {req.mdtrt_id!r} is cancelled")
+            fresh = self.credentials.for_visit(conn, self._institution(conn, req.fixmedins_code), visit, prow,
+                                               req.credential, settling=True)
             inpatient = visit.med_type in INPATIENT_MED_TYPES
             if req.mid_setl_flag and not inpatient:
                 raise Invalid("mid_setl_flag", "interim settlement is only for admissions")
@@ -398,6 +416,10 @@ class SettlementService:
             records.add_to_accumulators(conn, prow.psn_no, local_date(now).year, adj.year_deltas)
             if final:
                 records.set_visit(conn, visit.mdtrt_id, status="settled")
+            if fresh is not None:
+                self.credentials.bind(conn, fresh, visit.mdtrt_id)
+            if fresh is not None or visit.mdtrt_cert_type == E_CERTIFICATE:
+                credentials.spend(conn, visit.mdtrt_id, now)  # the next settlement of this visit needs a new code
             # money moves last: the shared fund/institution rows it increments stay locked only until commit
             self._post(uow, posting)
             return output
@@ -502,6 +524,7 @@ class SettlementService:
                 records.set_lines_status(conn, [line.id for line in records.active_lines(conn, visit.mdtrt_id)],
                                          "cancelled")
                 records.set_visit(conn, visit.mdtrt_id, status="cancelled")
+                credentials.spend(conn, visit.mdtrt_id, self.clock())
             records.set_operation(conn, fixmedins_code, omsgid, REVERSED)
             return {"omsgid": omsgid, "oinfno": oinfno, "result": "reversed"}
 
@@ -618,6 +641,23 @@ class SettlementService:
         if psn_no and visit.psn_no != psn_no:
             raise Invalid("psn_no", f"visit {mdtrt_id!r} is not of person {psn_no!r}")
         return visit
+
+    def _credential_for_new_visit(self, conn: Connection, fixmedins_code: str, psn_no: str,
+                                  credential: Credential | None) -> tuple[Shown | None, Any]:
+        """The credential that opens a visit for ``psn_no`` here, checked, and the person. A 02/03 number also
+        needs a presentation (1101) within the window; an e-certificate token was minted for this institution."""
+        institution = self._institution(conn, fixmedins_code)
+        if self.presentation_window is None:  # no tenancy (stand-alone use): only a named credential is checked
+            prow = records.person_row(conn, psn_no, field="psn_no")
+            if credential is None:
+                return None, prow
+            return self.credentials.for_new_visit(conn, institution, prow, credential, self.clock()), prow
+        since = self.clock() - self.presentation_window
+        if credential is not None and credential.cert_type != E_CERTIFICATE:
+            prow = self._presented_person(conn, fixmedins_code, psn_no, "psn_no")
+        else:
+            prow = records.person_row(conn, psn_no, field="psn_no")
+        return self.credentials.for_new_visit(conn, institution, prow, credential, since), prow
 
     def _presented_person(self, conn: Connection, fixmedins_code: str, psn_no: str, field: str) -> Any:
         """The person, if they showed this institution a credential within the presentation window."""

@@ -1,4 +1,5 @@
-"""Start the payment-gateway simulator next to the platform (demo and tests) and point the platform at it."""
+"""Start the simulators of outside parties (the payment gateway, the SMS service) next to the platform (demo and
+tests) and point the platform at them."""
 
 from __future__ import annotations
 
@@ -76,3 +77,17 @@ def bind_demo_wallets(factory: sessionmaker[Session], cipher: FieldCipher, sim: 
             if row is None:
                 uow.session.add(PaymentMethodRow(psn_no=person.psn_no, gateway="gateway",
                                                  payer_token_enc=cipher.encrypt(token, "payer_token")))
+
+
+def start_sms_simulator(host: str, port: int) -> RunningSimulator:
+    """Start the SMS simulator and set MEDPAY_SMS_* so the platform's workers text through it. Its API key travels
+    in the child's environment, not on its command line."""
+    from medpay.simulators.sms_sim import API_KEY_ENV
+
+    api_key = os.environ.setdefault("MEDPAY_SMS_API_KEY", secrets.token_hex(16))
+    url = f"http://{host}:{port}"
+    proc = subprocess.Popen([sys.executable, "-m", "medpay.simulators.sms_sim", "--host", host, "--port", str(port)],
+                            env={**os.environ, API_KEY_ENV: api_key}, preexec_fn=_die_with_parent)
+    wait_until_healthy(f"{url}/healthz", proc, what="SMS simulator")
+    os.environ["MEDPAY_SMS_URL"] = url
+    return RunningSimulator(url, proc)

@@ -43,6 +43,8 @@ class InstitutionRow(Base):
     paasid: Mapped[str | None] = mapped_column(String(64), unique=True)
     token_enc: Mapped[str | None] = mapped_column(Text)  # gateway token, encrypted: it signs requests
     notify_url: Mapped[str | None] = mapped_column(String(200))  # the HIS's registered settle.notify URL
+    # what a 02/03 number without a card read may do here (medpay.domain.credentials.Assurance)
+    id_assurance: Mapped[str] = mapped_column(String(10), default="counter", server_default="counter")
 
 
 class PersonRow(Base):
@@ -53,6 +55,8 @@ class PersonRow(Base):
     certno_idx: Mapped[str] = mapped_column(String(64), unique=True)
     card_no_enc: Mapped[str | None] = mapped_column(Text)
     card_no_idx: Mapped[str | None] = mapped_column(String(64), unique=True)
+    card_sn_idx: Mapped[str | None] = mapped_column(String(64))  # the card's identification code (卡识别码), indexed
+    phone_enc: Mapped[str | None] = mapped_column(Text)  # mobile number on record: one-time codes and notices go here
     psn_cert_type: Mapped[str] = mapped_column(String(3), default="01")
     gend: Mapped[str] = mapped_column(String(1))
     brdy: Mapped[date] = mapped_column(Date)
@@ -201,10 +205,13 @@ class CredentialPresentationRow(Base):
     psn_no: Mapped[str] = mapped_column(ForeignKey("persons.psn_no"))
     mdtrt_cert_type: Mapped[str] = mapped_column(String(3))
     presented_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    token_hash: Mapped[str | None] = mapped_column(String(64))  # the ecToken shown (01), checked again at 2201/2401
+    card_read: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))  # 03 with card_sn
 
 
 class EcTokenRow(Base):
-    """An e-certificate token (ecToken) issued after a scan or face check; only its hash is stored."""
+    """An e-certificate token (ecToken) issued after a scan or face check; only its hash is stored. It is bound to
+    the first visit it opens or settles (``mdtrt_id``) and spent when that visit is settled or cancelled."""
 
     __tablename__ = "ec_tokens"
     token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
@@ -213,3 +220,5 @@ class EcTokenRow(Base):
     business_type: Mapped[str] = mapped_column(String(5), default="")
     issued_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    mdtrt_id: Mapped[str | None] = mapped_column(String(30), index=True)
+    spent_at: Mapped[datetime | None] = mapped_column(UtcDateTime)

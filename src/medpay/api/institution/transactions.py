@@ -16,6 +16,7 @@ from medpay.api.platform import Platform
 from medpay.interface_format import to_yuan
 from medpay.local_time import INTERFACE_FORMAT, LOCAL_TZ, format_local, local_date
 from medpay.money import yuan_number
+from medpay.services.credentials import Credential
 from medpay.services.errors import Invalid
 from medpay.services.settlement import DECLARED_AMOUNTS, FeeLineInput, SettleRequest
 
@@ -69,7 +70,7 @@ def rows(call: Call, name: str) -> list[Mapping[str, Any]]:
 # longest value of input fields that are stored (the column's length; PostgreSQL refuses longer values)
 MAX_LENGTHS = {"mdtrt_cert_type": 3, "insutype": 6, "med_type": 6, "ipt_otp_no": 30, "ipt_no": 30, "dise_codg": 30,
                "dise_name": 200, "feedetl_sn": 30, "chrg_bchno": 30, "medins_list_codg": 50, "med_list_codg": 50,
-               "omsgid": 30}
+               "omsgid": 30, "mdtrt_cert_no": 64, "card_sn": 64}
 
 
 def text(d: Mapping[str, Any], key: str, path: str, *, required: bool = True, default: str = "") -> str:
@@ -162,6 +163,12 @@ def eligibility(call: Call) -> dict:
 # ------------------------------------------------------------------------------------------ visits
 
 
+def credential(d: Mapping[str, Any], path: str) -> Credential | None:
+    """The credential a visit's transaction names (``mdtrt_cert_type``/``mdtrt_cert_no``, ``card_sn``), if any."""
+    return Credential.of(text(d, "mdtrt_cert_type", path, required=False), text(d, "mdtrt_cert_no", path, required=False),
+                         text(d, "card_sn", path, required=False))
+
+
 def _open_visit(call: Call, d: Mapping[str, Any], path: str, med_type: str) -> dict:
     psn_no = text(d, "psn_no", path)
     visit = call.platform.settlement.register_visit(
@@ -170,7 +177,7 @@ def _open_visit(call: Call, d: Mapping[str, Any], path: str, med_type: str) -> d
         dise_name=text(d, "dise_name", path, required=False),
         mdtrt_cert_type=text(d, "mdtrt_cert_type", path, required=False),
         ipt_otp_no=text(d, "ipt_otp_no", path, required=False) or text(d, "ipt_no", path, required=False),
-        msgid=call.env.msgid)
+        msgid=call.env.msgid, credential=credential(d, path))
     return {"mdtrt_id": visit.mdtrt_id, "psn_no": visit.psn_no, "ipt_otp_no": visit.ipt_otp_no}
 
 
@@ -294,7 +301,7 @@ def presettle(call: Call) -> dict:
     quote = call.platform.settlement.presettle(
         call.fixmedins_code, mdtrt_id, acct_used_flag=flag(d, "acct_used_flag", "data", True),
         mid_setl_flag=flag(d, "mid_setl_flag", "data", False), declared=declared, psn_no=psn_no, with_identity=True,
-        ref=call.env.msgid)
+        ref=call.env.msgid, credential=credential(d, "data"))
     return to_yuan({"setlinfo": quote.setlinfo, "setldetail": quote.setldetail})
 
 
@@ -303,7 +310,8 @@ def settle(call: Call) -> dict:
     d, mdtrt_id, psn_no, declared = _settle_input(call)
     out = call.platform.settlement.settle(SettleRequest(
         call.fixmedins_code, call.env.msgid, mdtrt_id, acct_used_flag=flag(d, "acct_used_flag", "data", True),
-        mid_setl_flag=flag(d, "mid_setl_flag", "data", False), declared=declared, psn_no=psn_no), with_identity=True)
+        mid_setl_flag=flag(d, "mid_setl_flag", "data", False), declared=declared, psn_no=psn_no,
+        credential=credential(d, "data")), with_identity=True)
     return to_yuan(out)
 
 

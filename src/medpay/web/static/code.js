@@ -2,7 +2,7 @@
 // before it expires (the API's refresh_in_s, never later than a code's 60 s life) and at once when the business
 // type changes. Codes are fetched with no-store and never kept.
 import { clearErrors, post, showError, showHolder, t } from "./mobile.js";
-import { loadDevice, sign, unixNow } from "./device.js";
+import { loadDevice } from "./device.js";
 
 const MAX_REFRESH_S = 60;  // a code lives at most 60 s
 const RETRY_S = 10;  // after a network or server fault: try again, but don't hammer
@@ -24,10 +24,8 @@ async function refresh() {
   clearTimeout(timer);
   const mine = ++generation;
   const businessType = select.value;
-  const timestamp = unixNow();
-  const params = { ecert_id: device.ecert_id, business_type: businessType, timestamp,
-                   device_signature: await sign(device.privateKey, `${device.ecert_id}|${businessType}|${timestamp}`) };
-  const { data, error } = await post("/api/v1/mobile/ecert/code", { json: params });
+  const { data, error } = await post("/api/v1/mobile/ecert/code", { json: { business_type: businessType },
+                                                                    signedBy: device });
   if (mine !== generation) return;
   if (error) {
     qr.replaceChildren();
@@ -40,7 +38,7 @@ async function refresh() {
   qr.innerHTML = data.svg;  // rendered by the platform (segno): a QR code, no script
   qr.firstElementChild?.setAttribute("aria-hidden", "true");  // the wrapper's label speaks for it
   qr.setAttribute("aria-label", t("qr_label", { business: select.selectedOptions[0].textContent }));
-  png.href = `/api/v1/mobile/ecert/code.png?${new URLSearchParams(params)}`;
+  png.dataset.businessType = businessType;
   png.removeAttribute("aria-disabled");
   status.textContent = t("refreshed");
   schedule(Math.min(Math.max(data.refresh_in_s, 1), MAX_REFRESH_S));
@@ -61,6 +59,24 @@ function tick() {
   const left = Math.max(0, Math.ceil((deadline - Date.now()) / 1000));
   countdown.textContent = deadline ? t("countdown", { s: left }) : "";
 }
+
+// The PNG is fetched with a signed request (a signature never goes in a link) and saved from a blob URL.
+png.addEventListener("click", async (event) => {
+  event.preventDefault();
+  if (png.getAttribute("aria-disabled") === "true") return;
+  const path = `/api/v1/mobile/ecert/code.png?business_type=${encodeURIComponent(png.dataset.businessType)}`;
+  const { data, error } = await post(path, { method: "GET", signedBy: device, blob: true });
+  if (error) {
+    showError(section, error);
+    return;
+  }
+  const url = URL.createObjectURL(data);
+  const link = document.createElement("a");
+  link.href = url;
+  link.download = `ecert-${png.dataset.businessType}.png`;
+  link.click();
+  setTimeout(() => URL.revokeObjectURL(url), 10_000);
+});
 
 if (!device) {
   document.querySelector("[data-not-activated]").hidden = false;

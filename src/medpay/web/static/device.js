@@ -44,13 +44,21 @@ export async function newDeviceKey() {
 }
 
 /** hex Ed25519 signature of `message` (UTF-8). */
-export async function sign(privateKey, message) {
+async function sign(privateKey, message) {
   return hex(await crypto.subtle.sign({ name: "Ed25519" }, privateKey, new TextEncoder().encode(message)));
 }
 
-export async function sha256hex(message) {
+async function sha256hex(message) {
   return hex(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(message)));
 }
 
-/** Unix seconds, as the API's timestamps. */
-export const unixNow = () => Math.floor(Date.now() / 1000);
+/** The headers that sign a request with the device key: X-Timestamp, a fresh X-Nonce and X-Signature of
+ * "METHOD\npath\ntimestamp\nnonce\nsha256hex(body)" (path with its query, as sent), plus X-Ecert-Id once the
+ * device holds an e-certificate. Signatures go in headers, never in a URL. */
+export async function signedHeaders(device, method, path, body) {
+  const timestamp = String(Math.floor(Date.now() / 1000));
+  const nonce = crypto.randomUUID().replaceAll("-", "");
+  const message = [method, path, timestamp, nonce, await sha256hex(body)].join("\n");
+  return { ...(device.ecert_id ? { "X-Ecert-Id": device.ecert_id } : {}), "X-Timestamp": timestamp,
+           "X-Nonce": nonce, "X-Signature": await sign(device.privateKey, message) };
+}

@@ -1,4 +1,5 @@
 // Shared by the mobile pages: the page's words, calls to the mobile API, errors next to their field, money.
+import { signedHeaders } from "./device.js";
 
 export const text = JSON.parse(document.getElementById("page-text").textContent);
 
@@ -7,22 +8,24 @@ export function t(key, vars = {}) {
   return String(text[key] ?? key).replace(/\{(\w+)\}/g, (_, name) => vars[name] ?? "");
 }
 
-/** POST to the mobile API: `json` (an object) or `form` (FormData). Resolves to {data} or {error}, never throws:
- * the error has the API's shape {code, field, message}; "network" when no answer came. */
-export async function post(path, { json, form } = {}) {
+/** Call the mobile API: POST `json` (an object) or `form` (FormData), or GET. With `signedBy` (a device: its
+ * privateKey, and its ecert_id once activated) the request is signed in headers. Resolves to {data} or {error},
+ * never throws: the error has the API's shape {code, field, message}; "network" when no answer came. With
+ * `blob`, data is the response body as a Blob (an image). */
+export async function post(path, { json, form, signedBy, method = "POST", blob = false } = {}) {
+  const body = json ? JSON.stringify(json) : form;
+  const headers = json ? { "Content-Type": "application/json" } : {};
   let response;
   try {
-    response = await fetch(path, {
-      method: "POST", cache: "no-store", credentials: "omit",
-      headers: json ? { "Content-Type": "application/json" } : {},
-      body: json ? JSON.stringify(json) : form,
-    });
+    if (signedBy) Object.assign(headers, await signedHeaders(signedBy, method, path, body ?? ""));
+    response = await fetch(path, { method, cache: "no-store", credentials: "omit", headers, body });
   } catch {
     return { error: { code: "network", field: "", message: "" } };
   }
-  const body = await response.json().catch(() => null);
-  if (response.ok && body) return { data: body };
-  return { error: body?.error ?? { code: response.status >= 500 ? "internal" : "invalid", field: "", message: "" } };
+  if (response.ok && blob) return { data: await response.blob() };
+  const answer = await response.json().catch(() => null);
+  if (response.ok && answer) return { data: answer };
+  return { error: answer?.error ?? { code: response.status >= 500 ? "internal" : "invalid", field: "", message: "" } };
 }
 
 /** The message for an API error in the page's language; `generic` when only the fallback matched. */

@@ -1,8 +1,8 @@
 // Paying a bill code (reverse scan): a photo of the code on the window's screen (or its pasted text) is read by
-// the platform, which says what the bill asks without paying; after the patient confirms, the device key signs
-// "{ecert_id}|BILL|{sha256hex(bill)}|{timestamp}" and the whole bill settles in one step.
+// the platform, which says what the bill asks without paying; after the patient confirms, the request that pays it
+// is signed by the device key and the whole bill settles in one step.
 import { clearErrors, post, showError, showHolder, t, text, toFen, yuan } from "./mobile.js";
-import { loadDevice, sha256hex, sign, unixNow } from "./device.js";
+import { loadDevice } from "./device.js";
 
 const scan = document.getElementById("scan");
 const confirm = document.getElementById("confirm");
@@ -66,11 +66,7 @@ paste.addEventListener("submit", (event) => {
 payButton.addEventListener("click", async () => {
   payButton.disabled = true;
   payButton.textContent = t("paying");
-  const timestamp = unixNow();
-  const message = `${device.ecert_id}|BILL|${await sha256hex(bill.bill)}|${timestamp}`;
-  const { data, error } = await post("/api/v1/mobile/bills/pay", { json: {
-    ecert_id: device.ecert_id, bill: bill.bill, timestamp, device_signature: await sign(device.privateKey, message),
-  } });
+  const { data, error } = await post("/api/v1/mobile/bills/pay", { json: { bill: bill.bill }, signedBy: device });
   payButton.disabled = false;
   payButton.textContent = t("pay_button", { amount: yuan(toFen(bill.medfee_sumamt)) });
   if (error) {
