@@ -413,13 +413,14 @@ def test_terminal_signature_checks(env: Env) -> None:
     body = b'{"businessType":"01301"}'
     assert env.svc.verify_terminal(_signed(env, term, body), "POST", QUERY_PATH, body) == (term[0], H1)
 
-    def refused(headers, header: str, method="POST", path=QUERY_PATH, b=body) -> None:
+    def refused(headers, header: str, method="POST", path=QUERY_PATH, b=body) -> TerminalAuthError:
         with pytest.raises(TerminalAuthError) as e:
             env.svc.verify_terminal(headers, method, path, b)
         assert e.value.field == header and e.value.status == 401
+        return e.value
 
     impostor = (term[0], Ed25519PrivateKey.generate())
-    refused(_signed(env, impostor, body), "X-Signature")  # signed with another key
+    wrong_key = refused(_signed(env, impostor, body), "X-Signature")  # signed with another key
     refused(_signed(env, term, body), "X-Signature", b=body + b" ")  # body altered
     refused(_signed(env, term, body), "X-Signature", path="/api/v1/terminal/other")
     refused(_signed(env, term, body), "X-Signature", method="PUT")
@@ -433,7 +434,8 @@ def test_terminal_signature_checks(env: Env) -> None:
     refused(_signed(env, (term[0], term[1]), body, nonce="short"), "X-Nonce")
     refused({k: v for k, v in _signed(env, term, body).items() if k != "X-Signature"}, "X-Signature")
     refused({k: v for k, v in _signed(env, term, body).items() if k != "X-Terminal-Id"}, "X-Terminal-Id")
-    refused(_signed(env, ("TMNOSUCH00", term[1]), body), "X-Terminal-Id")
+    unknown = refused(_signed(env, ("TMNOSUCH00", term[1]), body), "X-Signature")
+    assert unknown.message == wrong_key.message  # an unknown terminal answers like a wrong key: ids can't be probed
     assert env.count(TerminalNonceRow) == 2  # only the accepted requests recorded a nonce
     env.svc.disable_terminal(term[0])
     refused(_signed(env, term, body), "X-Terminal-Id")

@@ -374,11 +374,11 @@ def test_upload_refusals(world, monkeypatch):
 
 def test_files_belong_to_their_institution(world):
     no = upload(world, [world.row(n) for n in ALL_H1])
-    refused(world, Forbidden, "file_qury_no", lambda: world.rec.download(H2, no))
-    refused(world, Forbidden, "file_qury_no", lambda: world.rec.details(H2, no, OPTINS, "11", DAY1, DAY2, 0, 0, 0, 0))
+    refused(world, NotFound, "file_qury_no", lambda: world.rec.download(H2, no))  # like an unknown one: no probing
+    refused(world, NotFound, "file_qury_no", lambda: world.rec.details(H2, no, OPTINS, "11", DAY1, DAY2, 0, 0, 0, 0))
     out = details(world, no, ALL_H1)
     result_no = out["fileinfo"]["file_qury_no"]
-    refused(world, Forbidden, "file_qury_no", lambda: world.rec.download(H2, result_no))
+    refused(world, NotFound, "file_qury_no", lambda: world.rec.download(H2, result_no))
     refused(world, NotFound, "file_qury_no", lambda: world.rec.download(H1, "20260310000000deadbeefdeadbeef"))
     assert world.rec.download(H1, result_no)
     # files live a week
@@ -433,7 +433,7 @@ def test_handlers_shapes(world, engine, cipher):
     with pytest.raises(Forbidden) as info:
         call("9101", {"fsUploadIn": {"in": "QUJD", "filename": "d.zip", "fixmedins_code": H2}})
     assert info.value.field == "fsUploadIn.fixmedins_code"
-    with pytest.raises(Forbidden):
+    with pytest.raises(NotFound):
         call("9102", {"fsDownloadIn": {"file_qury_no": up["file_qury_no"]}}, inst=H2)
     with pytest.raises(Invalid) as info:
         call("3201", {"data": {"insutype": "310"}})

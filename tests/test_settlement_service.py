@@ -23,7 +23,7 @@ from medpay.domain.adjudication import identity_violations
 from medpay.domain.posting import channel_payer, deposit_account, institution_cash, institution_fund
 from medpay.services import demo
 from medpay.services.directory import Directory, PersonInput
-from medpay.services.errors import Conflict, Forbidden, Invalid, NotFound, ServiceError
+from medpay.services.errors import Conflict, Invalid, NotFound, ServiceError
 from medpay.services.settlement import FeeLineInput, SettleRequest, SettlementService
 
 H1, H2 = "H99990100001", "H99990100002"  # level 3, level 1
@@ -491,10 +491,10 @@ def test_an_institution_cannot_touch_another_ones_visits(svc):
         ("mdtrt_id", lambda: svc.discharge(H2, adm.mdtrt_id)),
         ("mdtrt_id", lambda: svc.settle(SettleRequest(H2, "T-2", adm.mdtrt_id, mid_setl_flag=True))),
     ]:
-        refused(svc, Forbidden, field, call)
+        refused(svc, NotFound, field, call)  # another's visit is refused like one that doesn't exist: no probing
     info = settle(svc, H1, "T-OK", m)["setlinfo"]
-    refused(svc, Forbidden, "setl_id", lambda: svc.cancel(H2, "T-C", info["setl_id"]))
-    refused(svc, Forbidden, "setl_id", lambda: svc.settlement(H2, info["setl_id"]))
+    refused(svc, NotFound, "setl_id", lambda: svc.cancel(H2, "T-C", info["setl_id"]))
+    refused(svc, NotFound, "setl_id", lambda: svc.settlement(H2, info["setl_id"]))
     refused(svc, NotFound, "setl_id", lambda: svc.settlement(H1, "00000000000000000000"))
     refused(svc, NotFound, "mdtrt_id", lambda: svc.presettle(H1, "00000000000000000000"))
     # H1's msgid does not collide with H2's: keys are per institution

@@ -294,13 +294,13 @@ class EcertService:
                              error=TerminalAuthError, holder_header=HEADER_TERMINAL_ID)
         with unit_of_work(self.factory) as uow:
             row = uow.session.get(TerminalRow, signed.holder)
-            if row is None:
-                raise TerminalAuthError(HEADER_TERMINAL_ID, "unknown terminal")
-            if row.status != "active":
-                raise TerminalAuthError(HEADER_TERMINAL_ID, "this terminal is disabled")
-            if not signed.verifies(parse_public_key_hex(row.public_key)):
+            # an unknown terminal is refused exactly like a wrong signature: terminal ids can't be probed
+            key = parse_public_key_hex(row.public_key) if row is not None else _NOBODY
+            if not signed.verifies(key) or row is None:
                 raise TerminalAuthError(HEADER_SIGNATURE, "does not verify with this terminal's key (signed: "
                                                           "METHOD\\npath\\ntimestamp\\nnonce\\nsha256hex(body))")
+            if row.status != "active":
+                raise TerminalAuthError(HEADER_TERMINAL_ID, "this terminal is disabled")
             if not insert_ignore(uow.session, TerminalNonceRow,
                                   {"terminal_id": row.terminal_id, "nonce": signed.nonce, "seen_at": self.clock()},
                                   TerminalNonceRow.nonce):

@@ -342,9 +342,12 @@ class OneScanService:
 
     def refund(self, fixmedins_code: str, msgid: str, intent_id: str) -> dict[str, Any]:
         """Cancel a gateway-paid settlement and refund its cash part (partial refunds: cancel, then settle anew)."""
-        intent = self.intent(intent_id)
-        if intent.fixmedins_code != fixmedins_code:
-            raise Forbidden("intent_id", "the payment belongs to another institution")
+        try:
+            intent = self.intent(intent_id)
+        except NotFound:
+            intent = None
+        if intent is None or intent.fixmedins_code != fixmedins_code:  # another's: refused like an unknown one
+            raise NotFound("intent_id", f"no payment {intent_id!r} at this institution")
         if intent.state != "captured" or not intent.setl_id:
             raise Conflict("intent_id", f"payment {intent_id!r} is {intent.state}; only a captured one can be refunded")
         out = self.settlement.cancel(fixmedins_code, msgid, intent.setl_id)

@@ -55,7 +55,7 @@ from medpay.local_time import LOCAL_TZ, format_local, local_date
 from medpay.money import MoneyError, format_yuan, parse_yuan
 from medpay.services import records
 from medpay.services import idempotency
-from medpay.services.errors import Forbidden, Invalid, NotFound
+from medpay.services.errors import Invalid, NotFound
 from medpay.services.unit_of_work import UnitOfWork, unit_of_work
 
 FILE_TTL = timedelta(days=7)
@@ -287,10 +287,8 @@ class ReconciliationService:
     def _own_file(self, session: Session, fixmedins_code: str, file_qury_no: Any) -> StoredFile:
         no = _required(file_qury_no, "file_qury_no")
         row = session.get(InterfaceFileRow, no)
-        if row is None:
-            raise NotFound("file_qury_no", f"unknown file {no!r}")
-        if row.fixmedins_code != fixmedins_code:
-            raise Forbidden("file_qury_no", f"file {no!r} belongs to another institution")
+        if row is None or row.fixmedins_code != fixmedins_code:  # another's: refused like an unknown one
+            raise NotFound("file_qury_no", f"no file {no!r} at this institution")
         stored = _stored(row)
         if self.clock() > stored.dld_endtime:
             raise NotFound("file_qury_no", f"file {no!r} expired at {format_local(stored.dld_endtime)}; upload or reconcile again")

@@ -33,7 +33,7 @@ from medpay.adapters.db.tables import (
     VisitRow,
 )
 from medpay.domain.model import Accumulators, CatalogItem, ChrgitmLv, Institution, Person
-from medpay.services.errors import Forbidden, NotFound
+from medpay.services.errors import NotFound
 
 Db = Connection | Session
 
@@ -135,18 +135,15 @@ _VISIT = _of(visits, visits.c.mdtrt_id)
 _VISIT_LOCKED = _VISIT.with_for_update()
 _SETTLEMENT = _of(settlements, settlements.c.setl_id)
 _SETTLEMENT_LOCKED = _SETTLEMENT.with_for_update()
-_OWNER = {"visit": select(visits.c.fixmedins_code).where(visits.c.mdtrt_id == bindparam("key")),
-          "settlement": select(settlements.c.fixmedins_code).where(settlements.c.setl_id == bindparam("key"))}
 
 
 def _owned(db: Db, query: Any, key: str, fixmedins_code: str, *, field: str, noun: str) -> Row:
-    """A row the calling institution owns (tenancy); refused as unknown, or as another's, otherwise."""
+    """A row the calling institution owns (tenancy). Another institution's row is refused exactly like one that
+    doesn't exist: an institution can't probe which ids exist elsewhere."""
     row = db.execute(query, {"key": key, "code": fixmedins_code}).one_or_none()
-    if row is not None:
-        return row
-    if db.execute(_OWNER[noun], {"key": key}).first() is None:
-        raise NotFound(field, f"unknown {noun} {key!r}")
-    raise Forbidden(field, f"{noun} {key!r} belongs to another institution")
+    if row is None:
+        raise NotFound(field, f"no {noun} {key!r} at this institution")
+    return row
 
 
 def own_visit(db: Db, fixmedins_code: str, mdtrt_id: str, *, lock: bool = False) -> Row:
