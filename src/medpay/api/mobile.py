@@ -152,9 +152,10 @@ def start_activation(req: ActivationStart, svc: ActivationService = Depends(acti
              summary="激活医保电子凭证(二) / step 2: the code and this device's key (signed by it)")
 async def confirm_activation(request: Request) -> ActivateResponse:
     body = await request.body()
-    req = json_body(ActivationConfirm, body)
     svc = activation_service(request)
     ecerts = ecert_service(request)
+    ecerts.device_headers(request.headers, request.method, request.url.path, body)  # before the body is parsed
+    req = json_body(ActivationConfirm, body)
     key = await run_in_threadpool(ecerts.verify_device_key, request.headers, request.method, request.url.path, body,
                                   req.device_public_key)
     done = await run_in_threadpool(lambda: svc.confirm(key, activation_id=req.activation_id, code=req.code,

@@ -225,6 +225,11 @@ class EcertService:
             self._use_nonce(uow.session, row.device_key, signed.nonce)
             return row.ecert_id, row.psn_no
 
+    def device_headers(self, headers: Mapping[str, str], method: str, path: str, body: bytes) -> None:
+        """The signature headers of a request that brings its own key, checked for form and freshness — before its
+        body is read for the key."""
+        read_signed(headers, method, path, body, now=self.clock(), skew_s=self.device_skew_s, error=DeviceAuthError)
+
     def verify_device_key(self, headers: Mapping[str, str], method: str, path: str, body: bytes,
                           device_key: str) -> str:
         """The device key (64 hex digits) that signed this request, when the request brings its own key (an
