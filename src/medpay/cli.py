@@ -155,11 +155,19 @@ def serve(host: str = typer.Option("127.0.0.1", help="address to listen on"),
 @app.command("simulator")
 def simulator_cmd(port: int = typer.Option(8100), host: str = typer.Option("127.0.0.1"),
                   callback_url: str = typer.Option("http://127.0.0.1:8000/api/v1/partner/gateway/callback")) -> None:
-    """Run only the payment-gateway simulator (fault injection at POST /sim/faults)."""
+    """Run only the payment-gateway simulator (fault injection at POST /sim/faults). Its API key and callback
+    secret are MEDPAY_GATEWAY_API_KEY and MEDPAY_GATEWAY_SECRET (random when unset): give `medpay serve` the same."""
+    import os
+
+    from medpay.simulators.gateway_sim import API_KEY_ENV, SECRET_ENV
     from medpay.simulators.launch import start_gateway_simulator
 
+    given = all(os.environ.get(name) for name in (API_KEY_ENV, SECRET_ENV))
     sim = start_gateway_simulator(host, port, callback_url)
     console.print(f"payment-gateway SIMULATOR on {sim.url}; Ctrl-C stops it")
+    if not given:
+        console.print(f"[yellow]{API_KEY_ENV} and {SECRET_ENV} were not both set: the simulator made up its own, "
+                      "so no platform can call it. Set both (the same for medpay serve) to use it.[/]")
     try:
         sim.wait()
     except KeyboardInterrupt:
