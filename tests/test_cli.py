@@ -112,8 +112,8 @@ def test_policy_check_names_file_key_and_problem(tmp_path: Path) -> None:
 
 
 def test_a_database_at_0001_upgrades_to_the_head_keeping_its_institutions(db_url: str) -> None:
-    """Landed databases are at 0001: 0002 adds the notify URL column, 0003 the audit log, 0004 staff keys;
-    every row is kept."""
+    """Landed databases are at 0001: 0002 adds the notify URL column, 0003 the audit log, 0004 staff keys, 0005
+    key fingerprints and SM2 key rotation; every row is kept."""
     engine = make_engine(db_url)
     try:
         migrate.upgrade(engine, "0001")
@@ -122,7 +122,7 @@ def test_a_database_at_0001_upgrades_to_the_head_keeping_its_institutions(db_url
             conn.execute(text("INSERT INTO institutions (fixmedins_code, fixmedins_name, admdvs, level, paasid) "
                               "VALUES ('H99990100001', '演示市第一人民医院', '999901', '3', 'demo_paas_h1')"))
         migrate.upgrade(engine)
-        assert migrate.current_revision(engine) == migrate.head_revision(engine) == "0004"
+        assert migrate.current_revision(engine) == migrate.head_revision(engine) == "0005"
         with engine.connect() as conn:
             rows = conn.execute(text("SELECT fixmedins_code, fixmedins_name, paasid, notify_url FROM institutions")).all()
             assert conn.execute(text("SELECT count(*) FROM audit_events")).scalar_one() == 0

@@ -9,6 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from medpay.adapters.db import migrate
+from medpay.adapters.db.engine import make_engine
 from medpay.adapters.sm2 import generate_keypair, sign_sm2
 from medpay.api.app import create_app
 from medpay.api.platform import build_platform
@@ -22,8 +23,10 @@ CODE, NAME, _LEVEL, PAASID, TOKEN = demo.INSTITUTIONS[0]
 
 @pytest.fixture
 def client(db_url: str):
+    engine = make_engine(db_url)
+    migrate.upgrade(engine)  # first: the platform checks its keys against the database
+    engine.dispose()
     platform = build_platform(db_url)
-    migrate.upgrade(platform.engine)
     demo.seed(platform.factory, platform.cipher)
     private, public = generate_keypair()
     platform.gateway.set_sm2_public_key(CODE, public)
