@@ -13,6 +13,7 @@ from rich.table import Table
 
 from medpay.cli_ecert import ecert_app
 from medpay.cli_his import his_app
+from medpay.cli_institution import institution_app
 from medpay.cli_keys import keys_app
 
 app = typer.Typer(help="medpay 医保便捷支付平台 — unified medical-insurance payment.", no_args_is_help=True,
@@ -28,6 +29,7 @@ app.add_typer(policy_app, name="policy")
 
 app.add_typer(his_app, name="his", help="HIS 客户端 / send institution-interface transactions")
 app.add_typer(ecert_app, name="ecert", help="医保电子凭证 / e-certificates, codes and terminals")
+app.add_typer(institution_app, name="institution", help="定点医药机构 / institutions: SM2 body-signature keys")
 app.add_typer(keys_app, name="keys", help="密钥 / the platform's keyring: fingerprints, rotation")
 
 console = Console()

@@ -1,4 +1,4 @@
-"""key fingerprints
+"""key fingerprints; SM2 key rotation with a grace period
 
 Revision ID: 0005
 Revises: 0004
@@ -29,7 +29,15 @@ def upgrade() -> None:
         sa.Column('recorded_at', medpay.adapters.db.base.UtcDateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint('purpose', 'key_id', name=op.f('pk_key_fingerprints')),
     )
+    # nullable: a key registered before has no previous key
+    with op.batch_alter_table('institution_keys', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('previous_sm2_public_key', sa.String(length=130), nullable=True))
+        batch_op.add_column(sa.Column('previous_valid_until', medpay.adapters.db.base.UtcDateTime(timezone=True),
+                                      nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table('institution_keys', schema=None) as batch_op:
+        batch_op.drop_column('previous_valid_until')
+        batch_op.drop_column('previous_sm2_public_key')
     op.drop_table('key_fingerprints')
