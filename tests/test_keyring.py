@@ -275,6 +275,13 @@ def test_processes_starting_at_once_on_a_fresh_database_share_one_new_keyring(mi
     assert sorted(q.name for q in keys.iterdir()) == ["data.key", "signing.key"]  # and no temporary files
 
 
+def test_a_key_file_that_cannot_be_created_is_named(migrated, tmp_path: Path) -> None:
+    (tmp_path / "not-a-directory").write_text("")
+    path = tmp_path / "not-a-directory" / "data.key"
+    with pytest.raises(KeyringError, match=f"the data key file {path} can't be created"):
+        open_keyring(migrated, path, tmp_path / "signing.key")
+
+
 def test_an_unmigrated_database_is_named(tmp_path: Path) -> None:
     engine = make_engine(f"sqlite:///{tmp_path / 'empty.db'}")
     try:

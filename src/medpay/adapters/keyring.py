@@ -226,13 +226,18 @@ def create_key_file(kind: KeyFileKind, path: Path) -> bool:
     """A new file at ``path`` with a random key for each of ``kind``'s purposes, unless one exists already.
     True when this call created it. Several processes may race here: the file appears whole, and only once
     (``link`` fails when the name exists, unlike ``rename``)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _write_new(path, _HEADER + "".join(_new_line(p) for p in kind.purposes))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = _write_new(path, _HEADER + "".join(_new_line(p) for p in kind.purposes))
+    except OSError as e:
+        raise KeyringError(f"the {kind.name} {path} can't be created: {e.strerror or e}") from None
     try:
         os.link(tmp, path)
         return True
     except FileExistsError:
         return False
+    except OSError as e:
+        raise KeyringError(f"the {kind.name} {path} can't be created: {e.strerror or e}") from None
     finally:
         tmp.unlink(missing_ok=True)
 
