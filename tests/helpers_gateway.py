@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import threading
@@ -15,6 +16,7 @@ from typing import Any, Iterator
 import httpx
 
 from medpay.processes import wait_until_healthy
+from medpay.simulators.gateway_sim import API_KEY_ENV, SECRET_ENV
 
 from tests.helpers_server import free_port
 
@@ -101,14 +103,14 @@ class GatewaySim:
     def start(self) -> None:
         self.port = free_port()
         args = [sys.executable, "-m", "medpay.simulators.gateway_sim", "--port", str(self.port),
-                "--secret", self.secret, "--api-key", self.api_key, "--state-file", str(self.state_file),
-                *self.extra]
+                "--state-file", str(self.state_file), *self.extra]
+        env = {**os.environ, API_KEY_ENV: self.api_key, SECRET_ENV: self.secret}  # never on the command line
         if self.callback_url:
             args += ["--callback-url", self.callback_url]
         log_path = self.tmp / f"gateway-sim-{len(self._logs)}.log"
         log = open(log_path, "w")
         self._logs.append(log)
-        self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, cwd=self.tmp)
+        self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, cwd=self.tmp, env=env)
         try:
             wait_until_healthy(f"{self.url}/healthz", self.proc, what="gateway simulator")
         except RuntimeError as e:

@@ -115,8 +115,9 @@ def test_policy_check_names_file_key_and_problem(tmp_path: Path) -> None:
 
 
 def test_a_database_at_0001_upgrades_to_the_head_keeping_its_institutions(db_url: str) -> None:
-    """Landed databases are at 0001: 0002 adds the notify URL column, 0003 the audit log, 0004 staff keys, 0006
-    credentials (an institution keeps what its 02/03 numbers could do: assurance "counter"); every row is kept."""
+    """Landed databases are at 0001: 0002 adds the notify URL column, 0003 the audit log, 0004 staff keys, 0005
+    key fingerprints and SM2 key rotation, 0006 credentials (an institution keeps what its 02/03 numbers could do:
+    assurance "counter"), 0007 activation; every row is kept."""
     engine = make_engine(db_url)
     try:
         migrate.upgrade(engine, "0001")

@@ -643,13 +643,15 @@ def test_openapi_documents_both_doors(client: TestClient) -> None:
 
 
 def test_cli_activate_code_and_register_terminal(db_url: str, engine, tmp_path: Path) -> None:
-    from medpay.adapters.crypto import _cipher_for
+    from medpay.adapters.crypto import cipher_of
     from medpay.adapters.db.engine import session_factory
+    from medpay.adapters.db.key_check import open_keyring
     from medpay.cli_ecert import ecert_app
 
     env = {"MEDPAY_DATABASE_URL": db_url, "MEDPAY_DATA_KEY_FILE": str(tmp_path / "data.key"),
            "MEDPAY_SIGNING_KEY_FILE": str(tmp_path / "signing.key")}
-    demo.seed(session_factory(engine), _cipher_for(env["MEDPAY_DATA_KEY_FILE"]))
+    keys = open_keyring(engine, env["MEDPAY_DATA_KEY_FILE"], env["MEDPAY_SIGNING_KEY_FILE"])
+    demo.seed(session_factory(engine), cipher_of(keys))
     runner = CliRunner()
     device = tmp_path / "device.key"
     no = runner.invoke(ecert_app, ["activate", "--psn-no", WANG.psn_no, "--certno", WANG.certno,

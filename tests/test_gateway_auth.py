@@ -324,9 +324,14 @@ def test_envelope_sm2_signature(auth) -> None:
     # the key is per institution: B has none, and A's key does not vouch for B
     with pytest.raises(AuthError):
         auth.verify_body(CODE_B, envelope)
-    # other signtypes leave cainfo alone (河北 puts an encrypted password there)
-    auth.verify_body(CODE_A, {**envelope, "signtype": "", "cainfo": "whatever"})
-    auth.verify_body(CODE_A, {**envelope, "signtype": "PRCSSC", "cainfo": "whatever"})
+    # with a key registered the signature is mandatory: it can't be stripped or swapped for another signtype
+    for signtype in ("", "PRCSSC", None):
+        with pytest.raises(AuthError) as info:
+            auth.verify_body(CODE_A, {**envelope, "signtype": signtype, "cainfo": ""})
+        assert info.value.field == "signtype"
+    # an institution without a key: other signtypes leave cainfo alone (河北 puts an encrypted password there)
+    auth.verify_body(CODE_B, {**envelope, "signtype": "", "cainfo": "whatever"})
+    auth.verify_body(CODE_B, {**envelope, "signtype": "PRCSSC", "cainfo": "whatever"})
 
     with pytest.raises(Invalid):
         auth.set_sm2_public_key(CODE_A, "04" + "11" * 64)
@@ -335,6 +340,7 @@ def test_envelope_sm2_signature(auth) -> None:
     auth.set_sm2_public_key(CODE_A, None)
     with pytest.raises(AuthError):
         auth.verify_body(CODE_A, envelope)
+    auth.verify_body(CODE_A, {**envelope, "signtype": "", "cainfo": ""})  # removed: plain bodies pass again
 
 
 # -- 9001 / 9002 ---------------------------------------------------------------------------------------------

@@ -90,7 +90,8 @@ class World:
         self.sign_no = ""
         self.latest: dict[str, dict[str, str]] = {}  # role → the newest object in that state
         self.targets: list[dict[str, str]] = []  # every object made: mdtrt_id, psn_no (, setl_id)
-        self.sm2_private = ""
+        self.sm2_private = ""  # H2's: its key makes SM2 mandatory for it (H1 sends plain bodies)
+        self.h2_sign_no = ""
 
     # -------------------------------------------------------------- transport
 
@@ -115,6 +116,8 @@ class World:
     def call(self, infno: str, input_: Any, inst=H1, sign_no: str | None = None, msgid: str | None = None) -> dict:
         """A setup call that must succeed."""
         env = self.envelope(infno, input_, inst, sign_no, msgid)
+        if inst == H2:
+            self.sign(env)
         r = self.post(CALL_SERVICE, json.dumps(env).encode(), inst=inst)
         doc = r.json()
         assert r.status_code == 200 and doc["infcode"] == 0, (infno, input_, doc)
@@ -134,6 +137,16 @@ class World:
             self.add(pool, value)
         self.targets = [t for t in self.targets if t["mdtrt_id"] != ids["mdtrt_id"]] + [ids]
         return ids
+
+    def sign(self, env: dict) -> None:
+        """Sign ``env`` as H2 (signtype SM2, cainfo over the final envelope)."""
+        env["signtype"] = "SM2"
+        try:
+            signed = canonical_body(env)
+        except (TypeError, ValueError):  # NaN, unpaired surrogates: not canonicalisable
+            signed = b""
+        # a wrong signature when it can't be signed, or is too long to sign quickly (pure-Python SM3)
+        env["cainfo"] = sign_sm2(self.sm2_private, signed) if 0 < len(signed) < 20_000 else "00" * 64
 
     def sign_in(self, inst=H1) -> str:
         return self.call("9001", {"signIn": {"opter_no": "1001", "mac": "00:16:3e:00:00:01", "ip": "127.0.0.1"}},
@@ -180,8 +193,8 @@ class World:
         return self.target(mdtrt_id=visit, psn_no=RETIREE.psn_no)
 
     def setup(self) -> None:
-        self.sm2_private, public = generate_keypair()  # so that signtype SM2 bodies can be verified
-        self.platform.gateway.set_sm2_public_key(H1[0], public)
+        self.sm2_private, public = generate_keypair()  # H2 must sign its bodies: fuzzed ones are verified
+        self.platform.gateway.set_sm2_public_key(H2[0], public)
         self.sign_no = self.sign_in()
         self.pools["sign_no"] = [self.sign_in() for _ in range(3)]  # 9002 fuzz signs these out, never self.sign_no
         for person in (EMP, RETIREE, CIVIL, CHILD):
@@ -198,7 +211,7 @@ class World:
         self.target(mdtrt_id=visit, psn_no=EMP.psn_no, setl_id=cancel)
         self.add("omsgid", msgid)
         self.add("omsgid", cancel_msgid)
-        h2_sign_no = self.sign_in(H2)  # a visit of another institution
+        self.h2_sign_no = h2_sign_no = self.sign_in(H2)  # a visit of another institution
         self.present(EMP, H2, h2_sign_no)
         self.outpatient(EMP, H2, h2_sign_no)
         self.add("sign_no", h2_sign_no)
@@ -229,6 +242,8 @@ class World:
         """Between examples: keep one object in each interesting state (a fuzzed success may consume it)."""
         if not self.platform.sign_in.check(H1[0], self.sign_no):
             self.sign_no = self.sign_in()
+        if not self.platform.sign_in.check(H2[0], self.h2_sign_no):
+            self.h2_sign_no = self.sign_in(H2)
         wanted = {"open": (self.opened, ("open", True)), "settled": (self.settled, ("settled", False)),
                   "admitted": (self.admission, ("open", True)),
                   "discharged": (lambda: self.admission(discharged=True), ("discharged", True))}
@@ -503,17 +518,17 @@ def send_transaction(data: st.DataObject, world: World, infno: str) -> None:
         path = PATHS[infno]
         if data.draw(st.booleans(), label="omit infno?"):
             env.pop("infno", None)
-    if data.draw(st.integers(0, 7), label="SM2 body signature?") == 0:  # signed over the final envelope
-        env["signtype"] = "SM2"
-        try:
-            signed = canonical_body(env)
-        except (TypeError, ValueError):  # NaN, unpaired surrogates: not canonicalisable
-            signed = b""
-        # a wrong signature when it can't be signed, or is too long to sign quickly (pure-Python SM3)
-        env["cainfo"] = sign_sm2(world.sm2_private, signed) if 0 < len(signed) < 20_000 else "00" * 64
+    headers = None
+    if data.draw(st.integers(0, 7), label="SM2 body signature?") == 0:  # sent as H2, signed over the final envelope
+        if env.get("fixmedins_code") == H1[0]:
+            env["fixmedins_code"], env["fixmedins_name"] = H2[0], H2[1]
+        if env.get("sign_no") == world.sign_no:
+            env["sign_no"] = world.h2_sign_no
+        world.sign(env)
+        headers = sign_headers(H2[3], H2[4])
     body = to_body(data, env)
     note(repro(path, body)[:5000])
-    doc = check(world, path, body, may_present=infno_of(env, path) == "1101")
+    doc = check(world, path, body, headers, may_present=infno_of(env, path) == "1101")
     if doc["infcode"] == 0 and isinstance(env.get("msgid"), str):
         world.sent_msgids.append(env["msgid"])
 

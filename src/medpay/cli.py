@@ -13,6 +13,8 @@ from rich.table import Table
 
 from medpay.cli_ecert import ecert_app
 from medpay.cli_his import his_app
+from medpay.cli_institution import institution_app
+from medpay.cli_keys import keys_app
 
 app = typer.Typer(help="medpay 医保便捷支付平台 — unified medical-insurance payment.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
@@ -27,6 +29,8 @@ app.add_typer(policy_app, name="policy")
 
 app.add_typer(his_app, name="his", help="HIS 客户端 / send institution-interface transactions")
 app.add_typer(ecert_app, name="ecert", help="医保电子凭证 / e-certificates, codes and terminals")
+app.add_typer(institution_app, name="institution", help="定点医药机构 / institutions: SM2 body-signature keys")
+app.add_typer(keys_app, name="keys", help="密钥 / the platform's keyring: fingerprints, rotation")
 
 console = Console()
 err = Console(stderr=True)
@@ -43,6 +47,24 @@ def _engine():
     return make_engine(database_url())
 
 
+def _cipher(engine):
+    """The cipher of the keys this database was written with; a clear refusal (exit 2) if they aren't."""
+    from medpay.adapters.crypto import cipher_of
+    from medpay.adapters.db.key_check import open_keyring
+    from medpay.adapters.keyring import KeyringError
+
+    try:
+        return cipher_of(open_keyring(engine))
+    except KeyringError as e:
+        _refuse_keys(e)
+
+
+def _refuse_keys(e: Exception) -> None:
+    # unwrapped and without markup: the message names files and a database URL, whole
+    typer.echo(f"错误 / error: {e}", err=True)
+    raise typer.Exit(2)
+
+
 @db_app.command("upgrade")
 def db_upgrade() -> None:
     """Create or migrate the schema to the newest revision (SQLite under ./var by default)."""
@@ -57,14 +79,13 @@ def db_upgrade() -> None:
 @demo_app.command("seed")
 def demo_seed(as_json: bool = typer.Option(False, "--json", help="print the demo data as JSON")) -> None:
     """Load the demo region, institutions (with gateway credentials), persons and catalog. Idempotent."""
-    from medpay.adapters.crypto import default_cipher
     from medpay.adapters.db import migrate
     from medpay.adapters.db.engine import session_factory
     from medpay.services import demo
 
     engine = _engine()
     migrate.upgrade(engine)
-    data = demo.seed(session_factory(engine), default_cipher())
+    data = demo.seed(session_factory(engine), _cipher(engine))
     if as_json:
         sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=2) + "\n")
         return
@@ -124,17 +145,16 @@ def serve(host: str = typer.Option("127.0.0.1", help="address to listen on"),
     import uvicorn
 
     from medpay.adapters.db import migrate
-
-    from medpay.adapters.crypto import default_cipher
     from medpay.adapters.db.engine import session_factory
 
     engine = _engine()
     migrate.upgrade(engine)
+    cipher = _cipher(engine)  # before any worker starts: a wrong key stops here, with the reason
     factory = session_factory(engine)
     if seed:
         from medpay.services import demo
 
-        demo.seed(factory, default_cipher())
+        demo.seed(factory, cipher)
         console.print("[yellow]演示数据 / demo data seeded: its institution tokens and staff key are public — "
                       "serve with --no-seed anywhere real[/]")
     simulator = None
@@ -143,7 +163,7 @@ def serve(host: str = typer.Option("127.0.0.1", help="address to listen on"),
 
         simulator = start_gateway_simulator(host, gateway_port, f"http://{host}:{port}/api/v1/partner/gateway/callback")
         if seed:
-            bind_demo_wallets(factory, default_cipher(), simulator)
+            bind_demo_wallets(factory, cipher, simulator)
         console.print(f"支付网关模拟器 / payment-gateway SIMULATOR on [bold]{simulator.url}[/] (not a real gateway)")
     sms = None
     if sms_sim and not os.environ.get("MEDPAY_SMS_URL"):
@@ -166,11 +186,19 @@ def serve(host: str = typer.Option("127.0.0.1", help="address to listen on"),
 @app.command("simulator")
 def simulator_cmd(port: int = typer.Option(8100), host: str = typer.Option("127.0.0.1"),
                   callback_url: str = typer.Option("http://127.0.0.1:8000/api/v1/partner/gateway/callback")) -> None:
-    """Run only the payment-gateway simulator (fault injection at POST /sim/faults)."""
+    """Run only the payment-gateway simulator (fault injection at POST /sim/faults). Its API key and callback
+    secret are MEDPAY_GATEWAY_API_KEY and MEDPAY_GATEWAY_SECRET (random when unset): give `medpay serve` the same."""
+    import os
+
+    from medpay.simulators.gateway_sim import API_KEY_ENV, SECRET_ENV
     from medpay.simulators.launch import start_gateway_simulator
 
+    given = all(os.environ.get(name) for name in (API_KEY_ENV, SECRET_ENV))
     sim = start_gateway_simulator(host, port, callback_url)
     console.print(f"payment-gateway SIMULATOR on {sim.url}; Ctrl-C stops it")
+    if not given:
+        console.print(f"[yellow]{API_KEY_ENV} and {SECRET_ENV} were not both set: the simulator made up its own, "
+                      "so no platform can call it. Set both (the same for medpay serve) to use it.[/]")
     try:
         sim.wait()
     except KeyboardInterrupt:
@@ -274,10 +302,15 @@ def ledger_check() -> None:
 def housekeeping() -> None:
     """Delete what may be forgotten: nonces past their replay window, expired ecTokens and interface files
     (``medpay serve`` does this every MEDPAY_HOUSEKEEPING_INTERVAL_S seconds; this runs one pass, for cron)."""
+    from medpay.adapters.keyring import KeyringError
     from medpay.api.app import create_app, housekeeping_of
     from medpay.api.platform import build_platform
 
-    done = housekeeping_of(create_app(build_platform())).run()
+    try:
+        platform = build_platform()
+    except KeyringError as e:
+        _refuse_keys(e)
+    done = housekeeping_of(create_app(platform)).run()
     t = Table(title="清理 / housekeeping")
     t.add_column("what")
     t.add_column("deleted", justify="right")

@@ -26,10 +26,17 @@ def _ecert() -> None:
 
 
 def _database():
-    from medpay.adapters.crypto import default_cipher
+    """The database, and the cipher of the keys it was written with (refused with the reason otherwise)."""
+    from medpay.adapters.crypto import cipher_of
     from medpay.adapters.db.engine import database_url, make_engine, session_factory
+    from medpay.adapters.db.key_check import open_keyring
+    from medpay.adapters.keyring import KeyringError
 
-    return session_factory(make_engine(database_url())), default_cipher()
+    engine = make_engine(database_url())
+    try:
+        return session_factory(engine), cipher_of(open_keyring(engine))
+    except KeyringError as e:
+        _fail(str(e))
 
 
 def _service():

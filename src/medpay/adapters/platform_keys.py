@@ -1,14 +1,14 @@
-"""The platform's Ed25519 signing key (it signs e-certificate QR payloads).
+"""The platform's Ed25519 signing key (it signs e-certificate and bill codes), and Ed25519 key helpers.
 
-Kept like the data key (``medpay.adapters.crypto``): a file holding the 32-byte raw private key, base64,
-created on first use with mode 0600. ``MEDPAY_SIGNING_KEY_FILE`` points elsewhere (production: a key managed
-outside the database's reach); default ``var/signing.key``. Every process of one deployment must load the same
-file, or codes issued by one worker won't verify at another.
+The signing key is the newest ``signing`` key of the keyring (``medpay.adapters.keyring``), kept in
+``MEDPAY_SIGNING_KEY_FILE`` (default ``var/signing.key``; production: a key managed outside the database's
+reach). Every process of one deployment must load the same file, or codes issued by one worker won't verify at
+another: the database records the key's fingerprint and a process with another refuses to start.
+Device and terminal keys are single keys in files of their own (``load_or_create_key``).
 """
 
 from __future__ import annotations
 
-import os
 from functools import lru_cache
 from pathlib import Path
 
@@ -16,9 +16,10 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from medpay.adapters.crypto import load_or_create_secret
+from medpay.adapters.keyring import SIGNING_FILE, Keyring, default_keyring
 
-KEY_FILE_ENV = "MEDPAY_SIGNING_KEY_FILE"
-DEFAULT_KEY_FILE = "var/signing.key"
+KEY_FILE_ENV = SIGNING_FILE.env
+DEFAULT_KEY_FILE = SIGNING_FILE.default
 
 
 def public_key_hex(key: Ed25519PrivateKey | Ed25519PublicKey) -> str:
@@ -47,10 +48,12 @@ def load_or_create_key(path: Path) -> Ed25519PrivateKey:
     return Ed25519PrivateKey.from_private_bytes(load_or_create_secret(path, "signing key"))
 
 
-@lru_cache(maxsize=4)
-def _key_for(path: str) -> Ed25519PrivateKey:
-    return load_or_create_key(Path(path))
+@lru_cache(maxsize=8)
+def signing_key_of(keyring: Keyring) -> Ed25519PrivateKey:
+    """The newest signing key of ``keyring``."""
+    return Ed25519PrivateKey.from_private_bytes(keyring.newest("signing").secret)
 
 
 def default_signing_key() -> Ed25519PrivateKey:
-    return _key_for(os.environ.get(KEY_FILE_ENV) or DEFAULT_KEY_FILE)
+    """The signing key of the process's keyring (``medpay.adapters.keyring.default_keyring``)."""
+    return signing_key_of(default_keyring())

@@ -8,8 +8,9 @@ from dataclasses import dataclass
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from medpay.adapters.crypto import FieldCipher, default_cipher
+from medpay.adapters.crypto import FieldCipher, cipher_of
 from medpay.adapters.db.engine import database_url, make_engine, session_factory
+from medpay.adapters.db.key_check import open_keyring
 from medpay.adapters.policy_files import builtin_policies
 from medpay.domain.ecert_code import MAX_TTL_S
 from medpay.domain.policy import Policy
@@ -48,7 +49,8 @@ def build_platform(url: str | None = None, policies: list[Policy] | None = None,
     engine = make_engine(url or database_url())
     factory = session_factory(engine)
     policies = list(policies if policies is not None else builtin_policies())
-    cipher = cipher or default_cipher()
+    # the keys this database was written with, or KeyringError (a caller handing in a cipher vouches for it)
+    cipher = cipher or cipher_of(open_keyring(engine))
     settlement = SettlementService(factory, policies, cipher, presentation_window=PRESENTATION_VALID)
     one_scan, secret = None, ""
     gateway_url = os.environ.get("MEDPAY_GATEWAY_URL", "")

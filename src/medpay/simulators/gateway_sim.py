@@ -1,7 +1,10 @@
 """A card/wallet payment-gateway simulator, run as its own process.
 
-    python -m medpay.simulators.gateway_sim --port 9100 --callback-url http://127.0.0.1:8000/gateway/callback \\
-        --secret CALLBACK_SECRET --api-key API_KEY --state-file var/gateway-sim.db [--fault capture=timeout:1]
+    MEDPAY_GATEWAY_API_KEY=… MEDPAY_GATEWAY_SECRET=… python -m medpay.simulators.gateway_sim --port 9100 \\
+        --callback-url http://127.0.0.1:8000/gateway/callback --state-file var/gateway-sim.db [--fault capture=timeout:1]
+
+The API key and the callback secret come from the environment, never from the command line: any user on the
+host can read a process's command line (``ps``), only its owner its environment.
 
 It behaves like a real gateway: payers (``payer_token``) are accounts with balances; an authorisation holds
 funds (available = balance − held); capture takes at most the hold and releases the rest; void releases the
@@ -56,6 +59,7 @@ import hmac
 import io
 import json
 import logging
+import os
 import secrets
 import sqlite3
 import time
@@ -79,6 +83,7 @@ OPERATIONS = ("authorise", "capture", "void", "refund", "status")
 OP_MODES = ("timeout", "timeout_before", "fail", "decline")
 CALLBACK_MODES = ("duplicate", "late", "never")
 REQUEST_TOLERANCE_S = 300
+API_KEY_ENV, SECRET_ENV = "MEDPAY_GATEWAY_API_KEY", "MEDPAY_GATEWAY_SECRET"  # the names the platform reads too
 MAX_AMOUNT_FEN = 10**13
 
 REFUSAL_STATUS = {"insufficient_funds": 402, "payer_not_found": 402, "declined_by_issuer": 402,
@@ -777,8 +782,6 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=9100)
     p.add_argument("--callback-url", default=None, help="where signed callbacks are POSTed")
-    p.add_argument("--secret", required=True, help="callback signing secret")
-    p.add_argument("--api-key", required=True, help="key merchants sign requests with")
     p.add_argument("--state-file", default="var/gateway-sim.db", help="SQLite file; a restart keeps its state")
     p.add_argument("--fault", action="append", default=[], type=parse_fault_flag, metavar="OP=MODE[:COUNT[:DELAY]]",
                    help="inject a fault (repeatable), e.g. capture=timeout:1:3, callback=duplicate")
@@ -788,7 +791,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--callback-retries", type=int, default=3)
     p.add_argument("--log-level", default="warning")
     a = p.parse_args(argv)
-    config = SimConfig(state_file=a.state_file, api_key=a.api_key, secret=a.secret, callback_url=a.callback_url,
+    api_key, secret = os.environ.get(API_KEY_ENV, ""), os.environ.get(SECRET_ENV, "")
+    if not api_key or not secret:
+        p.error(f"set {API_KEY_ENV} (the key merchants sign requests with) and {SECRET_ENV} (the callback signing "
+                "secret) in the environment; secrets are not taken on the command line, where ps shows them")
+    config = SimConfig(state_file=a.state_file, api_key=api_key, secret=secret, callback_url=a.callback_url,
                        timeout_delay=a.timeout_delay, late_delay=a.late_delay, hold_ttl=a.hold_ttl,
                        callback_retries=a.callback_retries, faults=a.fault)
     import uvicorn

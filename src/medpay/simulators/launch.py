@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from medpay.adapters.crypto import FieldCipher
 from medpay.adapters.db.payment_tables import PaymentMethodRow
 from medpay.processes import wait_until_healthy
+from medpay.simulators.gateway_sim import API_KEY_ENV, SECRET_ENV
 from medpay.services import demo
 from medpay.services.unit_of_work import unit_of_work
 
@@ -51,14 +52,17 @@ def _die_with_parent() -> None:
 
 
 def start_gateway_simulator(host: str, port: int, callback_url: str, state_dir: str = "var") -> RunningSimulator:
-    """Start the simulator process and set MEDPAY_GATEWAY_* so the platform's workers use it."""
+    """Start the simulator process and set MEDPAY_GATEWAY_* so the platform's workers use it. The API key and
+    callback secret (random unless set) reach it in its environment: a command line is visible to every user
+    of the host (``ps``), an environment only to the process's owner, like a 0600 file but with nothing left on
+    disk; the platform reads the same variables."""
     Path(state_dir).mkdir(parents=True, exist_ok=True)
-    api_key = os.environ.setdefault("MEDPAY_GATEWAY_API_KEY", secrets.token_hex(16))
-    secret = os.environ.setdefault("MEDPAY_GATEWAY_SECRET", secrets.token_hex(16))
+    api_key = os.environ.setdefault(API_KEY_ENV, secrets.token_hex(16))
+    secret = os.environ.setdefault(SECRET_ENV, secrets.token_hex(16))
     url = f"http://{host}:{port}"
     proc = subprocess.Popen([sys.executable, "-m", "medpay.simulators.gateway_sim", "--host", host, "--port", str(port),
-                             "--api-key", api_key, "--secret", secret, "--callback-url", callback_url,
-                             "--state-file", str(Path(state_dir) / "gateway-sim.db")], preexec_fn=_die_with_parent)
+                             "--callback-url", callback_url, "--state-file", str(Path(state_dir) / "gateway-sim.db")],
+                            env={**os.environ, API_KEY_ENV: api_key, SECRET_ENV: secret}, preexec_fn=_die_with_parent)
     wait_until_healthy(f"{url}/healthz", proc, what="gateway simulator")
     os.environ["MEDPAY_GATEWAY_URL"] = url
     os.environ.setdefault("MEDPAY_GATEWAY_MERCHANT", "medpay-demo")

@@ -36,8 +36,12 @@ class SignInRow(Base):
 
 
 class InstitutionKeyRow(Base):
-    """An institution's SM2 public key (x||y, 128 hex digits) for ``signtype`` "SM2" body signatures."""
+    """An institution's SM2 public key (x||y, 128 hex digits): with one registered, every body it sends must be
+    SM2-signed (``signtype`` "SM2"). After a rotation the previous key is still accepted until
+    ``previous_valid_until``, so the hospital's workstations can switch over one by one."""
 
     __tablename__ = "institution_keys"
     fixmedins_code: Mapped[str] = mapped_column(ForeignKey("institutions.fixmedins_code"), primary_key=True)
     sm2_public_key: Mapped[str] = mapped_column(String(130))
+    previous_sm2_public_key: Mapped[str | None] = mapped_column(String(130))
+    previous_valid_until: Mapped[datetime | None] = mapped_column(UtcDateTime)

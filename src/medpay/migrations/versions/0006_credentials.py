@@ -13,7 +13,7 @@ import medpay.adapters.db.base
 
 
 revision = '0006'
-down_revision = '0004'
+down_revision = '0005'
 branch_labels = None
 depends_on = None
 
