@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from medpay.adapters.gateway.http_gateway import sign_request
 from medpay.simulators.gateway_sim import API_KEY_ENV, SECRET_ENV
@@ -61,3 +62,14 @@ def test_the_simulator_asks_for_its_secrets_in_the_environment(tmp_path: Path) -
     old_way = subprocess.run([sys.executable, "-m", "medpay.simulators.gateway_sim", "--api-key", "k", "--secret", "s"],
                              env=env, capture_output=True, text=True, timeout=60)
     assert old_way.returncode == 2 and "unrecognized arguments: --api-key" in old_way.stderr
+
+
+def test_a_gateway_without_its_callback_secret_stops_the_start(monkeypatch, tmp_path) -> None:
+    """An empty secret would let anyone sign a gateway callback: a platform configured so refuses to start."""
+    from medpay.adapters.crypto import FieldCipher
+    from medpay.api.platform import build_platform
+
+    monkeypatch.setenv("MEDPAY_GATEWAY_URL", "http://127.0.0.1:9")
+    monkeypatch.delenv("MEDPAY_GATEWAY_SECRET", raising=False)
+    with pytest.raises(ValueError, match="MEDPAY_GATEWAY_SECRET is not"):
+        build_platform(f"sqlite:///{tmp_path / 'x.db'}", cipher=FieldCipher(os.urandom(32)))

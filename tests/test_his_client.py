@@ -436,7 +436,8 @@ def test_cli_send_full_envelope_per_path_and_options(cli, tmp_path):
     server = Server([ok()])
     envelope = fixture("2207-request-chongqing.json")
     result = cli(server, tmp_path, envelope, "--per-path", "--base-url", "http://gw.test", "--paasid", "p2",
-                 "--token", "t2", "--admdvs", "500155")
+                 "--admdvs", "500155", env={"MEDPAY_HIS_TOKEN": "t2"})
+    assert cli(server, tmp_path, envelope, "--token", "t2").exit_code == 2  # no secret on a command line
     assert result.exit_code == 0, result.output
     req = server.requests[0]
     assert req.base_url == "http://gw.test" and req.path == PATHS["2207"] and req.headers["x-tif-paasid"] == "p2"

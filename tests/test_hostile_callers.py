@@ -211,6 +211,12 @@ def test_ids_cannot_be_probed(stack, device) -> None:
         for terminal_id in (stack["terminal_id"], "TMNOSUCH00")]
     assert [a.status_code for a in answers] == [401, 401] and answers[0].json() == answers[1].json()
 
+    # paasids: an unknown one answers like a known one with a wrong token
+    body = _envelope("9001", signIn={"opter_no": "1001", "mac": "", "ip": ""})
+    answers = [_institution(stack, body, sign_headers(paasid, "not-the-token")) for paasid in (H1[3], "no_such_paas")]
+    assert [a.status_code for a in answers] == [401, 401]
+    assert answers[0].json()["err_msg"] == answers[1].json()["err_msg"] == "x-tif-signature: signature does not match"
+
     # visits and settlements: another institution's answers like one that doesn't exist
     identity = scan_image(stack, app_code(stack))["data"]
     mdtrt_id = his_bill(stack, identity["ecToken"])

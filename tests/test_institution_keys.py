@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 from medpay.adapters.crypto import FieldCipher
 from medpay.adapters.db.audit_tables import AuditEventRow
 from medpay.adapters.db.engine import make_engine
+from medpay.adapters.db.tables import InstitutionRow
 from medpay.adapters.sm2 import generate_keypair, sign_sm2
 from medpay.cli import app
 from medpay.domain.gateway_signature import canonical_body, sign_headers
@@ -175,3 +176,24 @@ def test_the_commands_set_rotate_show_and_remove_a_key_each_audited(env, db_url:
         ("operator", "张经办", "institution.sm2_key.set"), ("operator", "张经办", "institution.sm2_key.rotate"),
         ("operator", "李经办", "institution.sm2_key.remove")]
     assert all(e.ref.startswith(code) for e in events)
+
+
+def test_the_assurance_command_sets_what_id_numbers_may_do_audited(env, db_url: str) -> None:
+    runner = CliRunner()
+    r = runner.invoke(app, ["institution", "assurance", "H99990100001", "lookup", "--operator", "张经办"], env=env)
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout) == {"fixmedins_code": "H99990100001", "id_assurance": "lookup"}
+    bad = runner.invoke(app, ["institution", "assurance", "H99990100001", "trusted"], env=env)
+    assert bad.exit_code == 2 and "id_assurance: must be one of counter, lookup, card" in bad.output
+    unknown = runner.invoke(app, ["institution", "assurance", "H00000000000", "card"], env=env)
+    assert unknown.exit_code == 2 and "fixmedins_code: unknown institution" in unknown.output
+    engine = make_engine(db_url)
+    try:
+        with engine.connect() as conn:
+            event = conn.execute(select(AuditEventRow.__table__).where(
+                AuditEventRow.action == "institution.assurance")).one()
+            level = conn.execute(select(InstitutionRow.id_assurance).where(
+                InstitutionRow.fixmedins_code == "H99990100001")).scalar_one()
+    finally:
+        engine.dispose()
+    assert (event.actor, event.ref, level) == ("张经办", "H99990100001:counter->lookup", "lookup")

@@ -90,7 +90,7 @@ def _activations():
 def _operator(name: Optional[str]) -> str:
     import getpass
 
-    return f"cli:{name or getpass.getuser()}"
+    return name or getpass.getuser()
 
 
 @ecert_app.command("counter-code")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any, Optional
 
@@ -46,7 +47,6 @@ def send(
     fixmedins_code: Optional[str] = typer.Option(None, "--fixmedins-code", envvar="MEDPAY_HIS_FIXMEDINS_CODE"),
     fixmedins_name: Optional[str] = typer.Option(None, "--fixmedins-name", envvar="MEDPAY_HIS_FIXMEDINS_NAME"),
     paasid: Optional[str] = typer.Option(None, "--paasid", envvar="MEDPAY_HIS_PAASID"),
-    token: Optional[str] = typer.Option(None, "--token", envvar="MEDPAY_HIS_TOKEN"),
     admdvs: Optional[str] = typer.Option(None, "--admdvs", envvar="MEDPAY_HIS_ADMDVS",
                                          help="mdtrtarea_admvs (就医地医保区划)"),
     sign_no: str = typer.Option("", "--sign-no", envvar="MEDPAY_HIS_SIGN_NO", help="sign_no from 9001"),
@@ -57,6 +57,7 @@ def send(
 ) -> None:
     """Send one transaction from FILE and print the response envelope.
 
+    The gateway token comes from MEDPAY_HIS_TOKEN only (a secret is never an option: `ps` shows command lines).
     Credentials not given (option or MEDPAY_HIS_* variable) come from the demo institution with the given
     code, else the first one. Exit 0: infcode 0; 1: infcode -1/-2 (or other non-zero); 2: no response
     (transport failure, HTTP refusal) or an unreadable FILE.
@@ -70,6 +71,7 @@ def send(
         typer.echo(f'error: {file}: expected a JSON object with "infno"', err=True)
         raise typer.Exit(2)
 
+    token = os.environ.get("MEDPAY_HIS_TOKEN") or None  # a secret: never an option (`ps` shows command lines)
     full = not set(message) <= _SHORT_FORM_KEYS
     if full and not fixmedins_code and message.get("fixmedins_code"):
         fixmedins_code = str(message["fixmedins_code"])

@@ -1,4 +1,4 @@
-"""``medpay institution …``: an institution's SM2 body-signature key.
+"""``medpay institution …``: an institution's SM2 body-signature key, and what ID numbers may do there.
 
 With a key registered, every request body the institution sends must be SM3withSM2-signed (``signtype``
 "SM2", the signature in ``cainfo``); the platform's workers see a change within 10 s. Each change is written to
@@ -13,7 +13,8 @@ from datetime import timedelta
 
 import typer
 
-institution_app = typer.Typer(help="定点医药机构 / institutions: SM2 body-signature keys", no_args_is_help=True)
+institution_app = typer.Typer(help="定点医药机构 / institutions: SM2 body-signature keys, ID-number assurance",
+                              no_args_is_help=True)
 sm2_app = typer.Typer(help="SM2 公钥 / the key an institution's request bodies must be signed with",
                       no_args_is_help=True)
 institution_app.add_typer(sm2_app, name="sm2-key")
@@ -86,3 +87,25 @@ def remove_key(fixmedins_code: str = CODE, operator: str = OPERATOR) -> None:
 def show_key(fixmedins_code: str = CODE) -> None:
     """The institution's registered SM2 key, and the previous one while its grace lasts."""
     _print(fixmedins_code, _run("get", fixmedins_code))
+
+
+@institution_app.command("assurance")
+def assurance(fixmedins_code: str = CODE,
+              level: str = typer.Argument(..., help="counter: ID-card and social-security card numbers identify, open "
+                                                    "visits and settle (the window checks the card by sight); lookup: "
+                                                    "they only identify (1101); card: nothing without a card read"),
+              operator: str = OPERATOR) -> None:
+    """What an ID-card (02) or social-security card (03) number may do at the institution without a card read;
+    an e-certificate, or a social-security card whose card_sn matches, works whatever the setting. Audited."""
+    from medpay.adapters.db.engine import database_url, make_engine, session_factory
+    from medpay.services.directory import set_id_assurance
+    from medpay.services.errors import ServiceError
+
+    engine = make_engine(database_url())
+    try:
+        value = set_id_assurance(session_factory(engine), fixmedins_code, level, _operator(operator))
+    except ServiceError as e:
+        _fail(f"{e.field}: {e.message}")
+    finally:
+        engine.dispose()
+    typer.echo(json.dumps({"fixmedins_code": fixmedins_code, "id_assurance": value}))

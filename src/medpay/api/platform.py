@@ -60,6 +60,9 @@ def build_platform(url: str | None = None, policies: list[Policy] | None = None,
                               timeout=float(os.environ.get("MEDPAY_GATEWAY_TIMEOUT", "2.0")))
         one_scan = OneScanService(factory, settlement, gateway, cipher)
         secret = os.environ.get("MEDPAY_GATEWAY_SECRET", "")
+        if not secret:  # an empty key would let anyone sign a callback
+            raise ValueError("MEDPAY_GATEWAY_URL is set but MEDPAY_GATEWAY_SECRET is not: the gateway's callbacks "
+                             "could not be checked; set the secret the gateway signs them with")
     return Platform(engine, factory, policies, cipher, settlement, PersonService(factory, cipher),
                     SignInService(factory), GatewayAuth(factory, cipher), one_scan, secret, code_ttl_from_env(),
                     sms_from_env(), whole_number_from_env("MEDPAY_SMS_DAILY_LIMIT", DAILY_STARTS, 1, 1000))

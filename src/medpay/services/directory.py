@@ -96,23 +96,6 @@ class Directory:
             row.notify_url = url
         return url
 
-    def set_id_assurance(self, code: str, value: str) -> str:
-        """What a 02/03 number without a card read may do at this institution (``domain.credentials.Assurance``):
-        ``counter``, ``lookup`` or ``card``. Seeding leaves it alone; the change is audited."""
-        try:
-            assurance = Assurance.parse(value.strip() if isinstance(value, str) else value)
-        except ValueError as e:
-            raise Invalid("id_assurance", str(e).split(": ", 1)[1]) from None
-        with unit_of_work(self.factory) as uow:
-            row = uow.session.get(InstitutionRow, code)
-            if row is None:
-                raise NotFound("fixmedins_code", f"unknown institution {code!r}")
-            if row.id_assurance != assurance.value:
-                audit.record(uow.session, actor_kind="operator", actor=self.operator, action="institution.assurance",
-                             psn_no="", fields=(), at=utcnow(), ref=f"{code}:{row.id_assurance}->{assurance.value}")
-                row.id_assurance = assurance.value
-        return assurance.value
-
     def add_person(self, p: PersonInput) -> None:
         """Enter a person, or change what is stored of them; entering the same data again changes nothing
         (the demo is seeded on every start) and leaves no audit event."""
@@ -205,3 +188,22 @@ class Directory:
                 uow.ledger.open_account(spec.id, spec.ledger, spec.code, spec.flags)
             uow.ledger.create_transfers([Transfer(id=f"topup:{ref}", debit_account_id=src.id, credit_account_id=acct.id,
                                                   amount=amount, code="topup", ref=ref)])
+
+
+def set_id_assurance(factory: sessionmaker[Session], code: str, value: str, operator: str) -> str:
+    """What a 02/03 number without a card read may do at this institution (``domain.credentials.Assurance``):
+    ``counter``, ``lookup`` or ``card``. Seeding leaves it alone; a change is audited as ``operator``'s. Nothing
+    encrypted is touched, so no keyring is needed."""
+    try:
+        assurance = Assurance.parse(value.strip() if isinstance(value, str) else value)
+    except ValueError as e:
+        raise Invalid("id_assurance", str(e).split(": ", 1)[1]) from None
+    with unit_of_work(factory) as uow:
+        row = uow.session.get(InstitutionRow, code)
+        if row is None:
+            raise NotFound("fixmedins_code", f"unknown institution {code!r}")
+        if row.id_assurance != assurance.value:
+            audit.record(uow.session, actor_kind="operator", actor=operator, action="institution.assurance",
+                         psn_no="", fields=(), at=utcnow(), ref=f"{code}:{row.id_assurance}->{assurance.value}")
+            row.id_assurance = assurance.value
+    return assurance.value

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -68,6 +69,8 @@ from medpay.services.errors import AuthError, Invalid, NotFound
 from medpay.services.request_guard import record_nonce
 from medpay.services.request_headers import collect, printable
 from medpay.services.unit_of_work import unit_of_work
+
+log = logging.getLogger("medpay.gateway_auth")
 
 __all__ = ["AuthError", "Credential", "GatewayAuth", "InstitutionKeys", "Sm2Keys", "sign_headers"]
 
@@ -159,7 +162,14 @@ class GatewayAuth:
             raise AuthError(HEADER_TIMESTAMP, f"stale: {drift:+.0f} s from server time; allowed ±{self.skew_s} s")
 
         given = signature.lower().encode("ascii")
-        code, token, fresh = self._token(paasid, reload=False)
+        try:
+            code, token, fresh = self._token(paasid, reload=False)
+        except AuthError:
+            # an unknown paasid is refused exactly like a wrong signature, so paasids can't be probed; the log
+            # tells an operator which it was (a paasid is no secret and no personal data)
+            hmac.compare_digest(compute_signature(ts_text, "", nonce).encode("ascii"), given)
+            log.info("gateway signature refused: unknown x-tif-paasid %r", paasid)
+            raise AuthError(HEADER_SIGNATURE, "signature does not match") from None
         if not hmac.compare_digest(compute_signature(ts_text, token, nonce).encode("ascii"), given):
             if fresh:
                 raise AuthError(HEADER_SIGNATURE, "signature does not match")
