@@ -1,4 +1,5 @@
-"""The edges of every HTTP door: how much of a body we read, how long we wait for it, how deep its JSON may nest.
+"""The edges of every HTTP door: how much of a body we read, how long we wait for it, how deep its JSON may nest,
+and how long a connection may take to send a request's head.
 
 **Body size, per door** (``body_limit``), enforced while the body streams in: a ``Content-Length`` over the limit
 is refused before a byte is read, a chunked body as soon as it passes the limit. Refusals are 413 in the door's
@@ -20,9 +21,14 @@ other door's body is read here, whole and within its limit, and replayed to the 
 **JSON nesting**: a body nested deeper than ``MAX_JSON_DEPTH`` is refused (the door's shape, field ``body``)
 before any recursive parser sees it (``json_depth_error``).
 
-**Timeouts** (``Settings``; ``MEDPAY_*`` environment variables, checked at start): the body must arrive within
-``MEDPAY_BODY_TIMEOUT_S``, plus a second for every ``MEDPAY_BODY_MIN_RATE`` bytes received (a large upload over a
-slow line still gets through; a trickle does not); else 408 in the door's shape.
+**Timeouts** (``Settings``; ``MEDPAY_*`` environment variables, checked at start):
+
+- the request head (request line and headers) must arrive within ``MEDPAY_HEADER_TIMEOUT_S`` of the connection
+  opening or of the request's first byte; else 408 and the connection is closed. uvicorn has a keep-alive timeout
+  (idle between requests) but nothing for a head that trickles in, so ``GuardedHttpToolsProtocol`` (uvicorn's
+  httptools protocol plus this deadline and a 64 KiB cap on the head) is what ``medpay serve`` runs;
+- the body must arrive within ``MEDPAY_BODY_TIMEOUT_S``, plus a second for every ``MEDPAY_BODY_MIN_RATE`` bytes
+  received (a large upload over a slow line still gets through; a trickle does not); else 408 in the door's shape.
 
 A client that goes away mid-body costs one INFO line, no traceback.
 """
@@ -40,6 +46,7 @@ from operator import neg
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from medpay.api.errors import INSTITUTION_PREFIX, door_error, door_of
 from medpay.api.uploads import MAX_BODY_BYTES as PHOTO_BODY_BYTES
@@ -51,6 +58,7 @@ MiB = 1024 * KiB
 INSTITUTION_BODY_BYTES = 32 * MiB
 SMALL_BODY_BYTES = 64 * KiB
 ADMIN_BODY_BYTES = 1 * MiB
+MAX_HEAD_BYTES = 64 * KiB  # request line and headers; real clients send well under 8 KiB
 MAX_JSON_DEPTH = 32
 BODY_KEY = "medpay.body"  # scope key: the institution route's RequestBody
 PHOTO_PATHS = frozenset({"/api/v1/terminal/ec/query", "/api/v1/mobile/bills/preview"})
@@ -81,11 +89,13 @@ def _size(n: int) -> str:
 
 @dataclass(frozen=True)
 class Settings:
+    header_timeout_s: float = 10.0
     body_timeout_s: float = 30.0
     body_min_rate: int = 32 * KiB  # bytes per second; 256 kbit/s
 
 
 SETTINGS = (  # (environment variable, Settings field, lowest, highest, whole numbers only)
+    ("MEDPAY_HEADER_TIMEOUT_S", "header_timeout_s", 0.5, 300, False),
     ("MEDPAY_BODY_TIMEOUT_S", "body_timeout_s", 0.5, 3600, False),
     ("MEDPAY_BODY_MIN_RATE", "body_min_rate", 1024, 1024 * MiB, True),
 )
@@ -308,3 +318,80 @@ class HttpGuard:
             return
         await self.app(scope, replay(data, receive), send)
 
+
+# -- the request head ---------------------------------------------------------------------------------------
+
+
+class GuardedHttpToolsProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol with a deadline for the request head and a cap on its size.
+
+    The deadline runs from the connection's opening (its first request) or from a request's first byte (later
+    requests: the idle time before it is the keep-alive timeout's business). A head that is late gets 408 and
+    the connection is closed; a connection that never sent a byte is just closed.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self._head_timeout_s = settings().header_timeout_s
+        self._head_timer: asyncio.TimerHandle | None = None
+        self._in_head = False
+        self._head_bytes = 0
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm_head_timer()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm_head_timer()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self._in_head and not self.transport.is_closing():
+            self._head_bytes += len(data)
+            if self._head_bytes > MAX_HEAD_BYTES:
+                self._refuse_head(431, "too_large", "headers", f"the request head is larger than {_size(MAX_HEAD_BYTES)}")
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._in_head, self._head_bytes = True, 0
+        if self._head_timer is None:
+            self._arm_head_timer()
+
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        self._disarm_head_timer()
+        super().on_headers_complete()
+
+    def _arm_head_timer(self) -> None:
+        self._head_timer = self.loop.call_later(self._head_timeout_s, self._head_late)
+
+    def _disarm_head_timer(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _head_late(self) -> None:
+        self._head_timer = None
+        if self.transport.is_closing():
+            return
+        if self.cycle is not None and not self.cycle.response_complete:  # still answering the previous request:
+            self._arm_head_timer()  # the next one waits for us, not we for it
+            return
+        if not self._in_head:  # opened, never used
+            self.transport.close()
+            return
+        log.info("closed a connection from %s: its request head did not arrive within %g s",
+                 self.client[0] if self.client else "?", self._head_timeout_s)
+        self._refuse_head(408, "timeout", "headers", f"the request head did not arrive within {self._head_timeout_s:g} s")
+
+    def _refuse_head(self, status: int, code: str, field: str, message: str) -> None:
+        """Answer in the door's shape (as far as the path has arrived) and close the connection."""
+        path = self.url.split(b"?", 1)[0].decode("latin-1") if getattr(self, "url", b"") else "/"
+        answer = door_error(path, status, code, field, message, close=True)
+        head = [f"HTTP/1.1 {status} {'Request Timeout' if status == 408 else 'Request Header Fields Too Large'}"]
+        head += [f"{k}: {v}" for k, v in answer.headers.items()]
+        self.transport.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + answer.body)
+        self.transport.close()
+        self._disarm_head_timer()
+        self._in_head = False
