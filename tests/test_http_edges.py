@@ -400,6 +400,21 @@ def test_an_idle_connection_is_closed_within_the_header_timeout(port: int) -> No
     assert time.monotonic() - started < HEAD_TIMEOUT_S + 5
 
 
+@pytest.mark.parametrize("path, door", [("/api/v1/mobile/ecert/activate", "rest"), (CALL_SERVICE, "institution")])
+def test_an_endless_head_is_refused_at_64_kib(port: int, log_of, path: str, door: str) -> None:
+    """A header that never ends is not buffered without bound while its deadline runs: 431 past 64 KiB."""
+    with connect(port) as s:
+        s.sendall(f"POST {path} HTTP/1.1\r\nHost: x\r\nX-Endless: ".encode())
+        try:
+            for _ in range(64):
+                s.sendall(b"a" * 4096)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        status, headers, body = read_answer(s)
+    assert status == 431 and headers.get("connection") == "close" and field_of(door, body) == "headers"
+    no_traceback(log_of())
+
+
 @pytest.mark.parametrize("path, door", JSON_DOORS, ids=[d[0] for d in JSON_DOORS])
 def test_a_slow_body_gets_408_in_the_doors_shape(port: int, log_of, path: str, door: str) -> None:
     headers = signed(100) if door == "institution" else {"Content-Type": "application/json", "Content-Length": "100"}

@@ -202,9 +202,9 @@ class RequestBody:
                         if received > self.limit:
                             raise self.too_large("larger")
                         chunks.append(chunk)
-                        timer.reschedule(self.deadline + received / self.rate)
                     if not message.get("more_body", False):
                         break
+                    timer.reschedule(self.deadline + received / self.rate)
         except TimeoutError:
             chunks.clear()
             raise BodyRefused(408, "timeout", f"not received in the time allowed ({self.timeout_s:g} s, and 1 s more "
@@ -336,6 +336,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._head_timer: asyncio.TimerHandle | None = None
         self._in_head = False
         self._head_bytes = 0
+        self._heads = 0  # requests begun on this connection
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -346,8 +347,10 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
+        heads_before = self._heads
         super().data_received(data)
-        if self._in_head and not self.transport.is_closing():
+        # (a head that began in this read is counted from the next one: which part of it was the head is not known)
+        if self._in_head and self._heads == heads_before and not self.transport.is_closing():
             self._head_bytes += len(data)
             if self._head_bytes > MAX_HEAD_BYTES:
                 self._refuse_head(431, "too_large", "headers", f"the request head is larger than {_size(MAX_HEAD_BYTES)}")
@@ -355,6 +358,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._in_head, self._head_bytes = True, 0
+        self._heads += 1
         if self._head_timer is None:
             self._arm_head_timer()
 
