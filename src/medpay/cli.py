@@ -125,6 +125,9 @@ def _log_config() -> dict:
     return config
 
 
+HTTP_PROTOCOL = "medpay.api.http_guard:GuardedHttpToolsProtocol"  # uvicorn's, with a deadline for request heads
+
+
 @app.command()
 def serve(host: str = typer.Option("127.0.0.1", help="address to listen on"),
           port: int = typer.Option(8000, help="port to listen on"),
@@ -145,6 +148,10 @@ def serve(host: str = typer.Option("127.0.0.1", help="address to listen on"),
     import uvicorn
 
     from medpay.adapters.db import migrate
+    from medpay.api import http_guard
+
+    http_guard.settings()  # a wrong MEDPAY_*_TIMEOUT_S or MEDPAY_BODY_MIN_RATE stops here, before anything starts
+
     from medpay.adapters.db.engine import session_factory
 
     engine = _engine()
@@ -175,8 +182,9 @@ def serve(host: str = typer.Option("127.0.0.1", help="address to listen on"),
     engine.dispose()
     console.print(f"medpay 服务 / serving on [bold]http://{host}:{port}[/]  (docs: http://{host}:{port}/docs)")
     try:
+        # (the protocol by name: --workers N hands the configuration to fresh processes)
         uvicorn.run("medpay.api.main:app", host=host, port=port, workers=workers, log_level="info",
-                    access_log=access_log, log_config=_log_config())
+                    access_log=access_log, log_config=_log_config(), http=HTTP_PROTOCOL)
     finally:
         for child in (simulator, sms):
             if child is not None:

@@ -13,6 +13,7 @@ from fastapi_offline import FastAPIOffline
 
 from medpay import __version__
 from medpay.api import admin, errors, mobile, mobile_pages, pages, payments, terminal
+from medpay.api.http_guard import HttpGuard
 from medpay.api.deps import staff
 from medpay.api.institution import routes as institution
 from medpay.api.platform import Platform, build_platform
@@ -79,6 +80,7 @@ def create_app(platform: Platform | None = None, *, housekeeping_every_s: float 
     )
     app.state.platform = platform or build_platform()
     errors.install(app)
+    app.add_middleware(HttpGuard)  # body limits and timeouts, JSON depth: see api/http_guard.py
     app.include_router(institution.router)
     app.include_router(terminal.router)
     app.include_router(payments.terminal_router)

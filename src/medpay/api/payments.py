@@ -17,7 +17,7 @@ from medpay.api.errors import ErrorResponse, error_response
 from medpay.api.mobile import openapi_signed as mobile_signed, signed_by_device
 from medpay.api.platform import Platform
 from medpay.api.terminal import verify_terminal
-from medpay.api.uploads import MAX_BODY_BYTES, read_multipart
+from medpay.api.uploads import read_multipart
 from medpay.interface_format import to_yuan
 from medpay.services.errors import Invalid
 from medpay.services.bill_pay import BillPayService
@@ -159,8 +159,6 @@ _PREVIEW_REFUSED = {"error": {"code": "code_forged", "field": "image",
                      "forged or expired", "content": {"application/json": {"example": _PREVIEW_REFUSED}}}})
 async def preview_bill(request: Request) -> Response:
     body = await request.body()
-    if len(body) > MAX_BODY_BYTES:
-        return error_response(413, "too_large", "body", f"larger than {MAX_BODY_BYTES // (1024 * 1024)} MiB")
     bill, image = _bill_source(request.headers.get("content-type", ""), body)
     preview = await run_in_threadpool(bill_service(request).preview, bill, image)
     return Response(BillPreview(**to_yuan(preview)).model_dump_json(), media_type="application/json",

@@ -20,7 +20,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from medpay.adapters.platform_keys import default_signing_key
-from medpay.api.uploads import MAX_BODY_BYTES, read_multipart
+from medpay.api.uploads import read_multipart
 from medpay.domain.ecert_code import BUSINESS_TYPES
 from medpay.services.ecert import EcertService
 from medpay.services.errors import Forbidden, Invalid, ServiceError
@@ -138,8 +138,6 @@ async def ec_query(request: Request) -> JSONResponse:
     org_id: str | None = None
     try:
         body = await request.body()
-        if len(body) > MAX_BODY_BYTES:
-            return _error(413, "too_large", "body", f"larger than {MAX_BODY_BYTES // (1024 * 1024)} MiB", None)
         svc = ecert_service(request)
         terminal_id, fixmedins_code = await verify_terminal(request, body)
         org_id, business_type, scanned, image = _parse(request.headers.get("content-type", ""), body)

@@ -7,6 +7,7 @@ are HTTP 401 with the same envelope.
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import time
@@ -17,6 +18,7 @@ import anyio.to_thread
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
+from medpay.api.http_guard import BODY_KEY, BodyRefused, json_depth_error
 from medpay.api.institution import examples
 from medpay.api.institution.envelope import EnvelopeError, parse_envelope, response
 from medpay.api.institution.transactions import HANDLERS, NO_SIGN_IN, Call
@@ -25,6 +27,7 @@ from medpay.api.platform import Platform
 from medpay.nhsa_paths import CALL_SERVICE, PATHS
 from medpay.services import request_guard
 from medpay.services.errors import AuthError, ServiceError
+from medpay.services.gateway_auth import Credential, GatewayAuth
 from medpay.services.request_guard import RequestGuard
 
 log = logging.getLogger("medpay.institution")
@@ -32,16 +35,29 @@ router = APIRouter(tags=["institution"])
 RECEIVER_ADMDVS = "999901"  # inf_refmsgid prefix: this platform's region
 
 
-def dispatch(platform: Platform, headers: dict[str, str], body: bytes, infno_from_path: str | None) -> JSONResponse:
+def dispatch(platform: Platform, headers: dict[str, str], body: bytes | BodyRefused, infno_from_path: str | None,
+             cred: Credential | AuthError | None = None) -> JSONResponse:
+    """One request of the interface, answered with an envelope. ``cred``: the headers' credential (or why they
+    were refused) when the caller has checked them already; ``body``: what the transport could not take instead
+    of the body, if so."""
     received = platform.settlement.clock()
     started = time.perf_counter()
     status, infcode, output, err, infno, msgid = 200, 0, None, None, infno_from_path or "", ""
     guard: RequestGuard | None = None
     handled = False  # the envelope was sound and the transaction's handler ran
     try:
-        cred = platform.gateway.authenticate(headers)
+        if cred is None:
+            cred = platform.gateway.authenticate(headers)
+        elif isinstance(cred, AuthError):
+            raise cred
         # from here on the request uses up its nonce, whatever the answer
         guard = RequestGuard(cred.paasid, cred.nonce, cred.seen_at, cred.fixmedins_code)
+        if isinstance(body, BodyRefused):  # too large, too slow, the client gone: said in the transaction line
+            status = body.status
+            raise EnvelopeError(body.field, body.message)
+        why = json_depth_error(body)
+        if why is not None:
+            raise EnvelopeError("body", why)
         env = parse_envelope(body, infno_from_path)
         infno, msgid = env.infno, env.msgid
         if env.fixmedins_code != cred.fixmedins_code:
@@ -67,7 +83,8 @@ def dispatch(platform: Platform, headers: dict[str, str], body: bytes, infno_fro
     if infcode != 0 and guard is not None:
         status, err = _use_up_nonce(platform, guard, status, err, check_sign_in=handled)
     now = platform.settlement.clock()
-    log.info("infno=%s msgid=%s infcode=%s %.1fms", infno, msgid, infcode, (time.perf_counter() - started) * 1000)
+    log.info("infno=%s msgid=%s infcode=%s %.1fms%s", infno, msgid, infcode, (time.perf_counter() - started) * 1000,
+             f" ({err})" if isinstance(body, BodyRefused) else "")
     return JSONResponse(status_code=status, content=response(infcode, output, err, admdvs=RECEIVER_ADMDVS,
                                                              received=received, now=now))
 
@@ -110,11 +127,53 @@ def admission_limiter(state: Any) -> anyio.CapacityLimiter:
     return limiter
 
 
+class _DatabaseNeeded(Exception):
+    pass
+
+
+def _no_database() -> Any:
+    raise _DatabaseNeeded
+
+
+def _loop_gateway(state: Any) -> GatewayAuth:
+    """The platform's GatewayAuth for the event loop: a shallow copy sharing its token cache, whose database
+    raises instead of blocking the loop."""
+    gateway: GatewayAuth = state.platform.gateway
+    pair = getattr(state, "loop_gateway", None)
+    if pair is None or pair[0] is not gateway:
+        shallow = copy.copy(gateway)
+        shallow.factory = _no_database
+        pair = state.loop_gateway = (gateway, shallow)
+    return pair[1]
+
+
+async def authenticate(state: Any, headers: dict[str, str]) -> Credential | AuthError:
+    """The x-tif-* headers' credential, checked before a byte of the body is read: on the event loop while the
+    institution's token is cached (no thread hop on the hot path), in the thread pool when it must be read."""
+    try:
+        return _loop_gateway(state).authenticate(headers)
+    except AuthError as e:
+        return e
+    except _DatabaseNeeded:
+        pass
+    try:
+        return await anyio.to_thread.run_sync(state.platform.gateway.authenticate, headers)
+    except AuthError as e:
+        return e
+
+
 async def _handle(request: Request, infno: str | None) -> JSONResponse:
     state = request.app.state
-    body = await request.body()
     headers = {k.lower(): v for k, v in request.headers.items()}
-    return await anyio.to_thread.run_sync(dispatch, state.platform, headers, body, infno,
+    cred = await authenticate(state, headers)
+    if isinstance(cred, AuthError):  # 401: no nonce to use up, nothing to write; the body is never read
+        return dispatch(state.platform, headers, b"", infno, cred)
+    body: bytes | BodyRefused
+    try:
+        body = await request.scope[BODY_KEY].read()
+    except BodyRefused as refused:  # its nonce is used up all the same
+        body = refused
+    return await anyio.to_thread.run_sync(dispatch, state.platform, headers, body, infno, cred,
                                           limiter=admission_limiter(state))
 
 
