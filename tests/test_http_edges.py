@@ -229,7 +229,7 @@ HUGE_DOORS = [  # (method, path, headers, door, limit)
      PHOTO_BODY_BYTES),
     ("POST", "/api/v1/partner/gateway/callback", {"Content-Type": "application/json"}, "rest", SMALL_BODY_BYTES),
     ("POST", "/api/v1/admin/quote", {"Content-Type": "application/json", **STAFF}, "rest", ADMIN_BODY_BYTES),
-    ("POST", "/", {}, "rest", 0),
+    ("GET", "/", {}, "rest", 0),  # a page: it takes no body
     ("GET", "/api/v1/admin/ledger/check", dict(STAFF), "rest", 0),
 ]
 
@@ -252,6 +252,19 @@ def test_a_declared_huge_body_is_refused_before_it_is_read(port: int, log_of, me
             assert field_of(door, body) == "body"
             assert closed_by_server(s)
     assert rss_mib(port) - before < 10
+    no_traceback(log_of())
+
+
+def test_a_body_where_no_endpoint_is_answers_404_or_405_unread(port: int, log_of) -> None:
+    """A body sent to a method or path that has no endpoint is never read: the router's 404 or 405 answers at
+    once (in the door's shape) and the connection is closed."""
+    for method, path, status, field in (("POST", "/", 405, "method"), ("PUT", "/api/v1/admin/policies", 405, "method"),
+                                        ("POST", "/api/v1/nothing", 404, "path")):
+        with connect(port) as s:
+            s.sendall(head(method, path, {"Content-Length": str(HUGE)}))
+            answer, headers, body = read_answer(s)
+            assert (answer, headers.get("connection"), field_of("rest", body)) == (status, "close", field)
+            assert closed_by_server(s)
     no_traceback(log_of())
 
 

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any
+from datetime import date, datetime
+from typing import Any, Literal
 
-from fastapi import APIRouter, Body, Depends, Request
-from pydantic import BaseModel, Field, StrictBool
+from fastapi import APIRouter, Depends, Query, Request
+from pydantic import BaseModel, Field, StrictBool, StrictFloat, StrictInt, StrictStr
 
 from medpay.adapters.db.ledger_store import check_ledger
+from medpay.api import described
+from medpay.api.bodies import json_body, raw_body
 from medpay.api.deps import platform, staff
 from medpay.api.mobile import activation_service
-from medpay.api.errors import ErrorResponse
 from medpay.api.platform import Platform
 from medpay.domain.policy import select_policy
 from medpay.interface_format import to_yuan
@@ -52,10 +53,76 @@ QUOTE_EXAMPLE = {
 }
 
 
+Yuan = StrictInt | StrictFloat | StrictStr  # a number of yuan, or its text (at most two decimals)
+Flag = Literal["0", "1"]
+
+
+class QuotePerson(BaseModel):
+    psn_no: StrictStr = Field("QUOTE", max_length=30)
+    psn_name: StrictStr = Field("", max_length=50)
+    insutype: StrictStr = Field(..., min_length=1, max_length=6, description="险种, e.g. 310 employee, 390 resident")
+    psn_type: StrictStr = Field(..., min_length=1, max_length=6, description="人员类别, e.g. 1101 in service")
+    insuplc_admdvs: StrictStr = Field(..., min_length=6, max_length=6, description="参保地医保区划: whose policy")
+    cvlserv_flag: Flag = "0"
+    identities: list[StrictStr] = Field([], max_length=20, description="psn_idet_type codes (医疗救助 identities)")
+
+    model_config = {"extra": "forbid"}
+
+
+class QuoteVisit(BaseModel):
+    med_type: StrictStr = Field(..., min_length=1, max_length=6, description="医疗类别, e.g. 11 outpatient, 21 inpatient")
+    level: Literal["0", "1", "2", "3"] = Field("3", description="the institution's level")
+    setl_date: date | None = Field(None, description="the policy version in force that day (default: today)")
+    admission_seq: StrictInt = Field(1, ge=1, description="the admission's number in the year")
+    final: Flag = "1"
+    dise_codg: StrictStr = Field("", max_length=30)
+    mdtrt_id: StrictStr = Field("QUOTE", max_length=30)
+
+    model_config = {"extra": "forbid"}
+
+
+class QuoteLine(BaseModel):
+    feedetl_sn: StrictStr | StrictInt | None = None
+    med_list_codg: StrictStr = Field("", max_length=50)
+    name: StrictStr = Field("", max_length=200)
+    chrgitm_lv: Literal["01", "02", "03"] = Field(..., description="01 甲, 02 乙, 03 丙")
+    med_chrgitm_type: StrictStr = Field("", max_length=6)
+    pric_uplmt_amt: Yuan | None = Field(None, description="unit price limit, yuan")
+    selfpay_prop: Yuan | None = Field(None, description="乙类 first self-pay ratio, 0–1")
+    cnt: Yuan = 1
+    pric: Yuan | None = Field(None, description="unit price, yuan (default: the line's amount)")
+    det_item_fee_sumamt: Yuan = Field(..., description="the line's amount, yuan")
+
+    model_config = {"extra": "forbid"}
+
+
+class QuoteAccount(BaseModel):
+    psn_no: StrictStr | None = Field(None, max_length=30)
+    relation: StrictStr = Field("self", max_length=20, description="self, or the family relation (共济)")
+    balance: Yuan
+
+    model_config = {"extra": "forbid"}
+
+
+class QuoteRequest(BaseModel):
+    person: QuotePerson
+    visit: QuoteVisit
+    lines: list[QuoteLine] = Field(..., min_length=1, max_length=10_000)
+    accumulators: dict[str, Yuan] = Field({}, description="the person's year totals so far, yuan (admissions: a count)")
+    visit_accumulators: dict[str, Yuan] = {}
+    accounts: list[QuoteAccount] = Field([], max_length=20)
+    acct_used_flag: Flag = "1"
+
+    model_config = {"extra": "forbid", "json_schema_extra": {"examples": [QUOTE_EXAMPLE]}}
+
+
 @router.post("/quote", summary="政策试算 / quote a bill against a region policy (writes nothing)",
-             responses={422: {"model": ErrorResponse}})
-def post_quote(doc: dict[str, Any] = Body(..., examples=[QUOTE_EXAMPLE]), policy_id: str | None = None,
+             openapi_extra=described.json_body(QuoteRequest),
+             responses=described.answers(router.prefix, {422: "a field is missing or malformed (named), or no "
+                                                               "policy covers the person's region on that day"}))
+def post_quote(body: bytes = Depends(raw_body), policy_id: str | None = Query(None, max_length=40),
                p: Platform = Depends(platform)) -> dict[str, Any]:
+    doc = json_body(QuoteRequest, body).model_dump(exclude_none=True, mode="json")
     person, visit, *_ = parse_quote(doc)
     if policy_id:
         chosen = next((x for x in p.policies if x.policy_id == policy_id), None)
@@ -106,7 +173,14 @@ class CounterCode(BaseModel):
 
 
 @router.post("/ecert/counter-activations", status_code=201, response_model=CounterCode,
-             responses={422: {"model": ErrorResponse}},
+             operation_id="counter_activation",
+             responses={201: {"description": "a counter code for the person", "links": {"Confirm": {
+                 "operationId": "confirm_activation",
+                 "requestBody": {"counter_code": "$response.body#/counter_code"},
+                 "description": "the person enters the counter code in the app, which sends its device's key"}}},
+                        **described.answers(router.prefix, {
+                            422: "a field is missing or malformed, the ID number is not this person's, or "
+                                 "id_checked is not true"})},
              summary="柜台激活 / activation at a counter: the staff member saw the ID card; a code for the app",
              description="For people without a phone on record, or whose SMS activation is blocked or lost. It "
                          "cancels an activation pending by SMS (so nobody who knows a person's numbers can block "

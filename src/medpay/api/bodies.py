@@ -6,8 +6,10 @@ from __future__ import annotations
 import json
 from typing import Any, TypeVar
 
+from fastapi import Request
 from pydantic import BaseModel, ValidationError
 
+from medpay.api.errors import field_path
 from medpay.services.errors import Invalid
 
 M = TypeVar("M", bound=BaseModel)
@@ -25,4 +27,10 @@ def json_body(model: type[M], body: bytes) -> M:
         return model.model_validate(doc)
     except ValidationError as e:
         first = e.errors()[0]
-        raise Invalid(".".join(str(x) for x in first["loc"]) or "body", first["msg"]) from None
+        raise Invalid(field_path(first["loc"]) or "body", first["msg"]) from None
+
+
+async def raw_body(request: Request) -> bytes:
+    """The body as sent (a dependency, for an operation that describes its body itself and checks it with
+    ``json_body``)."""
+    return await request.body()

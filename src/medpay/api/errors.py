@@ -103,8 +103,16 @@ def _validation_field(error: dict[str, Any]) -> tuple[str, str]:
     if error.get("type") == "json_invalid":
         where = error.get("loc", ("body", "?"))[-1]
         return "body", f"is not valid JSON ({error.get('ctx', {}).get('error', 'decode error')} at character {where})"
-    field = ".".join(str(p) for p in error.get("loc", ()) if p not in ("body", "query", "path", "header"))
+    field = field_path(p for p in error.get("loc", ()) if p not in ("body", "query", "path", "header"))
     return field or "body", str(error.get("msg", "invalid request"))
+
+
+def field_path(loc: Any) -> str:
+    """pydantic's location of a field as the interface spells paths: ``lines[0].chrgitm_lv``."""
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
 
 
 def install(app: FastAPI) -> None:

@@ -45,6 +45,7 @@ from itertools import accumulate
 from operator import neg
 from typing import Any
 
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
@@ -275,6 +276,12 @@ def json_depth_error(body: bytes, limit: int = MAX_JSON_DEPTH) -> str | None:
     return None
 
 
+def _routed(scope: Scope) -> bool:
+    """Is there an endpoint for this method and path? (Asked of requests that carry a body, before it is read.)"""
+    router = getattr(scope.get("app"), "router", None)
+    return router is not None and any(route.matches(scope)[0] is Match.FULL for route in router.routes)
+
+
 def _is_multipart(scope: Scope) -> bool:
     for name, value in scope["headers"]:
         if name == b"content-type":
@@ -304,6 +311,11 @@ class HttpGuard:
             return
         if not body.expected:
             await self.app(scope, receive, send)
+            return
+        if not _routed(scope):
+            # a body on a method or path that has no endpoint: left unread (the connection then closes), and the
+            # router answers 404 or 405 as for any other request there
+            await self.app(scope, replay(b"", receive), body.closing(send))
             return
         try:
             data = await body.read()

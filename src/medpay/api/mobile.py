@@ -24,21 +24,20 @@ from starlette.concurrency import run_in_threadpool
 
 from medpay.adapters import qr_images
 from medpay.api.bodies import json_body
-from medpay.api.errors import ErrorResponse
+from medpay.api import described
 from medpay.api.terminal import ecert_service
 from medpay.domain.ecert_code import BUSINESS_TYPES
 from medpay.services.activation import ActivationService
-from medpay.services.ecert import HEADER_ECERT_ID, EcertService
+from medpay.services.ecert import EcertService
 from medpay.services.errors import Invalid
-from medpay.services.signed_requests import HEADER_NONCE, HEADER_SIGNATURE, HEADER_TIMESTAMP
 
 router = APIRouter(prefix="/api/v1/mobile", tags=["mobile"])
 
 _BT_HELP = "用码业务类型: " + ", ".join(f"{k} {v}" for k, v in BUSINESS_TYPES.items())
-_ERRORS = {401: {"model": ErrorResponse, "description": "device signature refused (missing, stale, wrong, replayed)"},
-           403: {"model": ErrorResponse, "description": "e-certificate revoked (activated on another device, or by "
-                                                         "its holder); the message says when"},
-           422: {"model": ErrorResponse, "description": "a field is missing or malformed"}}
+_ERRORS = described.answers(router.prefix, {
+    401: "device signature refused (missing, stale, wrong, replayed); an unknown e-certificate alike",
+    403: "e-certificate revoked (activated on another device, or by its holder); the message says when",
+    422: "a field is missing or malformed"})
 
 
 def activation_service(request: Request) -> ActivationService:
@@ -50,28 +49,10 @@ def activation_service(request: Request) -> ActivationService:
     return svc
 
 
-def _signature_headers(*, holder: bool) -> list[dict[str, Any]]:
-    found = [{"name": HEADER_TIMESTAMP, "in": "header", "required": True, "schema": {"type": "string",
-              "pattern": "^[0-9]{1,12}$"}, "description": "unix seconds, ±120 s of server time"},
-             {"name": HEADER_NONCE, "in": "header", "required": True,
-              "schema": {"type": "string", "minLength": 8, "maxLength": 64},
-              "description": "8–64 printable characters, never reused by this device key"},
-             {"name": HEADER_SIGNATURE, "in": "header", "required": True,
-              "schema": {"type": "string", "minLength": 64, "maxLength": 128},
-              "description": "Ed25519 signature by the device key of METHOD\\npath\\ntimestamp\\nnonce\\n"
-                             "sha256hex(body), 128 hex digits (or canonical base64)"}]
-    if holder:
-        found.insert(0, {"name": HEADER_ECERT_ID, "in": "header", "required": True,
-                         "schema": {"type": "string", "maxLength": 20}, "description": "the e-certificate's id"})
-    return found
-
-
-def openapi_signed(model: type[BaseModel] | None, *, holder: bool = True) -> dict[str, Any]:
-    extra: dict[str, Any] = {"parameters": _signature_headers(holder=holder)}
-    if model is not None:
-        extra["requestBody"] = {"required": True, "content": {"application/json": {
-            "schema": model.model_json_schema(ref_template="#/components/schemas/{model}")}}}
-    return extra
+def openapi_signed(model: type[BaseModel] | None, *, by: str = "device") -> dict[str, Any]:
+    """``openapi_extra`` of an operation whose requests the device key signs, and its JSON body (read raw: the
+    signature covers its bytes)."""
+    return {**described.signed(by), **(described.json_body(model) if model is not None else {})}
 
 
 async def signed_by_device(request: Request, body: bytes = b"") -> tuple[str, str]:
@@ -132,11 +113,15 @@ class ActivateResponse(BaseModel):
         "ecert_id": "EC7K2M9QX4", "status": "active", "userName": "王**", "idNo": "999901********0011"}]}}
 
 
-@router.post("/ecert/activate", status_code=202, response_model=ActivationStarted,
-             responses={409: {"model": ErrorResponse, "description": "an activation is already under way for this "
-                                                                     "person, or no phone is on record"},
-                        422: _ERRORS[422], 429: {"model": ErrorResponse, "description": "too many codes today"},
-                        503: {"model": ErrorResponse, "description": "the code could not be texted; try again"}},
+@router.post("/ecert/activate", status_code=202, response_model=ActivationStarted, operation_id="start_activation",
+             responses={202: {"description": "a code was texted to the phone on record", "links": {"Confirm": {
+                 "operationId": "confirm_activation",
+                 "requestBody": {"activation_id": "$response.body#/activation_id"},
+                 "description": "the app sends the texted code with the device's key"}}},
+                        **described.answers(router.prefix, {
+                 409: "an activation is already under way for this person, or no phone is on record",
+                 422: "a field is missing or malformed, or the ID number is not this person's",
+                 429: "too many codes texted to this person today", 503: "the code could not be texted; try again"})},
              summary="激活医保电子凭证(一) / activate an e-certificate, step 1: a code to the phone on record")
 def start_activation(req: ActivationStart, svc: ActivationService = Depends(activation_service)) -> ActivationStarted:
     started = svc.start(req.psn_no, req.certno, req.consent)
@@ -144,11 +129,11 @@ def start_activation(req: ActivationStart, svc: ActivationService = Depends(acti
                              expires_at=started.expires_at, phone=started.phone or "")
 
 
-@router.post("/ecert/activate/confirm", response_model=ActivateResponse, openapi_extra=openapi_signed(ActivationConfirm,
-                                                                                               holder=False),
-             responses={401: _ERRORS[401], 409: {"model": ErrorResponse, "description": "the device key is another "
-                                                                                        "person's"},
-                        422: {"model": ErrorResponse, "description": "wrong, expired or unknown code"}},
+@router.post("/ecert/activate/confirm", response_model=ActivateResponse, operation_id="confirm_activation",
+             openapi_extra=openapi_signed(ActivationConfirm, by="new device"),
+             responses=described.answers(router.prefix, {
+                 401: "the request is not signed by the key it brings (or stale, or replayed)",
+                 409: "the device key is another person's", 422: "wrong, expired or unknown code"}),
              summary="激活医保电子凭证(二) / step 2: the code and this device's key (signed by it)")
 async def confirm_activation(request: Request) -> ActivateResponse:
     body = await request.body()
@@ -199,8 +184,7 @@ async def code(request: Request) -> Response:
 
 @router.get("/ecert/code.png", responses={**_ERRORS, 200: {"content": {"image/png": {}},
                                                           "description": "the QR code as PNG"}},
-            response_class=Response, openapi_extra={"parameters": [
-                *_signature_headers(holder=True),
+            response_class=Response, openapi_extra={**described.signed("device"), "parameters": [
                 {"name": "business_type", "in": "query", "required": True, "description": _BT_HELP,
                  "schema": {"type": "string", "enum": list(BUSINESS_TYPES)}},
                 {"name": "scale", "in": "query", "required": False, "description": "pixels per module",

@@ -20,12 +20,14 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from medpay.adapters.platform_keys import default_signing_key
+from medpay.api import described
 from medpay.api.uploads import read_multipart
 from medpay.domain.ecert_code import BUSINESS_TYPES
 from medpay.services.ecert import EcertService
 from medpay.services.errors import Forbidden, Invalid, ServiceError
 
 router = APIRouter(prefix="/api/v1/terminal", tags=["terminal"])
+EC_QUERY = "/api/v1/terminal/ec/query"
 
 EC_CODES: dict[str, int] = {
     "invalid": 1001,  # a request field is missing or malformed
@@ -74,19 +76,16 @@ QUERY_OK = {"orgId": "H99990100001", "code": 0, "message": "成功", "data": {
     "insuOrg": "999901", "ecIndexNo": "EC7K2M9QX4", "gender": "1", "birthday": "1980-01-01",
     "businessType": "01301"}}
 
-_SIGNED_HEADERS = [
-    {"name": "X-Terminal-Id", "in": "header", "required": True, "schema": {"type": "string"},
-     "description": "terminal id from registration", "example": "TM4Q7ZK2PA"},
-    {"name": "X-Timestamp", "in": "header", "required": True, "schema": {"type": "string"},
-     "description": "unix time in seconds; ±300 s of server time"},
-    {"name": "X-Nonce", "in": "header", "required": True, "schema": {"type": "string"},
-     "description": "8–64 printable characters, never reused by this terminal"},
-    {"name": "X-Signature", "in": "header", "required": True, "schema": {"type": "string"},
-     "description": "hex Ed25519 signature of METHOD\\npath\\ntimestamp\\nnonce\\nsha256hex(body)"},
-]
+_IDENTITY = {"type": "object", "description": "the code's holder, masked, and the ecToken", "properties": {
+    "idNo": {"type": "string", "description": "证件号码, masked"}, "idType": {"type": "string"},
+    "userName": {"type": "string", "description": "姓名, masked"},
+    "ecToken": {"type": "string", "description": "令牌 (40): mdtrt_cert_type 01 at this institution, one visit"},
+    "insuOrg": {"type": "string", "description": "参保地区编码"}, "ecIndexNo": {"type": "string"},
+    "gender": {"type": "string"}, "birthday": {"type": "string", "format": "date"},
+    "businessType": {"type": "string", "enum": list(BUSINESS_TYPES)}}}
 
 _OPENAPI = {
-    "parameters": _SIGNED_HEADERS,
+    **described.signed("terminal"),
     "requestBody": {
         "required": True,
         "content": {
@@ -116,10 +115,18 @@ _OPENAPI = {
 
 _ERROR_EXAMPLE = {"orgId": "H99990100001", "code": 2006, "message": "businessType: this code was made for 01301 "
                   "门诊结算, not for 01101 门诊挂号; ask the patient to show a code for 门诊挂号", "data": None}
+_REFUSALS = described.answers(EC_QUERY, {
+    401: "terminal signature refused (code 1101): a missing, stale, wrong or replayed header",
+    403: "orgId is not the terminal's institution, or the e-certificate was revoked",
+    404: "the code names no e-certificate",
+    409: "the code was scanned before (code 2004)",
+    422: "the code or the request is refused: forged, expired, malformed, another business type, no single QR "
+         "code in the photo"})
+_REFUSALS[422]["content"]["application/json"]["example"] = _ERROR_EXAMPLE
 
 
 @router.post(
-    "/ec/query", summary="二维码解码 ec.query / scanned code or photo → masked identity + ecToken",
+    EC_QUERY.removeprefix(router.prefix), summary="二维码解码 ec.query / scanned code or photo → masked identity + ecToken",
     description="Checks the code (platform signature, ≤ 60 s old, business type, e-certificate active, never "
                 "scanned before), then issues an **ecToken bound to the person and the terminal's institution**, "
                 "usable as `mdtrt_cert_type=01` / `mdtrt_cert_no`. It opens one visit within 30 minutes and then "
@@ -128,11 +135,11 @@ _ERROR_EXAMPLE = {"orgId": "H99990100001", "code": 2006, "message": "businessTyp
                 "institution: whichever institution's terminal scans it first gets the token, and only that "
                 "institution can use it. A refused scan consumes nothing.",
     openapi_extra=_OPENAPI,
-    responses={200: {"description": "identity", "content": {"application/json": {"example": QUERY_OK}}},
-               401: {"description": "terminal signature refused"},
-               409: {"description": "code already scanned"},
-               422: {"description": "code or request refused",
-                     "content": {"application/json": {"example": _ERROR_EXAMPLE}}}},
+    responses={200: {"description": "identity", "content": {"application/json": {
+                   "schema": {**described.EC_SCHEMA, "properties": {**described.EC_SCHEMA["properties"],
+                                                                       "data": _IDENTITY}},
+                   "example": QUERY_OK}}},
+               **_REFUSALS},
 )
 async def ec_query(request: Request) -> JSONResponse:
     org_id: str | None = None

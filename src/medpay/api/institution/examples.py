@@ -1,8 +1,11 @@
-"""OpenAPI material for the institution interface: envelope schemas, headers, a titled example per infno."""
+"""OpenAPI material for the institution interface: the request envelope's schema, a titled example per infno (the
+answers and the security scheme: ``medpay.api.described``)."""
 
 from __future__ import annotations
 
 from typing import Any
+
+from medpay.api.institution.envelope import MAX_LENGTHS, REQUIRED, STRING_FIELDS
 
 TITLES = {
     "9001": "签到 sign in", "9002": "签退 sign out", "1101": "人员信息获取 person info", "2001": "人员待遇享受检查 eligibility",
@@ -17,42 +20,38 @@ TITLES = {
     "9101": "文件上传 file upload", "9102": "文件下载 file download",
 }
 
-HEADER_PARAMETERS = [
-    {"name": "x-tif-paasid", "in": "header", "required": True, "schema": {"type": "string"},
-     "description": "the institution's gateway id"},
-    {"name": "x-tif-timestamp", "in": "header", "required": True, "schema": {"type": "string"},
-     "description": "unix seconds; refused outside ±300 s"},
-    {"name": "x-tif-nonce", "in": "header", "required": True, "schema": {"type": "string"},
-     "description": "unique per request; a reused nonce is refused"},
-    {"name": "x-tif-signature", "in": "header", "required": True, "schema": {"type": "string"},
-     "description": "hex SHA256(timestamp + token + nonce + timestamp)"},
-]
+# The envelope as the parser takes it (envelope.py): text fields may arrive as numbers or null (what real HIS
+# send); the required ones must say something; input is an object, or a JSON string of one (some HIS send that).
+_DESCRIPTIONS = {
+    "infno": "交易编号 (on a per-transaction path: optional, and if given the path's)",
+    "msgid": "发送方报文ID: 机构编号+yyyyMMddHHmmss+顺序号; a retry reuses it",
+    "mdtrtarea_admvs": "就医地医保区划", "insuplc_admdvs": "参保地医保区划 (from 1101)",
+    "recer_sys_code": "YBXT / LXXT / GSXT", "signtype": "SM2: the body is signed (cainfo); required for an "
+                                                       "institution with a registered SM2 key",
+    "fixmedins_code": "定点医药机构编号; must match the gateway credentials",
+    "sign_no": "from 9001; required for every transaction but 9001/9002",
+}
 
-_TEXT = {"type": "string"}
+
+def _text_field(name: str) -> dict[str, Any]:
+    field: dict[str, Any] = {"type": ["string", "number"] if name in REQUIRED else ["string", "number", "null"]}
+    if name in REQUIRED:
+        field["minLength"] = 1
+    if name in MAX_LENGTHS:
+        field["maxLength"] = MAX_LENGTHS[name]
+    if name in _DESCRIPTIONS:
+        field["description"] = _DESCRIPTIONS[name]
+    return field
+
+
 ENVELOPE_SCHEMA: dict[str, Any] = {
     "type": "object",
-    "required": ["infno", "msgid", "fixmedins_code", "input"],
+    "required": [*REQUIRED, "input"],  # on a transaction's own path, infno may be left out
     "properties": {
-        "infno": {"type": "string", "description": "交易编号"},
-        "msgid": {"type": "string", "maxLength": 30, "description": "发送方报文ID: 机构编号+yyyyMMddHHmmss+顺序号; a retry reuses it"},
-        "mdtrtarea_admvs": {**_TEXT, "description": "就医地医保区划"},
-        "insuplc_admdvs": {**_TEXT, "description": "参保地医保区划 (from 1101)"},
-        "recer_sys_code": {**_TEXT, "description": "YBXT / LXXT / GSXT"},
-        "dev_no": _TEXT, "dev_safe_info": _TEXT, "cainfo": _TEXT,
-        "signtype": {**_TEXT, "description": "SM2 to sign the body (cainfo)"},
-        "infver": _TEXT, "opter_type": _TEXT, "opter": _TEXT, "opter_name": _TEXT, "inf_time": _TEXT,
-        "fixmedins_code": {**_TEXT, "description": "定点医药机构编号; must match the gateway credentials"},
-        "fixmedins_name": _TEXT,
-        "sign_no": {**_TEXT, "description": "from 9001; required for every transaction but 9001/9002"},
-        "input": {"type": "object", "description": "交易输入: node name depends on infno (data, feedetail, mdtrtinfo, …)"},
-    },
-}
-RESPONSE_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        "infcode": {"type": "integer", "description": "0 success; −2 refused (nothing written); −1 system fault"},
-        "inf_refmsgid": _TEXT, "refmsg_time": _TEXT, "respond_time": _TEXT, "err_msg": {"type": ["string", "null"]},
-        "output": {"type": "object"},
+        **{name: _text_field(name) for name in STRING_FIELDS},
+        "input": {"type": ["object", "string"],
+                  "description": "交易输入: node name depends on infno (data, feedetail, mdtrtinfo, …); or that object "
+                                 "as a JSON string"},
     },
 }
 

@@ -19,6 +19,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from medpay.api.http_guard import BODY_KEY, BodyRefused, json_depth_error
+from medpay.api import described
 from medpay.api.institution import examples
 from medpay.api.institution.envelope import EnvelopeError, parse_envelope, response
 from medpay.api.institution.transactions import HANDLERS, NO_SIGN_IN, Call
@@ -177,14 +178,22 @@ async def _handle(request: Request, infno: str | None) -> JSONResponse:
                                           limiter=admission_limiter(state))
 
 
-def _openapi(infnos: list[str]) -> dict[str, Any]:
+def _openapi(infnos: list[str], *, infno_in_path: bool = False) -> dict[str, Any]:
+    schema = examples.ENVELOPE_SCHEMA
+    if infno_in_path:  # the path names the transaction: the envelope needn't
+        infno = {k: v for k, v in schema["properties"]["infno"].items() if k != "minLength"}
+        schema = {**schema, "required": [name for name in schema["required"] if name != "infno"],
+                  "properties": {**schema["properties"], "infno": {**infno, "type": ["string", "number", "null"]}}}
     return {"requestBody": {"required": True, "content": {"application/json": {
-        "schema": examples.ENVELOPE_SCHEMA,
+        "schema": schema,
         "examples": {i: examples.EXAMPLES[i] for i in infnos if i in examples.EXAMPLES}}}},
-        "parameters": examples.HEADER_PARAMETERS,
-        "responses": {"200": {"description": "response envelope", "content": {"application/json": {
-            "schema": examples.RESPONSE_SCHEMA}}},
-            "401": {"description": "authentication failed (x-tif-* headers, fixmedins_code)"}}}
+        **described.signed("institution"),
+        "responses": {"200": {"description": "the response envelope: infcode 0, or −2 naming the field at fault "
+                                             "(nothing written but the nonce), or −1 for a fault of ours",
+                              "content": {"application/json": {"schema": described.ENVELOPE_RESPONSE}}},
+                      **{str(code): answer for code, answer in described.answers(CALL_SERVICE, {
+                          401: "authentication failed: the x-tif-* headers, the SM2 body signature, or a "
+                               "fixmedins_code other than the credentials' (err_msg names which)"}).items()}}}
 
 
 @router.post(CALL_SERVICE, summary="统一交易入口 / all transactions, chosen by infno",
@@ -204,4 +213,5 @@ def _path_endpoint(infno: str):
 
 for _infno, _path in PATHS.items():
     router.add_api_route(_path, _path_endpoint(_infno), methods=["POST"], response_class=JSONResponse,
-                         summary=f"{_infno} {examples.TITLES.get(_infno, '')}", openapi_extra=_openapi([_infno]))
+                         summary=f"{_infno} {examples.TITLES.get(_infno, '')}",
+                         openapi_extra=_openapi([_infno], infno_in_path=True))
