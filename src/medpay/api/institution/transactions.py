@@ -70,7 +70,9 @@ def rows(call: Call, name: str) -> list[Mapping[str, Any]]:
 # longest value of input fields that are stored (the column's length; PostgreSQL refuses longer values)
 MAX_LENGTHS = {"mdtrt_cert_type": 3, "insutype": 6, "med_type": 6, "ipt_otp_no": 30, "ipt_no": 30, "dise_codg": 30,
                "dise_name": 200, "feedetl_sn": 30, "chrg_bchno": 30, "medins_list_codg": 50, "med_list_codg": 50,
-               "omsgid": 30, "mdtrt_cert_no": 64, "card_sn": 64}
+               "omsgid": 30, "mdtrt_cert_no": 64, "card_sn": 64, "psn_no": 30, "mdtrt_id": 30, "setl_id": 30,
+               "opter_no": 30, "sign_no": 30, "mac": 64, "ip": 64, "oinfno": 10, "cum_ym": 6}
+TEXT_LIMIT = 1000  # any other text field: nothing the interface names is longer
 
 
 def text(d: Mapping[str, Any], key: str, path: str, *, required: bool = True, default: str = "") -> str:
@@ -82,8 +84,9 @@ def text(d: Mapping[str, Any], key: str, path: str, *, required: bool = True, de
         if required:
             raise Invalid(f"{path}.{key}", "missing")
         return default
-    if key in MAX_LENGTHS and len(value) > MAX_LENGTHS[key]:
-        raise Invalid(f"{path}.{key}", f"longer than {MAX_LENGTHS[key]} characters")
+    limit = MAX_LENGTHS.get(key, TEXT_LIMIT)
+    if len(value) > limit:
+        raise Invalid(f"{path}.{key}", f"longer than {limit} characters")
     return value
 
 
