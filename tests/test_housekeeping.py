@@ -11,6 +11,7 @@ from sqlalchemy import insert, select, update
 
 from medpay.adapters.db import migrate
 from medpay.adapters.db.audit_tables import AuditEventRow
+from medpay.adapters.db.ecert_tables import EcertActivationRow
 from medpay.adapters.db.engine import make_engine, session_factory
 from medpay.adapters.db.file_tables import InterfaceFileRow
 from medpay.adapters.db.gateway_tables import GatewayNonceRow
@@ -21,6 +22,7 @@ from tests.helpers_server import medpay_env, run_cli, server
 
 H1 = demo.INSTITUTIONS[0][0]
 EMP = demo.PERSONS[0].psn_no
+KEPT = {"nonces": {"fresh-nonce"}, "tokens": {"b"}, "files": {"NEW"}, "activations": {"ACN"}}  # what is still needed
 
 
 def _seed(db_url: str, tmp_path, now: datetime) -> None:
@@ -38,6 +40,11 @@ def _seed(db_url: str, tmp_path, now: datetime) -> None:
              "issued_at": now - timedelta(days=3), "expires_at": now - timedelta(days=2)},
             {"token_hash": "b" * 64, "psn_no": EMP, "fixmedins_code": H1, "business_type": "01301",
              "issued_at": now, "expires_at": now + timedelta(minutes=30)}])
+        conn.execute(insert(EcertActivationRow), [
+            {"activation_id": f"AC{tag}", "psn_no": EMP, "channel": "sms", "code_hash": tag * 64, "status": status,
+             "attempts": 0, "created_by": "patient", "created_at": at, "expires_at": at + timedelta(minutes=5),
+             "consent_at": at}
+            for tag, status, at in (("O", "done", now - timedelta(days=8)), ("N", "pending", now))])
         conn.execute(insert(InterfaceFileRow), [
             {"file_qury_no": "OLD", "fixmedins_code": H1, "filename": "a.zip", "content": b"x",
              "created_at": now - FILE_TTL - timedelta(hours=1), "kind": "upload"},
@@ -52,7 +59,8 @@ def _left(db_url: str) -> dict[str, set[str]]:
         with session_factory(engine)() as s:
             return {"nonces": set(s.execute(select(GatewayNonceRow.nonce)).scalars()),
                     "tokens": {h[:1] for h in s.execute(select(EcTokenRow.token_hash)).scalars()},
-                    "files": set(s.execute(select(InterfaceFileRow.file_qury_no)).scalars())}
+                    "files": set(s.execute(select(InterfaceFileRow.file_qury_no)).scalars()),
+                    "activations": set(s.execute(select(EcertActivationRow.activation_id)).scalars())}
     finally:
         engine.dispose()
 
@@ -73,18 +81,18 @@ def test_the_cli_pass_deletes_only_what_has_expired(db_url, tmp_path):
     assert result.returncode == 0, result.stderr
     assert "gateway_nonces" in result.stdout and "interface_files" in result.stdout
     assert re.search(r"audit_events_sealed\s*│\s*6\b", result.stdout), result.stdout  # the 6 demo persons entered
-    assert _left(db_url) == {"nonces": {"fresh-nonce"}, "tokens": {"b"}, "files": {"NEW"}}
+    assert _left(db_url) == KEPT
     verified = run_cli(["audit", "verify"], db_url, tmp_path)
     assert verified.returncode == 0 and "1 seal(s) over 6 event(s)" in verified.stdout, verified.stdout
     again = run_cli(["housekeeping"], db_url, tmp_path)  # idempotent
-    assert again.returncode == 0 and _left(db_url) == {"nonces": {"fresh-nonce"}, "tokens": {"b"}, "files": {"NEW"}}
+    assert again.returncode == 0 and _left(db_url) == KEPT
 
 
 def test_the_server_purges_on_its_own(db_url, tmp_path, monkeypatch):
     _seed(db_url, tmp_path, datetime.now(timezone.utc))
     monkeypatch.setenv("MEDPAY_HOUSEKEEPING_INTERVAL_S", "0.5")
     assert medpay_env(db_url, tmp_path)["MEDPAY_HOUSEKEEPING_INTERVAL_S"] == "0.5"
-    expected = {"nonces": {"fresh-nonce"}, "tokens": {"b"}, "files": {"NEW"}}
+    expected = KEPT
     with server(db_url, tmp_path, "--no-seed"):
         deadline = time.monotonic() + 20
         left = _left(db_url)

@@ -27,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -46,6 +46,7 @@ log = logging.getLogger("medpay.activation")
 SMS_TTL = timedelta(minutes=5)
 COUNTER_TTL = timedelta(minutes=15)
 MAX_ATTEMPTS = 5
+ACTIVATION_KEEP = timedelta(days=7)  # an activation's row, after it could last be used
 DAILY_STARTS = 5  # texted codes per person per 24 h: no one can turn the platform into an SMS cannon
 COUNTER_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"  # Crockford base32: no I, L, O, U to misread
 COUNTER_CODE_LENGTH = 10  # 50 bits: looked up by itself, so it must not be guessable
@@ -298,6 +299,14 @@ class ActivationService:
             self.sms.send(phone, text, ref=ref)
         except SmsOutcomeUnknown:
             self.sms.send(phone, text, ref=ref)
+
+
+def purge_activations(factory: sessionmaker[Session], now: datetime, keep: timedelta = ACTIVATION_KEEP) -> int:
+    """Forget activations whose code expired more than ``keep`` ago, whatever became of them (the audit log keeps
+    who activated what, and a pending one that old blocks nobody)."""
+    with unit_of_work(factory) as uow:
+        return uow.session.execute(delete(EcertActivationRow).where(
+            EcertActivationRow.expires_at < now - keep)).rowcount or 0
 
 
 def _check_consent(consent: object) -> None:

@@ -1,5 +1,5 @@
-"""Forgetting what may be forgotten — replay-protection nonces past their window, expired tokens and files —
-and sealing the audit log's new events (``medpay.services.audit``).
+"""Forgetting what may be forgotten — replay-protection nonces past their window, expired tokens, activations
+and files — and sealing the audit log's new events (``medpay.services.audit``).
 
 Each rule lives with its service (``GatewayAuth.purge_nonces`` keeps a nonce as long as a request carrying it
 could still pass the timestamp check, and so on); this module runs them all. ``medpay serve`` runs it in every
@@ -18,6 +18,7 @@ from typing import Callable
 from sqlalchemy.orm import Session, sessionmaker
 
 from medpay.services import ecert
+from medpay.services.activation import purge_activations
 from medpay.services.audit import AuditLog
 from medpay.services.gateway_auth import GatewayAuth
 from medpay.services.persons import PersonService
@@ -51,6 +52,7 @@ class Housekeeping:
             "gateway_nonces": self.gateway.purge_nonces,
             "terminal_and_code_nonces": lambda: ecert.purge_nonces(self.factory, self.clock()),
             "ec_tokens": self.persons.purge_expired_tokens,
+            "ecert_activations": lambda: purge_activations(self.factory, self.clock()),
             "interface_files": self.reconciliation.purge_expired_files,
             "audit_events_sealed": self.audit.seal,
         }
