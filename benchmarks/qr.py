@@ -368,8 +368,8 @@ class QrStack(Platform):
         from medpay.adapters.platform_keys import load_or_create_key, public_key_hex
         from medpay.services import demo
         from medpay.services.directory import Directory, PersonInput
-        from medpay.services.activation import ActivationService
-        from medpay.services.ecert import EcertService
+        from medpay.services.qr.activation import ActivationService
+        from medpay.services.qr.ecert import EcertService
         from medpay.services.persons import PersonService
         from medpay.services.unit_of_work import unit_of_work
 
@@ -461,14 +461,14 @@ class Terminal:
         self.his.close()
 
     def _signed_post(self, path: str, body: bytes, content_type: str) -> Any:
-        from medpay.services.ecert import sign_terminal_request
+        from medpay.services.qr.ecert import sign_terminal_request
 
         headers = sign_terminal_request(self.terminal["key"], self.terminal["terminal_id"], "POST", path, body)
         return self.http.post(path, content=body, headers={**headers, "content-type": content_type})
 
     def flow(self) -> dict[str, Any]:
         """One patient at the window; perf_counter() marks of each step, and the settlement."""
-        from medpay.services.ecert import sign_device_request
+        from medpay.services.qr.ecert import sign_device_request
 
         clock = time.perf_counter
         self.n += 1

@@ -16,7 +16,7 @@ from medpay.interface_format import MONEY_KEYS
 from medpay.money import parse_yuan
 from medpay.services import demo
 from medpay.services.directory import PersonInput
-from medpay.services.ecert import sign_device_request, sign_terminal_request
+from medpay.services.qr.ecert import sign_device_request, sign_terminal_request
 from tests.helpers_server import activate, backend_db_url, free_port, run_cli, server
 
 H1 = demo.INSTITUTIONS[0]

@@ -112,7 +112,7 @@ def activate(served: Served, person, device_key) -> dict:
     import httpx
 
     from medpay.adapters.platform_keys import public_key_hex
-    from medpay.services.ecert import sign_device_request
+    from medpay.services.qr.ecert import sign_device_request
 
     start = httpx.post(f"{served}/api/v1/mobile/ecert/activate", json={
         "psn_no": person.psn_no, "certno": person.certno, "consent": True}, timeout=30)

@@ -19,7 +19,7 @@ from medpay.adapters.db.audit_tables import AuditEventRow
 from medpay.adapters.db.ecert_tables import EcertActivationRow, EcertRow
 from medpay.adapters.platform_keys import public_key_hex
 from medpay.services import demo
-from medpay.services.activation import (
+from medpay.services.qr.activation import (
     MAX_ATTEMPTS,
     ActivationPending,
     ActivationService,
@@ -27,7 +27,7 @@ from medpay.services.activation import (
     TooManyStarts,
     WrongCode,
 )
-from medpay.services.ecert import EcertRevoked, EcertService, sign_device_request
+from medpay.services.qr.ecert import EcertRevoked, EcertService, sign_device_request
 from medpay.services.errors import Conflict, Invalid, ServiceError
 from medpay.services.persons import PersonService
 from tests.fakes import FakeSms, FrozenClock

@@ -30,8 +30,8 @@ from medpay.api.app import create_app
 from medpay.api.platform import build_platform
 from medpay.api.terminal import ecert_service
 from medpay.services import demo
-from medpay.services.activation import ActivationService
-from medpay.services.ecert import sign_device_request, sign_terminal_request
+from medpay.services.qr.activation import ActivationService
+from medpay.services.qr.ecert import sign_device_request, sign_terminal_request
 from tests.fakes import FakeSms
 from tests.helpers_server import STAFF
 

@@ -27,8 +27,8 @@ from medpay.adapters.db.tables import EcTokenRow
 from medpay.adapters.platform_keys import load_or_create_key, public_key_hex
 from medpay.domain.ecert_code import BUSINESS_TYPES, CodeError, make_payload, parse_and_verify
 from medpay.services import demo
-from medpay.services.activation import ActivationService
-from medpay.services.ecert import (
+from medpay.services.qr.activation import ActivationService
+from medpay.services.qr.ecert import (
     BusinessTypeMismatch,
     CodeExpired,
     CodeForged,

@@ -21,7 +21,7 @@ from medpay.adapters.gateway.port import sign_callback
 from medpay.domain.gateway_signature import sign_headers
 from medpay.his_client import HisClient
 from medpay.services import demo
-from medpay.services.ecert import sign_device_request, sign_terminal_request
+from medpay.services.qr.ecert import sign_device_request, sign_terminal_request
 from tests.helpers_qr import EMP, H1, app_code, his_bill, qr_stack, scan_image, terminal_post
 from tests.helpers_server import STAFF, activate
 

@@ -28,7 +28,7 @@ from medpay.domain.gateway_signature import sign_headers
 from medpay.nhsa_paths import CALL_SERVICE
 from medpay.services import demo
 from tests.helpers_qr import terminal_post
-from medpay.services.ecert import sign_device_request
+from medpay.services.qr.ecert import sign_device_request
 from tests.helpers_server import STAFF, activate, backend_db_url, medpay_env, run_cli, server
 
 MiB = 1024 * 1024

@@ -18,7 +18,7 @@ from medpay.adapters.policy_files import builtin_policies
 from medpay.services import demo
 from medpay.services.directory import Directory
 from medpay.services.errors import Forbidden, Invalid, NotFound
-from medpay.services.one_scan import OneScanService
+from medpay.services.qr.one_scan import OneScanService
 from medpay.services.persons import PersonService
 from medpay.services.settlement import FeeLineInput, SettlementService
 from tests.helpers_gateway import API_KEY, CallbackReceiver, gateway_simulator

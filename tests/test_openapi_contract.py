@@ -31,7 +31,7 @@ from medpay.adapters.gateway.port import CALLBACK_SIGNATURE_HEADER, CALLBACK_TIM
 from medpay.adapters.platform_keys import public_key_hex
 from medpay.domain.gateway_signature import sign_headers
 from medpay.his_client import HisClient
-from medpay.services.ecert import sign_device_request, sign_terminal_request
+from medpay.services.qr.ecert import sign_device_request, sign_terminal_request
 from tests.helpers_qr import EMP, H1, qr_stack
 from tests.helpers_server import STAFF, activate
 

@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from medpay.adapters.gateway.port import statement_day
 from medpay.api.terminal import EC_CODES
-from medpay.services.ecert import sign_device_request
+from medpay.services.qr.ecert import sign_device_request
 from tests.helpers_gateway import CallbackReceiver
 from tests.helpers_server import STAFF, activate
 from medpay.his_client import HisBusinessError

@@ -42,7 +42,7 @@ def _database():
 def _service():
     from medpay.adapters.platform_keys import default_signing_key
     from medpay.api.platform import code_ttl_from_env
-    from medpay.services.ecert import EcertService
+    from medpay.services.qr.ecert import EcertService
     from medpay.services.persons import PersonService
 
     factory, cipher = _database()
@@ -81,7 +81,7 @@ def _print(obj: Any) -> None:
 
 
 def _activations():
-    from medpay.services.activation import ActivationService
+    from medpay.services.qr.activation import ActivationService
 
     factory, cipher = _database()
     return ActivationService(factory, cipher, None)  # the CLI texts nothing: counter codes only
@@ -136,7 +136,7 @@ def code(ecert_id: str = typer.Option(..., "--ecert-id"),
          scale: int = typer.Option(8, "--scale", min=1, max=40)) -> None:
     """Sign a code request with the device key and print the payload (valid 60 s); optionally write PNG/SVG."""
     from medpay.adapters import qr_images
-    from medpay.services.ecert import sign_device_request
+    from medpay.services.qr.ecert import sign_device_request
 
     device = _key(key_file)
     svc = _service()

@@ -27,8 +27,8 @@ from medpay.api.bodies import json_body
 from medpay.api import described
 from medpay.api.terminal import ecert_service
 from medpay.domain.ecert_code import BUSINESS_TYPES
-from medpay.services.activation import ActivationService
-from medpay.services.ecert import EcertService
+from medpay.services.qr.activation import ActivationService
+from medpay.services.qr.ecert import EcertService
 from medpay.services.errors import Invalid
 
 router = APIRouter(prefix="/api/v1/mobile", tags=["mobile"])

@@ -22,8 +22,8 @@ from medpay.api.terminal import verify_terminal
 from medpay.api.uploads import read_multipart
 from medpay.interface_format import to_yuan
 from medpay.services.errors import Invalid
-from medpay.services.bill_pay import BillPayService
-from medpay.services.one_scan import OneScanService
+from medpay.services.qr.bill_pay import BillPayService
+from medpay.services.qr.one_scan import OneScanService
 
 terminal_router = APIRouter(prefix="/api/v1/terminal", tags=["terminal"])
 mobile_router = APIRouter(prefix="/api/v1/mobile", tags=["mobile"])

@@ -14,12 +14,12 @@ from medpay.adapters.db.key_check import open_keyring
 from medpay.adapters.policy_files import builtin_policies
 from medpay.domain.ecert_code import MAX_TTL_S
 from medpay.domain.policy import Policy
-from medpay.services.activation import DAILY_STARTS
+from medpay.services.qr.activation import DAILY_STARTS
 from medpay.adapters.gateway.http_gateway import HttpGateway
 from medpay.adapters.sms.http_sms import HttpSms
 from medpay.adapters.sms.port import SmsSender
 from medpay.services.gateway_auth import GatewayAuth
-from medpay.services.one_scan import OneScanService
+from medpay.services.qr.one_scan import OneScanService
 from medpay.services.persons import PRESENTATION_VALID, PersonService
 from medpay.services.settlement import SettlementService
 from medpay.services.sign_in import SignInService

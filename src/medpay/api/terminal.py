@@ -23,7 +23,7 @@ from medpay.adapters.platform_keys import default_signing_key
 from medpay.api import described
 from medpay.api.uploads import read_multipart
 from medpay.domain.ecert_code import BUSINESS_TYPES
-from medpay.services.ecert import EcertService
+from medpay.services.qr.ecert import EcertService
 from medpay.services.errors import Forbidden, Invalid, ServiceError
 
 router = APIRouter(prefix="/api/v1/terminal", tags=["terminal"])

@@ -17,8 +17,8 @@ from typing import Callable
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from medpay.services import ecert
-from medpay.services.activation import purge_activations
+from medpay.services.qr import ecert
+from medpay.services.qr.activation import purge_activations
 from medpay.services.audit import AuditLog
 from medpay.services.gateway_auth import GatewayAuth
 from medpay.services.persons import PersonService

@@ -49,7 +49,7 @@ from medpay.adapters.platform_keys import parse_public_key_hex, public_key_hex
 from medpay.domain.ecert_code import BUSINESS_TYPES, MAX_TTL_S, CodeError, make_payload, parse_and_verify
 from medpay.local_time import format_local
 from medpay.services import audit
-from medpay.services.activation import HOTLINE
+from medpay.services.qr.activation import HOTLINE
 from medpay.services.errors import Conflict, Forbidden, Invalid, NotFound, ServiceError, Unauthorized
 from medpay.services.persons import PersonService
 from medpay.services.signed_requests import HEADER_NONCE, HEADER_SIGNATURE, SIGNED_HEADERS, read_signed, sign

@@ -20,9 +20,9 @@ from medpay.adapters.db.base import utcnow
 from medpay.domain.bill_code import BillClaims, make_bill_payload, parse_bill
 from medpay.domain.ecert_code import CodeError
 from medpay.services import records
-from medpay.services.ecert import decode_photo, refused_code
+from medpay.services.qr.ecert import decode_photo, refused_code
 from medpay.services.errors import Conflict, Forbidden, Invalid, NotFound
-from medpay.services.one_scan import OneScanService, PayResult, intent_id_for
+from medpay.services.qr.one_scan import OneScanService, PayResult, intent_id_for
 from medpay.services.persons import PersonService
 from medpay.services.settlement import SettlementService
 
