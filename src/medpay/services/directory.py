@@ -18,6 +18,7 @@ from medpay.adapters.db.base import utcnow
 from medpay.adapters.sms.port import valid_phone
 from medpay.adapters.db.tables import CatalogItemRow, FamilyLinkRow, InstitutionRow, PersonRow, RegionRow
 from medpay.domain.credentials import Assurance
+from medpay.domain.interface_settings import SignIn
 from medpay.domain.ledger import Transfer
 from medpay.domain.model import ChrgitmLv
 from medpay.domain.posting import account_source, personal_account
@@ -198,12 +199,30 @@ def set_id_assurance(factory: sessionmaker[Session], code: str, value: str, oper
         assurance = Assurance.parse(value.strip() if isinstance(value, str) else value)
     except ValueError as e:
         raise Invalid("id_assurance", str(e).split(": ", 1)[1]) from None
+    return _set_setting(factory, code, "id_assurance", assurance.value, "institution.assurance", operator)
+
+
+def set_sign_in(factory: sessionmaker[Session], code: str, value: str, operator: str) -> str:
+    """Must the institution's requests carry an open 9001 sign-in (``domain.interface_settings.SignIn``):
+    ``required`` or ``optional``. Audited like ``set_id_assurance``; the platform's workers see it within the
+    gateway's 10 s cache."""
+    try:
+        sign_in = SignIn.parse(value, "sign_in")
+    except ValueError as e:
+        raise Invalid("sign_in", str(e).split(": ", 1)[1]) from None
+    return _set_setting(factory, code, "sign_in", sign_in.value, "institution.sign_in", operator)
+
+
+def _set_setting(factory: sessionmaker[Session], code: str, column: str, value: str, action: str,
+                 operator: str) -> str:
+    """Set one interface setting of an institution; a change (not a repeat) is written to the audit log."""
     with unit_of_work(factory) as uow:
         row = uow.session.get(InstitutionRow, code)
         if row is None:
             raise NotFound("fixmedins_code", f"unknown institution {code!r}")
-        if row.id_assurance != assurance.value:
-            audit.record(uow.session, actor_kind="operator", actor=operator, action="institution.assurance",
-                         psn_no="", fields=(), at=utcnow(), ref=f"{code}:{row.id_assurance}->{assurance.value}")
-            row.id_assurance = assurance.value
-    return assurance.value
+        before = getattr(row, column)
+        if before != value:
+            audit.record(uow.session, actor_kind="operator", actor=operator, action=action,
+                         psn_no="", fields=(), at=utcnow(), ref=f"{code}:{before}->{value}")
+            setattr(row, column, value)
+    return value

@@ -45,6 +45,8 @@ class InstitutionRow(Base):
     notify_url: Mapped[str | None] = mapped_column(String(200))  # the HIS's registered settle.notify URL
     # what a 02/03 number without a card read may do here (medpay.domain.credentials.Assurance)
     id_assurance: Mapped[str] = mapped_column(String(10), default="counter", server_default="counter")
+    # must requests carry an open 9001 sign-in (medpay.domain.interface_settings.SignIn)
+    sign_in: Mapped[str] = mapped_column(String(10), default="required", server_default="required")
 
 
 class PersonRow(Base):

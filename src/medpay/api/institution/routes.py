@@ -51,7 +51,7 @@ def dispatch(platform: Platform, headers: dict[str, str], body: bytes | BodyRefu
         elif isinstance(cred, AuthError):
             raise cred
         # from here on the request uses up its nonce, whatever the answer
-        guard = RequestGuard(cred.paasid, cred.nonce, cred.seen_at, cred.fixmedins_code)
+        guard = RequestGuard(cred.paasid, cred.nonce, cred.timestamp, cred.seen_at, cred.fixmedins_code)
         if isinstance(body, BodyRefused):  # too large, too slow, the client gone: said in the transaction line
             status = body.status
             raise EnvelopeError(body.field, body.message)
@@ -63,7 +63,9 @@ def dispatch(platform: Platform, headers: dict[str, str], body: bytes | BodyRefu
         if env.fixmedins_code != cred.fixmedins_code:
             raise AuthError("fixmedins_code", "does not match the institution of the gateway credentials")
         platform.gateway.verify_body(cred.fixmedins_code, env.raw)
-        guard.sign_no = None if env.infno in NO_SIGN_IN else env.get("sign_no")
+        sign_no = env.get("sign_no")
+        # a sign_no given is always checked; none at all passes where the institution's sign-in is optional
+        guard.sign_no = None if env.infno in NO_SIGN_IN or (not sign_no and not cred.sign_in_required) else sign_no
         handler = HANDLERS.get(env.infno)
         if handler is None:
             raise EnvelopeError("infno", f"unknown transaction {env.infno!r}")
