@@ -6,6 +6,8 @@ Every write passes the envelope's ``msgid`` down, so the service applies it exac
 
 from __future__ import annotations
 
+import re
+
 from dataclasses import dataclass
 from datetime import datetime
 from collections.abc import Callable, Mapping
@@ -45,9 +47,13 @@ def handler(*infnos: str) -> Callable[[Handler], Handler]:
 
 # ------------------------------------------------------------------------------------------ input access
 
+_CAMEL = re.compile(r"(?<=[a-z0-9])([A-Z])")
+
 
 def node(call: Call, name: str) -> Mapping[str, Any]:
     value = call.env.input.get(name)
+    if value is None:  # a HIS that turns its keys from camelCase to snake_case sends signIn as sign_in
+        value = call.env.input.get(_CAMEL.sub(r"_\1", name).lower())
     if value is None:
         raise Invalid(f"input.{name}", "missing")
     if not isinstance(value, Mapping):
