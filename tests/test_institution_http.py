@@ -93,7 +93,7 @@ def test_outpatient_flow_settle_retry_query_cancel(base: str) -> None:
 
 
 def test_our_settlement_output_has_the_fixture_fields(base: str) -> None:
-    c = client(base, per_path=True)
+    c = client(base, path_style="named")
     mdtrt_id, _, total = open_outpatient(c, lines=((DRUG, 1, "4.52"),))
     ours = c.settle_outpatient(EMP.psn_no, mdtrt_id, "B1", total).output
     for name in ("2207-response-hebei.json", "2304-response-chongqing.json"):

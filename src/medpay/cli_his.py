@@ -10,7 +10,7 @@ from typing import Any, Optional
 import typer
 
 from medpay.his_transport import HttpTransport, Transport
-from medpay.his_client import ENVELOPE_FIELDS, HisClient, HisError, HisHTTPError, HisResponseError
+from medpay.his_client import ENVELOPE_FIELDS, PATH_STYLES, HisClient, HisError, HisHTTPError, HisResponseError
 
 his_app = typer.Typer(help="HIS 客户端 / send institution-interface transactions", no_args_is_help=True)
 
@@ -51,7 +51,9 @@ def send(
                                          help="mdtrtarea_admvs (就医地医保区划)"),
     sign_no: str = typer.Option("", "--sign-no", envvar="MEDPAY_HIS_SIGN_NO", help="sign_no from 9001"),
     opter: str = typer.Option("hisdemo", "--opter", envvar="MEDPAY_HIS_OPTER"),
-    per_path: bool = typer.Option(False, "--per-path", help="post to the per-transaction path, not callService"),
+    path_style: str = typer.Option("call_service", "--path-style",
+                                   help="call_service: the single endpoint; named: the transaction's named path; "
+                                        "infno: BASE_URL/<infno>"),
     retries: int = typer.Option(3, "--retries", min=0),
     timeout: float = typer.Option(10.0, "--timeout"),
 ) -> None:
@@ -71,6 +73,9 @@ def send(
         typer.echo(f'error: {file}: expected a JSON object with "infno"', err=True)
         raise typer.Exit(2)
 
+    if path_style not in PATH_STYLES:
+        typer.echo(f"error: --path-style must be one of {', '.join(PATH_STYLES)}, not {path_style!r}", err=True)
+        raise typer.Exit(2)
     token = os.environ.get("MEDPAY_HIS_TOKEN") or None  # a secret: never an option (`ps` shows command lines)
     full = not set(message) <= _SHORT_FORM_KEYS
     if full and not fixmedins_code and message.get("fixmedins_code"):
@@ -81,7 +86,7 @@ def send(
 
     client = HisClient(base_url, code, name, paasid or demo["paasid"], token or demo["token"],
                        mdtrtarea_admvs=admdvs or demo["admdvs"], opter=opter, timeout=timeout, retries=retries,
-                       transport=make_transport(base_url, timeout), per_path=per_path, sign_no=sign_no)
+                       transport=make_transport(base_url, timeout), path_style=path_style, sign_no=sign_no)
     try:
         if full:
             envelope = client.envelope(str(message["infno"]), message.get("input") or {},

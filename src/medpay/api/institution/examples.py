@@ -23,7 +23,7 @@ HEADER_PARAMETERS = [
     {"name": "x-tif-timestamp", "in": "header", "required": True, "schema": {"type": "string"},
      "description": "unix seconds; refused outside ±300 s"},
     {"name": "x-tif-nonce", "in": "header", "required": True, "schema": {"type": "string"},
-     "description": "unique per request; a reused nonce is refused"},
+     "description": "1–64 printable ASCII characters; a (timestamp, nonce) pair is accepted once"},
     {"name": "x-tif-signature", "in": "header", "required": True, "schema": {"type": "string"},
      "description": "hex SHA256(timestamp + token + nonce + timestamp)"},
 ]
@@ -43,7 +43,8 @@ ENVELOPE_SCHEMA: dict[str, Any] = {
         "infver": _TEXT, "opter_type": _TEXT, "opter": _TEXT, "opter_name": _TEXT, "inf_time": _TEXT,
         "fixmedins_code": {**_TEXT, "description": "定点医药机构编号; must match the gateway credentials"},
         "fixmedins_name": _TEXT,
-        "sign_no": {**_TEXT, "description": "from 9001; required for every transaction but 9001/9002"},
+        "sign_no": {**_TEXT, "description": "from 9001; required for every transaction but 9001/9002 unless the "
+                                            "institution's sign-in is optional (then \"\" passes; a value is checked)"},
         "input": {"type": "object", "description": "交易输入: node name depends on infno (data, feedetail, mdtrtinfo, …)"},
     },
 }

@@ -1,4 +1,5 @@
-"""HTTP transport of the institution interface: the single callService endpoint and per-transaction paths.
+"""HTTP transport of the institution interface: every URL style of ``medpay.nhsa_paths`` (single endpoints, named
+per-transaction paths, a base URL with the infno appended).
 
 Every answer is a response envelope: infcode 0 success, −2 a refused request (err_msg names the field;
 nothing was written), −1 a system fault (the HIS should reverse with 2601). Authentication failures
@@ -15,8 +16,11 @@ from typing import Any
 
 import anyio
 import anyio.to_thread
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import BaseRoute, Match
+from starlette.types import Receive, Scope, Send
 
 from medpay.api.http_guard import BODY_KEY, BodyRefused, json_depth_error
 from medpay.api.institution import examples
@@ -24,7 +28,7 @@ from medpay.api.institution.envelope import EnvelopeError, parse_envelope, respo
 from medpay.api.institution.transactions import HANDLERS, NO_SIGN_IN, Call
 from medpay.api.institution import reconciliation_handlers  # noqa: F401  (registers 3201/3202/9101/9102)
 from medpay.api.platform import Platform
-from medpay.nhsa_paths import CALL_SERVICE, PATHS
+from medpay.nhsa_paths import CALL_SERVICE, ENDPOINTS, NAMED, Route, institution_paths
 from medpay.services import request_guard
 from medpay.services.errors import AuthError, ServiceError
 from medpay.services.gateway_auth import Credential, GatewayAuth
@@ -35,14 +39,15 @@ router = APIRouter(tags=["institution"])
 RECEIVER_ADMDVS = "999901"  # inf_refmsgid prefix: this platform's region
 
 
-def dispatch(platform: Platform, headers: dict[str, str], body: bytes | BodyRefused, infno_from_path: str | None,
+def dispatch(platform: Platform, headers: dict[str, str], body: bytes | BodyRefused, route: Route | None,
              cred: Credential | AuthError | None = None) -> JSONResponse:
-    """One request of the interface, answered with an envelope. ``cred``: the headers' credential (or why they
-    were refused) when the caller has checked them already; ``body``: what the transport could not take instead
-    of the body, if so."""
+    """One request of the interface, answered with an envelope. ``route``: the transactions the URL names (None:
+    the body's infno decides); ``cred``: the headers' credential (or why they were refused) when the caller has
+    checked them already; ``body``: what the transport could not take instead of the body, if so."""
     received = platform.settlement.clock()
     started = time.perf_counter()
-    status, infcode, output, err, infno, msgid = 200, 0, None, None, infno_from_path or "", ""
+    infno = route.infnos[0] if route is not None and route.infnos else ""
+    status, infcode, output, err, msgid = 200, 0, None, None, ""
     guard: RequestGuard | None = None
     handled = False  # the envelope was sound and the transaction's handler ran
     try:
@@ -58,7 +63,7 @@ def dispatch(platform: Platform, headers: dict[str, str], body: bytes | BodyRefu
         why = json_depth_error(body)
         if why is not None:
             raise EnvelopeError("body", why)
-        env = parse_envelope(body, infno_from_path)
+        env = parse_envelope(body, route)
         infno, msgid = env.infno, env.msgid
         if env.fixmedins_code != cred.fixmedins_code:
             raise AuthError("fixmedins_code", "does not match the institution of the gateway credentials")
@@ -164,18 +169,18 @@ async def authenticate(state: Any, headers: dict[str, str]) -> Credential | Auth
         return e
 
 
-async def _handle(request: Request, infno: str | None) -> JSONResponse:
+async def _handle(request: Request, route: Route) -> JSONResponse:
     state = request.app.state
     headers = {k.lower(): v for k, v in request.headers.items()}
     cred = await authenticate(state, headers)
     if isinstance(cred, AuthError):  # 401: no nonce to use up, nothing to write; the body is never read
-        return dispatch(state.platform, headers, b"", infno, cred)
+        return dispatch(state.platform, headers, b"", route, cred)
     body: bytes | BodyRefused
     try:
         body = await request.scope[BODY_KEY].read()
     except BodyRefused as refused:  # its nonce is used up all the same
         body = refused
-    return await anyio.to_thread.run_sync(dispatch, state.platform, headers, body, infno, cred,
+    return await anyio.to_thread.run_sync(dispatch, state.platform, headers, body, route, cred,
                                           limiter=admission_limiter(state))
 
 
@@ -189,21 +194,51 @@ def _openapi(infnos: list[str]) -> dict[str, Any]:
             "401": {"description": "authentication failed (x-tif-* headers, fixmedins_code)"}}}
 
 
-@router.post(CALL_SERVICE, summary="统一交易入口 / all transactions, chosen by infno",
-             description="Every transaction of the interface: " + ", ".join(sorted(HANDLERS)),
-             openapi_extra=_openapi(sorted(HANDLERS)), response_class=JSONResponse)
-async def call_service(request: Request) -> JSONResponse:
-    return await _handle(request, None)
-
-
-def _path_endpoint(infno: str):
+def _endpoint(route: Route, name: str):
     async def endpoint(request: Request) -> JSONResponse:
-        return await _handle(request, infno)
+        return await _handle(request, route)
 
-    endpoint.__name__ = f"infno_{infno}"
+    endpoint.__name__ = name
     return endpoint
 
 
-for _infno, _path in PATHS.items():
-    router.add_api_route(_path, _path_endpoint(_infno), methods=["POST"], response_class=JSONResponse,
-                         summary=f"{_infno} {examples.TITLES.get(_infno, '')}", openapi_extra=_openapi([_infno]))
+# Documented routes: the single endpoints and the named paths of nhsa_paths.toml. Any other path it resolves (a base
+# URL with the infno appended, a configured base path) is served by PathStyleRoute, installed after them.
+for _path in sorted(ENDPOINTS):
+    router.add_api_route(_path, _endpoint(Route(), "call_service" if _path == CALL_SERVICE
+                                          else "call_service" + _path.replace("/", "_").replace("-", "_")),
+                         methods=["POST"], response_class=JSONResponse,
+                         summary="统一交易入口 / all transactions, chosen by infno" if _path == CALL_SERVICE
+                         else "统一交易入口（地方地址）/ the same, at a region's URL",
+                         description="Every transaction of the interface: " + ", ".join(sorted(HANDLERS)),
+                         openapi_extra=_openapi(sorted(HANDLERS)))
+for _path, _route in NAMED.items():
+    router.add_api_route(_path, _endpoint(_route, "infno_" + "_".join(_route.infnos)), methods=["POST"],
+                         response_class=JSONResponse, openapi_extra=_openapi(list(_route.infnos)),
+                         summary=" / ".join(f"{i} {examples.TITLES.get(i, '')}".strip() for i in _route.infnos))
+
+
+class PathStyleRoute(BaseRoute):
+    """Every other path ``nhsa_paths`` resolves: ``<base>/<infno>`` under /fsi/ or a configured base path, and
+    named paths behind a configured base. Only POST (405 otherwise, in the interface's envelope)."""
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        if scope["type"] != "http":
+            return Match.NONE, {}
+        route = institution_paths().route(scope["path"])
+        if route is None:
+            return Match.NONE, {}
+        return (Match.FULL if scope["method"] == "POST" else Match.PARTIAL), {"medpay.route": route}
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["method"] != "POST":
+            raise StarletteHTTPException(405, headers={"Allow": "POST"})
+        response = await _handle(Request(scope, receive), scope["medpay.route"])
+        await response(scope, receive, send)
+
+
+def install(app: FastAPI) -> None:
+    """The interface's routes: the documented ones, then the path-style route (it takes no other door's path:
+    ``parse_base_paths`` keeps bases out of theirs)."""
+    app.include_router(router)
+    app.router.routes.append(PathStyleRoute())
