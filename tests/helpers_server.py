@@ -21,6 +21,7 @@ class Served(str):
     """The base URL of a served platform; ``.sms`` is its SMS simulator's (what it "texted": ``/sim/messages``)."""
 
     sms: str = ""
+    db_url: str = ""
 
 
 def free_port() -> int:
@@ -80,14 +81,16 @@ def backend_db_url(backend: str, tmp: Path) -> Iterator[str]:
         yield from _postgresql_schema_url()
 
 
-def backend_server(backend: str, tmp: Path) -> Iterator[str]:
-    """A served platform on its own database of ``backend`` ("sqlite" or "postgresql"), for module fixtures."""
+def backend_server(backend: str, tmp: Path, env: dict[str, str] | None = None) -> Iterator[Served]:
+    """A served platform on its own database of ``backend`` ("sqlite" or "postgresql"), for module fixtures; ``env``
+    adds to its environment. ``.db_url`` is its database."""
     from tests.conftest import _postgresql_schema_url
 
     urls = iter([f"sqlite:///{tmp / 'medpay.db'}"]) if backend == "sqlite" else _postgresql_schema_url()
     db_url = next(urls)
     try:
-        with server(db_url, tmp) as url:
+        with server(db_url, tmp, env=env) as url:
+            url.db_url = db_url
             yield url
     finally:
         for _ in urls:  # drops the PostgreSQL schema
