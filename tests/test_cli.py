@@ -123,7 +123,7 @@ def test_a_database_at_0001_upgrades_to_the_head_keeping_its_institutions(db_url
     """Landed databases are at 0001: 0002 adds the notify URL column, 0003 the audit log, 0004 staff keys, 0005
     key fingerprints and SM2 key rotation, 0006 credentials (an institution keeps what its 02/03 numbers could do:
     assurance "counter"), 0007 activation, 0008 the nonce key with the timestamp and sign-in "required" (what every
-    institution had); every row is kept."""
+    institution had), 0009 5204's shape ("rows") and fee lines' details; every row is kept."""
     engine = make_engine(db_url)
     try:
         migrate.upgrade(engine, "0001")
@@ -154,6 +154,31 @@ def test_a_database_at_0001_upgrades_to_the_head_keeping_its_institutions(db_url
                 ("demo_paas_h1", "n-1", SEEN)]
     finally:
         engine.dispose()
+
+
+def test_0009_types_what_was_stored_before_it(db_url: str) -> None:
+    """A settlement answered before 0009 kept crt_payb_lmt_amt null where no cap applied; a retry or 5203 must still
+    answer a number (the amount paid). Catalog items get the list type their charge type implies."""
+    engine = make_engine(db_url)
+    old = {"setlinfo": {"setl_id": "S1"}, "setldetail": [
+        {"fund_pay_type": "310100", "fund_payamt": 1200, "crt_payb_lmt_amt": 50000},
+        {"fund_pay_type": "310200", "fund_payamt": 300, "crt_payb_lmt_amt": None}]}
+    try:
+        migrate.upgrade(engine, "0008")
+        with engine.begin() as conn:
+            conn.execute(text("INSERT INTO idempotency_keys (scope, key, request_hash, operation, response, created_at) "
+                              "VALUES ('H1', 'M1', 'h', 'settle', :r, :at)"), {"r": json.dumps(old), "at": SEEN})
+            conn.execute(text("INSERT INTO catalog_items (med_list_codg, name, chrgitm_lv, med_chrgitm_type) VALUES "
+                              "('D', '药', '01', '09'), ('T', '饮片', '01', '10'), ('C', '床位', '01', '01')"))
+        migrate.upgrade(engine)
+        with engine.connect() as conn:
+            stored = conn.execute(text("SELECT response FROM idempotency_keys")).scalar_one()
+            types = dict(conn.execute(text("SELECT med_list_codg, list_type FROM catalog_items")).all())
+    finally:
+        engine.dispose()
+    stored = json.loads(stored) if isinstance(stored, str) else stored
+    assert [d["crt_payb_lmt_amt"] for d in stored["setldetail"]] == [50000, 300]
+    assert types == {"D": "101", "T": "102", "C": "201"}
 
 
 def test_notify_url_is_registered_replaced_and_cleared(env, db_url: str) -> None:

@@ -20,9 +20,11 @@ from typing import Any
 
 import httpx
 import pytest
+from pydantic import TypeAdapter, ValidationError
 
 from medpay.domain.gateway_signature import sign_headers
 from medpay.local_time import LOCAL_TZ
+from medpay.nhsa_models import FeeRow, Settlement
 from medpay.services import demo
 from tests.helpers_server import backend_server, run_cli
 
@@ -37,6 +39,7 @@ H1, H2 = demo.INSTITUTIONS[0], demo.INSTITUTIONS[1]  # H2 is set to sign-in "opt
 EMP, RETIREE = demo.PERSONS[0], demo.PERSONS[1]
 DRUG, EXAM, BED = "XM01AEB002", "002100000020000", "001102000010000"
 DROP, NULL, NOW, AS_TEXT = "<drop>", "<null>", "<now>", "<as text>"
+READERS = {"5204": TypeAdapter(list[FeeRow]), "2207": TypeAdapter(Settlement), "2304": TypeAdapter(Settlement)}
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
@@ -127,6 +130,16 @@ class RawHis:
         return env
 
     def call(self, infno: str, input_: dict) -> Any:
+        """The answer's output; read strictly, as a typed client does, where the quirk says so."""
+        output = self._send(infno, input_)
+        if infno in self.quirk.get("reads", []):
+            try:
+                READERS[infno].validate_python(output)
+            except ValidationError as e:
+                pytest.fail(f"{self.quirk['id']}: {infno}'s output is not what a typed client reads: {e}", pytrace=False)
+        return output
+
+    def _send(self, infno: str, input_: dict) -> Any:
         env, path = self.envelope(infno, input_), self.path(infno)
         paasid, token = self.inst[3], self.inst[4]
         if self.quirk.get("nonces"):
@@ -176,6 +189,7 @@ def outpatient(h: RawHis) -> None:
     h.call("2206", {"data": settle})
     setl = h.call("2207", {"data": settle})["setlinfo"]
     h.call("5203", {"data": {"psn_no": EMP.psn_no, "setl_id": setl["setl_id"], "mdtrt_id": mdtrt_id}})
+    h.call("5204", {"data": {"psn_no": EMP.psn_no, "mdtrt_id": mdtrt_id, "setl_id": setl["setl_id"]}})
     h.call("2208", {"data": {"setl_id": setl["setl_id"], "mdtrt_id": mdtrt_id, "psn_no": EMP.psn_no}})
     today = setl["setl_time"][:10]
     h.call("3201", {"data": {"insutype": "310", "clr_type": "11", "setl_optins": "999901", "stmt_begndate": today,
@@ -223,6 +237,7 @@ def test_the_corpus_is_well_formed() -> None:
         assert set(q.get("flows", ["outpatient"])) <= set(FLOWS), q["id"]
         for change in q.get("input", []):
             assert ("set" in change) != ("rename" in change), q["id"]
+        assert set(q.get("reads", [])) <= set(READERS), q["id"]
 
 
 @pytest.mark.parametrize("quirk, flow", CASES)

@@ -104,7 +104,7 @@ def assurance(fixmedins_code: str = CODE,
               operator: str = OPERATOR) -> None:
     """What an ID-card (02) or social-security card (03) number may do at the institution without a card read;
     an e-certificate, or a social-security card whose card_sn matches, works whatever the setting. Audited."""
-    _set("set_id_assurance", "id_assurance", fixmedins_code, level, operator)
+    _set("id_assurance", fixmedins_code, level, operator)
 
 
 @institution_app.command("sign-in")
@@ -115,13 +115,22 @@ def sign_in(fixmedins_code: str = CODE,
             operator: str = OPERATOR) -> None:
     """Whether the institution's HIS must sign in (9001) before other transactions. Audited; the platform's
     workers see a change within 10 s."""
-    _set("set_sign_in", "sign_in", fixmedins_code, mode, operator)
+    _set("sign_in", fixmedins_code, mode, operator)
 
 
-def _set(setter: str, column: str, fixmedins_code: str, value: str, operator: str | None) -> None:
-    """One interface setting through ``medpay.services.directory.<setter>``, printed as JSON."""
-    from medpay.services import directory
+@institution_app.command("fee-query-shape")
+def fee_query_shape(fixmedins_code: str = CODE,
+                    shape: str = typer.Argument(..., help="rows: 5204's output is the list of fee rows (what HIS "
+                                                          "clients read); object: {\"feedetail\": rows}"),
+                    operator: str = OPERATOR) -> None:
+    """What 5204 (fee detail query) answers the institution's HIS. Audited."""
+    _set("fee_query_shape", fixmedins_code, shape, operator)
 
-    result = _on_database(lambda factory: getattr(directory, setter)(factory, fixmedins_code, value,
-                                                                     _operator(operator)))
+
+def _set(column: str, fixmedins_code: str, value: str, operator: str | None) -> None:
+    """One interface setting (``medpay.services.directory.INTERFACE_SETTINGS``), printed as JSON."""
+    from medpay.services.directory import set_institution_setting
+
+    result = _on_database(lambda factory: set_institution_setting(factory, fixmedins_code, column, value,
+                                                                  _operator(operator)))
     typer.echo(json.dumps({"fixmedins_code": fixmedins_code, column: result}))

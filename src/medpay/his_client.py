@@ -90,11 +90,12 @@ _NAME_FIELDS = frozenset({"psn_name", "userName"})
 
 @dataclass(frozen=True)
 class Response:
-    """A response envelope. ``infcode`` is an int even when the server sent ``"0"``."""
+    """A response envelope. ``infcode`` is an int even when the server sent ``"0"``. ``output`` is an object, or a
+    list where the transaction answers one (5204)."""
 
     infcode: int
     err_msg: Optional[str]
-    output: dict[str, Any]
+    output: Any
     inf_refmsgid: Optional[str]
     raw: dict[str, Any]
     msgid: str = ""  # the request's msgid
@@ -498,7 +499,7 @@ class HisClient:
         except (ValueError, UnicodeDecodeError):
             return None
         output = raw.get("output")
-        resp = Response(infcode, raw.get("err_msg"), output if isinstance(output, dict) else {},
+        resp = Response(infcode, raw.get("err_msg"), output if isinstance(output, (dict, list)) else {},
                         raw.get("inf_refmsgid"), raw, msgid, infno, http.status, attempt)
         log.info("his %s msgid %s → HTTP %d infcode %d%s", infno, msgid, http.status, infcode,
                  f" {resp.err_msg}" if infcode else "")

@@ -1,7 +1,7 @@
 """Per-institution settings of the institution interface, where provinces' specifications differ.
 
 Each is a column of ``institutions``, changed with ``medpay institution …`` (audited) and documented in the
-README's interface section.
+README's interface section. (``domain.credentials.Assurance`` is one too.)
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from enum import Enum
 
 class Setting(str, Enum):
     @classmethod
-    def parse(cls, value: object, field: str) -> "Setting":
+    def parse(cls, value: object, field: str = "value") -> "Setting":
         try:
             return cls(value.strip() if isinstance(value, str) else value)
         except ValueError:
@@ -25,3 +25,12 @@ class SignIn(Setting):
 
     REQUIRED = "required"
     OPTIONAL = "optional"
+
+
+class FeeQueryShape(Setting):
+    """``institutions.fee_query_shape``: 5204's ``output``. Three modules of one HIS vendor read it as the list of
+    fee rows itself — and cancel the settlement they just made when the read fails — so ``rows`` is the default;
+    ``object`` is ``{"feedetail": rows}``, for a HIS that reads that."""
+
+    ROWS = "rows"
+    OBJECT = "object"

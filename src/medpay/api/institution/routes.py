@@ -26,8 +26,9 @@ from medpay.api.http_guard import BODY_KEY, BodyRefused, json_depth_error
 from medpay.api.institution import examples
 from medpay.api.institution.envelope import EnvelopeError, parse_envelope, response
 from medpay.api.institution.transactions import HANDLERS, NO_SIGN_IN, Call
-from medpay.api.institution import reconciliation_handlers  # noqa: F401  (registers 3201/3202/9101/9102)
+from medpay.api.institution import query_handlers, reconciliation_handlers  # noqa: F401  (register 52xx, 3201…)
 from medpay.api.platform import Platform
+from medpay.interface_format import conform
 from medpay.nhsa_paths import CALL_SERVICE, ENDPOINTS, NAMED, Route, institution_paths
 from medpay.services import request_guard
 from medpay.services.errors import AuthError, ServiceError
@@ -78,7 +79,7 @@ def dispatch(platform: Platform, headers: dict[str, str], body: bytes | BodyRefu
             raise EnvelopeError("sign_no", "no active sign-in with this sign_no (9001 first)")
         handled = True
         with request_guard.active(guard):
-            output = handler(Call(env, cred.fixmedins_code, platform))
+            output = conform(handler(Call(env, cred.fixmedins_code, platform)))
         guard.finish(platform.factory)
     except AuthError as e:
         status, infcode, output, err = 401, -2, None, f"{e.field}: {e.message}"
