@@ -36,9 +36,11 @@ def medpay_env(db_url: str, tmp: Path) -> dict[str, str]:
     return env
 
 
-def run_cli(args: list[str], db_url: str, tmp: Path, **kw) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "medpay.cli", *args], env=medpay_env(db_url, tmp), cwd=tmp,
-                          capture_output=True, text=True, timeout=120, **kw)
+def run_cli(args: list[str], db_url: str, tmp: Path, env: dict[str, str] | None = None,
+            **kw) -> subprocess.CompletedProcess:
+    """``medpay ARGS`` in a process of its own; ``env`` adds to its environment."""
+    return subprocess.run([sys.executable, "-m", "medpay.cli", *args], env={**medpay_env(db_url, tmp), **(env or {})},
+                          cwd=tmp, capture_output=True, text=True, timeout=120, **kw)
 
 
 @contextmanager
