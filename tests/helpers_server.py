@@ -130,3 +130,19 @@ def activate(served: Served, person, device_key) -> dict:
         "content-type": "application/json", **sign_device_request(device_key, None, "POST", path, body)})
     assert done.status_code == 200, done.text
     return done.json()
+
+
+def audit_events(db_url: str, action: str) -> list:
+    """The audit log's events of ``action``, oldest first."""
+    from sqlalchemy import select
+
+    from medpay.adapters.db.audit_tables import AuditEventRow
+    from medpay.adapters.db.engine import make_engine, session_factory
+
+    engine = make_engine(db_url)
+    try:
+        with session_factory(engine)() as s:
+            return list(s.execute(select(AuditEventRow).where(AuditEventRow.action == action)
+                                  .order_by(AuditEventRow.id)).scalars())
+    finally:
+        engine.dispose()

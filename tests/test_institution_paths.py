@@ -9,15 +9,12 @@ from decimal import Decimal
 
 import httpx
 import pytest
-from sqlalchemy import select
 
-from medpay.adapters.db.audit_tables import AuditEventRow
-from medpay.adapters.db.engine import make_engine, session_factory
 from medpay.domain.gateway_signature import sign_headers
 from medpay.his_client import HisBusinessError, HisClient
 from medpay.nhsa_paths import CALL_SERVICE, NAMED, PATHS, InstitutionPaths, Route, parse_base_paths
 from medpay.services import demo
-from tests.helpers_server import backend_server, run_cli
+from tests.helpers_server import audit_events, backend_server, run_cli
 
 H1, H2 = demo.INSTITUTIONS[0], demo.INSTITUTIONS[1]  # H2's sign-in is optional here
 EMP, RESIDENT = demo.PERSONS[0], demo.PERSONS[4]
@@ -219,12 +216,7 @@ def test_the_sign_in_setting_is_audited_and_a_wrong_value_named(served) -> None:
     assert wrong.returncode == 2 and "sign_in: must be one of required, optional" in wrong.stderr
     unknown = run_cli(["institution", "sign-in", "H00000000000", "optional"], served.db_url, served.tmp)
     assert unknown.returncode == 2 and "fixmedins_code" in unknown.stderr
-    engine = make_engine(served.db_url)
-    try:
-        with session_factory(engine)() as s:
-            events = s.execute(select(AuditEventRow).where(AuditEventRow.action == "institution.sign_in")).scalars().all()
-    finally:
-        engine.dispose()
+    events = audit_events(served.db_url, "institution.sign_in")
     assert [(e.actor, e.ref) for e in events] == [("张经办", f"{H2[0]}:required->optional")]
 
 

@@ -10,16 +10,13 @@ from decimal import Decimal
 import httpx
 import pytest
 from pydantic import TypeAdapter, ValidationError
-from sqlalchemy import select
 
-from medpay.adapters.db.audit_tables import AuditEventRow
-from medpay.adapters.db.engine import make_engine, session_factory
 from medpay.domain.gateway_signature import sign_headers
 from medpay.his_client import HisBusinessError, HisClient
 from medpay.nhsa_models import FeeResult, FeeRow, PersonInfo, Settlement
 from medpay.nhsa_paths import CALL_SERVICE
 from medpay.services import demo
-from tests.helpers_server import backend_server, run_cli
+from tests.helpers_server import audit_events, backend_server, run_cli
 
 H1, H2 = demo.INSTITUTIONS[0], demo.INSTITUTIONS[1]  # H2 answers 5204 in the object shape here
 EMP, RETIREE = demo.PERSONS[0], demo.PERSONS[1]
@@ -108,13 +105,7 @@ def test_5204_in_the_object_shape_for_an_institution_that_reads_it(served) -> No
     upload(c, mdtrt_id, RETIREE)
     out = json.loads(raw(c, "5204", {"data": {"mdtrt_id": mdtrt_id}}))
     assert set(out) == {"feedetail"} and len(ROWS.validate_python(out["feedetail"])) == 2
-    engine = make_engine(served.db_url)
-    try:
-        with session_factory(engine)() as s:
-            events = s.execute(select(AuditEventRow).where(
-                AuditEventRow.action == "institution.fee_query_shape")).scalars().all()
-    finally:
-        engine.dispose()
+    events = audit_events(served.db_url, "institution.fee_query_shape")
     assert [(e.actor, e.ref) for e in events] == [("张经办", f"{H2[0]}:rows->object")]
     wrong = run_cli(["institution", "fee-query-shape", H2[0], "table"], served.db_url, served.tmp)
     assert wrong.returncode == 2 and "fee_query_shape: must be one of rows, object" in wrong.stderr

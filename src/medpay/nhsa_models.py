@@ -230,7 +230,18 @@ class PersonInfo(SpecModel):
     idetinfo: list[IdetInfo]
 
 
-MODELS: tuple[type[SpecModel], ...] = (SetlInfo, SetlDetail, FeeResult, FeeRow, BaseInfo, InsuInfo, IdetInfo)
+class DiseaseFiling(SpecModel):
+    """5301 ``feedetail`` rows: newtouch-cloud/openhis Output_5301.cs (门慢门特病种目录代码, 名称, 开始日期 required,
+    结束日期)."""
+
+    opsp_dise_code: Text
+    opsp_dise_name: Text
+    begndate: Date
+    enddate: Date | None = None
+
+
+MODELS: tuple[type[SpecModel], ...] = (SetlInfo, SetlDetail, FeeResult, FeeRow, BaseInfo, InsuInfo, IdetInfo,
+                                       DiseaseFiling)
 
 
 def field_kinds() -> dict[str, str]:

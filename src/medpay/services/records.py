@@ -33,7 +33,7 @@ from medpay.adapters.db.tables import (
     VisitRow,
 )
 from medpay.domain.model import Accumulators, CatalogItem, ChrgitmLv, Institution, Person
-from medpay.services.errors import NotFound
+from medpay.services.errors import Forbidden, NotFound
 
 Db = Connection | Session
 
@@ -97,6 +97,14 @@ _PRESENTED = (select(presentations.c.id).where(and_(
 def presented_since(db: Db, fixmedins_code: str, psn_no: str, since: datetime) -> bool:
     """Did the person show this institution a credential (1101) since ``since``?"""
     return db.execute(_PRESENTED, {"code": fixmedins_code, "psn_no": psn_no, "since": since}).first() is not None
+
+
+def presented_person(db: Db, fixmedins_code: str, psn_no: str, since: datetime | None, field: str = "psn_no") -> Row:
+    """The person, if they showed this institution a credential since ``since`` (None: no tenancy check)."""
+    row = person_row(db, psn_no, field=field)
+    if since is not None and not presented_since(db, fixmedins_code, psn_no, since):
+        raise Forbidden(field, "this person has not presented a credential here (1101 first)")
+    return row
 
 
 _FAMILY_PAYERS = (select(family_links).where(and_(family_links.c.beneficiary_psn_no == bindparam("psn_no"),

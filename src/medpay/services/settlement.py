@@ -44,7 +44,7 @@ from medpay.money import MoneyError, format_yuan, parse_yuan, to_decimal
 from medpay.domain.credentials import E_CERTIFICATE
 from medpay.services import audit, credentials, idempotency, records
 from medpay.services.credentials import Credential, CredentialCheck, Shown
-from medpay.services.errors import Conflict, Forbidden, Invalid, NotFound
+from medpay.services.errors import Conflict, Invalid, NotFound
 from medpay.services.idempotency import REVERSED
 from medpay.services.unit_of_work import UnitOfWork, unit_of_work
 
@@ -674,11 +674,8 @@ class SettlementService:
 
     def _presented_person(self, conn: Connection, fixmedins_code: str, psn_no: str, field: str) -> Any:
         """The person, if they showed this institution a credential within the presentation window."""
-        row = records.person_row(conn, psn_no, field=field)
-        if self.presentation_window is not None and not records.presented_since(
-                conn, fixmedins_code, psn_no, self.clock() - self.presentation_window):
-            raise Forbidden(field, "this person has not presented a credential here (1101 first)")
-        return row
+        since = None if self.presentation_window is None else self.clock() - self.presentation_window
+        return records.presented_person(conn, fixmedins_code, psn_no, since, field)
 
     @staticmethod
     def _yuan(value: Any, field: str) -> int:

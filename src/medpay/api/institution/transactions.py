@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -112,6 +112,17 @@ def timestamp(d: Mapping[str, Any], key: str, path: str) -> datetime | None:
         except ValueError:
             continue
     raise Invalid(f"{path}.{key}", f"must be a time yyyy-MM-dd HH:mm:ss; got {value!r}")
+
+
+def day(d: Mapping[str, Any], key: str, path: str, *, required: bool = True) -> date | None:
+    """A date yyyy-MM-dd (a date-time's day is taken too, as HIS send both)."""
+    value = text(d, key, path, required=required)
+    if not value:
+        return None
+    try:
+        return date.fromisoformat(value[:10]) if len(value) in (10, 19) else date.fromisoformat(value)
+    except ValueError:
+        raise Invalid(f"{path}.{key}", f"must be a date yyyy-MM-dd; got {value!r}") from None
 
 
 def target_visit(call: Call, name: str = "data") -> tuple[Mapping[str, Any], str, str]:
