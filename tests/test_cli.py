@@ -123,7 +123,7 @@ def test_a_database_at_0001_upgrades_to_the_head_keeping_its_institutions(db_url
     """Landed databases are at 0001: 0002 adds the notify URL column, 0003 the audit log, 0004 staff keys, 0005
     key fingerprints and SM2 key rotation, 0006 credentials (an institution keeps what its 02/03 numbers could do:
     assurance "counter"), 0007 activation, 0008 the nonce key with the timestamp and sign-in "required" (what every
-    institution had), 0009 5204's shape ("rows") and fee lines' details; every row is kept."""
+    institution had), 0009 5204's shape ("rows") and fee lines' details, 0010 disease filings; every row is kept."""
     engine = make_engine(db_url)
     try:
         migrate.upgrade(engine, "0001")

@@ -240,8 +240,22 @@ class DiseaseFiling(SpecModel):
     enddate: Date | None = None
 
 
+class DictEntry(SpecModel):
+    """1901 ``list`` rows: SZ Dic1901.cs / openhis Output_1901.cs (sort and version 整型)."""
+
+    type: Text
+    label: Text
+    value: Text
+    parent_value: Text
+    sort: Number
+    vali_flag: Text
+    create_user: Text
+    create_date: Date
+    version: Number
+
+
 MODELS: tuple[type[SpecModel], ...] = (SetlInfo, SetlDetail, FeeResult, FeeRow, BaseInfo, InsuInfo, IdetInfo,
-                                       DiseaseFiling)
+                                       DiseaseFiling, DictEntry)
 
 
 def field_kinds() -> dict[str, str]:

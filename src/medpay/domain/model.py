@@ -11,6 +11,8 @@ from datetime import date
 from decimal import Decimal
 from enum import Enum
 
+from medpay.nhsa_dictionaries import DICTIONARIES
+
 
 class ChrgitmLv(str, Enum):
     """收费项目等级."""
@@ -48,10 +50,9 @@ class CatalogItem:
 
 
 # 目录类别 by 医疗收费项目类别, for a catalog item whose list type is not given: 09 西药 / 11 中成药 → 101, 10 中药饮片 →
-# 102, 08 卫材 → 301, any other charge type (bed, examination, test, treatment, operation, …) → 201. Both dictionaries as
-# a public Python HIS's 事前分析 (3101) model lists them (FsiOrderDtos.hilist_type, chrg_type; repository not identified).
-LIST_TYPES = {"101": "西药中成药", "102": "中药饮片", "105": "其他", "106": "中药颗粒", "201": "医疗服务项目",
-              "301": "医用耗材", "501": "长期服务项目"}
+# 102, 08 卫材 → 301, any other charge type (bed, examination, test, treatment, operation, …) → 201 (both dictionaries:
+# medpay/nhsa_dictionaries.toml, LIST_TYPE and MED_CHRGITM_TYPE).
+LIST_TYPES = DICTIONARIES["LIST_TYPE"].labels()
 _LIST_TYPE_BY_CHRGITM = {"09": "101", "11": "101", "10": "102", "08": "301"}
 
 

@@ -16,7 +16,7 @@ TITLES = {
     "5203": "结算信息查询 settlement query", "5204": "费用明细查询 fee query", "5206": "人员累计信息查询 accumulators",
     "9101": "文件上传 file upload", "9102": "文件下载 file download",
     "2503": "门慢门特病种备案 chronic/special disease filing", "2504": "备案撤销 filing cancel",
-    "5301": "人员慢特病备案查询 disease filings",
+    "5301": "人员慢特病备案查询 disease filings", "1901": "字典表查询 dictionary",
 }
 
 HEADER_PARAMETERS = [
@@ -141,4 +141,6 @@ EXAMPLES = {
                                   "begndate": "2026-11-23", "enddate": ""}),
     "2504": _env("2504", "data", {"trt_dcla_detl_sn": "26112310000012345678", "psn_no": PSN, "memo": "备案有误"}),
     "5301": _env("5301", "data", {"psn_no": PSN}),
+    "1901": _env("1901", "data", {"type": "MED_TYPE", "parent_value": "", "admdvs": "999901",
+                                  "date": "2026-11-23", "vali_flag": "1"}),
 }
