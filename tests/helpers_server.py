@@ -21,6 +21,7 @@ class Served(str):
     """The base URL of a served platform; ``.sms`` is its SMS simulator's (what it "texted": ``/sim/messages``)."""
 
     sms: str = ""
+    db_url: str = ""
 
 
 def free_port() -> int:
@@ -35,9 +36,11 @@ def medpay_env(db_url: str, tmp: Path) -> dict[str, str]:
     return env
 
 
-def run_cli(args: list[str], db_url: str, tmp: Path, **kw) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "medpay.cli", *args], env=medpay_env(db_url, tmp), cwd=tmp,
-                          capture_output=True, text=True, timeout=120, **kw)
+def run_cli(args: list[str], db_url: str, tmp: Path, env: dict[str, str] | None = None,
+            **kw) -> subprocess.CompletedProcess:
+    """``medpay ARGS`` in a process of its own; ``env`` adds to its environment."""
+    return subprocess.run([sys.executable, "-m", "medpay.cli", *args], env={**medpay_env(db_url, tmp), **(env or {})},
+                          cwd=tmp, capture_output=True, text=True, timeout=120, **kw)
 
 
 @contextmanager
@@ -80,14 +83,16 @@ def backend_db_url(backend: str, tmp: Path) -> Iterator[str]:
         yield from _postgresql_schema_url()
 
 
-def backend_server(backend: str, tmp: Path) -> Iterator[str]:
-    """A served platform on its own database of ``backend`` ("sqlite" or "postgresql"), for module fixtures."""
+def backend_server(backend: str, tmp: Path, env: dict[str, str] | None = None) -> Iterator[Served]:
+    """A served platform on its own database of ``backend`` ("sqlite" or "postgresql"), for module fixtures; ``env``
+    adds to its environment. ``.db_url`` is its database."""
     from tests.conftest import _postgresql_schema_url
 
     urls = iter([f"sqlite:///{tmp / 'medpay.db'}"]) if backend == "sqlite" else _postgresql_schema_url()
     db_url = next(urls)
     try:
-        with server(db_url, tmp) as url:
+        with server(db_url, tmp, env=env) as url:
+            url.db_url = db_url
             yield url
     finally:
         for _ in urls:  # drops the PostgreSQL schema
@@ -125,3 +130,19 @@ def activate(served: Served, person, device_key) -> dict:
         "content-type": "application/json", **sign_device_request(device_key, None, "POST", path, body)})
     assert done.status_code == 200, done.text
     return done.json()
+
+
+def audit_events(db_url: str, action: str) -> list:
+    """The audit log's events of ``action``, oldest first."""
+    from sqlalchemy import select
+
+    from medpay.adapters.db.audit_tables import AuditEventRow
+    from medpay.adapters.db.engine import make_engine, session_factory
+
+    engine = make_engine(db_url)
+    try:
+        with session_factory(engine)() as s:
+            return list(s.execute(select(AuditEventRow).where(AuditEventRow.action == action)
+                                  .order_by(AuditEventRow.id)).scalars())
+    finally:
+        engine.dispose()

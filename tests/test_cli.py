@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import text
+from sqlalchemy import column, insert, select, table, text
 from typer.testing import CliRunner
 
 from medpay.adapters.db import migrate
+from medpay.adapters.db.base import UtcDateTime
 from medpay.adapters.db.engine import make_engine
 from medpay.adapters.db.schema import metadata
 from medpay.cli import app
@@ -21,6 +24,8 @@ EXAMPLE = Path(__file__).parents[1] / "examples" / "inpatient-bill.json"
 LATEST_REVISION = max(p.name.split("_", 1)[0] for p in
                       (Path(migrate.__file__).parents[2] / "migrations" / "versions").glob("0*.py"))
 runner = CliRunner()
+SEEN = datetime(2026, 12, 1, 8, 0, 0, tzinfo=timezone.utc)
+nonces = table("gateway_nonces", column("paasid"), column("nonce"), column("seen_at", UtcDateTime()))
 
 
 @pytest.fixture
@@ -117,7 +122,8 @@ def test_policy_check_names_file_key_and_problem(tmp_path: Path) -> None:
 def test_a_database_at_0001_upgrades_to_the_head_keeping_its_institutions(db_url: str) -> None:
     """Landed databases are at 0001: 0002 adds the notify URL column, 0003 the audit log, 0004 staff keys, 0005
     key fingerprints and SM2 key rotation, 0006 credentials (an institution keeps what its 02/03 numbers could do:
-    assurance "counter"), 0007 activation; every row is kept."""
+    assurance "counter"), 0007 activation, 0008 the nonce key with the timestamp and sign-in "required" (what every
+    institution had), 0009 5204's shape ("rows") and fee lines' details, 0010 disease filings; every row is kept."""
     engine = make_engine(db_url)
     try:
         migrate.upgrade(engine, "0001")
@@ -125,15 +131,54 @@ def test_a_database_at_0001_upgrades_to_the_head_keeping_its_institutions(db_url
             conn.execute(text("INSERT INTO regions (admdvs, name) VALUES ('999901', '演示统筹区')"))
             conn.execute(text("INSERT INTO institutions (fixmedins_code, fixmedins_name, admdvs, level, paasid) "
                               "VALUES ('H99990100001', '演示市第一人民医院', '999901', '3', 'demo_paas_h1')"))
+            conn.execute(insert(nonces), [{"paasid": "demo_paas_h1", "nonce": "n-1", "seen_at": SEEN}])
         migrate.upgrade(engine)
         assert migrate.current_revision(engine) == migrate.head_revision(engine) == LATEST_REVISION
         with engine.connect() as conn:
-            rows = conn.execute(text("SELECT fixmedins_code, fixmedins_name, paasid, notify_url, id_assurance "
+            rows = conn.execute(text("SELECT fixmedins_code, fixmedins_name, paasid, notify_url, id_assurance, sign_in "
                                      "FROM institutions")).all()
             assert conn.execute(text("SELECT count(*) FROM audit_events")).scalar_one() == 0
-        assert [tuple(r) for r in rows] == [("H99990100001", "演示市第一人民医院", "demo_paas_h1", None, "counter")]
+            assert conn.execute(text("SELECT paasid, ts, nonce FROM gateway_nonces")).all() == [
+                ("demo_paas_h1", int(SEEN.timestamp()), "n-1")]
+        assert [tuple(r) for r in rows] == [("H99990100001", "演示市第一人民医院", "demo_paas_h1", None, "counter",
+                                             "required")]
+        with engine.begin() as conn:  # two seconds, one nonce: both kept at 0008, the newest when going back
+            conn.execute(text("INSERT INTO gateway_nonces (paasid, ts, nonce, seen_at) VALUES "
+                              "('demo_paas_h1', 1, 'n-1', :at)"), {"at": SEEN - timedelta(seconds=5)})
+        cfg = migrate.alembic_config(engine)
+        with engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.downgrade(cfg, "0007")
+        with engine.connect() as conn:
+            assert [tuple(r) for r in conn.execute(select(nonces.c.paasid, nonces.c.nonce, nonces.c.seen_at))] == [
+                ("demo_paas_h1", "n-1", SEEN)]
     finally:
         engine.dispose()
+
+
+def test_0009_types_what_was_stored_before_it(db_url: str) -> None:
+    """A settlement answered before 0009 kept crt_payb_lmt_amt null where no cap applied; a retry or 5203 must still
+    answer a number (the amount paid). Catalog items get the list type their charge type implies."""
+    engine = make_engine(db_url)
+    old = {"setlinfo": {"setl_id": "S1"}, "setldetail": [
+        {"fund_pay_type": "310100", "fund_payamt": 1200, "crt_payb_lmt_amt": 50000},
+        {"fund_pay_type": "310200", "fund_payamt": 300, "crt_payb_lmt_amt": None}]}
+    try:
+        migrate.upgrade(engine, "0008")
+        with engine.begin() as conn:
+            conn.execute(text("INSERT INTO idempotency_keys (scope, key, request_hash, operation, response, created_at) "
+                              "VALUES ('H1', 'M1', 'h', 'settle', :r, :at)"), {"r": json.dumps(old), "at": SEEN})
+            conn.execute(text("INSERT INTO catalog_items (med_list_codg, name, chrgitm_lv, med_chrgitm_type) VALUES "
+                              "('D', '药', '01', '09'), ('T', '饮片', '01', '10'), ('C', '床位', '01', '01')"))
+        migrate.upgrade(engine)
+        with engine.connect() as conn:
+            stored = conn.execute(text("SELECT response FROM idempotency_keys")).scalar_one()
+            types = dict(conn.execute(text("SELECT med_list_codg, list_type FROM catalog_items")).all())
+    finally:
+        engine.dispose()
+    stored = json.loads(stored) if isinstance(stored, str) else stored
+    assert [d["crt_payb_lmt_amt"] for d in stored["setldetail"]] == [50000, 300]
+    assert types == {"D": "101", "T": "102", "C": "201"}
 
 
 def test_notify_url_is_registered_replaced_and_cleared(env, db_url: str) -> None:

@@ -18,7 +18,7 @@ from sqlalchemy import func, select
 from medpay.adapters.db.tables import EcTokenRow, VisitRow
 from medpay.services import demo
 from medpay.services.credentials import Credential
-from medpay.services.directory import set_id_assurance
+from medpay.services.directory import set_institution_setting
 from medpay.services.errors import Conflict, Forbidden, Invalid, NotFound, ServiceError
 from medpay.services.settlement import FeeLineInput, SettleRequest
 from tests.fakes import FrozenClock
@@ -256,7 +256,7 @@ def test_housekeeping_keeps_a_bound_token_while_its_visit_is_open(p) -> None:
 
 
 def _assure(p, value: str, inst: str = H1) -> None:
-    set_id_assurance(p.factory, inst, value, operator="test")
+    set_institution_setting(p.factory, inst, "id_assurance", value, operator="test")
     p.settlement._institutions.clear()  # the service keeps institutions 10 s; the test doesn't wait
 
 

@@ -312,17 +312,28 @@ def test_convenience_settle_reverses_unless_told_not_to():
 
 # ------------------------------------------------------------------------------------------- routing
 
-def test_per_path_routing():
+def test_path_styles():
     server = Server([ok()])
-    c = client(server, per_path=True, base_url="http://gw.test/ebus/rio_fsi")
-    for infno in ("9001", "1101", "2206", "2207", "2208", "2303", "2304", "2305", "2601", "3201", "3202", "2201"):
+    c = client(server, path_style="named", base_url="http://gw.test/ebus/rio_fsi")
+    for infno in ("9001", "1101", "2206", "2207", "2208", "2303", "2304", "2305", "2601", "3201", "3202", "2201",
+                  "2204", "2301", "4242"):
         c.call(infno, {"data": {}})
     paths = [r.path for r in server.requests]  # the transport puts base_url's path in front (test_his_transport)
-    assert paths[:11] == [PATHS[i] for i in
-                          ("9001", "1101", "2206", "2207", "2208", "2303", "2304", "2305", "2601", "3201", "3202")]
+    assert paths[:14] == [PATHS[i] for i in ("9001", "1101", "2206", "2207", "2208", "2303", "2304", "2305", "2601",
+                                             "3201", "3202", "2201", "2204", "2301")]
     assert paths[3] == "/fsi/api/outpatientSettleService/saveSettletmentV2"
     assert paths[8] == "/fsi/api/reverseService/revsMethod"
-    assert paths[11] == CALL_SERVICE_PATH  # 2201: no path stated in the reference
+    assert paths[11] == "/fsi/api/outpatientDocInfoService/outpatientRregistration"
+    assert paths[12] == "/fsi/api/outpatientDocInfoService/outpatientFeeListUp"  # feeDtlUp names 2301 first
+    assert paths[14] == CALL_SERVICE_PATH  # no named path
+    server.requests.clear()
+    c = client(server, path_style="infno", base_url="http://gw.test/hsa/hgs", nonce=iter("abc").__next__)
+    for infno in ("1101", "2207"):
+        c.call(infno, {"data": {}})
+    assert [r.path for r in server.requests] == ["/1101", "/2207"]
+    assert [r.headers["x-tif-nonce"] for r in server.requests] == ["a", "b"]
+    with pytest.raises(ValueError, match="path_style"):
+        client(server, path_style="per_path")
     server = Server([ok()])
     client(server).call("2207", {"data": {}})
     assert server.requests[0].path == CALL_SERVICE_PATH
@@ -435,7 +446,8 @@ def test_cli_send_short_form_uses_demo_credentials(cli, tmp_path):
 def test_cli_send_full_envelope_per_path_and_options(cli, tmp_path):
     server = Server([ok()])
     envelope = fixture("2207-request-chongqing.json")
-    result = cli(server, tmp_path, envelope, "--per-path", "--base-url", "http://gw.test", "--paasid", "p2",
+    assert cli(server, tmp_path, envelope, "--path-style", "per-path").exit_code == 2
+    result = cli(server, tmp_path, envelope, "--path-style", "named", "--base-url", "http://gw.test", "--paasid", "p2",
                  "--admdvs", "500155", env={"MEDPAY_HIS_TOKEN": "t2"})
     assert cli(server, tmp_path, envelope, "--token", "t2").exit_code == 2  # no secret on a command line
     assert result.exit_code == 0, result.output

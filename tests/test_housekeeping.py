@@ -33,8 +33,9 @@ def _seed(db_url: str, tmp_path, now: datetime) -> None:
     engine = make_engine(db_url)
     with engine.begin() as conn:
         old, fresh = now - timedelta(hours=1), now
-        conn.execute(insert(GatewayNonceRow), [{"paasid": "p", "nonce": "old-nonce-1", "seen_at": old},
-                                               {"paasid": "p", "nonce": "fresh-nonce", "seen_at": fresh}])
+        conn.execute(insert(GatewayNonceRow), [
+            {"paasid": "p", "ts": int(old.timestamp()), "nonce": "old-nonce-1", "seen_at": old},
+            {"paasid": "p", "ts": int(fresh.timestamp()), "nonce": "fresh-nonce", "seen_at": fresh}])
         conn.execute(insert(EcTokenRow), [
             {"token_hash": "a" * 64, "psn_no": EMP, "fixmedins_code": H1, "business_type": "01301",
              "issued_at": now - timedelta(days=3), "expires_at": now - timedelta(days=2)},

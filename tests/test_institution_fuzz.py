@@ -5,7 +5,9 @@ from the transaction's OpenAPI example (``examples.EXAMPLES``), with real ids sw
 fee lines, a settled visit, a cancelled settlement, an admission, a discharged admission, another
 institution's visit, an uploaded file), then mutated: keys dropped, values replaced by random JSON (odd strings,
 huge and negative numbers, NaN, 3-decimal amounts, nested lists and objects, null, booleans), envelope fields
-broken. Fully random envelopes and raw byte bodies too.
+broken; each sent to one of the URLs that reach its transaction (the single endpoint, its named path, a base URL
+with the infno appended), with or without the body's infno. Fully random envelopes and raw byte bodies too, to any
+of those URLs.
 
 Properties of every answer: HTTP 200 or 401, never 5xx; the response envelope shape; ``infcode`` 0 or −2, never
 −1 (a −1 is a fault of ours: the failure shows the request and the server's trace); no traceback in the body;
@@ -46,7 +48,7 @@ from medpay.api.institution.envelope import LOCAL_TZ, STRING_FIELDS
 from medpay.api.institution.transactions import HANDLERS
 from medpay.api.platform import Platform, build_platform
 from medpay.domain.gateway_signature import canonical_body, sign_headers
-from medpay.nhsa_paths import CALL_SERVICE, PATHS
+from medpay.nhsa_paths import CALL_SERVICE, PATHS, institution_paths
 from medpay.services import demo
 from tests.conftest import _postgresql_schema_url
 
@@ -483,7 +485,8 @@ def check(world: World, path: str, body: bytes, headers: dict[str, str] | None =
     doc = r.json()
     assert isinstance(doc, dict) and RESPONSE_KEYS <= set(doc), "not the response envelope" + where
     assert doc["infcode"] in (0, -2), "infcode (−1 is a fault of ours)" + where
-    assert isinstance(doc["output"], dict), "output" + where
+    assert isinstance(doc["output"], dict) or (doc["infcode"] == 0 and isinstance(doc["output"], list)), \
+        "output (an object; 5204's rows a list)" + where
     if r.status_code == 401:
         assert doc["infcode"] == -2, "401 with infcode" + where
     if doc["infcode"] == -2:
@@ -500,10 +503,21 @@ def check(world: World, path: str, body: bytes, headers: dict[str, str] | None =
 
 
 def infno_of(env: Any, path: str) -> str:
-    """The transaction a request names (the envelope's infno, else the per-transaction path's)."""
-    by_path = {p: i for i, p in PATHS.items()}.get(path, "")
+    """The transaction a request names (the envelope's infno, else the one its URL names)."""
+    route = institution_paths().route(path)
+    by_path = route.infnos[0] if route is not None and route.infnos else ""
     value = env.get("infno") if isinstance(env, dict) else None
     return str(value).strip() if isinstance(value, (str, int)) and not isinstance(value, bool) else by_path
+
+
+def paths_for(infno: str) -> list[str]:
+    """Every URL style that reaches ``infno``: the single endpoint, its named path, a base URL + infno."""
+    return [CALL_SERVICE, *([PATHS[infno]] if infno in PATHS else []), f"{CALL_SERVICE}/{infno}",
+            f"/fsi/hsa/hgs/{infno}"]
+
+
+ANY_PATH = st.one_of(st.sampled_from([CALL_SERVICE, *sorted(PATHS.values())]),
+                     st.sampled_from(INFNOS + ["7777", "2207B"]).map(lambda i: f"{CALL_SERVICE}/{i}"))
 
 
 def send_transaction(data: st.DataObject, world: World, infno: str) -> None:
@@ -513,11 +527,9 @@ def send_transaction(data: st.DataObject, world: World, infno: str) -> None:
     input_ = mutate(data, world, input_)
     env = world.envelope(infno, input_)
     mutate_envelope(data, world, env)
-    path = CALL_SERVICE
-    if infno in PATHS and data.draw(st.booleans(), label="per-transaction path?"):
-        path = PATHS[infno]
-        if data.draw(st.booleans(), label="omit infno?"):
-            env.pop("infno", None)
+    path = data.draw(st.sampled_from(paths_for(infno)), label="URL style")
+    if path != CALL_SERVICE and data.draw(st.booleans(), label="omit infno?"):
+        env.pop("infno", None)
     headers = None
     if data.draw(st.integers(0, 7), label="SM2 body signature?") == 0:  # sent as H2, signed over the final envelope
         if env.get("fixmedins_code") == H1[0]:
@@ -560,7 +572,7 @@ def test_fuzz_random_envelopes(world: World) -> None:
             env.setdefault("fixmedins_code", H1[0])
             env.setdefault("sign_no", world.sign_no)
         env.setdefault("input", data.draw(st.one_of(json_values, json_values.map(json.dumps)), label="input"))
-        path = data.draw(st.sampled_from([CALL_SERVICE, *sorted(PATHS.values())]), label="path")
+        path = data.draw(ANY_PATH, label="path")
         headers = None
         header_fault = data.draw(st.sampled_from(["none"] * 6 + ["stale", "forged", "missing", "other paasid"]),
                                  label="header fault")
@@ -599,7 +611,7 @@ def test_fuzz_raw_bodies(world: World) -> None:
             env = world.envelope(data.draw(st.sampled_from(INFNOS), label="infno"), base_input(world, "2207"))
             full = json.dumps(env).encode()
             body = full[: data.draw(st.integers(0, 10**6), label="cut") % len(full)]
-        path = data.draw(st.sampled_from([CALL_SERVICE, *sorted(PATHS.values())]), label="path")
+        path = data.draw(ANY_PATH, label="path")
         check(world, path, body)
 
     run()

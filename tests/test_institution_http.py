@@ -82,7 +82,7 @@ def test_outpatient_flow_settle_retry_query_cancel(base: str) -> None:
     assert again == settled  # a retry returns the first answer and books nothing more
     assert balance(c) == before - Decimal(str(info["acct_pay"]))
     assert c.call("5203", {"data": {"setl_id": info["setl_id"], "psn_no": EMP.psn_no}}).output["setlinfo"]["setl_id"] == info["setl_id"]
-    assert len(c.call("5204", {"data": {"mdtrt_id": mdtrt_id, "psn_no": EMP.psn_no}}).output["feedetail"]) == 3
+    assert len(c.call("5204", {"data": {"mdtrt_id": mdtrt_id, "psn_no": EMP.psn_no}}).output) == 3
     cum = c.call("5206", {"data": {"psn_no": EMP.psn_no}}).output["cuminfo"]
     assert any(x["cum_type_code"] == "emp_otp.dedc" for x in cum)
     cancel = c.cancel_outpatient(info["setl_id"], mdtrt_id, EMP.psn_no).output["setlinfo"]
@@ -93,7 +93,7 @@ def test_outpatient_flow_settle_retry_query_cancel(base: str) -> None:
 
 
 def test_our_settlement_output_has_the_fixture_fields(base: str) -> None:
-    c = client(base, per_path=True)
+    c = client(base, path_style="named")
     mdtrt_id, _, total = open_outpatient(c, lines=((DRUG, 1, "4.52"),))
     ours = c.settle_outpatient(EMP.psn_no, mdtrt_id, "B1", total).output
     for name in ("2207-response-hebei.json", "2304-response-chongqing.json"):

@@ -98,7 +98,8 @@ def test_a_unit_of_work_opened_inside_another_does_not_wait_for_the_nonce(platfo
     from medpay.services import request_guard
     from medpay.services.unit_of_work import unit_of_work
 
-    guard = request_guard.RequestGuard(H1[3], uuid.uuid4().hex, datetime.now(timezone.utc), H1[0])
+    now = datetime.now(timezone.utc)
+    guard = request_guard.RequestGuard(H1[3], uuid.uuid4().hex, int(now.timestamp()), now, H1[0])
     with request_guard.active(guard):
         with unit_of_work(platform.factory):
             assert guard.holding

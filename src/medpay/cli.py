@@ -149,8 +149,15 @@ def serve(host: str = typer.Option("127.0.0.1", help="address to listen on"),
 
     from medpay.adapters.db import migrate
     from medpay.api import http_guard
+    from medpay.api.platform import stmt_refd_setl_flag_from_env
+    from medpay.nhsa_paths import institution_paths
 
     http_guard.settings()  # a wrong MEDPAY_*_TIMEOUT_S or MEDPAY_BODY_MIN_RATE stops here, before anything starts
+    institution_paths()  # likewise MEDPAY_INSTITUTION_BASE_PATHS
+    try:
+        stmt_refd_setl_flag_from_env()
+    except ValueError as e:
+        raise SystemExit(str(e)) from None
 
     from medpay.adapters.db.engine import session_factory
 

@@ -1,4 +1,5 @@
-"""``medpay institution …``: an institution's SM2 body-signature key, and what ID numbers may do there.
+"""``medpay institution …``: an institution's SM2 body-signature key, what ID numbers may do there, and whether its
+HIS must sign in.
 
 With a key registered, every request body the institution sends must be SM3withSM2-signed (``signtype``
 "SM2", the signature in ``cainfo``); the platform's workers see a change within 10 s. Each change is written to
@@ -13,7 +14,7 @@ from datetime import timedelta
 
 import typer
 
-institution_app = typer.Typer(help="定点医药机构 / institutions: SM2 body-signature keys, ID-number assurance",
+institution_app = typer.Typer(help="定点医药机构 / institutions: SM2 body-signature keys, ID-number assurance, sign-in",
                               no_args_is_help=True)
 sm2_app = typer.Typer(help="SM2 公钥 / the key an institution's request bodies must be signed with",
                       no_args_is_help=True)
@@ -29,20 +30,26 @@ def _fail(message: str) -> None:
     raise typer.Exit(2)
 
 
-def _run(method: str, *args, **kwargs):
-    """``InstitutionKeys.<method>`` on the database of MEDPAY_DATABASE_URL (nothing encrypted: no keyring
-    needed); a refusal names the field and exits 2."""
+def _on_database(work):
+    """``work(session_factory)`` on the database of MEDPAY_DATABASE_URL (nothing encrypted: no keyring needed); a
+    refusal names the field and exits 2."""
     from medpay.adapters.db.engine import database_url, make_engine, session_factory
     from medpay.services.errors import ServiceError
-    from medpay.services.gateway_auth import InstitutionKeys
 
     engine = make_engine(database_url())
     try:
-        return getattr(InstitutionKeys(session_factory(engine)), method)(*args, **kwargs)
+        return work(session_factory(engine))
     except ServiceError as e:
         _fail(f"{e.field}: {e.message}")
     finally:
         engine.dispose()
+
+
+def _run(method: str, *args, **kwargs):
+    """``InstitutionKeys.<method>`` on the database."""
+    from medpay.services.gateway_auth import InstitutionKeys
+
+    return _on_database(lambda factory: getattr(InstitutionKeys(factory), method)(*args, **kwargs))
 
 
 def _operator(name: str | None) -> str:
@@ -97,15 +104,33 @@ def assurance(fixmedins_code: str = CODE,
               operator: str = OPERATOR) -> None:
     """What an ID-card (02) or social-security card (03) number may do at the institution without a card read;
     an e-certificate, or a social-security card whose card_sn matches, works whatever the setting. Audited."""
-    from medpay.adapters.db.engine import database_url, make_engine, session_factory
-    from medpay.services.directory import set_id_assurance
-    from medpay.services.errors import ServiceError
+    _set("id_assurance", fixmedins_code, level, operator)
 
-    engine = make_engine(database_url())
-    try:
-        value = set_id_assurance(session_factory(engine), fixmedins_code, level, _operator(operator))
-    except ServiceError as e:
-        _fail(f"{e.field}: {e.message}")
-    finally:
-        engine.dispose()
-    typer.echo(json.dumps({"fixmedins_code": fixmedins_code, "id_assurance": value}))
+
+@institution_app.command("sign-in")
+def sign_in(fixmedins_code: str = CODE,
+            mode: str = typer.Argument(..., help="required: every request but 9001/9002 carries the sign_no of an open "
+                                                 "9001 sign-in; optional: a request may send sign_no \"\" (a sign_no "
+                                                 "that is given is checked either way)"),
+            operator: str = OPERATOR) -> None:
+    """Whether the institution's HIS must sign in (9001) before other transactions. Audited; the platform's
+    workers see a change within 10 s."""
+    _set("sign_in", fixmedins_code, mode, operator)
+
+
+@institution_app.command("fee-query-shape")
+def fee_query_shape(fixmedins_code: str = CODE,
+                    shape: str = typer.Argument(..., help="rows: 5204's output is the list of fee rows (what HIS "
+                                                          "clients read); object: {\"feedetail\": rows}"),
+                    operator: str = OPERATOR) -> None:
+    """What 5204 (fee detail query) answers the institution's HIS. Audited."""
+    _set("fee_query_shape", fixmedins_code, shape, operator)
+
+
+def _set(column: str, fixmedins_code: str, value: str, operator: str | None) -> None:
+    """One interface setting (``medpay.services.directory.INTERFACE_SETTINGS``), printed as JSON."""
+    from medpay.services.directory import set_institution_setting
+
+    result = _on_database(lambda factory: set_institution_setting(factory, fixmedins_code, column, value,
+                                                                  _operator(operator)))
+    typer.echo(json.dumps({"fixmedins_code": fixmedins_code, column: result}))

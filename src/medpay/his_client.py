@@ -63,6 +63,7 @@ log = logging.getLogger("medpay.his_client")
 
 # one table of paths for client and server
 CALL_SERVICE_PATH = CALL_SERVICE
+PATH_STYLES = ("call_service", "named", "infno")
 
 # 2601 may reverse only these (reference §2, OH comment)
 REVERSIBLE = frozenset({"2207", "2208", "2304", "2305", "2401"})
@@ -89,11 +90,12 @@ _NAME_FIELDS = frozenset({"psn_name", "userName"})
 
 @dataclass(frozen=True)
 class Response:
-    """A response envelope. ``infcode`` is an int even when the server sent ``"0"``."""
+    """A response envelope. ``infcode`` is an int even when the server sent ``"0"``. ``output`` is an object, or a
+    list where the transaction answers one (5204)."""
 
     infcode: int
     err_msg: Optional[str]
-    output: dict[str, Any]
+    output: Any
     inf_refmsgid: Optional[str]
     raw: dict[str, Any]
     msgid: str = ""  # the request's msgid
@@ -327,8 +329,11 @@ class HisClient:
 
     ``clock`` (returning a ``datetime``; naive = local time) drives ``msgid``, ``inf_time`` and
     ``x-tif-timestamp`` — tests use it to forge stale requests. ``transport`` carries the requests
-    (``medpay.his_transport``: by default HTTP to ``base_url``; tests pass a scripted one). ``per_path`` posts to :data:`PATHS` where the reference names a
-    path, else to ``callService``. With ``sm2_private_key`` (hex) every envelope is signed SM3withSM2: ``signtype``
+    (``medpay.his_transport``: by default HTTP to ``base_url``; tests pass a scripted one). ``path_style``: where
+    each transaction is posted under ``base_url`` — ``call_service`` (the single endpoint), ``named`` (the
+    transaction's named path in :data:`PATHS`, else the single endpoint) or ``infno`` (``base_url`` + ``/`` + infno,
+    as many HIS do with a base such as ``…/callService`` or ``…/hsa/hgs``). ``nonce``: makes each request's
+    ``x-tif-nonce`` (default 32 hex digits; real HIS send as few as one digit). With ``sm2_private_key`` (hex) every envelope is signed SM3withSM2: ``signtype``
     "SM2" and the signature of ``canonical_body`` in ``cainfo``, for institutions that registered the public key.
     ``msgid_lane=(k, n)``: this process is lane k of n processes of the hospital (see :meth:`next_msgid`).
     """
@@ -336,10 +341,10 @@ class HisClient:
     def __init__(self, base_url: str, fixmedins_code: str, fixmedins_name: str, paasid: str, token: str, *,
                  mdtrtarea_admvs: str, opter: str = "hisdemo", opter_name: str = "HIS", opter_type: str = "1",
                  timeout: float = 10.0, retries: int = 3, transport: Optional[Transport] = None,
-                 clock: Optional[Callable[[], datetime]] = None, per_path: bool = False,
+                 clock: Optional[Callable[[], datetime]] = None, path_style: str = "call_service",
                  backoff: float = 0.2, signtype: str = "", infver: str = "V1.0", dev_no: str = "",
                  dev_safe_info: str = "", cainfo: str = "", sign_no: str = "", sm2_private_key: str = "",
-                 msgid_lane: tuple[int, int] = (0, 1)):
+                 msgid_lane: tuple[int, int] = (0, 1), nonce: Optional[Callable[[], str]] = None):
         self.base_url = base_url
         self.fixmedins_code = fixmedins_code
         self.fixmedins_name = fixmedins_name
@@ -349,7 +354,10 @@ class HisClient:
         self.opter, self.opter_name, self.opter_type = opter, opter_name, opter_type
         self.retries = max(0, int(retries))
         self.backoff = backoff
-        self.per_path = per_path
+        if path_style not in PATH_STYLES:
+            raise ValueError(f"path_style must be one of {', '.join(PATH_STYLES)}, got {path_style!r}")
+        self.path_style = path_style
+        self._nonce = nonce or (lambda: uuid.uuid4().hex)
         self.signtype, self.infver, self.cainfo = ("SM2" if sm2_private_key else signtype), infver, cainfo
         self._sm2_key = sm2_private_key
         self.dev_no, self.dev_safe_info = dev_no, dev_safe_info
@@ -416,7 +424,9 @@ class HisClient:
         }
 
     def path_for(self, infno: str) -> str:
-        return PATHS.get(str(infno), CALL_SERVICE_PATH) if self.per_path else CALL_SERVICE_PATH
+        if self.path_style == "named":
+            return PATHS.get(str(infno), CALL_SERVICE_PATH)
+        return f"/{infno}" if self.path_style == "infno" else CALL_SERVICE_PATH
 
     # -- sending
     def call(self, infno: str, input: Mapping[str, Any], *, insuplc_admdvs: str = "", msgid: Optional[str] = None,
@@ -442,7 +452,7 @@ class HisClient:
 
         def headers() -> dict[str, str]:  # signed afresh for every attempt on the wire: a nonce is used once
             return {"content-type": "application/json; charset=utf-8",
-                    **gateway_headers(self.paasid, self._token, int(self.clock().timestamp()), uuid.uuid4().hex)}
+                    **gateway_headers(self.paasid, self._token, int(self.clock().timestamp()), self._nonce())}
 
         attempts = 1 + self.retries
         last_problem, last_status, last_response = "no attempt", None, None
@@ -489,7 +499,7 @@ class HisClient:
         except (ValueError, UnicodeDecodeError):
             return None
         output = raw.get("output")
-        resp = Response(infcode, raw.get("err_msg"), output if isinstance(output, dict) else {},
+        resp = Response(infcode, raw.get("err_msg"), output if isinstance(output, (dict, list)) else {},
                         raw.get("inf_refmsgid"), raw, msgid, infno, http.status, attempt)
         log.info("his %s msgid %s → HTTP %d infcode %d%s", infno, msgid, http.status, infcode,
                  f" {resp.err_msg}" if infcode else "")

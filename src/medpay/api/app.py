@@ -81,7 +81,7 @@ def create_app(platform: Platform | None = None, *, housekeeping_every_s: float 
     app.state.platform = platform or build_platform()
     errors.install(app)
     app.add_middleware(HttpGuard)  # body limits and timeouts, JSON depth: see api/http_guard.py
-    app.include_router(institution.router)
+    institution.install(app)
     app.include_router(terminal.router)
     app.include_router(payments.terminal_router)
     app.include_router(mobile.router)

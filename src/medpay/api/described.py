@@ -21,7 +21,7 @@ _ED25519 = "Ed25519 signature of METHOD\\npath\\ntimestamp\\nnonce\\nsha256hex(b
 SCHEMES: dict[str, str] = {
     "x-tif-paasid": f"{_TIF}: the institution's gateway id",
     "x-tif-timestamp": f"{_TIF}: unix seconds, ±300 s of server time",
-    "x-tif-nonce": f"{_TIF}: used once",
+    "x-tif-nonce": f"{_TIF}: 1–64 printable characters; a (timestamp, nonce) pair is accepted once",
     "x-tif-signature": f"{_TIF}: hex SHA256(timestamp + token + nonce + timestamp)",
     "X-Terminal-Id": "the registered terminal's id (`medpay ecert terminal-register`)",
     "X-Ecert-Id": "the e-certificate whose device key signs the request",

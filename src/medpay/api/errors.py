@@ -1,6 +1,6 @@
 """One error shape per door, and no traceback ever leaves the process.
 
-- the institution interface (``/fsi/…``): the NHSA response envelope, ``infcode`` −2 (−1 for a fault of ours)
+- the institution interface (``/fsi/…`` and the other paths ``nhsa_paths`` resolves): the NHSA response envelope, ``infcode`` −2 (−1 for a fault of ours)
   with ``err_msg`` = ``"<field>: <why>"``;
 - the terminal's ``ec.query`` (``/api/v1/terminal/ec/query``): the e-certificate envelope
   ``{orgId, code, message, data}`` (``api/terminal.py``);
@@ -23,11 +23,11 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from medpay.nhsa_paths import institution_paths
 from medpay.services.errors import ServiceError
 
 log = logging.getLogger("medpay.api")
 
-INSTITUTION_PREFIX = "/fsi/"
 EC_QUERY_PATH = "/api/v1/terminal/ec/query"
 
 
@@ -47,7 +47,7 @@ def error_response(status: int, code: str, field: str, message: str) -> JSONResp
 
 def door_of(path: str) -> str:
     """"institution", "ec_query" or "rest": whose error shape answers a request for ``path``."""
-    if path.startswith(INSTITUTION_PREFIX) or path == INSTITUTION_PREFIX[:-1]:
+    if institution_paths().is_institution(path):
         return "institution"
     if path == EC_QUERY_PATH:
         return "ec_query"

@@ -7,7 +7,7 @@ error shape (``api/errors.door_error``) with ``Connection: close``, so nothing m
 
 | door | limit |
 |---|---|
-| institution interface ``/fsi/…`` | 32 MiB (a 9101 upload: a 20 MiB zip, base64-encoded, in a JSON envelope) |
+| institution interface (``/fsi/…``, ``nhsa_paths``) | 32 MiB (a 9101 upload: a 20 MiB zip, base64-encoded, in a JSON envelope) |
 | terminal ``ec/query``, mobile ``bills/preview`` | 9 MiB as multipart/form-data (a photo), else 64 KiB |
 | other terminal, mobile and partner endpoints; unknown ``/api/`` paths | 64 KiB |
 | admin ``/api/v1/admin/…`` | 1 MiB |
@@ -49,7 +49,7 @@ from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from medpay.api.errors import INSTITUTION_PREFIX, door_error, door_of
+from medpay.api.errors import door_error, door_of
 from medpay.api.uploads import MAX_BODY_BYTES as PHOTO_BODY_BYTES
 
 log = logging.getLogger("medpay.http")
@@ -70,7 +70,7 @@ def body_limit(method: str, path: str, content_type: str = "") -> int:
     """The most bytes of body a request may carry (see the table in the module's docstring)."""
     if method in NO_BODY_METHODS:
         return 0
-    if path.startswith(INSTITUTION_PREFIX):
+    if door_of(path) == "institution":
         return INSTITUTION_BODY_BYTES
     if path in PHOTO_PATHS:
         return PHOTO_BODY_BYTES if content_type.lower().startswith("multipart/") else SMALL_BODY_BYTES

@@ -1,6 +1,6 @@
 """Mobile door (医保App): activate an e-certificate on a device, fetch the dynamic QR code.
 
-Activation takes two steps (``services.activation``): ``POST /ecert/activate`` checks the ID number and texts a
+Activation takes two steps (``services.qr.activation``): ``POST /ecert/activate`` checks the ID number and texts a
 code to the phone on the insured person's record; ``POST /ecert/activate/confirm`` brings the code (or a counter
 code a staff member handed over) with the device's Ed25519 public key, the request signed by that key.
 

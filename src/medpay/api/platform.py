@@ -42,6 +42,7 @@ class Platform:
     ecert_code_ttl_s: int = MAX_TTL_S  # how long a dynamic QR code lives (MEDPAY_ECERT_CODE_TTL_S, 1–60)
     sms: SmsSender | None = None  # None when no SMS service is configured (activation at a counter only)
     sms_daily_limit: int = DAILY_STARTS  # activation codes texted to one person a day (MEDPAY_SMS_DAILY_LIMIT)
+    stmt_refd_setl_flag: str = "1"  # what a 3201 without refd_setl_flag means (MEDPAY_STMT_REFD_SETL_FLAG)
 
 
 def build_platform(url: str | None = None, policies: list[Policy] | None = None,
@@ -65,7 +66,8 @@ def build_platform(url: str | None = None, policies: list[Policy] | None = None,
                              "could not be checked; set the secret the gateway signs them with")
     return Platform(engine, factory, policies, cipher, settlement, PersonService(factory, cipher),
                     SignInService(factory), GatewayAuth(factory, cipher), one_scan, secret, code_ttl_from_env(),
-                    sms_from_env(), whole_number_from_env("MEDPAY_SMS_DAILY_LIMIT", DAILY_STARTS, 1, 1000))
+                    sms_from_env(), whole_number_from_env("MEDPAY_SMS_DAILY_LIMIT", DAILY_STARTS, 1, 1000),
+                    stmt_refd_setl_flag_from_env())
 
 
 def sms_from_env() -> SmsSender | None:
@@ -96,3 +98,12 @@ def code_ttl_from_env() -> int:
     return int(text)
 
 
+
+
+def stmt_refd_setl_flag_from_env() -> str:
+    """MEDPAY_STMT_REFD_SETL_FLAG: the refd_setl_flag of a 3201 that sends none (a province whose specification has
+    no such field): "1" compares every settlement record, cancellations included (net), "0" settlements only."""
+    text = os.environ.get("MEDPAY_STMT_REFD_SETL_FLAG", "").strip() or "1"
+    if text not in ("0", "1"):
+        raise ValueError(f"MEDPAY_STMT_REFD_SETL_FLAG must be 0 or 1, got {text!r}")
+    return text

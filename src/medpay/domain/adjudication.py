@@ -81,7 +81,7 @@ class SetlDetail:
     fund_pay_type: str
     fund_pay_type_name: str
     inscp_scp_amt: int
-    crt_payb_lmt_amt: int | None
+    crt_payb_lmt_amt: int  # 本次可支付限额 (required): a capped tier's room, an uncapped tier's payment, the balance of the accounts that paid
     fund_payamt: int
     setl_proc_info: str
 
@@ -345,12 +345,14 @@ def adjudicate(
         year_d[ADMISSIONS_KEY] = 1
 
     details = [
-        SetlDetail(t.fund_pay_type, t.fund_pay_type_name, bill.inscp_scp_amt, t.crt_payb_lmt_amt, t.fund_payamt,
-                   t.proc_info)
+        SetlDetail(t.fund_pay_type, t.fund_pay_type_name, bill.inscp_scp_amt,
+                   t.fund_payamt if t.crt_payb_lmt_amt is None else t.crt_payb_lmt_amt, t.fund_payamt, t.proc_info)
         for t in tiers if t.fund_payamt
     ]
     if acct_pay:
-        details.append(SetlDetail(ACCOUNT_FUND_PAY_TYPE, ACCOUNT_FUND_NAME, bill.inscp_scp_amt, None, acct_pay,
+        paying = {p.psn_no for p in payments}
+        balances = sum(max(0, a.balance) for a in accounts if a.psn_no in paying)
+        details.append(SetlDetail(ACCOUNT_FUND_PAY_TYPE, ACCOUNT_FUND_NAME, bill.inscp_scp_amt, balances, acct_pay,
                                   "个人账户支付" + (f"，其中共济{format_yuan(amounts['acct_mulaid_pay'])}" if amounts["acct_mulaid_pay"] else "")))
     return Adjudication(
         policy_id=policy.policy_id, bill=bill, tiers=tiers, amounts=amounts,

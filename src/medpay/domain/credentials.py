@@ -19,24 +19,19 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import Enum
 
+from medpay.domain.interface_settings import Setting
+
 E_CERTIFICATE, ID_CARD, SOCIAL_SECURITY_CARD = "01", "02", "03"
 CERT_TYPES = {E_CERTIFICATE: "医保电子凭证", ID_CARD: "居民身份证", SOCIAL_SECURITY_CARD: "社会保障卡"}
 TOKEN_TTL = timedelta(minutes=30)  # from the scan until the token opens or settles a visit
 
 
-class Assurance(str, Enum):
+class Assurance(Setting):
     """What a 02/03 number without a card read may do at an institution (``institutions.id_assurance``)."""
 
     COUNTER = "counter"  # identify, open visits and settle: the window checks the card or ID by sight
     LOOKUP = "lookup"  # identify (1101) only; a visit needs an e-certificate, a face check or a card read
     CARD = "card"  # nothing: every use needs a card read (03 with card_sn) or an e-certificate
-
-    @classmethod
-    def parse(cls, value: str, field: str = "id_assurance") -> "Assurance":
-        try:
-            return cls(value)
-        except ValueError:
-            raise ValueError(f"{field}: must be one of {', '.join(a.value for a in cls)}; got {value!r}") from None
 
 
 class Use(str, Enum):

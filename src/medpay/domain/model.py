@@ -11,6 +11,8 @@ from datetime import date
 from decimal import Decimal
 from enum import Enum
 
+from medpay.nhsa_dictionaries import DICTIONARIES
+
 
 class ChrgitmLv(str, Enum):
     """收费项目等级."""
@@ -33,6 +35,7 @@ class Institution:
     admdvs: str
     level: str  # "1" | "2" | "3" (一级/二级/三级); "0" for unrated clinics and pharmacies
     id_assurance: str = "counter"  # what a 02/03 number without a card read may do here (domain.credentials)
+    fee_query_shape: str = "rows"  # 5204's output (domain.interface_settings.FeeQueryShape)
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,18 @@ class CatalogItem:
     med_chrgitm_type: str = ""  # 医疗收费项目类别, e.g. "09" 西药费; policies may set 乙类 ratios per category
     pric_uplmt_amt: int | None = None  # price upper limit per unit, fen; None = no limit
     selfpay_prop: Decimal | None = None  # 乙类 first self-pay ratio of this item; None = policy default
+    list_type: str = ""  # 目录类别 (LIST_TYPES): 101 西药中成药, 102 中药饮片, 201 医疗服务项目, 301 医用耗材
+
+
+# 目录类别 by 医疗收费项目类别, for a catalog item whose list type is not given: 09 西药 / 11 中成药 → 101, 10 中药饮片 →
+# 102, 08 卫材 → 301, any other charge type (bed, examination, test, treatment, operation, …) → 201 (both dictionaries:
+# medpay/nhsa_dictionaries.toml, LIST_TYPE and MED_CHRGITM_TYPE).
+LIST_TYPES = DICTIONARIES["LIST_TYPE"].labels()
+_LIST_TYPE_BY_CHRGITM = {"09": "101", "11": "101", "10": "102", "08": "301"}
+
+
+def list_type_of(med_chrgitm_type: str) -> str:
+    return _LIST_TYPE_BY_CHRGITM.get(med_chrgitm_type, "201")
 
 
 @dataclass(frozen=True)

@@ -18,8 +18,9 @@ from medpay.adapters.db.base import utcnow
 from medpay.adapters.sms.port import valid_phone
 from medpay.adapters.db.tables import CatalogItemRow, FamilyLinkRow, InstitutionRow, PersonRow, RegionRow
 from medpay.domain.credentials import Assurance
+from medpay.domain.interface_settings import FeeQueryShape, Setting, SignIn
 from medpay.domain.ledger import Transfer
-from medpay.domain.model import ChrgitmLv
+from medpay.domain.model import LIST_TYPES, ChrgitmLv, list_type_of
 from medpay.domain.posting import account_source, personal_account
 from medpay.services import audit
 from medpay.services.errors import Invalid, NotFound
@@ -160,20 +161,25 @@ class Directory:
                 existing.relation, existing.priority, existing.active = relation, priority, True
 
     def add_catalog_item(self, code: str, name: str, chrgitm_lv: str, med_chrgitm_type: str = "",
-                         pric_uplmt_amt: int | None = None, selfpay_prop: str | None = None) -> None:
+                         pric_uplmt_amt: int | None = None, selfpay_prop: str | None = None,
+                         list_type: str | None = None) -> None:
+        """``list_type`` (目录类别): by default the one ``med_chrgitm_type`` implies (``list_type_of``)."""
         try:
             ChrgitmLv(chrgitm_lv)
         except ValueError:
             raise Invalid("chrgitm_lv", f"must be 01, 02 or 03; got {chrgitm_lv!r}") from None
         if selfpay_prop is not None and not (0 <= Decimal(selfpay_prop) <= 1):
             raise Invalid("selfpay_prop", "must be between 0 and 1")
+        list_type = list_type_of(med_chrgitm_type) if list_type is None else list_type
+        if list_type not in LIST_TYPES:
+            raise Invalid("list_type", f"must be one of {', '.join(LIST_TYPES)}; got {list_type!r}")
         with unit_of_work(self.factory) as uow:
             row = uow.session.get(CatalogItemRow, code)
             if row is None:
                 row = CatalogItemRow(med_list_codg=code)
                 uow.session.add(row)
             row.name, row.chrgitm_lv, row.med_chrgitm_type = name, chrgitm_lv, med_chrgitm_type
-            row.pric_uplmt_amt, row.selfpay_prop = pric_uplmt_amt, selfpay_prop
+            row.pric_uplmt_amt, row.selfpay_prop, row.list_type = pric_uplmt_amt, selfpay_prop, list_type
 
     def top_up(self, psn_no: str, amount: int, ref: str) -> None:
         """Credit a personal account (the yearly contribution transfer); idempotent by ``ref``."""
@@ -190,20 +196,37 @@ class Directory:
                                                   amount=amount, code="topup", ref=ref)])
 
 
-def set_id_assurance(factory: sessionmaker[Session], code: str, value: str, operator: str) -> str:
-    """What a 02/03 number without a card read may do at this institution (``domain.credentials.Assurance``):
-    ``counter``, ``lookup`` or ``card``. Seeding leaves it alone; a change is audited as ``operator``'s. Nothing
-    encrypted is touched, so no keyring is needed."""
+# An institution's interface settings: column → (its values, the audit log's action)
+INTERFACE_SETTINGS: dict[str, tuple[type[Setting], str]] = {
+    "id_assurance": (Assurance, "institution.assurance"),  # what a 02/03 number without a card read may do
+    "sign_in": (SignIn, "institution.sign_in"),  # must requests carry an open 9001 sign-in
+    "fee_query_shape": (FeeQueryShape, "institution.fee_query_shape"),  # 5204's output
+}
+
+
+def set_institution_setting(factory: sessionmaker[Session], code: str, column: str, value: str,
+                            operator: str) -> str:
+    """Set one of ``INTERFACE_SETTINGS`` (see ``domain.interface_settings``); a change is audited as
+    ``operator``'s, a repeat is not. Seeding leaves them alone; nothing encrypted is touched, so no keyring is
+    needed. The platform's workers see ``sign_in`` within the gateway's 10 s cache, the others at once."""
+    values, action = INTERFACE_SETTINGS[column]
     try:
-        assurance = Assurance.parse(value.strip() if isinstance(value, str) else value)
+        parsed = values.parse(value, column)
     except ValueError as e:
-        raise Invalid("id_assurance", str(e).split(": ", 1)[1]) from None
+        raise Invalid(column, str(e).split(": ", 1)[1]) from None
+    return _set_setting(factory, code, column, parsed.value, action, operator)
+
+
+def _set_setting(factory: sessionmaker[Session], code: str, column: str, value: str, action: str,
+                 operator: str) -> str:
+    """Set one interface setting of an institution; a change (not a repeat) is written to the audit log."""
     with unit_of_work(factory) as uow:
         row = uow.session.get(InstitutionRow, code)
         if row is None:
             raise NotFound("fixmedins_code", f"unknown institution {code!r}")
-        if row.id_assurance != assurance.value:
-            audit.record(uow.session, actor_kind="operator", actor=operator, action="institution.assurance",
-                         psn_no="", fields=(), at=utcnow(), ref=f"{code}:{row.id_assurance}->{assurance.value}")
-            row.id_assurance = assurance.value
-    return assurance.value
+        before = getattr(row, column)
+        if before != value:
+            audit.record(uow.session, actor_kind="operator", actor=operator, action=action,
+                         psn_no="", fields=(), at=utcnow(), ref=f"{code}:{before}->{value}")
+            setattr(row, column, value)
+    return value

@@ -9,13 +9,15 @@ raises ``AuthError`` naming the header at fault (the HTTP layer answers 401). Ch
 4. ``x-tif-signature`` equals SHA256(timestamp + token + nonce + timestamp), compared in constant time
    (lower- or uppercase hex).
 
-Tokens are kept decrypted in memory for ``token_ttl_s`` (10 s): checking a signature costs no database
-read. A signature that fails against a cached token is checked once more against a fresh read, so a new
+Tokens are kept decrypted in memory for ``token_ttl_s`` (10 s), with the institution's sign-in setting:
+checking a signature costs no database read. A signature that fails against a cached token is checked once more against a fresh read, so a new
 token works at once; a withdrawn one stops working within the TTL on every worker.
 
-5. The nonce must not have been accepted before for this paasid. It is inserted into ``gateway_nonces`` by
-   the request's first transaction (``medpay.services.request_guard``), so replay protection costs no
-   transaction of its own; a conflict on the primary key means a replay. Every request that passed 1–4
+5. The (timestamp, nonce) pair must not have been accepted before for this paasid. Both are signed, so a
+   replay carries both unchanged, and a short nonce (real clients send 1–10 digits or 6 letters) collides
+   only with one of the same second. It is inserted into ``gateway_nonces`` by the request's first transaction
+   (``medpay.services.request_guard``), so replay protection costs no transaction of its own; a conflict on the
+   primary key means a replay. Every request that passed 1–4
    writes its nonce, answered or refused. ``verify(headers)`` does 1–5 in one call (its own transaction),
    for callers without a request guard.
 
@@ -53,6 +55,7 @@ from medpay.adapters.db.base import utcnow
 from medpay.adapters.db.gateway_tables import GatewayNonceRow, InstitutionKeyRow
 from medpay.adapters.db.tables import InstitutionRow
 from medpay.adapters.sm2 import normalize_public_key, verify_sm2
+from medpay.domain.interface_settings import SignIn
 from medpay.domain.gateway_signature import (
     HEADER_NONCE,
     HEADER_PAASID,
@@ -76,19 +79,21 @@ __all__ = ["AuthError", "Credential", "GatewayAuth", "InstitutionKeys", "Sm2Keys
 
 TOKEN_COLUMN = "inst_token"  # associated data of the encrypted gateway token
 MAX_ID_LENGTH = 64  # paasid and nonce columns
-MIN_NONCE_LENGTH = 8
+MIN_NONCE_LENGTH = 1  # the gateway's rule is "a random string not repeated": no length is set anywhere
 MAX_TIMESTAMP_DIGITS = 12
 MAX_SM2_GRACE = timedelta(days=30)  # how long a rotated-out SM2 key may still be accepted, at most
 
 
 @dataclass(frozen=True)
 class Credential:
-    """Who signed a request, and the nonce it must use up."""
+    """Who signed a request, the (timestamp, nonce) it must use up, and whether the institution must sign in."""
 
     fixmedins_code: str
     paasid: str
     nonce: str
     seen_at: datetime
+    timestamp: int  # x-tif-timestamp, unix seconds as signed
+    sign_in_required: bool = True  # institutions.sign_in: a request without sign_no passes when "optional"
 
 
 @dataclass(frozen=True)
@@ -111,6 +116,7 @@ class _Institution:
     paasid: str | None
     token: str | None
     sm2: Sm2Keys | None
+    sign_in_required: bool
     read_at: float
 
 
@@ -150,7 +156,7 @@ class GatewayAuth:
             raise AuthError(HEADER_NONCE, "missing header")
         if not (MIN_NONCE_LENGTH <= len(nonce) <= MAX_ID_LENGTH) or not printable(nonce):
             raise AuthError(HEADER_NONCE, f"must be {MIN_NONCE_LENGTH} to {MAX_ID_LENGTH} printable ASCII "
-                                          "characters (a GUID)")
+                                          "characters")
         if not signature:
             raise AuthError(HEADER_SIGNATURE, "missing header")
         if len(signature) != 64 or not all(c in "0123456789abcdefABCDEF" for c in signature):
@@ -163,48 +169,49 @@ class GatewayAuth:
 
         given = signature.lower().encode("ascii")
         try:
-            code, token, fresh = self._token(paasid, reload=False)
+            entry, fresh = self._token(paasid, reload=False)
         except AuthError:
             # an unknown paasid is refused exactly like a wrong signature, so paasids can't be probed; the log
             # tells an operator which it was (a paasid is no secret and no personal data)
             hmac.compare_digest(compute_signature(ts_text, "", nonce).encode("ascii"), given)
             log.info("gateway signature refused: unknown x-tif-paasid %r", paasid)
             raise AuthError(HEADER_SIGNATURE, "signature does not match") from None
-        if not hmac.compare_digest(compute_signature(ts_text, token, nonce).encode("ascii"), given):
+        if not hmac.compare_digest(compute_signature(ts_text, entry.token, nonce).encode("ascii"), given):
             if fresh:
                 raise AuthError(HEADER_SIGNATURE, "signature does not match")
-            code, token, _fresh = self._token(paasid, reload=True)  # the token may have just changed
-            if not hmac.compare_digest(compute_signature(ts_text, token, nonce).encode("ascii"), given):
+            entry, _fresh = self._token(paasid, reload=True)  # the token may have just changed
+            if not hmac.compare_digest(compute_signature(ts_text, entry.token, nonce).encode("ascii"), given):
                 raise AuthError(HEADER_SIGNATURE, "signature does not match")
-        return Credential(code, paasid, nonce, now)
+        return Credential(entry.fixmedins_code, paasid, nonce, now, int(ts_text), entry.sign_in_required)
 
     def verify(self, headers: Mapping[str, str]) -> str:
         """Checks 1–5 in a transaction of its own: the fixmedins_code of the institution that signed these
         headers; AuthError otherwise."""
         cred = self.authenticate(headers)
         with unit_of_work(self.factory) as uow:
-            if not record_nonce(uow.conn, cred.paasid, cred.nonce, cred.seen_at):
+            if not record_nonce(uow.conn, cred.paasid, cred.nonce, cred.timestamp, cred.seen_at):
                 raise AuthError(HEADER_NONCE, "nonce already used: replayed request refused")
         return cred.fixmedins_code
 
-    def _token(self, paasid: str, *, reload: bool) -> tuple[str, str, bool]:
-        """(fixmedins_code, token, read just now) for ``paasid``, from the cache unless stale or ``reload``."""
+    def _token(self, paasid: str, *, reload: bool) -> tuple[_Institution, bool]:
+        """(the institution of ``paasid``, with its token; read just now?): from the cache unless stale or
+        ``reload``."""
         cached = self._tokens.get(paasid)
         if cached is not None and not reload and self.monotonic() - cached.read_at < self.token_ttl_s:
-            return cached.fixmedins_code, cached.token, False  # type: ignore[return-value]  (cached with a token)
+            return cached, False
         entry = self._read(InstitutionRow.paasid == paasid)
         if entry is None or entry.token is None:
             with self._tokens_lock:
                 self._tokens.pop(paasid, None)
             raise AuthError(HEADER_PAASID, "unknown paasid")
-        return entry.fixmedins_code, entry.token, True
+        return entry, True
 
     def _read(self, where: ColumnElement[bool]) -> _Institution | None:
         """The institution ``where`` selects, with its token and SM2 keys (one read), cached; None if none."""
         with self.factory() as session:
             row = session.execute(
                 select(InstitutionRow.fixmedins_code, InstitutionRow.paasid, InstitutionRow.token_enc,
-                       InstitutionKeyRow.sm2_public_key, InstitutionKeyRow.previous_sm2_public_key,
+                       InstitutionRow.sign_in, InstitutionKeyRow.sm2_public_key, InstitutionKeyRow.previous_sm2_public_key,
                        InstitutionKeyRow.previous_valid_until)
                 .outerjoin(InstitutionKeyRow, InstitutionKeyRow.fixmedins_code == InstitutionRow.fixmedins_code)
                 .where(where)
@@ -214,7 +221,8 @@ class GatewayAuth:
         token = self.cipher.decrypt(row.token_enc, TOKEN_COLUMN) if row.token_enc else None
         sm2 = (Sm2Keys(row.sm2_public_key, row.previous_sm2_public_key, row.previous_valid_until)
                if row.sm2_public_key else None)
-        entry = _Institution(row.fixmedins_code, row.paasid, token, sm2, self.monotonic())
+        entry = _Institution(row.fixmedins_code, row.paasid, token, sm2, row.sign_in != SignIn.OPTIONAL.value,
+                             self.monotonic())
         with self._tokens_lock:
             self._by_code[entry.fixmedins_code] = entry
             if entry.paasid is not None and token is not None:

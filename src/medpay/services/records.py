@@ -33,7 +33,7 @@ from medpay.adapters.db.tables import (
     VisitRow,
 )
 from medpay.domain.model import Accumulators, CatalogItem, ChrgitmLv, Institution, Person
-from medpay.services.errors import NotFound
+from medpay.services.errors import Forbidden, NotFound
 
 Db = Connection | Session
 
@@ -70,7 +70,8 @@ def institution(db: Db, code: str, field: str = "fixmedins_code") -> Institution
     row = db.execute(_INSTITUTION, {"code": code}).one_or_none()
     if row is None:
         raise NotFound(field, f"unknown institution {code!r}")
-    return Institution(row.fixmedins_code, row.fixmedins_name, row.admdvs, row.level, row.id_assurance)
+    return Institution(row.fixmedins_code, row.fixmedins_name, row.admdvs, row.level, row.id_assurance,
+                       row.fee_query_shape)
 
 
 def person_row(db: Db, psn_no: str, *, lock: bool = False, field: str = "psn_no") -> Row:
@@ -98,6 +99,14 @@ def presented_since(db: Db, fixmedins_code: str, psn_no: str, since: datetime) -
     return db.execute(_PRESENTED, {"code": fixmedins_code, "psn_no": psn_no, "since": since}).first() is not None
 
 
+def presented_person(db: Db, fixmedins_code: str, psn_no: str, since: datetime | None, field: str = "psn_no") -> Row:
+    """The person, if they showed this institution a credential since ``since`` (None: no tenancy check)."""
+    row = person_row(db, psn_no, field=field)
+    if since is not None and not presented_since(db, fixmedins_code, psn_no, since):
+        raise Forbidden(field, "this person has not presented a credential here (1101 first)")
+    return row
+
+
 _FAMILY_PAYERS = (select(family_links).where(and_(family_links.c.beneficiary_psn_no == bindparam("psn_no"),
                                                   family_links.c.active.is_(True)))
                   .order_by(family_links.c.priority, family_links.c.payer_psn_no))
@@ -117,6 +126,7 @@ def catalog_item(row: Any) -> CatalogItem:
         med_list_codg=row.med_list_codg, name=row.name, chrgitm_lv=ChrgitmLv(row.chrgitm_lv),
         med_chrgitm_type=row.med_chrgitm_type, pric_uplmt_amt=row.pric_uplmt_amt,
         selfpay_prop=Decimal(row.selfpay_prop) if row.selfpay_prop is not None else None,
+        list_type=row.list_type,
     )
 
 
@@ -229,11 +239,13 @@ _ACTIVE_LINE_SNS = select(fee_lines.c.feedetl_sn).where(and_(fee_lines.c.mdtrt_i
 _UNSETTLED_LINES = (select(fee_lines.c.id, fee_lines.c.feedetl_sn, fee_lines.c.med_list_codg, fee_lines.c.cnt,
                            fee_lines.c.pric, fee_lines.c.det_item_fee_sumamt, catalog_items.c.name,
                            catalog_items.c.chrgitm_lv, catalog_items.c.med_chrgitm_type, catalog_items.c.pric_uplmt_amt,
-                           catalog_items.c.selfpay_prop)
+                           catalog_items.c.selfpay_prop, catalog_items.c.list_type)
                     .join(catalog_items, catalog_items.c.med_list_codg == fee_lines.c.med_list_codg)
                     .where(and_(fee_lines.c.mdtrt_id == bindparam("mdtrt_id"), fee_lines.c.status == "active",
                                 fee_lines.c.setl_id.is_(None))).order_by(fee_lines.c.id))
-_ALL_LINES = select(fee_lines).where(fee_lines.c.mdtrt_id == bindparam("mdtrt_id")).order_by(fee_lines.c.id)
+_ALL_LINES = (select(fee_lines, catalog_items.c.name, catalog_items.c.list_type)
+              .join(catalog_items, catalog_items.c.med_list_codg == fee_lines.c.med_list_codg)
+              .where(fee_lines.c.mdtrt_id == bindparam("mdtrt_id")).order_by(fee_lines.c.id))
 _SET_LINES_SETTLED = (update(fee_lines).where(fee_lines.c.id.in_(bindparam("ids", expanding=True)))
                       .values(setl_id=bindparam("setl_id")))
 _SET_LINES_STATUS = (update(fee_lines).where(fee_lines.c.id.in_(bindparam("ids", expanding=True)))
@@ -256,6 +268,7 @@ def unsettled_lines(db: Db, mdtrt_id: str) -> list[Row]:
 
 
 def all_lines(db: Db, mdtrt_id: str) -> list[Row]:
+    """Every line of the visit, cancelled ones included, with its catalog item's name and list type."""
     return list(db.execute(_ALL_LINES, {"mdtrt_id": mdtrt_id}))
 
 

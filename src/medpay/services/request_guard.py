@@ -4,7 +4,7 @@ The gateway signature is checked from the headers alone (``GatewayAuth.authentic
 What needs the database is written and checked by the request's *first* transaction, so a settlement costs
 one transaction, not three:
 
-- the nonce is inserted into ``gateway_nonces`` (a conflict on the primary key is a replay: 401);
+- the (timestamp, nonce) is inserted into ``gateway_nonces`` (a conflict on the primary key is a replay: 401);
 - the ``sign_no`` must be an open 9001 sign-in of the institution (else −2 naming ``sign_no``).
 
 Both in one statement when all is well (INSERT … SELECT … WHERE EXISTS(open sign-in)); only when it inserts
@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Iterator
 
-from sqlalchemy import Connection, String, and_, bindparam, exists, select
+from sqlalchemy import BigInteger, Connection, String, and_, bindparam, exists, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from medpay.adapters.db.base import UtcDateTime
@@ -42,9 +42,10 @@ _OPEN_SIGN_IN = select(_sign_ins.c.sign_no).where(and_(
 # The happy path in one round trip: the nonce is inserted only if the sign-in is open.
 _NONCE_IF_SIGNED_IN = {
     name: variant(_nonces).from_select(
-        ["paasid", "nonce", "seen_at"],
-        select(bindparam("paasid", type_=String()), bindparam("nonce", type_=String()),
-               bindparam("seen_at", type_=UtcDateTime())).where(exists(_OPEN_SIGN_IN)),
+        ["paasid", "ts", "nonce", "seen_at"],
+        select(bindparam("paasid", type_=String()), bindparam("ts", type_=BigInteger()),
+               bindparam("nonce", type_=String()), bindparam("seen_at", type_=UtcDateTime())
+               ).where(exists(_OPEN_SIGN_IN)),
     ).on_conflict_do_nothing().returning(_nonces.c.nonce)
     for name, variant in INSERTS.items()
 }
@@ -52,10 +53,10 @@ _NONCE_IF_SIGNED_IN = {
 _current: ContextVar["RequestGuard | None"] = ContextVar("medpay_request_guard", default=None)
 
 
-def record_nonce(conn: Connection, paasid: str, nonce: str, seen_at: datetime) -> bool:
-    """Insert the nonce; False when (paasid, nonce) was accepted before (a replay). Concurrent inserts of one
+def record_nonce(conn: Connection, paasid: str, nonce: str, ts: int, seen_at: datetime) -> bool:
+    """Insert the nonce; False when (paasid, ts, nonce) was accepted before (a replay). Concurrent inserts of one
     nonce serialise on the key (PostgreSQL) or the write lock (SQLite): exactly one wins."""
-    return insert_ignore(conn, GatewayNonceRow, {"paasid": paasid, "nonce": nonce, "seen_at": seen_at},
+    return insert_ignore(conn, GatewayNonceRow, {"paasid": paasid, "ts": ts, "nonce": nonce, "seen_at": seen_at},
                          GatewayNonceRow.nonce)
 
 
@@ -68,6 +69,7 @@ def sign_in_open(conn: Connection, fixmedins_code: str, sign_no: str) -> bool:
 class RequestGuard:
     paasid: str
     nonce: str
+    ts: int  # x-tif-timestamp: with the nonce, the replay key
     seen_at: datetime
     fixmedins_code: str
     sign_no: str | None = None  # None: no sign-in needed (9001, 9002), or not known yet (the envelope unread)
@@ -81,13 +83,13 @@ class RequestGuard:
         if self.done or self.holding:
             return False
         if check_sign_in and self.sign_no is not None:
-            params = {"paasid": self.paasid, "nonce": self.nonce, "seen_at": self.seen_at, "sign_no": self.sign_no,
-                      "code": self.fixmedins_code}
+            params = {"paasid": self.paasid, "ts": self.ts, "nonce": self.nonce, "seen_at": self.seen_at,
+                      "sign_no": self.sign_no, "code": self.fixmedins_code}
             if conn.execute(_NONCE_IF_SIGNED_IN[conn.dialect.name], params).first() is None:
-                if not record_nonce(conn, self.paasid, self.nonce, self.seen_at):
+                if not record_nonce(conn, self.paasid, self.nonce, self.ts, self.seen_at):
                     self._replayed()
                 raise Invalid("sign_no", "no active sign-in with this sign_no (9001 first)")
-        elif not record_nonce(conn, self.paasid, self.nonce, self.seen_at):
+        elif not record_nonce(conn, self.paasid, self.nonce, self.ts, self.seen_at):
             self._replayed()
         self.holding = True
         return True

@@ -44,7 +44,7 @@ from medpay.money import MoneyError, format_yuan, parse_yuan, to_decimal
 from medpay.domain.credentials import E_CERTIFICATE
 from medpay.services import audit, credentials, idempotency, records
 from medpay.services.credentials import Credential, CredentialCheck, Shown
-from medpay.services.errors import Conflict, Forbidden, Invalid, NotFound
+from medpay.services.errors import Conflict, Invalid, NotFound
 from medpay.services.idempotency import REVERSED
 from medpay.services.unit_of_work import UnitOfWork, unit_of_work
 
@@ -66,6 +66,7 @@ class FeeLineInput:
     fee_ocur_time: datetime | None = None
     chrg_bchno: str = ""
     medins_list_codg: str = ""
+    details: dict[str, Any] = field(default_factory=dict)  # what else the HIS says of the line, kept for 5204
 
 
 @dataclass
@@ -322,7 +323,7 @@ class SettlementService:
                          "cnt": str(fee_line.cnt), "pric": str(fee_line.pric),
                          "det_item_fee_sumamt": fee_line.det_item_fee_sumamt,
                          "fee_ocur_time": ln.fee_ocur_time or now, "status": "active", "setl_id": None,
-                         "result": result})
+                         "result": result, "details": {**ln.details, "opt_time": format_local(now)}})
             results.append(result)
         records.insert_lines(conn, rows)
         return results
@@ -569,10 +570,22 @@ class SettlementService:
             return output
 
     def fee_lines(self, fixmedins_code: str, mdtrt_id: str, psn_no: str = "") -> list[dict[str, Any]]:
+        """5204: every fee line of the institution's visit, cancelled ones included (``status``), each as 2204
+        answered it (fen) with what the HIS said of it (``details``), the visit's ``med_type`` and the catalog item's
+        name (``hilist_name``) and ``list_type``."""
         with unit_of_work(self.factory) as uow:
-            self._own_visit(uow.conn, fixmedins_code, mdtrt_id, psn_no)
-            return [dict(r.result, status=r.status, setl_id=r.setl_id or "")
+            visit = self._own_visit(uow.conn, fixmedins_code, mdtrt_id, psn_no)
+            return [dict(r.result, status=r.status, setl_id=r.setl_id or "", mdtrt_id=mdtrt_id, med_type=visit.med_type,
+                         fee_ocur_time=r.fee_ocur_time, med_list_codg=r.med_list_codg,
+                         medins_list_codg=r.medins_list_codg, hilist_name=r.name, list_type=r.list_type,
+                         details=r.details or {})
                     for r in records.all_lines(uow.conn, mdtrt_id)]
+
+    def fee_query_shape(self, fixmedins_code: str) -> str:
+        """What 5204 answers this institution (``institutions.fee_query_shape``), read at most every
+        INSTITUTION_TTL_S."""
+        with self.factory() as session:
+            return self._institution(session.connection(), fixmedins_code).fee_query_shape
 
     def accumulators(self, psn_no: str, year: int, fixmedins_code: str | None = None) -> dict[str, int]:
         """The person's year totals; asked by an institution (``fixmedins_code``), tenancy applies."""
@@ -661,11 +674,8 @@ class SettlementService:
 
     def _presented_person(self, conn: Connection, fixmedins_code: str, psn_no: str, field: str) -> Any:
         """The person, if they showed this institution a credential within the presentation window."""
-        row = records.person_row(conn, psn_no, field=field)
-        if self.presentation_window is not None and not records.presented_since(
-                conn, fixmedins_code, psn_no, self.clock() - self.presentation_window):
-            raise Forbidden(field, "this person has not presented a credential here (1101 first)")
-        return row
+        since = None if self.presentation_window is None else self.clock() - self.presentation_window
+        return records.presented_person(conn, fixmedins_code, psn_no, since, field)
 
     @staticmethod
     def _yuan(value: Any, field: str) -> int:

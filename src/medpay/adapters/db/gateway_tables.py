@@ -4,19 +4,21 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, String
+from sqlalchemy import BigInteger, ForeignKey, Index, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from medpay.adapters.db.base import Base, UtcDateTime
 
 
 class GatewayNonceRow(Base):
-    """A nonce accepted from a paasid. The primary key is the replay check: a second INSERT of the same
-    (paasid, nonce) conflicts. Rows older than twice the clock-skew window can no longer be replayed
-    (their timestamp is stale by then) and are purged."""
+    """A (timestamp, nonce) accepted from a paasid. The primary key is the replay check: a second INSERT of the
+    same (paasid, ts, nonce) conflicts — the signature covers the timestamp and the nonce, so a replay repeats
+    both. Rows older than twice the clock-skew window can no longer be replayed (their timestamp is stale by
+    then) and are purged."""
 
     __tablename__ = "gateway_nonces"
     paasid: Mapped[str] = mapped_column(String(64), primary_key=True)
+    ts: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)  # x-tif-timestamp
     nonce: Mapped[str] = mapped_column(String(64), primary_key=True)
     seen_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
 

@@ -45,6 +45,10 @@ class InstitutionRow(Base):
     notify_url: Mapped[str | None] = mapped_column(String(200))  # the HIS's registered settle.notify URL
     # what a 02/03 number without a card read may do here (medpay.domain.credentials.Assurance)
     id_assurance: Mapped[str] = mapped_column(String(10), default="counter", server_default="counter")
+    # must requests carry an open 9001 sign-in (medpay.domain.interface_settings.SignIn)
+    sign_in: Mapped[str] = mapped_column(String(10), default="required", server_default="required")
+    # 5204's output: the list of rows, or {"feedetail": rows} (medpay.domain.interface_settings.FeeQueryShape)
+    fee_query_shape: Mapped[str] = mapped_column(String(10), default="rows", server_default="rows")
 
 
 class PersonRow(Base):
@@ -92,6 +96,7 @@ class CatalogItemRow(Base):
     med_chrgitm_type: Mapped[str] = mapped_column(String(6), default="")
     pric_uplmt_amt: Mapped[int | None] = mapped_column(BigInteger)
     selfpay_prop: Mapped[str | None] = mapped_column(String(12))  # decimal text; None = policy default
+    list_type: Mapped[str] = mapped_column(String(6), default="", server_default="")  # 目录类别, e.g. 101 西药中成药
 
 
 class VisitRow(Base):
@@ -134,6 +139,7 @@ class FeeLineRow(Base):
     status: Mapped[str] = mapped_column(String(12), default="active")  # active | cancelled
     setl_id: Mapped[str | None] = mapped_column(String(30), index=True)  # set once a settlement covers it
     result: Mapped[dict] = mapped_column(JSON)  # the classification returned by 2204/2301
+    details: Mapped[dict | None] = mapped_column(JSON)  # what else the HIS said of the line (departments, doctors, …)
 
 
 class SettlementRow(Base):

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from medpay.local_time import LOCAL_TZ
+from medpay.nhsa_paths import Route
 
 STRING_FIELDS = ("infno", "msgid", "mdtrtarea_admvs", "insuplc_admdvs", "recer_sys_code", "dev_no", "dev_safe_info",
                  "cainfo", "signtype", "infver", "opter_type", "opter", "opter_name", "inf_time", "fixmedins_code",
@@ -59,7 +60,9 @@ def as_text(value: Any, name: str) -> str:
     raise EnvelopeError(name, f"must be a string; got {type(value).__name__}")
 
 
-def parse_envelope(body: bytes, infno_from_path: str | None = None) -> Envelope:
+def parse_envelope(body: bytes, route: Route | None = None) -> Envelope:
+    """The request envelope of ``body``; ``route``: the transactions its URL path names (None or empty: the body's
+    infno decides)."""
     try:
         doc = json.loads(body.decode("utf-8") if isinstance(body, bytes) else body)
     except (UnicodeDecodeError, ValueError) as e:  # JSONDecodeError, or an integer literal over 4300 digits
@@ -69,10 +72,12 @@ def parse_envelope(body: bytes, infno_from_path: str | None = None) -> Envelope:
     if not isinstance(doc, Mapping):
         raise EnvelopeError("body", "must be a JSON object")
     fields = {name: as_text(doc.get(name), name) for name in STRING_FIELDS}
-    if infno_from_path:
-        if fields["infno"] and fields["infno"] != infno_from_path:
-            raise EnvelopeError("infno", f"{fields['infno']!r} does not match the path's transaction {infno_from_path}")
-        fields["infno"] = infno_from_path
+    if route is not None and route.infnos:
+        chosen = route.choose(fields["infno"])
+        if chosen is None:
+            raise EnvelopeError("infno", f"{fields['infno']!r} does not match the URL's transaction "
+                                         f"{' or '.join(route.infnos)}")
+        fields["infno"] = chosen
     for name in REQUIRED:
         if not fields[name]:
             raise EnvelopeError(name, "missing")

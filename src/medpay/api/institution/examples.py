@@ -18,6 +18,8 @@ TITLES = {
     "2601": "冲正交易 reversal", "3201": "对总账 totals reconciliation", "3202": "对明细账 detail reconciliation",
     "5203": "结算信息查询 settlement query", "5204": "费用明细查询 fee query", "5206": "人员累计信息查询 accumulators",
     "9101": "文件上传 file upload", "9102": "文件下载 file download",
+    "2503": "门慢门特病种备案 chronic/special disease filing", "2504": "备案撤销 filing cancel",
+    "5301": "人员慢特病备案查询 disease filings", "1901": "字典表查询 dictionary",
 }
 
 # The envelope as the parser takes it (envelope.py): text fields may arrive as numbers or null (what real HIS
@@ -29,7 +31,8 @@ _DESCRIPTIONS = {
     "recer_sys_code": "YBXT / LXXT / GSXT", "signtype": "SM2: the body is signed (cainfo); required for an "
                                                        "institution with a registered SM2 key",
     "fixmedins_code": "定点医药机构编号; must match the gateway credentials",
-    "sign_no": "from 9001; required for every transaction but 9001/9002",
+    "sign_no": "from 9001; required for every transaction but 9001/9002 unless the institution's sign-in is "
+               "optional (then \"\" passes; a value given is always checked)",
 }
 
 
@@ -130,4 +133,13 @@ EXAMPLES = {
     "9102": _env("9102", "fsDownloadIn", {"file_qury_no": "20261130090007a1b2c3d4e5f60718",
                                           "filename": "20261130090007a1b2c3d4e5f60718.zip",
                                           "fixmedins_code": "H99990100001"}),
+    "2503": _env("2503", "data", {"psn_no": PSN, "insutype": "310", "opsp_dise_code": "M03900",
+                                  "opsp_dise_name": "高血压", "tel": "", "addr": "", "insu_optins": "999901",
+                                  "ide_fixmedins_no": "H99990100001", "ide_fixmedins_name": "演示市第一人民医院",
+                                  "hosp_ide_date": "2026-11-20", "diag_dr_codg": "D001", "diag_dr_name": "李医生",
+                                  "begndate": "2026-11-23", "enddate": ""}),
+    "2504": _env("2504", "data", {"trt_dcla_detl_sn": "26112310000012345678", "psn_no": PSN, "memo": "备案有误"}),
+    "5301": _env("5301", "data", {"psn_no": PSN}),
+    "1901": _env("1901", "data", {"type": "MED_TYPE", "parent_value": "", "admdvs": "999901",
+                                  "date": "2026-11-23", "vali_flag": "1"}),
 }

@@ -3,7 +3,7 @@
 Rules (which settlements count, refd_setl_flag, file formats): ``medpay.services.reconciliation``.
 
 - 3201 ``data{insutype, clr_type, setl_optins, stmt_begndate, stmt_enddate, medfee_sumamt, fund_pay_sumamt,
-  acct_pay, fixmedins_setl_cnt, refd_setl_flag}`` → ``{"stmtinfo": {setl_optins, stmt_rslt, stmt_rslt_dscr}}``
+  acct_pay, fixmedins_setl_cnt, refd_setl_flag}`` (refd_setl_flag optional: MEDPAY_STMT_REFD_SETL_FLAG) → ``{"stmtinfo": {setl_optins, stmt_rslt, stmt_rslt_dscr}}``
 - 9101 ``fsUploadIn{in (base64 of the file; a JSON array of bytes is accepted too), filename, fixmedins_code}``
   → ``{"file_qury_no", "filename"}``
 - 3202 ``data{file_qury_no, setl_optins, clr_type, stmt_begndate, stmt_enddate, medfee_sumamt, fund_pay_sumamt,
@@ -50,7 +50,9 @@ def stmt_total(call: Call) -> dict:
         call.fixmedins_code, text(d, "insutype", "data"), text(d, "clr_type", "data"),
         text(d, "setl_optins", "data"), text(d, "stmt_begndate", "data"), text(d, "stmt_enddate", "data"),
         _raw(d, "medfee_sumamt", "data"), _raw(d, "fund_pay_sumamt", "data"), _raw(d, "acct_pay", "data"),
-        _raw(d, "fixmedins_setl_cnt", "data"), text(d, "refd_setl_flag", "data"))
+        _raw(d, "fixmedins_setl_cnt", "data"),
+        # 深圳's 3201 has no refd_setl_flag: what its absence means is the region's setting
+        text(d, "refd_setl_flag", "data", required=False, default=call.platform.stmt_refd_setl_flag))
 
 
 @handler("9101")

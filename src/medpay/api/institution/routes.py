@@ -1,4 +1,5 @@
-"""HTTP transport of the institution interface: the single callService endpoint and per-transaction paths.
+"""HTTP transport of the institution interface: every URL style of ``medpay.nhsa_paths`` (single endpoints, named
+per-transaction paths, a base URL with the infno appended).
 
 Every answer is a response envelope: infcode 0 success, −2 a refused request (err_msg names the field;
 nothing was written), −1 a system fault (the HIS should reverse with 2601). Authentication failures
@@ -15,17 +16,22 @@ from typing import Any
 
 import anyio
 import anyio.to_thread
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import BaseRoute, Match
+from starlette.types import Receive, Scope, Send
 
 from medpay.api.http_guard import BODY_KEY, BodyRefused, json_depth_error
 from medpay.api import described
 from medpay.api.institution import examples
 from medpay.api.institution.envelope import EnvelopeError, parse_envelope, response
 from medpay.api.institution.transactions import HANDLERS, NO_SIGN_IN, Call
-from medpay.api.institution import reconciliation_handlers  # noqa: F401  (registers 3201/3202/9101/9102)
+from medpay.api.institution import (  # noqa: F401  (they register their transactions)
+    dictionary_handlers, filing_handlers, query_handlers, reconciliation_handlers)
 from medpay.api.platform import Platform
-from medpay.nhsa_paths import CALL_SERVICE, PATHS
+from medpay.interface_format import conform
+from medpay.nhsa_paths import CALL_SERVICE, ENDPOINTS, NAMED, Route, institution_paths
 from medpay.services import request_guard
 from medpay.services.errors import AuthError, ServiceError
 from medpay.services.gateway_auth import Credential, GatewayAuth
@@ -36,14 +42,15 @@ router = APIRouter(tags=["institution"])
 RECEIVER_ADMDVS = "999901"  # inf_refmsgid prefix: this platform's region
 
 
-def dispatch(platform: Platform, headers: dict[str, str], body: bytes | BodyRefused, infno_from_path: str | None,
+def dispatch(platform: Platform, headers: dict[str, str], body: bytes | BodyRefused, route: Route | None,
              cred: Credential | AuthError | None = None) -> JSONResponse:
-    """One request of the interface, answered with an envelope. ``cred``: the headers' credential (or why they
-    were refused) when the caller has checked them already; ``body``: what the transport could not take instead
-    of the body, if so."""
+    """One request of the interface, answered with an envelope. ``route``: the transactions the URL names (None:
+    the body's infno decides); ``cred``: the headers' credential (or why they were refused) when the caller has
+    checked them already; ``body``: what the transport could not take instead of the body, if so."""
     received = platform.settlement.clock()
     started = time.perf_counter()
-    status, infcode, output, err, infno, msgid = 200, 0, None, None, infno_from_path or "", ""
+    infno = route.infnos[0] if route is not None and route.infnos else ""
+    status, infcode, output, err, msgid = 200, 0, None, None, ""
     guard: RequestGuard | None = None
     handled = False  # the envelope was sound and the transaction's handler ran
     try:
@@ -52,19 +59,21 @@ def dispatch(platform: Platform, headers: dict[str, str], body: bytes | BodyRefu
         elif isinstance(cred, AuthError):
             raise cred
         # from here on the request uses up its nonce, whatever the answer
-        guard = RequestGuard(cred.paasid, cred.nonce, cred.seen_at, cred.fixmedins_code)
+        guard = RequestGuard(cred.paasid, cred.nonce, cred.timestamp, cred.seen_at, cred.fixmedins_code)
         if isinstance(body, BodyRefused):  # too large, too slow, the client gone: said in the transaction line
             status = body.status
             raise EnvelopeError(body.field, body.message)
         why = json_depth_error(body)
         if why is not None:
             raise EnvelopeError("body", why)
-        env = parse_envelope(body, infno_from_path)
+        env = parse_envelope(body, route)
         infno, msgid = env.infno, env.msgid
         if env.fixmedins_code != cred.fixmedins_code:
             raise AuthError("fixmedins_code", "does not match the institution of the gateway credentials")
         platform.gateway.verify_body(cred.fixmedins_code, env.raw)
-        guard.sign_no = None if env.infno in NO_SIGN_IN else env.get("sign_no")
+        sign_no = env.get("sign_no")
+        # a sign_no given is always checked; none at all passes where the institution's sign-in is optional
+        guard.sign_no = None if env.infno in NO_SIGN_IN or (not sign_no and not cred.sign_in_required) else sign_no
         handler = HANDLERS.get(env.infno)
         if handler is None:
             raise EnvelopeError("infno", f"unknown transaction {env.infno!r}")
@@ -72,7 +81,7 @@ def dispatch(platform: Platform, headers: dict[str, str], body: bytes | BodyRefu
             raise EnvelopeError("sign_no", "no active sign-in with this sign_no (9001 first)")
         handled = True
         with request_guard.active(guard):
-            output = handler(Call(env, cred.fixmedins_code, platform))
+            output = conform(handler(Call(env, cred.fixmedins_code, platform)))
         guard.finish(platform.factory)
     except AuthError as e:
         status, infcode, output, err = 401, -2, None, f"{e.field}: {e.message}"
@@ -163,18 +172,18 @@ async def authenticate(state: Any, headers: dict[str, str]) -> Credential | Auth
         return e
 
 
-async def _handle(request: Request, infno: str | None) -> JSONResponse:
+async def _handle(request: Request, route: Route) -> JSONResponse:
     state = request.app.state
     headers = {k.lower(): v for k, v in request.headers.items()}
     cred = await authenticate(state, headers)
     if isinstance(cred, AuthError):  # 401: no nonce to use up, nothing to write; the body is never read
-        return dispatch(state.platform, headers, b"", infno, cred)
+        return dispatch(state.platform, headers, b"", route, cred)
     body: bytes | BodyRefused
     try:
         body = await request.scope[BODY_KEY].read()
     except BodyRefused as refused:  # its nonce is used up all the same
         body = refused
-    return await anyio.to_thread.run_sync(dispatch, state.platform, headers, body, infno, cred,
+    return await anyio.to_thread.run_sync(dispatch, state.platform, headers, body, route, cred,
                                           limiter=admission_limiter(state))
 
 
@@ -196,22 +205,51 @@ def _openapi(infnos: list[str], *, infno_in_path: bool = False) -> dict[str, Any
                                "fixmedins_code other than the credentials' (err_msg names which)"}).items()}}}
 
 
-@router.post(CALL_SERVICE, summary="统一交易入口 / all transactions, chosen by infno",
-             description="Every transaction of the interface: " + ", ".join(sorted(HANDLERS)),
-             openapi_extra=_openapi(sorted(HANDLERS)), response_class=JSONResponse)
-async def call_service(request: Request) -> JSONResponse:
-    return await _handle(request, None)
-
-
-def _path_endpoint(infno: str):
+def _endpoint(route: Route, name: str):
     async def endpoint(request: Request) -> JSONResponse:
-        return await _handle(request, infno)
+        return await _handle(request, route)
 
-    endpoint.__name__ = f"infno_{infno}"
+    endpoint.__name__ = name
     return endpoint
 
 
-for _infno, _path in PATHS.items():
-    router.add_api_route(_path, _path_endpoint(_infno), methods=["POST"], response_class=JSONResponse,
-                         summary=f"{_infno} {examples.TITLES.get(_infno, '')}",
-                         openapi_extra=_openapi([_infno], infno_in_path=True))
+# Documented routes: the single endpoints and the named paths of nhsa_paths.toml. Any other path it resolves (a base
+# URL with the infno appended, a configured base path) is served by PathStyleRoute, installed after them.
+for _path in sorted(ENDPOINTS):
+    router.add_api_route(_path, _endpoint(Route(), "call_service" if _path == CALL_SERVICE
+                                          else "call_service" + _path.replace("/", "_").replace("-", "_")),
+                         methods=["POST"], response_class=JSONResponse,
+                         summary="统一交易入口 / all transactions, chosen by infno" if _path == CALL_SERVICE
+                         else "统一交易入口（地方地址）/ the same, at a region's URL",
+                         description="Every transaction of the interface: " + ", ".join(sorted(HANDLERS)),
+                         openapi_extra=_openapi(sorted(HANDLERS)))
+for _path, _route in NAMED.items():
+    router.add_api_route(_path, _endpoint(_route, "infno_" + "_".join(_route.infnos)), methods=["POST"],
+                         response_class=JSONResponse, openapi_extra=_openapi(list(_route.infnos), infno_in_path=True),
+                         summary=" / ".join(f"{i} {examples.TITLES.get(i, '')}".strip() for i in _route.infnos))
+
+
+class PathStyleRoute(BaseRoute):
+    """Every other path ``nhsa_paths`` resolves: ``<base>/<infno>`` under /fsi/ or a configured base path, and
+    named paths behind a configured base. Only POST (405 otherwise, in the interface's envelope)."""
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        if scope["type"] != "http":
+            return Match.NONE, {}
+        route = institution_paths().route(scope["path"])
+        if route is None:
+            return Match.NONE, {}
+        return (Match.FULL if scope["method"] == "POST" else Match.PARTIAL), {"medpay.route": route}
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["method"] != "POST":
+            raise StarletteHTTPException(405, headers={"Allow": "POST"})
+        response = await _handle(Request(scope, receive), scope["medpay.route"])
+        await response(scope, receive, send)
+
+
+def install(app: FastAPI) -> None:
+    """The interface's routes: the documented ones, then the path-style route (it takes no other door's path:
+    ``parse_base_paths`` keeps bases out of theirs)."""
+    app.include_router(router)
+    app.router.routes.append(PathStyleRoute())

@@ -6,16 +6,18 @@ Every write passes the envelope's ``msgid`` down, so the service applies it exac
 
 from __future__ import annotations
 
+import re
+
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
+from decimal import Decimal, InvalidOperation
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from medpay.api.institution.envelope import Envelope, EnvelopeError, as_text
 from medpay.api.platform import Platform
 from medpay.interface_format import to_yuan
-from medpay.local_time import INTERFACE_FORMAT, LOCAL_TZ, format_local, local_date
-from medpay.money import yuan_number
+from medpay.local_time import INTERFACE_FORMAT, LOCAL_TZ, format_local
 from medpay.services.credentials import Credential
 from medpay.services.errors import Invalid
 from medpay.services.settlement import DECLARED_AMOUNTS, FeeLineInput, SettleRequest
@@ -45,9 +47,13 @@ def handler(*infnos: str) -> Callable[[Handler], Handler]:
 
 # ------------------------------------------------------------------------------------------ input access
 
+_CAMEL = re.compile(r"(?<=[a-z0-9])([A-Z])")
+
 
 def node(call: Call, name: str) -> Mapping[str, Any]:
     value = call.env.input.get(name)
+    if value is None:  # a HIS that turns its keys from camelCase to snake_case sends signIn as sign_in
+        value = call.env.input.get(_CAMEL.sub(r"_\1", name).lower())
     if value is None:
         raise Invalid(f"input.{name}", "missing")
     if not isinstance(value, Mapping):
@@ -111,7 +117,18 @@ def timestamp(d: Mapping[str, Any], key: str, path: str) -> datetime | None:
     raise Invalid(f"{path}.{key}", f"must be a time yyyy-MM-dd HH:mm:ss; got {value!r}")
 
 
-def _target_visit(call: Call, name: str = "data") -> tuple[Mapping[str, Any], str, str]:
+def day(d: Mapping[str, Any], key: str, path: str, *, required: bool = True) -> date | None:
+    """A date yyyy-MM-dd (a date-time's day is taken too, as HIS send both)."""
+    value = text(d, key, path, required=required)
+    if not value:
+        return None
+    try:
+        return date.fromisoformat(value[:10]) if len(value) in (10, 19) else date.fromisoformat(value)
+    except ValueError:
+        raise Invalid(f"{path}.{key}", f"must be a date yyyy-MM-dd; got {value!r}") from None
+
+
+def target_visit(call: Call, name: str = "data") -> tuple[Mapping[str, Any], str, str]:
     """The input node, the visit it names and the person it names ("" if none: the service checks that a
     named person is the visit's, and that the visit is this institution's)."""
     d = node(call, name)
@@ -193,14 +210,14 @@ def register(call: Call) -> dict:
 @handler("2202", "2404")
 def visit_cancel(call: Call) -> dict:
     """Registration cancel (2202) and admission cancel (2404)."""
-    _d, mdtrt_id, psn_no = _target_visit(call)
+    _d, mdtrt_id, psn_no = target_visit(call)
     call.platform.settlement.cancel_visit(call.fixmedins_code, mdtrt_id, msgid=call.env.msgid, psn_no=psn_no)
     return {}
 
 
 @handler("2203", "2203A")
 def visit_info(call: Call) -> dict:
-    d, mdtrt_id, psn_no = _target_visit(call, "mdtrtinfo")
+    d, mdtrt_id, psn_no = target_visit(call, "mdtrtinfo")
     call.platform.settlement.update_visit(
         call.fixmedins_code, mdtrt_id, med_type=text(d, "med_type", "mdtrtinfo", required=False) or None,
         dise_codg=text(d, "dise_codg", "mdtrtinfo", required=False),
@@ -216,7 +233,7 @@ def admit(call: Call) -> dict:
 
 @handler("2402")
 def discharge(call: Call) -> dict:
-    d, mdtrt_id, psn_no = _target_visit(call, "dscginfo")
+    d, mdtrt_id, psn_no = target_visit(call, "dscginfo")
     call.platform.settlement.discharge(call.fixmedins_code, mdtrt_id, timestamp(d, "endtime", "dscginfo"),
                                        msgid=call.env.msgid, psn_no=psn_no)
     return {}
@@ -224,7 +241,7 @@ def discharge(call: Call) -> dict:
 
 @handler("2405")
 def discharge_cancel(call: Call) -> dict:
-    _d, mdtrt_id, psn_no = _target_visit(call)
+    _d, mdtrt_id, psn_no = target_visit(call)
     call.platform.settlement.undo_discharge(call.fixmedins_code, mdtrt_id, msgid=call.env.msgid, psn_no=psn_no)
     return {}
 
@@ -233,6 +250,46 @@ def discharge_cancel(call: Call) -> dict:
 
 LINE_DEFAULTS = {"bas_medn_flag": "0", "hi_nego_drug_flag": "0", "chld_medc_flag": "0", "list_sp_item_flag": "0",
                  "lmt_used_flag": "0", "drt_reim_flag": "0", "memo": ""}
+
+
+# What else a fee line may say of itself, kept for 5204 (longest length as the spec's 2204 table gives it; ZJ2204.cs):
+# prescription or order, dosage, departments and doctors, flags. rxno (2204) and drord_no (2301) become rx_drord_no.
+LINE_DETAILS = {"sin_dos_dscr": 200, "used_frqu_dscr": 200, "medc_way_dscr": 200, "bilg_dept_codg": 30,
+                "bilg_dept_name": 100, "bilg_dr_codg": 30, "bilg_dr_name": 50, "acord_dept_codg": 30,
+                "acord_dept_name": 100, "orders_dr_code": 30, "orders_dr_name": 50, "hosp_appr_flag": 3,
+                "tcmdrug_used_way": 6, "etip_flag": 3, "etip_hosp_code": 30, "dscg_tkdrug_flag": 3, "matn_fee_flag": 6,
+                "medins_list_name": 100}
+
+
+def _line_details(call: Call, r: Mapping[str, Any], path: str) -> dict[str, Any]:
+    details: dict[str, Any] = {}
+    for key, limit in LINE_DETAILS.items():
+        value = text(r, key, path, required=False)
+        if len(value) > limit:
+            raise Invalid(f"{path}.{key}", f"longer than {limit} characters")
+        if value:
+            details[key] = value
+    order = text(r, "rxno", path, required=False) or text(r, "drord_no", path, required=False)
+    if len(order) > 30:
+        raise Invalid(f"{path}.rxno", "longer than 30 characters")
+    if order:
+        details["rx_drord_no"] = order
+    if r.get("prd_days") not in (None, ""):
+        details["prd_days"] = _decimal(r, "prd_days", path, places=2, limit=Decimal(10000))
+    details["opter_id"], details["opter_name"] = call.env.get("opter"), call.env.get("opter_name")
+    return details
+
+
+def _decimal(d: Mapping[str, Any], key: str, path: str, *, places: int, limit: Decimal) -> str:
+    """A decimal number (number or text) with at most ``places`` decimals, 0 ≤ value < ``limit``, as text."""
+    value = _number(d, key, path)
+    try:
+        number = Decimal(str(value).strip())
+    except InvalidOperation:
+        raise Invalid(f"{path}.{key}", f"must be a number; got {value!r}") from None
+    if not number.is_finite() or not 0 <= number < limit or number.as_tuple().exponent < -places:
+        raise Invalid(f"{path}.{key}", f"must be a number from 0 to below {limit} with at most {places} decimals")
+    return str(number)
 
 
 @handler("2204", "2301")
@@ -250,7 +307,8 @@ def upload_fees(call: Call) -> dict:
             cnt=_number(r, "cnt", path), pric=_number(r, "pric", path),
             det_item_fee_sumamt=_number(r, "det_item_fee_sumamt", path),
             fee_ocur_time=timestamp(r, "fee_ocur_time", path), chrg_bchno=text(r, "chrg_bchno", path, required=False),
-            medins_list_codg=text(r, "medins_list_codg", path, required=False)))
+            medins_list_codg=text(r, "medins_list_codg", path, required=False),
+            details=_line_details(call, r, path)))
     result = call.platform.settlement.upload_fees(call.fixmedins_code, mdtrt_id, inputs, msgid=call.env.msgid,
                                                   psn_no=text(lines[0], "psn_no", "feedetail[0]", required=False))
     return {"result": [to_yuan({**LINE_DEFAULTS, **row, "cnt": float(row["cnt"]), "pric": float(row["pric"]),
@@ -272,7 +330,7 @@ def _number(d: Mapping[str, Any], key: str, path: str) -> Any:
 
 @handler("2205")
 def cancel_fees_outpatient(call: Call) -> dict:
-    d, mdtrt_id, psn_no = _target_visit(call)
+    d, mdtrt_id, psn_no = target_visit(call)
     call.platform.settlement.cancel_fees(call.fixmedins_code, mdtrt_id, chrg_bchno=text(d, "chrg_bchno", "data"),
                                          msgid=call.env.msgid, psn_no=psn_no)
     return {}
@@ -280,7 +338,7 @@ def cancel_fees_outpatient(call: Call) -> dict:
 
 @handler("2302")
 def cancel_fees_inpatient(call: Call) -> dict:
-    d, mdtrt_id, psn_no = _target_visit(call)
+    d, mdtrt_id, psn_no = target_visit(call)
     call.platform.settlement.cancel_fees(call.fixmedins_code, mdtrt_id, feedetl_sn=text(d, "feedetl_sn", "data"),
                                          msgid=call.env.msgid, psn_no=psn_no)
     return {}
@@ -290,7 +348,13 @@ def cancel_fees_inpatient(call: Call) -> dict:
 
 
 def _settle_input(call: Call) -> tuple[Mapping[str, Any], str, str, dict[str, Any]]:
-    d, mdtrt_id, psn_no = _target_visit(call)
+    d, mdtrt_id, psn_no = target_visit(call)
+    setlway = text(d, "psn_setlway", "data", required=False, default="01")
+    if setlway == "02":  # honoured once policies carry quotas per disease; until then refused, never ignored
+        raise Invalid("data.psn_setlway", "02 按定额结算 (settlement by a disease's quota) is not possible: the "
+                                          "region's policy defines no quota for any disease; settle 01 按项目结算")
+    if setlway != "01":
+        raise Invalid("data.psn_setlway", f"must be 01 (按项目结算) or 02 (按定额结算); got {setlway!r}")
     declared = {k: d[k] for k in DECLARED_AMOUNTS if d.get(k) not in (None, "")}
     for k in declared:
         if isinstance(declared[k], str):
@@ -332,38 +396,3 @@ def reverse(call: Call) -> dict:
     out = call.platform.settlement.reverse(call.fixmedins_code, call.env.msgid, text(d, "omsgid", "data"),
                                            text(d, "oinfno", "data"), text(d, "psn_no", "data", required=False))
     return {"data": out}
-
-
-# ------------------------------------------------------------------------------------------ queries
-
-
-@handler("5203")
-def query_settlement(call: Call) -> dict:
-    d = node(call, "data")
-    out = call.platform.settlement.settlement(call.fixmedins_code, text(d, "setl_id", "data"), with_identity=True,
-                                              psn_no=text(d, "psn_no", "data", required=False), ref=call.env.msgid)
-    return to_yuan(out)
-
-
-@handler("5204")
-def query_fees(call: Call) -> dict:
-    d, mdtrt_id, psn_no = _target_visit(call)
-    lines = call.platform.settlement.fee_lines(call.fixmedins_code, mdtrt_id, psn_no)
-    setl_id = text(d, "setl_id", "data", required=False)
-    if setl_id:
-        lines = [x for x in lines if x["setl_id"] == setl_id]
-    return {"feedetail": to_yuan(lines)}
-
-
-@handler("5206")
-def query_accumulators(call: Call) -> dict:
-    d = node(call, "data")
-    psn_no = text(d, "psn_no", "data")
-    year_text = (text(d, "cum_ym", "data", required=False)[:4]
-                 or str(local_date(call.platform.settlement.clock()).year))
-    if not year_text.isdigit():
-        raise Invalid("data.cum_ym", "must start with a year yyyy")
-    acc = call.platform.settlement.accumulators(psn_no, int(year_text), call.fixmedins_code)
-    return {"cuminfo": [{"year": year_text, "cum_type_code": key,
-                         "cum": value if key == "admissions" else yuan_number(value)}
-                        for key, value in sorted(acc.items())]}

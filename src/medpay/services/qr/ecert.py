@@ -2,7 +2,7 @@
 
 The chain of trust:
 
-1. **Activation** (``services.activation``) binds an insured person to the Ed25519 key of one device (the app
+1. **Activation** (``services.qr.activation``) binds an insured person to the Ed25519 key of one device (the app
    keeps the private key), after a second proof besides the ID number: a code texted to the phone on record, or
    handed over at a counter by staff. One active e-certificate per person and per device key; activating again
    revokes the old one, and its device hears why (``verify_device``).
