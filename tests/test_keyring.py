@@ -91,7 +91,7 @@ def test_a_new_key_file_is_private_and_names_its_keys(tmp_path: Path) -> None:
     assert create_key_file(DATA_FILE, path) and not create_key_file(DATA_FILE, path)  # the second finds it
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     keys = parse_key_file(DATA_FILE, path, path.read_text())
-    assert [k.purpose for k in keys] == ["data", "index"]
+    assert [k.purpose for k in keys] == ["data", "index", "face"]
     cipher = FieldCipher(Keyring(keys, {DATA_FILE: path}))
     token = cipher.encrypt("张三", "psn_name")
     assert token.startswith(keys[0].key_id + ":") and cipher.decrypt(token, "psn_name") == "张三"
@@ -107,7 +107,7 @@ def test_a_new_key_file_is_private_and_names_its_keys(tmp_path: Path) -> None:
     ("", "holds no key"),
     ("bm90IGEga2V5\n", "line 1: a key must be 32 bytes"),
     ("data d-1 " + base64.b64encode(b"k" * 32).decode() + " extra\n", "line 1: expected <purpose> <key id>"),
-    ("signing s-1 " + base64.b64encode(b"k" * 32).decode() + "\n", "holds data or index keys, not 'signing'"),
+    ("signing s-1 " + base64.b64encode(b"k" * 32).decode() + "\n", "holds data or index or face keys, not 'signing'"),
     ("data D_1 " + base64.b64encode(b"k" * 32).decode() + "\n", "key id 'D_1'"),
 ])
 def test_a_malformed_key_file_names_file_line_and_problem(tmp_path: Path, content: str, problem: str) -> None:
@@ -143,10 +143,10 @@ def test_a_fresh_database_gets_new_keys_and_records_their_fingerprints(migrated,
     keyring = open_keyring(migrated, *files.values())
     assert all(path.exists() for path in files.values())
     assert recorded(db_url) == {(k.purpose, k.key_id): k.fingerprint for k in keyring.keys}
-    assert {p for p, _ in recorded(db_url)} == {"data", "index", "signing"}
+    assert {p for p, _ in recorded(db_url)} == {"data", "index", "face", "signing"}
     again = open_keyring(migrated, *files.values())  # the next start: the same keys, nothing new
     assert [k.fingerprint for k in again.keys] == [k.fingerprint for k in keyring.keys]
-    assert len(recorded(db_url)) == 3
+    assert len(recorded(db_url)) == 4
 
 
 def test_another_keyring_is_refused_naming_the_file_and_the_database(migrated, db_url: str, tmp_path: Path) -> None:
@@ -206,8 +206,9 @@ def test_a_database_from_before_the_keyring_is_upgraded_once_its_key_decrypts_it
         assert recorded(db_url) == {}
         (tmp_path / "data.key").write_text(LEGACY_MASTER + "\n")
         keyring = open_keyring(engine, *files_in(tmp_path).values())
+        # the legacy file keeps its line and gets a first face key (a purpose newer than the file)
         assert {k for k in recorded(db_url)} == {("data", "v1"), ("index", "v1"), ("signing", keyring.newest(
-            "signing").key_id)}
+            "signing").key_id), ("face", keyring.newest("face").key_id)}
         persons = PersonService(session_factory(engine), cipher_of(keyring))
         assert persons.person_info(H1, "02", WANG.certno)["baseinfo"]["psn_name"] == WANG.psn_name
         with pytest.raises(KeyringError, match="data key v1 in the data key file .* is not the key"):
@@ -352,14 +353,14 @@ def test_keys_show_and_rotate(db_url: str, tmp_path: Path) -> None:
     assert runner.invoke(app, ["demo", "seed"], env=env).exit_code == 0
     secrets_ = [line.split()[-1] for line in (tmp_path / "data.key").read_text().splitlines() if line[0] != "#"]
     shown = runner.invoke(app, ["keys", "show"], env=env)
-    assert shown.exit_code == 0 and shown.stdout.count("recorded") == 3, shown.stdout
+    assert shown.exit_code == 0 and shown.stdout.count("recorded") == 4, shown.stdout
     assert not any(s in shown.stdout for s in secrets_)
     rotated = runner.invoke(app, ["keys", "rotate", "data"], env=env)
     assert rotated.exit_code == 0 and "Copy that file to every host" in one_line(rotated.stdout)
     assert "not recorded" in runner.invoke(app, ["keys", "show"], env=env).stdout
     assert runner.invoke(app, ["demo", "seed"], env=env).exit_code == 0  # the restart records it
-    assert runner.invoke(app, ["keys", "show"], env=env).stdout.count("recorded") == 4
+    assert runner.invoke(app, ["keys", "show"], env=env).stdout.count("recorded") == 5
     refused = runner.invoke(app, ["keys", "rotate", "index"], env=env)
     assert refused.exit_code == 2 and "would miss" in refused.output
     assert len(json.loads(runner.invoke(app, ["demo", "seed", "--json"], env=env).stdout)["persons"]) > 0
-    assert len(recorded(db_url)) == 4
+    assert len(recorded(db_url)) == 5

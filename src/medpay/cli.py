@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from medpay.cli_ecert import ecert_app
+from medpay.cli_face import face_app
 from medpay.cli_his import his_app
 from medpay.cli_institution import institution_app
 from medpay.cli_keys import keys_app
@@ -31,6 +32,7 @@ app.add_typer(his_app, name="his", help="HIS 客户端 / send institution-interf
 app.add_typer(ecert_app, name="ecert", help="医保电子凭证 / e-certificates, codes and terminals")
 app.add_typer(institution_app, name="institution", help="定点医药机构 / institutions: SM2 body-signature keys")
 app.add_typer(keys_app, name="keys", help="密钥 / the platform's keyring: fingerprints, rotation")
+app.add_typer(face_app, name="face", help="刷脸 / face payment: model evaluation, enrolment, consent")
 
 console = Console()
 err = Console(stderr=True)

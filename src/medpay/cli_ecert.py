@@ -163,14 +163,16 @@ def revoke(ecert_id: str = typer.Option(..., "--ecert-id")) -> None:
 def terminal_register(fixmedins_code: str = typer.Option(..., "--fixmedins-code", help="定点医药机构编号"),
                       name: str = typer.Option(..., "--name", help="e.g. 门诊收费1号窗口"),
                       key_file: Path = typer.Option(Path("var/terminal.key"), "--key-file",
-                                                    help="terminal key file (created if missing)")) -> None:
-    """Register a scanning terminal of an institution; prints the terminal_id its requests must carry."""
+                                                    help="terminal key file (created if missing)"),
+                      kind: str = typer.Option("scanner", "--kind", help="scanner (QR codes) or face (a face kiosk)"),
+                      ) -> None:
+    """Register a terminal of an institution; prints the terminal_id its requests must carry."""
     from medpay.adapters.platform_keys import public_key_hex
 
     key = _key(key_file)
-    terminal_id = _run(_service().register_terminal, fixmedins_code, public_key_hex(key), name)
+    terminal_id = _run(_service().register_terminal, fixmedins_code, public_key_hex(key), name, kind)
     _print({"terminal_id": terminal_id, "fixmedins_code": fixmedins_code, "key_file": str(key_file),
-            "public_key": public_key_hex(key)})
+            "public_key": public_key_hex(key), "kind": kind})
 
 
 @ecert_app.command("notify-url")

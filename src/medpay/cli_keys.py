@@ -57,15 +57,22 @@ def show() -> None:
 
 
 @keys_app.command("rotate")
-def rotate(purpose: str = typer.Argument(..., help="data (encrypts personal data) or signing (signs codes)")) -> None:
+def rotate(purpose: str = typer.Argument(..., help="data (encrypts personal data), signing (signs codes) or face "
+                                                  "(wraps face templates' keys)")) -> None:
     """Add a new, newest key of PURPOSE to its file: new values are written with it, older ones stay readable
     with the keys before it (keep them). Copy the file to every host, then restart every process: the first to
-    start records the new key in the database, and a process without it refuses to start from then on."""
+    start records the new key in the database, and a process without it refuses to start from then on.
+    ``face``: every face template's key is re-wrapped with the new key at once, a batch per transaction; running
+    servers on this host read the file again when they meet the new key id, so verification never stops."""
     from medpay.adapters.keyring import KeyringError, add_key
 
     try:
         key = add_key(purpose)
     except (KeyringError, OSError) as e:
         _fail(str(e))
+    if purpose == "face":
+        from medpay.cli_face import rewrap_templates
+
+        console.print(f"re-wrapped {rewrap_templates()} face template keys with {key.key_id}")
     console.print(f"new {key.purpose} key [bold]{key.key_id}[/] (fingerprint {key.fingerprint[:16]}) added to "
                   f"{key.source}. Copy that file to every host, then restart every medpay process.")

@@ -10,8 +10,11 @@ Every key has a **purpose** and a **key id**:
   ``medpay.adapters.db.key_check``); an index key is never rotated by adding one (that would need every index
   recomputed, which nothing does yet).
 - ``signing``: Ed25519 keys that sign e-certificate and bill codes; the newest signs.
+- ``face``: AES-256 key-encryption keys of face templates (``medpay.adapters.face.vault``): each template has a
+  key of its own, wrapped by the newest face key; rotating re-wraps every template's key.
 
-Later purposes (face templates, bank credentials) are one more entry in ``PURPOSES``.
+Later purposes (bank credentials) are one more entry in ``PURPOSES``. A purpose added by an upgrade gets its
+first key in the existing file when a process first opens the database (``ensure_purposes``).
 
 Keys live in two files, one key a line, ``<purpose> <key id> <32 bytes, base64>``; the last line of a purpose
 is its newest key. Each file is created on a fresh installation with a random key per purpose (mode 0600,
@@ -58,11 +61,11 @@ class KeyFileKind:
     purposes: tuple[str, ...]  # created (one random key each) when the file is created
 
 
-DATA_FILE = KeyFileKind("data key file", "MEDPAY_DATA_KEY_FILE", "var/data.key", ("data", "index"))
+DATA_FILE = KeyFileKind("data key file", "MEDPAY_DATA_KEY_FILE", "var/data.key", ("data", "index", "face"))
 SIGNING_FILE = KeyFileKind("signing key file", "MEDPAY_SIGNING_KEY_FILE", "var/signing.key", ("signing",))
 KINDS = (DATA_FILE, SIGNING_FILE)
 PURPOSES = {purpose: kind for kind in KINDS for purpose in kind.purposes}  # purpose → the file that holds it
-ROTATABLE = frozenset({"data", "signing"})  # not "index": stored indexes would stop matching
+ROTATABLE = frozenset({"data", "signing", "face"})  # not "index": stored indexes would stop matching
 
 LEGACY_KEY_ID = "v1"
 _KEY_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,30}$")
@@ -263,6 +266,18 @@ def add_key(purpose: str, files: dict[KeyFileKind, Path] | None = None) -> Key:
     finally:
         tmp.unlink(missing_ok=True)
     return parse_key_file(kind, path, line)[0]
+
+
+def ensure_purposes(files: dict[KeyFileKind, Path], recorded: set[str]) -> list[Key]:
+    """A first key for every purpose an existing file lacks (a purpose newer than the file), unless the database
+    recorded keys of it (then the file is the wrong one, and the check says so). The keys added are returned."""
+    added = []
+    for kind, path in files.items():
+        if not path.exists():
+            continue
+        have = {k.purpose for k in read_key_file(kind, path)}
+        added += [add_key(p, files) for p in kind.purposes if p not in have and p not in recorded and p in ROTATABLE]
+    return added
 
 
 def load_keyring(files: dict[KeyFileKind, Path] | None = None) -> Keyring:

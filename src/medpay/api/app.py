@@ -12,7 +12,7 @@ from fastapi import Depends, FastAPI
 from fastapi_offline import FastAPIOffline
 
 from medpay import __version__
-from medpay.api import admin, described, errors, mobile, mobile_pages, pages, payments, terminal
+from medpay.api import admin, described, errors, face, mobile, mobile_pages, pages, payments, terminal
 from medpay.api.http_guard import HttpGuard
 from medpay.api.deps import staff
 from medpay.api.institution import routes as institution
@@ -84,12 +84,15 @@ def create_app(platform: Platform | None = None, *, housekeeping_every_s: float 
     institution.install(app)
     app.include_router(terminal.router)
     app.include_router(payments.terminal_router)
+    app.include_router(face.terminal_router)
+    app.include_router(face.mobile_router)
     app.include_router(mobile.router)
     app.include_router(payments.mobile_router)
     app.include_router(payments.partner_router)
     staff_only = described.answers("/api/v1/admin", {401: "no staff key, or a wrong or revoked one"})
     app.include_router(payments.admin_router, dependencies=[Depends(staff)], responses=staff_only)
     app.include_router(admin.router, dependencies=[Depends(staff)], responses=staff_only)
+    app.include_router(face.admin_router, dependencies=[Depends(staff)], responses=staff_only)
     app.include_router(pages.router)
     app.include_router(mobile_pages.router)
     app.mount(mobile_pages.STATIC_PATH, mobile_pages.static_files, name="mobile-static")

@@ -115,6 +115,17 @@ def field_path(loc: Any) -> str:
     return out
 
 
+def _allowed(request: Request) -> set[str]:
+    """Every method the routes of this path take."""
+    from starlette.routing import Match
+
+    methods: set[str] = set()
+    for route in request.app.routes:
+        if getattr(route, "methods", None) and route.matches({**request.scope, "method": "GET"})[0] is not Match.NONE:
+            methods |= set(route.methods)
+    return methods
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(ServiceError)
     async def _service_error(request: Request, exc: ServiceError) -> JSONResponse:
@@ -127,6 +138,9 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 405:  # Starlette names only the first route's methods; a path may have several routes
+            named = {m.strip() for m in (exc.headers or {}).get("Allow", "").split(",") if m.strip()}
+            exc.headers = {**(exc.headers or {}), "Allow": ", ".join(sorted(named | _allowed(request)))}
         status, code, field, message = _http_exception(request, exc)
         allow = {"Allow": exc.headers["Allow"]} if exc.headers and "Allow" in exc.headers else None
         return door_error(request.scope["path"], status, code, field, message, headers=allow)

@@ -8,7 +8,7 @@ error shape (``api/errors.door_error``) with ``Connection: close``, so nothing m
 | door | limit |
 |---|---|
 | institution interface (``/fsi/…``, ``nhsa_paths``) | 32 MiB (a 9101 upload: a 20 MiB zip, base64-encoded, in a JSON envelope) |
-| terminal ``ec/query``, mobile ``bills/preview`` | 9 MiB as multipart/form-data (a photo), else 64 KiB |
+| terminal ``ec/query``, mobile ``bills/preview``, face ``verify`` and enrolments | 9 MiB as multipart/form-data (photos), else 64 KiB |
 | other terminal, mobile and partner endpoints; unknown ``/api/`` paths | 64 KiB |
 | admin ``/api/v1/admin/…`` | 1 MiB |
 | pages, docs, and any GET, HEAD, OPTIONS or DELETE | no body |
@@ -62,7 +62,9 @@ ADMIN_BODY_BYTES = 1 * MiB
 MAX_HEAD_BYTES = 64 * KiB  # request line and headers; real clients send well under 8 KiB
 MAX_JSON_DEPTH = 32
 BODY_KEY = "medpay.body"  # scope key: the institution route's RequestBody
-PHOTO_PATHS = frozenset({"/api/v1/terminal/ec/query", "/api/v1/mobile/bills/preview"})
+PHOTO_PATHS = frozenset({"/api/v1/terminal/ec/query", "/api/v1/mobile/bills/preview",
+                         # face: frames and enrolment photos (api/face.py)
+                         "/api/v1/terminal/face/verify", "/api/v1/admin/face/enrolments", "/api/v1/mobile/face/enrolment"})
 NO_BODY_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "DELETE"})
 
 

@@ -3,7 +3,7 @@
 - ``ecerts``: an activated e-certificate, bound to the Ed25519 key of one device. At most one active
   e-certificate per person and per device key (partial unique indexes); re-activation revokes the old one.
 - ``ecert_code_nonces``: the nonce of every QR code that was scanned. The primary key makes a code single use.
-- ``terminals``: scanners and windows of an institution, each with its Ed25519 public key.
+- ``terminals``: scanners, windows and face kiosks of an institution (``kind``), each with its Ed25519 public key.
 - ``terminal_nonces``: request nonces accepted from a terminal (replay check), purged after 2 × clock skew.
 - ``ecert_activations``: an activation under way: the one-time code (by SMS to the phone on record, or handed
   over at a counter by staff) that must come back with the device's key. At most one pending per person.
@@ -55,6 +55,7 @@ class TerminalRow(Base):
     public_key: Mapped[str] = mapped_column(String(64), unique=True)  # Ed25519, 64 hex digits
     name: Mapped[str] = mapped_column(String(100))
     status: Mapped[str] = mapped_column(String(8), default="active")  # active | disabled
+    kind: Mapped[str] = mapped_column(String(8), default="scanner", server_default="scanner")  # scanner | face
     registered_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
 

@@ -33,6 +33,7 @@ from medpay.adapters.keyring import (
     Keyring,
     KeyringError,
     create_key_file,
+    ensure_purposes,
     key_files,
     load_keyring,
     remember_checked,
@@ -71,6 +72,7 @@ def open_keyring(engine: Engine, data_file=None, signing_file=None) -> Keyring:
             needed = [key for key in recorded if PURPOSES.get(key[0]) is kind]
             if needed or (kind is DATA_FILE and encrypted):
                 raise KeyringError(_missing(kind, path, where, needed))
+        ensure_purposes(files, {purpose for purpose, _ in recorded})
         # the files there are must pass before any missing one is created
         present = load_keyring({kind: path for kind, path in files.items() if kind not in missing})
         if recorded:

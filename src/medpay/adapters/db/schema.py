@@ -11,6 +11,7 @@ from medpay.adapters.db import payment_tables  # noqa: F401
 from medpay.adapters.db import audit_tables  # noqa: F401
 from medpay.adapters.db import staff_tables  # noqa: F401
 from medpay.adapters.db import key_tables  # noqa: F401
+from medpay.adapters.db import face_tables  # noqa: F401
 from medpay.adapters.db import filing_tables  # noqa: F401
 from medpay.adapters.db.base import Base
 

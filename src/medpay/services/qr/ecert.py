@@ -62,6 +62,7 @@ DEVICE_HEADERS = (HEADER_ECERT_ID, *SIGNED_HEADERS)
 
 DEVICE_SKEW_S = 120
 TERMINAL_SKEW_S = 300
+TERMINAL_KINDS = ("scanner", "face")
 TOKEN_TTL = timedelta(minutes=30)
 CODE_NONCE_KEEP = timedelta(minutes=10)  # a scanned code's nonce is kept well past the code's 60 s life
 MAX_SCANNED_LENGTH = 1024
@@ -261,7 +262,11 @@ class EcertService:
 
     # -- terminals -----------------------------------------------------------------------------------------
 
-    def register_terminal(self, fixmedins_code: str, public_key_hex_: str, name: str) -> str:
+    def register_terminal(self, fixmedins_code: str, public_key_hex_: str, name: str, kind: str = "scanner") -> str:
+        """A terminal of ``kind``: ``scanner`` (QR codes: windows, scanners) or ``face`` (a face kiosk, which may
+        scan codes too — its fallback)."""
+        if kind not in TERMINAL_KINDS:
+            raise Invalid("kind", f"one of {', '.join(TERMINAL_KINDS)}")
         try:
             key_hex = public_key_hex(parse_public_key_hex(public_key_hex_))
         except ValueError as e:
@@ -279,7 +284,7 @@ class EcertService:
                 while s.get(TerminalRow, terminal_id) is not None:
                     terminal_id = _new_id("TM")
                 s.add(TerminalRow(terminal_id=terminal_id, fixmedins_code=fixmedins_code, public_key=key_hex,
-                                  name=name.strip(), status="active", registered_at=self.clock()))
+                                  name=name.strip(), status="active", kind=kind, registered_at=self.clock()))
         except IntegrityError:
             raise Conflict("public_key", "already registered for another terminal; one key per terminal") from None
         return terminal_id
@@ -292,9 +297,10 @@ class EcertService:
             row.status = "disabled"
 
     def verify_terminal(self, headers: Mapping[str, str], method: str, path: str,
-                        body: bytes) -> tuple[str, str]:
+                        body: bytes, kind: str | None = None) -> tuple[str, str]:
         """(terminal_id, fixmedins_code) of the terminal that signed this request; ``TerminalAuthError`` naming
-        the header at fault otherwise. The nonce is recorded only for a request whose signature verified."""
+        the header at fault otherwise. The nonce is recorded only for a request whose signature verified. With
+        ``kind``, a terminal of another kind is refused (once it proved its key)."""
         signed = read_signed(headers, method, path, body, now=self.clock(), skew_s=self.terminal_skew_s,
                              error=TerminalAuthError, holder_header=HEADER_TERMINAL_ID)
         with unit_of_work(self.factory) as uow:
@@ -306,6 +312,9 @@ class EcertService:
                                                           "METHOD\\npath\\ntimestamp\\nnonce\\nsha256hex(body))")
             if row.status != "active":
                 raise TerminalAuthError(HEADER_TERMINAL_ID, "this terminal is disabled")
+            if kind is not None and row.kind != kind:
+                raise Forbidden(HEADER_TERMINAL_ID, f"this terminal is registered as a {row.kind}, not a {kind} "
+                                                    "terminal")
             if not insert_ignore(uow.session, TerminalNonceRow,
                                   {"terminal_id": row.terminal_id, "nonce": signed.nonce, "seen_at": self.clock()},
                                   TerminalNonceRow.nonce):
