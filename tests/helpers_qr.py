@@ -24,16 +24,17 @@ EMP = demo.PERSONS[0]
 BLOOD = "002101000010000"  # 血常规, 甲类
 
 
-def qr_stack(backend: str, tmp: Path, env: dict[str, str] | None = None) -> Iterator[dict[str, Any]]:
+def qr_stack(backend: str, tmp: Path, env: dict[str, str] | None = None,
+             tls: tuple[Path, Path] | None = None) -> Iterator[dict[str, Any]]:
     """For a module fixture: the platform served on its own ``backend`` database with the gateway simulator, and
-    a terminal of H1 registered (``medpay ecert terminal-register``)."""
+    a terminal of H1 registered (``medpay ecert terminal-register``); over HTTPS with ``tls`` (cert, key)."""
     urls = backend_db_url(backend, tmp)
     db_url = next(urls)
     gw_port = free_port()
     try:
         # every test activates the same demo patients again: more codes a day than a person would ask for
         env = {"MEDPAY_SMS_DAILY_LIMIT": "1000", **(env or {})}
-        with server(db_url, tmp, "--gateway-port", str(gw_port), env=env) as base:
+        with server(db_url, tmp, "--gateway-port", str(gw_port), env=env, tls=tls) as base:
             key_file = tmp / "terminal.key"
             reg = run_cli(["ecert", "terminal-register", "--fixmedins-code", H1[0], "--name", "门诊1号窗口",
                            "--key-file", str(key_file)], db_url, tmp)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import ssl
 import subprocess
 import sys
 from contextlib import contextmanager
@@ -22,6 +23,7 @@ class Served(str):
 
     sms: str = ""
     db_url: str = ""
+    verify: bool | ssl.SSLContext = True  # httpx's verify: trusting the served certificate when it serves HTTPS
 
 
 def free_port() -> int:
@@ -44,9 +46,13 @@ def run_cli(args: list[str], db_url: str, tmp: Path, env: dict[str, str] | None 
 
 
 @contextmanager
-def server(db_url: str, tmp: Path, *extra: str, env: dict[str, str] | None = None) -> Iterator[Served]:
-    """``medpay serve`` on a free port; ``env`` adds to its environment (MEDPAY_* settings)."""
+def server(db_url: str, tmp: Path, *extra: str, env: dict[str, str] | None = None,
+           tls: tuple[Path, Path] | None = None) -> Iterator[Served]:
+    """``medpay serve`` on a free port; ``env`` adds to its environment (MEDPAY_* settings). With ``tls``
+    (certificate, key: ``tests/helpers_tls``) it serves HTTPS, and ``.verify`` is the certificate to trust."""
     port = free_port()
+    if tls:
+        env = {**(env or {}), "MEDPAY_TLS_CERT_FILE": str(tls[0]), "MEDPAY_TLS_KEY_FILE": str(tls[1])}
     log = open(tmp / "server.log", "w")
     if not any(a.startswith("--gateway") for a in extra):
         extra = (*extra, "--no-gateway-sim")  # tests that want the gateway simulator ask for it
@@ -56,11 +62,12 @@ def server(db_url: str, tmp: Path, *extra: str, env: dict[str, str] | None = Non
     proc = subprocess.Popen([sys.executable, "-m", "medpay.cli", "serve", "--port", str(port), *extra],
                             env={**medpay_env(db_url, tmp), **(env or {})}, cwd=tmp, stdout=log,
                             stderr=subprocess.STDOUT)
-    base = Served(f"http://127.0.0.1:{port}")
+    base = Served(f"{'https' if tls else 'http'}://127.0.0.1:{port}")
     base.sms = f"http://127.0.0.1:{sms_port}"
+    base.verify = ssl.create_default_context(cafile=str(tls[0])) if tls else True
     try:
         try:
-            wait_until_healthy(f"{base}/healthz", proc, timeout=60, what="medpay server")
+            wait_until_healthy(f"{base}/healthz", proc, timeout=60, what="medpay server", verify=base.verify)
         except RuntimeError as e:
             raise RuntimeError(f"{e}:\n" + (tmp / "server.log").read_text()) from None
         yield base

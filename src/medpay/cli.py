@@ -143,8 +143,12 @@ def serve(host: str = typer.Option("127.0.0.1", help="address to listen on"),
           sms_port: int = typer.Option(8101, help="port of the SMS simulator"),
           access_log: bool = typer.Option(False, help="log every HTTP request (uvicorn's access log); the "
                                                       "institution interface logs its own line per transaction "
-                                                      "at INFO either way")) -> None:
-    """Serve the API, OpenAPI docs (/docs) and pages."""
+                                                      "at INFO either way"),
+          tls_cert: Optional[Path] = typer.Option(None, "--tls-cert", envvar="MEDPAY_TLS_CERT_FILE",
+                                                  help="serve HTTPS with this PEM certificate (chain); with --tls-key"),
+          tls_key: Optional[Path] = typer.Option(None, "--tls-key", envvar="MEDPAY_TLS_KEY_FILE",
+                                                 help="the certificate's PEM private key")) -> None:
+    """Serve the API, OpenAPI docs (/docs) and pages; HTTPS with the operator's certificate and key."""
     import os
 
     import uvicorn
@@ -155,6 +159,13 @@ def serve(host: str = typer.Option("127.0.0.1", help="address to listen on"),
     from medpay.nhsa_paths import institution_paths
 
     http_guard.settings()  # a wrong MEDPAY_*_TIMEOUT_S or MEDPAY_BODY_MIN_RATE stops here, before anything starts
+    from medpay.tls import TlsSettingError, tls_files
+
+    try:
+        tls = tls_files(tls_cert, tls_key)  # likewise a certificate and key that are not a pair
+    except TlsSettingError as e:
+        raise SystemExit(str(e)) from None
+    scheme = "https" if tls else "http"
     institution_paths()  # likewise MEDPAY_INSTITUTION_BASE_PATHS
     try:
         stmt_refd_setl_flag_from_env()
@@ -177,7 +188,8 @@ def serve(host: str = typer.Option("127.0.0.1", help="address to listen on"),
     if gateway_sim and not os.environ.get("MEDPAY_GATEWAY_URL"):
         from medpay.simulators.launch import bind_demo_wallets, start_gateway_simulator
 
-        simulator = start_gateway_simulator(host, gateway_port, f"http://{host}:{port}/api/v1/partner/gateway/callback")
+        simulator = start_gateway_simulator(host, gateway_port,
+                                            f"{scheme}://{host}:{port}/api/v1/partner/gateway/callback")
         if seed:
             bind_demo_wallets(factory, cipher, simulator)
         console.print(f"支付网关模拟器 / payment-gateway SIMULATOR on [bold]{simulator.url}[/] (not a real gateway)")
@@ -189,11 +201,12 @@ def serve(host: str = typer.Option("127.0.0.1", help="address to listen on"),
         console.print(f"短信模拟器 / SMS SIMULATOR on [bold]{sms.url}[/] (nothing is really texted: "
                       f"{sms.url}/sim/messages)")
     engine.dispose()
-    console.print(f"medpay 服务 / serving on [bold]http://{host}:{port}[/]  (docs: http://{host}:{port}/docs)")
+    console.print(f"medpay 服务 / serving on [bold]{scheme}://{host}:{port}[/]  (docs: {scheme}://{host}:{port}/docs)")
     try:
         # (the protocol by name: --workers N hands the configuration to fresh processes)
         uvicorn.run("medpay.api.main:app", host=host, port=port, workers=workers, log_level="info",
-                    access_log=access_log, log_config=_log_config(), http=HTTP_PROTOCOL)
+                    access_log=access_log, log_config=_log_config(), http=HTTP_PROTOCOL,
+                    ssl_certfile=str(tls.cert) if tls else None, ssl_keyfile=str(tls.key) if tls else None)
     finally:
         for child in (simulator, sms):
             if child is not None:

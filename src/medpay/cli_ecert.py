@@ -165,14 +165,17 @@ def terminal_register(fixmedins_code: str = typer.Option(..., "--fixmedins-code"
                       key_file: Path = typer.Option(Path("var/terminal.key"), "--key-file",
                                                     help="terminal key file (created if missing)"),
                       kind: str = typer.Option("scanner", "--kind", help="scanner (QR codes) or face (a face kiosk)"),
+                      public_key: Optional[str] = typer.Option(
+                          None, "--public-key", help="register this Ed25519 public key (64 hex digits) instead of a "
+                                                     "key file: a face kiosk's page makes its key and shows this"),
                       ) -> None:
     """Register a terminal of an institution; prints the terminal_id its requests must carry."""
     from medpay.adapters.platform_keys import public_key_hex
 
-    key = _key(key_file)
-    terminal_id = _run(_service().register_terminal, fixmedins_code, public_key_hex(key), name, kind)
-    _print({"terminal_id": terminal_id, "fixmedins_code": fixmedins_code, "key_file": str(key_file),
-            "public_key": public_key_hex(key), "kind": kind})
+    key_hex = public_key if public_key is not None else public_key_hex(_key(key_file))
+    terminal_id = _run(_service().register_terminal, fixmedins_code, key_hex, name, kind)
+    _print({"terminal_id": terminal_id, "fixmedins_code": fixmedins_code,
+            "key_file": None if public_key is not None else str(key_file), "public_key": key_hex, "kind": kind})
 
 
 @ecert_app.command("notify-url")

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import ssl
 import subprocess
 import time
 
 import httpx
 
 
-def wait_until_healthy(url: str, proc: subprocess.Popen, timeout: float = 30.0, what: str = "service") -> None:
-    """Poll ``url`` until it answers 200; raise RuntimeError if the process exits or time runs out."""
+def wait_until_healthy(url: str, proc: subprocess.Popen, timeout: float = 30.0, what: str = "service",
+                       verify: bool | ssl.SSLContext = True) -> None:
+    """Poll ``url`` until it answers 200; raise RuntimeError if the process exits or time runs out. ``verify``:
+    httpx's, e.g. a context trusting the CA that signed an HTTPS server's certificate."""
     deadline = time.monotonic() + timeout
     while True:
         try:
-            if httpx.get(url, timeout=1).status_code == 200:
+            if httpx.get(url, timeout=1, verify=verify).status_code == 200:
                 return
         except httpx.HTTPError:
             pass

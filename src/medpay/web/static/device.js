@@ -34,6 +34,12 @@ export const loadDevice = () => withStore("readonly", (store) => store.get(KEY))
 
 export const saveDevice = (device) => withStore("readwrite", (store) => store.put(device, KEY));
 
+/** A face kiosk's own key, {privateKey, publicKeyHex, terminal_id, org_id, limit}, kept beside (never instead of)
+ * a patient's device key. */
+export const loadKiosk = () => withStore("readonly", (store) => store.get("kiosk"));
+
+export const saveKiosk = (kiosk) => withStore("readwrite", (store) => store.put(kiosk, "kiosk"));
+
 const hex = (buffer) => Array.from(new Uint8Array(buffer), (b) => b.toString(16).padStart(2, "0")).join("");
 
 /** A new key pair; throws when this browser can't make Ed25519 keys (old browser, or not a secure context). */
@@ -48,17 +54,20 @@ async function sign(privateKey, message) {
   return hex(await crypto.subtle.sign({ name: "Ed25519" }, privateKey, new TextEncoder().encode(message)));
 }
 
+/** sha256 of a text (UTF-8) or of bytes (a multipart body built by the page). */
 async function sha256hex(message) {
-  return hex(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(message)));
+  const bytes = typeof message === "string" ? new TextEncoder().encode(message) : message;
+  return hex(await crypto.subtle.digest("SHA-256", bytes));
 }
 
 /** The headers that sign a request with the device key: X-Timestamp, a fresh X-Nonce and X-Signature of
  * "METHOD\npath\ntimestamp\nnonce\nsha256hex(body)" (path with its query, as sent), plus X-Ecert-Id once the
- * device holds an e-certificate. Signatures go in headers, never in a URL. */
+ * device holds an e-certificate, or X-Terminal-Id for a kiosk's key. Signatures go in headers, never in a URL. */
 export async function signedHeaders(device, method, path, body) {
   const timestamp = String(Math.floor(Date.now() / 1000));
   const nonce = crypto.randomUUID().replaceAll("-", "");
   const message = [method, path, timestamp, nonce, await sha256hex(body)].join("\n");
-  return { ...(device.ecert_id ? { "X-Ecert-Id": device.ecert_id } : {}), "X-Timestamp": timestamp,
+  return { ...(device.ecert_id ? { "X-Ecert-Id": device.ecert_id } : {}),
+           ...(device.terminal_id ? { "X-Terminal-Id": device.terminal_id } : {}), "X-Timestamp": timestamp,
            "X-Nonce": nonce, "X-Signature": await sign(device.privateKey, message) };
 }

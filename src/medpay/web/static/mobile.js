@@ -8,13 +8,14 @@ export function t(key, vars = {}) {
   return String(text[key] ?? key).replace(/\{(\w+)\}/g, (_, name) => vars[name] ?? "");
 }
 
-/** Call the mobile API: POST `json` (an object) or `form` (FormData), or GET. With `signedBy` (a device: its
- * privateKey, and its ecert_id once activated) the request is signed in headers. Resolves to {data} or {error},
- * never throws: the error has the API's shape {code, field, message}; "network" when no answer came. With
- * `blob`, data is the response body as a Blob (an image). */
-export async function post(path, { json, form, signedBy, method = "POST", blob = false } = {}) {
-  const body = json ? JSON.stringify(json) : form;
-  const headers = json ? { "Content-Type": "application/json" } : {};
+/** Call the mobile API: POST `json` (an object), `form` (FormData) or `bytes` ({body: Uint8Array, type}: a body
+ * the page built, so that a signature can cover it), or GET. With `signedBy` (a device: its privateKey, and its
+ * ecert_id once activated; or a kiosk: its privateKey and terminal_id) the request is signed in headers. Resolves
+ * to {data} or {error}, never throws: the error has the API's shape {code, field, message}; "network" when no
+ * answer came. With `blob`, data is the response body as a Blob (an image). */
+export async function post(path, { json, form, bytes, signedBy, method = "POST", blob = false } = {}) {
+  const body = json ? JSON.stringify(json) : bytes ? bytes.body : form;
+  const headers = json ? { "Content-Type": "application/json" } : bytes ? { "Content-Type": bytes.type } : {};
   let response;
   try {
     if (signedBy) Object.assign(headers, await signedHeaders(signedBy, method, path, body ?? ""));
@@ -29,7 +30,7 @@ export async function post(path, { json, form, signedBy, method = "POST", blob =
 }
 
 /** The message for an API error in the page's language; `generic` when only the fallback matched. */
-function errorMessage(error) {
+export function errorMessage(error) {
   const m = text.errors;
   const known = m[`${error.code}.${error.field}`] ?? m[`${error.code}.*`] ?? m[`*.${error.field}`] ?? m[error.code];
   return { message: known ?? m["*"], generic: known === undefined };
