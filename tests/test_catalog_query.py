@@ -85,6 +85,8 @@ def test_pages_walk_the_catalog_once(his) -> None:
     ({"updt_time": ""}, "data.updt_time"),
     ({"updt_time": "yesterday"}, "data.updt_time"),
     ({"query_date": "2026/12/01"}, "data.query_date"),
+    ({"updt_time": "0001-01-01 00:00:00"}, "data.updt_time"),  # beyond what a database compares in local time
+    ({"query_date": "9999-12-31"}, "data.query_date"),
     ({"hilist_name": "名" * 201}, "data.hilist_name"),
     ({"list_type": {"a": 1}}, "data.list_type"),
 ])

@@ -21,7 +21,7 @@ Output_1312.cs, Input_1317.cs, Output_1317.cs, Input_3301.cs, Input_3302.cs; SZ 
 from __future__ import annotations
 
 from collections.abc import Mapping as Node
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from medpay.api.institution.transactions import Call, day, handler, node, text, timestamp
@@ -83,7 +83,19 @@ def _since(d: Node[str, Any]) -> datetime:
     when = timestamp(d, "updt_time", "data")
     if when is None:
         raise Invalid("data.updt_time", "missing (rows changed at or after it are listed; send an early time for all)")
-    return when
+    return _in_range(when, "updt_time")
+
+
+def _on(d: Node[str, Any], key: str) -> date | None:
+    found = day(d, key, "data", required=False)
+    return found if found is None else _in_range(found, key)
+
+
+def _in_range(value: Any, key: str) -> Any:
+    """A query's time or date, within the years a database compares (and a day can be added to)."""
+    if not 1900 <= value.year <= 9998:
+        raise Invalid(f"data.{key}", f"must be in the years 1900 to 9998; got {value.year}")
+    return value
 
 
 @handler("1312")
@@ -94,7 +106,7 @@ def query_catalog(call: Call) -> dict:
         updt_time=_since(d), exact={k: v for k, v in given.items() if k in ("hilist_code", "med_chrgitm_type",
                                                                            "chrgitm_lv", "list_type")},
         fixed={k: v for k, v in given.items() if k in FIXED}, name=given.get("hilist_name", ""),
-        begndate=day(d, "begndate", "data", required=False), query_date=day(d, "query_date", "data", required=False),
+        begndate=_on(d, "begndate"), query_date=_on(d, "query_date"),
         insu_admdvs=given.get("insu_admdvs", ""), vali_flag=given.get("vali_flag", ""))
     page = _page(d)
     return CatalogQueries(call.platform.factory, call.platform.settlement.clock).query(call.fixmedins_code, q, page)
@@ -137,8 +149,8 @@ def query_mappings(call: Call) -> dict:
     q = Filters(
         updt_time=_since(d), exact={k: v for k, v in given.items() if k in ("medins_list_codg", "list_type",
                                                                            "med_list_codg")},
-        name=given.get("medins_list_name", ""), begndate=day(d, "begndate", "data", required=False),
-        query_date=day(d, "query_date", "data", required=False), insu_admdvs=given.get("insu_admdvs", ""),
+        name=given.get("medins_list_name", ""), begndate=_on(d, "begndate"), query_date=_on(d, "query_date"),
+        insu_admdvs=given.get("insu_admdvs", ""),
         vali_flag=given.get("vali_flag", ""))
     page = _page(d)
     return CatalogMappings(call.platform.factory, call.platform.settlement.clock).listing(call.fixmedins_code, q, page)
