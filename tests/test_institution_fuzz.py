@@ -38,6 +38,7 @@ from sqlalchemy import select
 
 from medpay.adapters.crypto import FieldCipher
 from medpay.adapters.db import schema
+from medpay.adapters.db.catalog_tables import CatalogMappingRow
 from medpay.adapters.db.ledger_store import check_ledger
 from medpay.adapters.db.migrate import upgrade
 from medpay.adapters.db.tables import FeeLineRow, VisitRow
@@ -229,6 +230,14 @@ class World:
             "fixmedins_code": [H1[0], H1[0], H1[0], H2[0]], "insutype": ["310", "390"],
             "mdtrt_cert_type": ["01", "02", "03"], "mdtrt_cert_no": [EMP.certno, RETIREE.card_no, CHILD.certno],
             "certno": [EMP.certno, RETIREE.certno], "med_type": ["11", "14", "21", "99"],
+            # the catalog and its mapping (1312, 1317, 3301, 3302): the example's mapping YP0001 stands (refresh)
+            "hilist_code": [c[0] for c in demo.CATALOG[:3]] + ["NOSUCHCODE"],
+            "fixmedins_hilist_id": ["YP0001", "YP0001", "YP0002", "NOSUCH"], "medins_list_codg": ["YP0001", "YP0002"],
+            "list_type": ["101", "101", "201", "301", "999"], "vali_flag": ["1", "0", "2"],
+            "page_num": [1, 1, "2", 0, 10**7], "page_size": [100, 2, "50", 0, 1001],
+            "updt_time": ["2000-01-01 00:00:00", "2999-01-01 00:00:00", "0001-01-01 00:00:00"],
+            "begndate": ["2026-01-01", "0001-01-01", "9999-12-31"], "enddate": ["2099-12-31", "2000-01-01", ""],
+            "query_date": ["", f"{datetime.now(LOCAL_TZ):%Y-%m-%d}", "9999-12-31"],
         }.items():
             self.pools.setdefault(pool, []).extend(values)
 
@@ -246,6 +255,8 @@ class World:
             self.sign_no = self.sign_in()
         if not self.platform.sign_in.check(H2[0], self.h2_sign_no):
             self.h2_sign_no = self.sign_in(H2)
+        if not self.mapped():  # a fuzzed 3302 may have cancelled the example's mapping: map it again
+            self.call("3301", examples.EXAMPLES["3301"]["value"]["input"])
         wanted = {"open": (self.opened, ("open", True)), "settled": (self.settled, ("settled", False)),
                   "admitted": (self.admission, ("open", True)),
                   "discharged": (lambda: self.admission(discharged=True), ("discharged", True))}
@@ -254,6 +265,13 @@ class World:
                 self.latest[role] = make()
 
     # -------------------------------------------------------------- state
+
+    def mapped(self) -> bool:
+        """Does H1's code YP0001 (the 3301/3302 examples') have a standing mapping?"""
+        with self.platform.factory() as session:
+            return session.execute(select(CatalogMappingRow.id).where(
+                CatalogMappingRow.fixmedins_code == H1[0], CatalogMappingRow.fixmedins_hilist_id == "YP0001",
+                CatalogMappingRow.status == "active")).first() is not None
 
     def snapshot(self, only: str | None = None) -> dict[str, str]:
         """A digest of every table but the ignored ones (row by row, in primary-key order)."""

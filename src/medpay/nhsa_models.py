@@ -254,8 +254,76 @@ class DictEntry(SpecModel):
     version: Number
 
 
+class CatalogEntry(SpecModel):
+    """1312 ``data`` rows: newtouch-cloud/openhis Output_1312.cs, SZ ML1312.cs (required: codes, name, region,
+    begndate, the flags and types, vali_flag, rid, updt_time, crte_time)."""
+
+    hilist_code: Text
+    hilist_name: Text
+    insu_admdvs: Text
+    begndate: Date
+    enddate: Date | None = None
+    med_chrgitm_type: Text
+    chrgitm_lv: Text
+    lmt_used_flag: Text
+    list_type: Text
+    med_use_flag: Text
+    matn_used_flag: Text
+    hilist_use_type: Text
+    lmt_cpnd_type: Text
+    wubi: Text | None = None
+    pinyin: Text | None = None
+    memo: Text | None = None
+    vali_flag: Text
+    rid: Text
+    updt_time: DateTime
+    crte_time: DateTime
+    opt_time: DateTime | None = None
+    poolarea_no: Text | None = None
+
+
+class CatalogMatch(SpecModel):
+    """1317 ``data`` rows: newtouch-cloud/openhis Output_1317.cs's field table (required: the institution, its code,
+    region, list type, catalog code, begndate, vali_flag, rid, updt_time, crte_time)."""
+
+    fixmedins_code: Text
+    medins_list_codg: Text
+    medins_list_name: Text | None = None
+    insu_admdvs: Text
+    list_type: Text
+    med_list_codg: Text
+    begndate: Date
+    enddate: Date | None = None
+    aprvno: Text | None = None
+    dosform: Text | None = None
+    exct_cont: Text | None = None
+    item_cont: Text | None = None
+    prcunt: Text | None = None
+    spec: Text | None = None
+    pacspec: Text | None = None
+    vali_flag: Text
+    rid: Text
+    updt_time: DateTime
+    crte_time: DateTime
+    opt_time: DateTime | None = None
+
+
+class Paged(SpecModel):
+    """The counters of a paged output (1312, 1317; openhis Output_1312.cs), every one a number."""
+
+    pageNum: Number
+    pageSize: Number
+    size: Number
+    startRow: Number
+    recordCounts: Number
+    pages: Number
+    firstPage: Number
+    lastPage: Number
+    data: list[dict]
+
+
 MODELS: tuple[type[SpecModel], ...] = (SetlInfo, SetlDetail, FeeResult, FeeRow, BaseInfo, InsuInfo, IdetInfo,
-                                       DiseaseFiling, DictEntry)
+                                       DiseaseFiling, DictEntry, CatalogEntry, CatalogMatch)
 
 
 def field_kinds() -> dict[str, str]:

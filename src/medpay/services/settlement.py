@@ -42,7 +42,7 @@ from medpay.domain.posting import (
 from medpay.local_time import age_on, format_local, local_date
 from medpay.money import MoneyError, format_yuan, parse_yuan, to_decimal
 from medpay.domain.credentials import E_CERTIFICATE
-from medpay.services import audit, credentials, idempotency, records
+from medpay.services import audit, catalog_mapping, credentials, idempotency, records
 from medpay.services.credentials import Credential, CredentialCheck, Shown
 from medpay.services.errors import Conflict, Invalid, NotFound
 from medpay.services.idempotency import REVERSED
@@ -294,10 +294,11 @@ class SettlementService:
             raise Conflict("mdtrt_id", f"visit {mdtrt_id!r} is {visit.status}; no more fee lines")
         policy = self._policy(prow.insuplc_admdvs, local_date(visit.begntime))
         live = records.active_line_numbers(conn, mdtrt_id)
-        catalog = records.catalog(conn, (ln.med_list_codg for ln in lines))
+        now = self.clock()
+        codes, catalog = catalog_mapping.resolve(conn, fixmedins_code, lines,
+                                                 records.catalog(conn, (ln.med_list_codg for ln in lines)), now)
         seen: set[str] = set()
         results, rows = [], []
-        now = self.clock()
         for i, ln in enumerate(lines):
             where = f"feedetail[{i}]"
             if not ln.feedetl_sn:
@@ -305,9 +306,9 @@ class SettlementService:
             if ln.feedetl_sn in live or ln.feedetl_sn in seen:
                 raise Conflict(f"{where}.feedetl_sn", f"line {ln.feedetl_sn!r} is already uploaded for this visit")
             seen.add(ln.feedetl_sn)
-            item = catalog.get(ln.med_list_codg)
+            item = catalog.get(codes[i])
             if item is None:
-                raise NotFound(f"{where}.med_list_codg", f"unknown catalog item {ln.med_list_codg!r}")
+                raise _unknown_item(ln, where)
             fee_line = self._fee_line(ln, item, where)
             split = classify_line(fee_line, policy)
             result = {
@@ -319,7 +320,7 @@ class SettlementService:
                 "med_chrgitm_type": split.med_chrgitm_type,
             }
             rows.append({"mdtrt_id": mdtrt_id, "feedetl_sn": ln.feedetl_sn, "chrg_bchno": ln.chrg_bchno,
-                         "med_list_codg": ln.med_list_codg, "medins_list_codg": ln.medins_list_codg,
+                         "med_list_codg": item.med_list_codg, "medins_list_codg": ln.medins_list_codg,
                          "cnt": str(fee_line.cnt), "pric": str(fee_line.pric),
                          "det_item_fee_sumamt": fee_line.det_item_fee_sumamt,
                          "fee_ocur_time": ln.fee_ocur_time or now, "status": "active", "setl_id": None,
@@ -837,3 +838,11 @@ def _negated(row: dict[str, Any]) -> dict[str, Any]:
             out[k] = -out[k]
     return out
 
+
+def _unknown_item(ln: FeeLineInput, where: str) -> Invalid | NotFound:
+    """A fee line whose catalog code is unknown, and whose own code (if any) has no mapping in force (3301)."""
+    unmapped = (f"; medins_list_codg {ln.medins_list_codg!r} has no catalog mapping in force (3301)"
+                if ln.medins_list_codg else "")
+    if not ln.med_list_codg:
+        return Invalid(f"{where}.med_list_codg", "missing" + unmapped)
+    return NotFound(f"{where}.med_list_codg", f"unknown catalog item {ln.med_list_codg!r}" + unmapped)

@@ -97,6 +97,9 @@ class CatalogItemRow(Base):
     pric_uplmt_amt: Mapped[int | None] = mapped_column(BigInteger)
     selfpay_prop: Mapped[str | None] = mapped_column(String(12))  # decimal text; None = policy default
     list_type: Mapped[str] = mapped_column(String(6), default="", server_default="")  # 目录类别, e.g. 101 西药中成药
+    # when the item entered the catalog and when it last changed (1312's crte_time/begndate and updt_time)
+    created_at: Mapped[datetime | None] = mapped_column(UtcDateTime, default=utcnow)
+    updated_at: Mapped[datetime | None] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
 
 
 class VisitRow(Base):

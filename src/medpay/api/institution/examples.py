@@ -20,6 +20,8 @@ TITLES = {
     "9101": "文件上传 file upload", "9102": "文件下载 file download",
     "2503": "门慢门特病种备案 chronic/special disease filing", "2504": "备案撤销 filing cancel",
     "5301": "人员慢特病备案查询 disease filings", "1901": "字典表查询 dictionary",
+    "1312": "医保目录信息查询 insurance catalog query", "1317": "医药机构目录匹配信息查询 catalog mapping query",
+    "3301": "目录对照上传 catalog mapping upload", "3302": "目录对照撤销 catalog mapping cancel",
 }
 
 # The envelope as the parser takes it (envelope.py): text fields may arrive as numbers or null (what real HIS
@@ -142,4 +144,20 @@ EXAMPLES = {
     "5301": _env("5301", "data", {"psn_no": PSN}),
     "1901": _env("1901", "data", {"type": "MED_TYPE", "parent_value": "", "admdvs": "999901",
                                   "date": "2026-11-23", "vali_flag": "1"}),
+    "1312": _env("1312", "data", {"query_date": "", "hilist_code": "", "insu_admdvs": "999901", "begndate": "",
+                                  "hilist_name": "布洛芬", "wubi": "", "pinyin": "", "med_chrgitm_type": "",
+                                  "chrgitm_lv": "", "lmt_used_flag": "", "list_type": "101", "med_use_flag": "",
+                                  "matn_used_flag": "", "hilist_use_type": "", "lmt_cpnd_type": "", "vali_flag": "1",
+                                  "updt_time": "2000-01-01 00:00:00", "page_num": 1, "page_size": 100}),
+    "3301": _env("3301", "data", {"fixmedins_hilist_id": "YP0001", "fixmedins_hilist_name": "布洛芬缓释胶囊(院内)",
+                                  "list_type": "101", "med_list_codg": "XM01AEB002", "begndate": "2026-11-01",
+                                  "enddate": "2099-12-31", "aprvno": "国药准字H10900089", "dosform": "胶囊剂",
+                                  "exct_cont": "", "item_cont": "", "prcunt": "盒", "spec": "0.3g*20粒",
+                                  "pacspec": "盒", "memo": ""}),
+    "3302": _env("3302", "data", {"fixmedins_code": "H99990100001", "fixmedins_hilist_id": "YP0001",
+                                  "list_type": "101", "med_list_codg": "XM01AEB002"}),
+    "1317": _env("1317", "data", {"query_date": "", "fixmedins_code": "H99990100001", "medins_list_codg": "",
+                                  "medins_list_name": "", "insu_admdvs": "999901", "list_type": "",
+                                  "med_list_codg": "", "begndate": "", "vali_flag": "1",
+                                  "updt_time": "2000-01-01 00:00:00", "page_num": 1, "page_size": 100}),
 }

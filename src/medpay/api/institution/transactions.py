@@ -77,7 +77,8 @@ def rows(call: Call, name: str) -> list[Mapping[str, Any]]:
 MAX_LENGTHS = {"mdtrt_cert_type": 3, "insutype": 6, "med_type": 6, "ipt_otp_no": 30, "ipt_no": 30, "dise_codg": 30,
                "dise_name": 200, "feedetl_sn": 30, "chrg_bchno": 30, "medins_list_codg": 50, "med_list_codg": 50,
                "omsgid": 30, "mdtrt_cert_no": 64, "card_sn": 64, "psn_no": 30, "mdtrt_id": 30, "setl_id": 30,
-               "opter_no": 30, "sign_no": 30, "mac": 64, "ip": 64, "oinfno": 10, "cum_ym": 6}
+               "opter_no": 30, "sign_no": 30, "mac": 64, "ip": 64, "oinfno": 10, "cum_ym": 6,
+               "exct_cont": 2000, "item_cont": 2000}
 TEXT_LIMIT = 1000  # any other text field: nothing the interface names is longer
 
 
@@ -303,7 +304,7 @@ def upload_fees(call: Call) -> dict:
     for i, r in enumerate(lines):
         path = f"feedetail[{i}]"
         inputs.append(FeeLineInput(
-            feedetl_sn=text(r, "feedetl_sn", path), med_list_codg=text(r, "med_list_codg", path),
+            feedetl_sn=text(r, "feedetl_sn", path), med_list_codg=text(r, "med_list_codg", path, required=False),
             cnt=_number(r, "cnt", path), pric=_number(r, "pric", path),
             det_item_fee_sumamt=_number(r, "det_item_fee_sumamt", path),
             fee_ocur_time=timestamp(r, "fee_ocur_time", path), chrg_bchno=text(r, "chrg_bchno", path, required=False),
