@@ -1,6 +1,6 @@
 """catalog mapping (3301/3302/1317) and the catalog's own times (1312)
 
-Revision ID: 0013
+Revision ID: 0012
 Revises: 0011
 Create Date: 2026-12-03
 
@@ -17,7 +17,7 @@ import sqlalchemy as sa
 import medpay.adapters.db.base
 
 
-revision = '0013'
+revision = '0012'
 down_revision = '0011'
 branch_labels = None
 depends_on = None
