@@ -229,6 +229,10 @@ class World:
             "fixmedins_code": [H1[0], H1[0], H1[0], H2[0]], "insutype": ["310", "390"],
             "mdtrt_cert_type": ["01", "02", "03"], "mdtrt_cert_no": [EMP.certno, RETIREE.card_no, CHILD.certno],
             "certno": [EMP.certno, RETIREE.certno], "med_type": ["11", "14", "21", "99"],
+            # 5201/5205 time ranges, 5302 businesses, 4101's person and funds
+            "begntime": [f"{datetime.now(LOCAL_TZ) - timedelta(days=1):%Y-%m-%d %H:%M:%S}", "2026-01-01"],
+            "endtime": [f"{datetime.now(LOCAL_TZ) + timedelta(days=1):%Y-%m-%d}", ""], "biz_appy_type": ["03", "01"],
+            "hi_no": [EMP.psn_no, RETIREE.psn_no], "fund_pay_type": ["310100", "310200", "390100", "610100"],
         }.items():
             self.pools.setdefault(pool, []).extend(values)
 
