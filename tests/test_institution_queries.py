@@ -289,3 +289,19 @@ def test_4101_refuses_another_institutions_and_a_cancelled_settlement(served) ->
     refused(c, "4101", {"payinfo": []}, "input.setlinfo", node="")
     refused(c, "4101", {**settlement_list(mine), "oprninfo": "none"}, "input.oprninfo", node="")
 
+
+
+def test_two_lists_for_one_settlement_sent_at_once_leave_one_standing(served) -> None:
+    """The settlement's row lock orders them: one is version 1 and replaced, the other version 2 and standing."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    c = client(served)
+    out = settled(c)
+    senders = [client(served, shown=()) for _ in range(2)]
+    with ThreadPoolExecutor(2) as pool:
+        answers = list(pool.map(lambda s: s.call("4101", settlement_list(out, setlinfo__bill_no=s.next_msgid()[-6:])),
+                                senders))
+    assert all(a.ok for a in answers) and len({a.output["setl_list_id"] for a in answers}) == 2
+    setl_id = out["setlinfo"]["setl_id"]
+    assert [(r.version, r.status) for r in lists_stored(served) if r.setl_id == setl_id] == [
+        (1, "replaced"), (2, "standing")]
