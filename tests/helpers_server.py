@@ -153,3 +153,16 @@ def audit_events(db_url: str, action: str) -> list:
                                   .order_by(AuditEventRow.id)).scalars())
     finally:
         engine.dispose()
+
+
+def signed_in_client(base: str, inst=demo.INSTITUTIONS[0], shown=()) -> "HisClient":
+    """A HIS of demo institution ``inst`` at ``base``, signed in, that has identified (1101) the ``shown``
+    persons by ID card."""
+    from medpay.his_client import HisClient
+
+    code, name, _level, paasid, token = inst
+    c = HisClient(base, code, name, paasid, token, mdtrtarea_admvs="999901", retries=0)
+    c.sign_in("1001")
+    for person in shown:
+        c.person_info("02", person.certno)
+    return c

@@ -15,7 +15,7 @@ from medpay.adapters.db.filing_tables import DiseaseFilingRow
 from medpay.his_client import HisBusinessError, HisClient
 from medpay.nhsa_models import DiseaseFiling
 from medpay.services import demo
-from tests.helpers_server import audit_events, backend_server
+from tests.helpers_server import audit_events, backend_server, signed_in_client
 
 H1, H2 = demo.INSTITUTIONS[0], demo.INSTITUTIONS[1]
 CIVIL, CHILD = demo.PERSONS[2], demo.PERSONS[3]
@@ -29,12 +29,7 @@ def served(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
 
 
 def client(base: str, inst=H1, shown=(CIVIL,)) -> HisClient:
-    code, name, _level, paasid, token = inst
-    c = HisClient(base, code, name, paasid, token, mdtrtarea_admvs="999901", retries=0)
-    c.sign_in("1001")
-    for person in shown:
-        c.person_info("02", person.certno)
-    return c
+    return signed_in_client(base, inst, shown)
 
 
 def filing(person=CIVIL, **changes) -> dict:

@@ -238,6 +238,10 @@ class World:
             "updt_time": ["2000-01-01 00:00:00", "2999-01-01 00:00:00", "0001-01-01 00:00:00"],
             "begndate": ["2026-01-01", "0001-01-01", "9999-12-31"], "enddate": ["2099-12-31", "2000-01-01", ""],
             "query_date": ["", f"{datetime.now(LOCAL_TZ):%Y-%m-%d}", "9999-12-31"],
+            # 5201/5205 time ranges, 5302 businesses, 4101's person and funds
+            "begntime": [f"{datetime.now(LOCAL_TZ) - timedelta(days=1):%Y-%m-%d %H:%M:%S}", "2026-01-01"],
+            "endtime": [f"{datetime.now(LOCAL_TZ) + timedelta(days=1):%Y-%m-%d}", ""], "biz_appy_type": ["03", "01"],
+            "hi_no": [EMP.psn_no, RETIREE.psn_no], "fund_pay_type": ["310100", "310200", "390100", "610100"],
         }.items():
             self.pools.setdefault(pool, []).extend(values)
 

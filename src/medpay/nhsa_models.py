@@ -322,8 +322,91 @@ class Paged(SpecModel):
     data: list[dict]
 
 
+class VisitInfo(SpecModel):
+    """5201 ``mdtrtinfo`` rows: 深圳 JZ5201.cs Out5201 (``endtime`` is null while a visit is open)."""
+
+    mdtrt_id: Text
+    psn_no: Text
+    psn_cert_type: Text
+    certno: Text
+    psn_name: Text
+    gend: Text
+    naty: Text | None = None
+    brdy: Date | None = None
+    age: Number | None = None
+    insutype: Text
+    psn_type: Text
+    cvlserv_flag: Text
+    insu_optins: Text | None = None
+    emp_name: Text | None = None
+    begntime: DateTime
+    endtime: DateTime | None = None
+    mdtrt_cert_type: Text | None = None
+    med_type: Text
+    ipt_otp_no: Text | None = None
+    dise_codg: Text | None = None
+    dise_name: Text | None = None
+    inhosp_stas: Text | None = None
+    ipt_days: Number | None = None
+
+
+class Diagnosis(SpecModel):
+    """5202 ``diseinfo`` rows: 深圳 ZD5202.cs Out5202 (诊断排序号 数值型)."""
+
+    diag_info_id: Text
+    mdtrt_id: Text
+    psn_no: Text
+    inout_diag_type: Text
+    diag_type: Text
+    maindiag_flag: Text
+    diag_srt_no: Number
+    diag_code: Text
+    diag_name: Text
+    diag_dept: Text
+    dise_dor_no: Text
+    dise_dor_name: Text
+    diag_time: DateTime
+
+
+class MedicationRecord(SpecModel):
+    """5205 ``feedetail`` rows: 深圳 MBYY5205.cs Out5205."""
+
+    feedetl_sn: Text
+    rx_drord_no: Text | None = None
+    fixmedins_code: Text | None = None
+    fixmedins_name: Text
+    psn_no: Text
+    med_type: Text
+    fee_ocur_time: DateTime
+    cnt: Number
+    pric: Number
+    chrgitm_lv: Text | None = None
+    hilist_code: Text
+    hilist_name: Text
+    list_type: Text
+    med_list_codg: Text
+    medins_list_codg: Text
+    medins_list_name: Text
+    med_chrgitm_type: Text
+    spec: Text
+
+
+class Designation(SpecModel):
+    """5302 ``psnfixmedin`` rows: 深圳 RY5302.cs Out5302."""
+
+    psn_no: Text
+    insutype: Text
+    fix_srt_no: Text
+    fixmedins_code: Text
+    fixmedins_name: Text
+    begndate: Date
+    enddate: Date | None = None
+    memo: Text | None = None
+
+
 MODELS: tuple[type[SpecModel], ...] = (SetlInfo, SetlDetail, FeeResult, FeeRow, BaseInfo, InsuInfo, IdetInfo,
-                                       DiseaseFiling, DictEntry, CatalogEntry, CatalogMatch)
+                                       DiseaseFiling, DictEntry, CatalogEntry, CatalogMatch, VisitInfo, Diagnosis,
+                                       MedicationRecord, Designation)
 
 
 def field_kinds() -> dict[str, str]:

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from medpay.adapters.crypto import FieldCipher, mask_certno
 from medpay.money import format_yuan
+from medpay.services.designations import Designations
 from medpay.services.directory import Directory, PersonInput
 from medpay.services.errors import Conflict
 from medpay.services.staff import StaffKeys
@@ -54,6 +55,13 @@ ACCOUNT_BALANCES = {"99990100000001": 200000, "99990100000002": 500000, "9999010
 # payer, beneficiary, relation: the father's account may pay for his son (个人账户家庭共济)
 FAMILY = [("99990100000001", "99990100000004", "parent")]
 
+# 人员定点 (5302): psn_no, insutype, biz_appy_type (a regional dictionary; "03" is what a public HIS client asks
+# for), choice, institution — the retiree chose both hospitals, the resident her township health centre
+DESIGNATIONS = [("99990100000002", "310", "03", "1", "H99990100001"),
+                ("99990100000002", "310", "03", "2", "H99990100002"),
+                ("99990100000005", "390", "03", "1", "H99990100002")]
+DESIGNATED_FROM = date(2026, 1, 1)
+
 CATALOG = [
     # code, name, chrgitm_lv, med_chrgitm_type, price limit (fen/unit), 乙类 ratio
     ("XJ01CAA001", "阿莫西林胶囊", "01", "09", None, None),
@@ -86,6 +94,8 @@ def seed(factory: sessionmaker[Session], cipher: FieldCipher) -> dict[str, Any]:
         d.link_family(payer, beneficiary, relation)
     for code, name, lv, typ, limit, prop in CATALOG:
         d.add_catalog_item(code, name, lv, typ, limit, prop)
+    for psn_no, insutype, biz_appy_type, choice, code in DESIGNATIONS:
+        Designations(factory).designate(psn_no, insutype, biz_appy_type, choice, code, DESIGNATED_FROM)
     try:
         StaffKeys(factory).create(STAFF[0], key=STAFF[1])
     except Conflict:  # an operator revoked the demo key: it stays revoked

@@ -22,6 +22,8 @@ TITLES = {
     "5301": "人员慢特病备案查询 disease filings", "1901": "字典表查询 dictionary",
     "1312": "医保目录信息查询 insurance catalog query", "1317": "医药机构目录匹配信息查询 catalog mapping query",
     "3301": "目录对照上传 catalog mapping upload", "3302": "目录对照撤销 catalog mapping cancel",
+    "5201": "就诊信息查询 visits", "5202": "诊断信息查询 diagnoses", "5205": "人员慢特病用药记录查询 chronic medication",
+    "5302": "人员定点信息查询 designated institutions", "4101": "医疗保障基金结算清单信息上传 settlement list",
 }
 
 # The envelope as the parser takes it (envelope.py): text fields may arrive as numbers or null (what real HIS
@@ -160,4 +162,22 @@ EXAMPLES = {
                                   "medins_list_name": "", "insu_admdvs": "999901", "list_type": "",
                                   "med_list_codg": "", "begndate": "", "vali_flag": "1",
                                   "updt_time": "2000-01-01 00:00:00", "page_num": 1, "page_size": 100}),
+    "5201": _env("5201", "data", {"psn_no": PSN, "begntime": "2026-11-01 00:00:00", "endtime": "2026-11-30 23:59:59",
+                                  "med_type": "", "mdtrt_id": ""}),
+    "5202": _env("5202", "data", {"mdtrt_id": MDTRT, "psn_no": PSN}),
+    "5205": _env("5205", "data", {"psn_no": PSN, "begntime": "2026-11-01 00:00:00", "endtime": ""}),
+    "5302": _env("5302", "data", {"psn_no": PSN, "biz_appy_type": "03"}),
+    "4101": _env("4101", "setlinfo", {
+        "mdtrt_id": MDTRT, "setl_id": "26112310000087654321", "fixmedins_name": "演示市第一人民医院",
+        "fixmedins_code": "H99990100001", "hi_no": PSN, "medcasno": "BA0001", "psn_name": "王建国", "gend": "1",
+        "brdy": "1980-01-01", "age": 46, "ntly": "CHN", "naty": "01", "patn_cert_type": "01",
+        "certno": "999901198001010011", "prfs": "17", "coner_name": "王建国", "patn_rlts": "0", "coner_addr": "演示市",
+        "coner_tel": "13800000001", "hi_type": "310", "insuplc": "999901", "maindiag_flag": "1",
+        "setl_begn_date": "2026-11-23", "setl_end_date": "2026-11-23", "psn_selfpay": 3.05, "psn_ownpay": 0,
+        "acct_pay": 3.05, "psn_cashpay": 0, "hi_paymtd": "1", "hsorg": "演示市医疗保障局", "hsorg_opter": "经办员",
+        "medins_fill_dept": "医保办", "medins_fill_psn": "填报员", "bill_code": "PJ01", "bill_no": "000001",
+        "biz_sn": "LS000001"}),
 }
+EXAMPLES["4101"]["value"]["input"].update(  # the funds' payments; the other lists of table 155–160 alike
+    payinfo=[{"fund_pay_type": "310200", "fund_payamt": 3.05}],
+    diseinfo=[{"diag_type": "1", "diag_code": "J06.900", "diag_name": "急性上呼吸道感染", "maindiag_flag": "1"}])
