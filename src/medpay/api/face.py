@@ -1,5 +1,6 @@
 """Face doors (刷脸): a face terminal's verification (``cn.nhsa.ec.auth`` → ``cn.nhsa.auth.check``), enrolment at a
-counter (staff key) and from the app (device key), and withdrawal of consent.
+counter (staff key) and from the app (device key, a live selfie performing a challenge), and withdrawal of
+consent.
 
 Face terminals are terminals of kind ``face`` (``medpay ecert terminal-register --kind face``) and sign every
 request like any terminal (``X-Terminal-Id``, ``X-Timestamp``, ``X-Nonce``, ``X-Signature``). Photos and frames
@@ -33,7 +34,9 @@ from medpay.api.uploads import read_multipart
 from medpay.domain.ecert_code import BUSINESS_TYPES
 from medpay.money import parse_yuan
 from medpay.services.errors import Forbidden, Invalid, NotFound
-from medpay.services.face.enrolment import CONSENT_VERSION, MAX_PHOTOS, FaceEnrolment
+from medpay.services.face.enrolment import CONSENT_VERSION, MAX_PHOTOS, FaceEnrolment, check_terms
+from medpay.services.face.enrolment_liveness import EnrolmentLiveness
+from medpay.services.face.faces import FaceRejected
 from medpay.services.face.verification import FaceVerification
 from medpay.services.staff import Staff
 
@@ -75,6 +78,11 @@ def face_services(request: Request) -> tuple[FaceEnrolment, FaceVerification]:
             FaceVerification(p.factory, p.cipher, vault, encoder, p.persons, default_signing_key(),
                              builtin_face_settings(), clock=p.persons.clock, rng=challenge_rng()))
     return svc
+
+
+def enrolment_liveness(request: Request) -> EnrolmentLiveness:
+    """The app enrolment's challenge, checked by the verification service's rules and replay memory."""
+    return EnrolmentLiveness(face_services(request)[1])
 
 
 async def face_terminal(request: Request, body: bytes) -> tuple[str, str]:
@@ -229,19 +237,56 @@ async def counter_withdraw(psn_no: str, request: Request, who: Staff = Depends(s
     return JSONResponse({"psn_no": psn_no, "status": "withdrawn"})
 
 
-@mobile_router.post("/enrolment", summary="App 开通刷脸 / enrol from the app (the e-certificate's device signs)",
+class EnrolmentChallenge(BaseModel):
+    challenge: list[dict[str, str]] = Field(..., description="the actions to perform in order: action, zh, en")
+    challenge_token: str = Field(..., description="send it back with the frames; bound to this e-certificate")
+    expires_at: str = Field(..., description="film and send before this (ISO 8601)")
+
+
+@mobile_router.post("/enrolment/challenge", response_model=EnrolmentChallenge,
+                    summary="App 开通刷脸：活体动作 / the liveness challenge a selfie enrolment must perform",
+                    description="A random challenge (e.g. blink, then turn the head left), signed by the platform "
+                                "and bound to the e-certificate that asked; the same checks as at a face terminal "
+                                "apply to the frames sent with it. The body is empty.",
+                    openapi_extra=described.signed("device"),
+                    responses=described.answers("/api/v1/mobile", {401: "device signature refused"}))
+async def app_enrol_challenge(request: Request) -> JSONResponse:
+    ecert_id, psn_no = await signed_by_device(request, await request.body())
+    out = await run_in_threadpool(enrolment_liveness(request).challenge, ecert_id, psn_no)
+    return JSONResponse({**out, "expires_at": out["expires_at"].isoformat()}, headers={"Cache-Control": "no-store"})
+
+
+@mobile_router.post("/enrolment", summary="App 开通刷脸 / enrol from the app: a live selfie (the device signs)",
+                    description="The separate consent to the current text, a PIN of six digits, the "
+                                "`challenge_token` from `POST /api/v1/mobile/face/enrolment/challenge` and the "
+                                "frames (`frame0` … in order, 4–40, JPEG/PNG) filmed while the person performed it. "
+                                "The challenge is checked as at a face terminal (one face per frame, no frozen or "
+                                "replayed frames, the actions in order); the template is made from the frame at "
+                                "rest, which must pass the quality gate. No image is kept.",
                     openapi_extra={**described.signed("device"), **_multipart(
-                        ["pin", "consent", "consent_version", "image0"], _ENROL_FIELDS)},
-                    responses=described.answers("/api/v1/mobile", {401: "device signature refused",
-                                                                   **_ENROL_ANSWERS}))
+                        ["pin", "consent", "consent_version", "challenge_token", "frame0"],
+                        {**{k: v for k, v in _ENROL_FIELDS.items() if not k.startswith("image")},
+                         "challenge_token": {"type": "string"}, **{f"frame{i}": _FILE for i in range(4)}})},
+                    responses=described.answers("/api/v1/mobile", {
+                        401: "device signature refused",
+                        403: "the challenge was not performed, or frames replayed or frozen; the challenge token "
+                             "expired or is another e-certificate's",
+                        422: "a field is missing or malformed; no face, several faces, too small, dark or blurred "
+                             "(named: frames[i])"}))
 async def app_enrol(request: Request) -> JSONResponse:
     body = await request.body()
     ecert_id, psn_no = await signed_by_device(request, body)
-    fields, photos = _form(request, body, "image")
+    fields, frames = _form(request, body, "frame")
+    consent, version, pin = fields.get("consent") == "true", fields.get("consent_version", ""), fields.get("pin", "")
+    check_terms(consent, version, "app", pin)  # before a frame is looked at
     enrolment, _ = face_services(request)
-    out = await run_in_threadpool(
-        enrolment.enrol, psn_no, photos, fields.get("pin", ""), consent=fields.get("consent") == "true",
-        consent_version=fields.get("consent_version", ""), channel="app", by=f"ecert:{ecert_id}")
+    rest = await run_in_threadpool(enrolment_liveness(request).live_frame, ecert_id, psn_no,
+                                   fields.get("challenge_token", ""), frames)
+    try:
+        out = await run_in_threadpool(enrolment.enrol, psn_no, [frames[rest]], pin, consent=consent,
+                                      consent_version=version, channel="app", by=f"ecert:{ecert_id}")
+    except FaceRejected as e:  # the quality gate on the frame at rest: name that frame
+        raise FaceRejected(f"frames[{rest}]", e.message) from None
     return _enrolled(out)
 
 

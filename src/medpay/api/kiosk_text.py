@@ -49,7 +49,7 @@ TEXT: dict[str, dict[str, Any]] = {
         "setup_save": "保存登记", "setup_saved": "已登记：{terminal}（{org}）",
         "no_webcrypto": "此浏览器无法生成 Ed25519 密钥，或没有通过 HTTPS 访问。请联系工作人员。",
         "med_types": page_text("zh")["med_types"],
-        "actions": {"blink": "请眨眨眼", "open_mouth": "请张张嘴", "turn_left": "请向左转头", "turn_right": "请向右转头"},
+        "actions": page_text("zh")["actions"],  # worded as in the app's selfie enrolment
         "errors": {
             "face_quality.*": "没有看清您的脸：请正对屏幕，靠近一点，保持光线充足。",
             "liveness_failed.*": "没有按提示完成动作，或顺序不对。",
@@ -106,8 +106,7 @@ TEXT: dict[str, dict[str, Any]] = {
         "no_webcrypto": "This browser can't make an Ed25519 key, or the page is not served over HTTPS. Please call "
                         "the staff.",
         "med_types": page_text("en")["med_types"],
-        "actions": {"blink": "Blink your eyes", "open_mouth": "Open your mouth", "turn_left": "Turn your head left",
-                    "turn_right": "Turn your head right"},
+        "actions": page_text("en")["actions"],
         "errors": {
             "face_quality.*": "Your face wasn't seen clearly: face the screen, come a little closer, in good light.",
             "liveness_failed.*": "The movements were not done as asked, or not in the asked order.",

@@ -1,5 +1,6 @@
 """The patient's mobile web app (医保码), served by the platform under ``/m/``: activate the e-certificate on this
-device, show the dynamic QR code, pay a bill code from the window's screen. zh-CN first; ``?lang=en`` for English.
+device, show the dynamic QR code, pay a bill code from the window's screen, enrol for face payment with a live
+selfie (and withdraw that consent). zh-CN first; ``?lang=en`` for English.
 
 The pages are templates without personal data; their plain JavaScript (``web/static``, no build step) talks to the
 mobile API with the device's Ed25519 key, kept non-extractable in IndexedDB.
@@ -15,6 +16,7 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
 from medpay.api.mobile_text import business_type_groups, page_text
+from medpay.services.face.enrolment import CONSENT_VERSION
 
 WEB = Path(__file__).resolve().parents[1] / "web"
 STATIC_PATH = "/m/static"
@@ -28,6 +30,7 @@ HEADERS = {
     "Content-Security-Policy": "default-src 'self'; img-src 'self' data: blob:; object-src 'none'; "
                                "base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
     "Referrer-Policy": "no-referrer",
+    "Permissions-Policy": "camera=(self), microphone=(), geolocation=()",  # the selfie page films; nothing else
     "X-Content-Type-Options": "nosniff",
     "Cache-Control": "no-store",
 }
@@ -52,3 +55,8 @@ def activate_page(request: Request, lang: str = "zh") -> HTMLResponse:
 @router.get("/pay", response_class=HTMLResponse, summary="扫码付 / pay a bill code shown at the window")
 def pay_page(request: Request, lang: str = "zh") -> HTMLResponse:
     return _page(request, "pay", lang)
+
+
+@router.get("/face", response_class=HTMLResponse, summary="刷脸开通 / enrol for face payment (consent, live selfie, PIN)")
+def face_page(request: Request, lang: str = "zh") -> HTMLResponse:
+    return _page(request, "face", lang, consent_version=CONSENT_VERSION)

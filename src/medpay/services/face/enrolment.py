@@ -39,6 +39,18 @@ CHANNELS = ("counter", "app")
 MAX_PHOTOS = 3
 
 
+def check_terms(consent: object, consent_version: str, channel: str, pin: str) -> None:
+    """The cheap checks of an enrolment, before any photo is looked at: consent given to the current text, a
+    known channel, a PIN of six digits."""
+    if consent is not True:
+        raise Invalid("consent", "separate consent to face payment (人脸信息处理单独同意) must be given: true")
+    if consent_version != CONSENT_VERSION:
+        raise Invalid("consent_version", f"the consent text shown must be the current one, {CONSENT_VERSION}")
+    if channel not in CHANNELS:
+        raise Invalid("channel", f"one of {', '.join(CHANNELS)}")
+    check_pin(pin)
+
+
 class FaceEnrolment:
     def __init__(self, factory: sessionmaker[Session], cipher: FieldCipher, vault: TemplateVault,
                  encoder: FaceEncoder, clock: Callable[[], datetime] = utcnow):
@@ -65,13 +77,7 @@ class FaceEnrolment:
     def enrol(self, psn_no: str, photos: list[bytes], pin: str, *, consent: object, consent_version: str,
               channel: str, by: str, certno: str | None = None) -> dict:
         """Enrol (or enrol again: the new template and consent replace the old, and a lock is lifted)."""
-        if consent is not True:
-            raise Invalid("consent", "separate consent to face payment (人脸信息处理单独同意) must be given: true")
-        if consent_version != CONSENT_VERSION:
-            raise Invalid("consent_version", f"the consent text shown must be the current one, {CONSENT_VERSION}")
-        if channel not in CHANNELS:
-            raise Invalid("channel", f"one of {', '.join(CHANNELS)}")
-        check_pin(pin)
+        check_terms(consent, consent_version, channel, pin)
         now = self.clock()
         with self.factory() as s:
             person = s.get(PersonRow, psn_no)

@@ -6,11 +6,8 @@
 // IndexedDB) and registered by staff: the set-up screen shows its public key.
 import { errorMessage, post, t, text, toFen, yuan } from "./mobile.js";
 import { loadKiosk, newDeviceKey, saveKiosk } from "./device.js";
+import { filmChallenge, multipart, stopCamera } from "./camera.js";
 
-const FRAME_MS = 200;  // a frame every 200 ms while the patient acts: ~25 frames for two steps
-const REST_MS = 1000;  // the resting face before the first step (the platform compares a frame at rest)
-const STEP_MS = 1600;  // time given for each action
-const END_MS = 800;  // rest after the last action (a blink must reopen)
 const PIN_DIGITS = 6;
 
 const $ = (selector) => document.querySelector(selector);
@@ -77,55 +74,11 @@ $("#setup-form").addEventListener("submit", async (event) => {
 
 // -- the challenge on camera ---------------------------------------------------------------------------------------
 
-let stream = null;
-
-function stopCamera() {
-  for (const track of stream?.getTracks() ?? []) track.stop();
-  stream = null;
-}
-
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
-
-async function openCamera() {
-  const video = $("#camera");
-  stream = await navigator.mediaDevices.getUserMedia({ video: { width: 640, height: 480, facingMode: "user" },
-                                                         audio: false });
-  video.srcObject = stream;
-  await video.play();
-  return video;
-}
-
-function grab(video, canvas) {
-  canvas.width = video.videoWidth;
-  canvas.height = video.videoHeight;
-  canvas.getContext("2d").drawImage(video, 0, 0);
-  return new Promise((resolve) => canvas.toBlob(resolve, "image/jpeg", 0.9))
-    .then((blob) => blob.arrayBuffer()).then((buffer) => new Uint8Array(buffer));
-}
-
-/** Frames filmed while the instructions ask for each step in turn: rest, step 1, step 2 …, rest. */
 async function film(challenge) {
   const instruction = $("[data-instruction]");
   instruction.textContent = t("camera_wait");
   show("capture");
-  const video = await openCamera();
-  const canvas = document.createElement("canvas");
-  const plan = [[REST_MS, t("rest")]];
-  challenge.forEach((step, i) => plan.push([STEP_MS, t("step", { n: i + 1, action: text.actions[step.action] })]));
-  plan.push([END_MS, t("rest")]);
-  const frames = [];
-  for (const [ms, words] of plan) {
-    instruction.textContent = words;
-    const until = performance.now() + ms;
-    while (performance.now() < until) {
-      frames.push(grab(video, canvas));
-      await sleep(FRAME_MS);
-    }
-  }
-  instruction.textContent = t("captured");
-  const done = await Promise.all(frames);
-  stopCamera();
-  return done;
+  return filmChallenge($("#camera"), challenge, instruction);
 }
 
 $("#start").addEventListener("click", async () => {
@@ -138,7 +91,6 @@ $("#start").addEventListener("click", async () => {
   try {
     attempt.frames = await film(data.challenge);
   } catch {
-    stopCamera();
     return refuse({ code: "camera", field: "", message: "", words: t("camera_denied") });
   }
   askPin();
@@ -165,22 +117,6 @@ for (const key of document.querySelectorAll("[data-key]")) {
 }
 $("[data-clear]").addEventListener("click", () => { attempt.pin = ""; drawPin(); });
 $("[data-back]").addEventListener("click", () => { attempt.pin = attempt.pin.slice(0, -1); drawPin(); });
-
-/** multipart/form-data built here, so that the signature covers exactly the bytes sent. */
-function multipart(fields, files) {
-  const boundary = `mpkiosk${crypto.randomUUID().replaceAll("-", "")}`;
-  const encode = (s) => new TextEncoder().encode(s);
-  const parts = Object.entries(fields).map(([name, value]) =>
-    encode(`--${boundary}\r\nContent-Disposition: form-data; name="${name}"\r\n\r\n${value}\r\n`));
-  files.forEach((bytes, i) => {
-    parts.push(encode(`--${boundary}\r\nContent-Disposition: form-data; name="frame${i}"; filename="frame${i}.jpg"` +
-                      "\r\nContent-Type: image/jpeg\r\n\r\n"), bytes, encode("\r\n"));
-  });
-  parts.push(encode(`--${boundary}--\r\n`));
-  const body = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  parts.reduce((at, p) => { body.set(p, at); return at + p.length; }, 0);
-  return { body, type: `multipart/form-data; boundary=${boundary}` };
-}
 
 $("#pin-ok").addEventListener("click", async () => {
   wait("verifying");

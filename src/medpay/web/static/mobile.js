@@ -37,12 +37,13 @@ export function errorMessage(error) {
 }
 
 /** Show `error` next to the field it names inside `root` (or in the root's general slot), mark that input invalid
- * and move the focus there. `aliases` maps an API field to a field on this page. */
-export function showError(root, error, aliases = {}) {
+ * and move the focus there. `aliases` maps an API field to a field on this page; `words`: the page's own message
+ * for a check made on the page. */
+export function showError(root, error, aliases = {}, words = undefined) {
   clearErrors(root);
   const field = aliases[error.field] ?? error.field;
   const slot = root.querySelector(`[data-error-for="${CSS.escape(field)}"]`) ?? root.querySelector('[data-error-for="*"]');
-  const { message, generic } = errorMessage(error);
+  const { message, generic } = words ? { message: words, generic: false } : errorMessage(error);
   slot.textContent = message;
   if (generic && error.message) {  // the API's own (English) words, so nothing is lost
     const detail = document.createElement("span");
