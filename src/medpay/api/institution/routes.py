@@ -29,6 +29,7 @@ from medpay.api.institution.envelope import EnvelopeError, parse_envelope, respo
 from medpay.api.institution.transactions import HANDLERS, NO_SIGN_IN, Call
 from medpay.api.institution import (  # noqa: F401  (they register their transactions)
     dictionary_handlers, filing_handlers, query_handlers, reconciliation_handlers)
+from medpay.api.institution import pharmacy_handlers  # noqa: F401  (2101/2102/2103)
 from medpay.api.platform import Platform
 from medpay.interface_format import conform
 from medpay.nhsa_paths import CALL_SERVICE, ENDPOINTS, NAMED, Route, institution_paths
