@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import os
 import zipfile
 from datetime import date
@@ -24,7 +25,7 @@ from medpay.his_client import HisBusinessError, HisClient
 from medpay.money import parse_yuan
 from medpay.services import demo
 from medpay.services.persons import PersonService
-from tests.helpers_server import backend_server
+from tests.helpers_server import backend_server, run_cli
 
 P1, H1 = demo.PHARMACIES[0], demo.INSTITUTIONS[0]
 EMP, RETIREE, CIVIL, CHILD = demo.PERSONS[0], demo.PERSONS[1], demo.PERSONS[2], demo.PERSONS[3]
@@ -351,3 +352,25 @@ def detail_zip(records: list[dict]) -> str:
     with zipfile.ZipFile(buf, "w") as z:
         z.writestr("detail.txt", lines)
     return base64.b64encode(buf.getvalue()).decode()
+
+
+# ------------------------------------------------------------------------------------------------ the demo pharmacy
+
+
+def test_his_send_reaches_the_demo_pharmacy(served, tmp_path) -> None:
+    """`medpay his send --fixmedins-code P…` takes the demo pharmacy's gateway credentials, as for a hospital."""
+    sign_in = tmp_path / "9001.json"
+    sign_in.write_text(json.dumps({"infno": "9001", "input": {"signIn": {"opter_no": "1001"}}}), encoding="utf-8")
+    args = ["his", "send", "--base-url", str(served), "--fixmedins-code", P1[0]]
+    done = run_cli([*args, str(sign_in)], served.db_url, tmp_path)
+    assert done.returncode == 0, done.stderr
+    sign_no = json.loads(done.stdout)["output"]["signinoutb"]["sign_no"]
+    show = tmp_path / "1101.json"
+    show.write_text(json.dumps({"infno": "1101", "input": {"data": {"mdtrt_cert_type": "02",
+                                                                    "mdtrt_cert_no": EMP.certno}}}), encoding="utf-8")
+    assert run_cli([*args, "--sign-no", sign_no, str(show)], served.db_url, tmp_path).returncode == 0
+    quote = tmp_path / "2101.json"
+    quote.write_text(json.dumps({"infno": "2101", "input": purchase()}), encoding="utf-8")
+    done = run_cli([*args, "--sign-no", sign_no, str(quote)], served.db_url, tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert fen(json.loads(done.stdout)["output"]["setlinfo"]) == EXPECTED

@@ -92,11 +92,10 @@ def demo_seed(as_json: bool = typer.Option(False, "--json", help="print the demo
         sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=2) + "\n")
         return
     t = Table(title="定点医药机构 / institutions")
-    for col in ("fixmedins_code", "fixmedins_name", "fixmedins_type", "admdvs", "level", "paasid", "token"):
+    for col in ("fixmedins_code", "fixmedins_name", "admdvs", "level", "paasid", "token"):
         t.add_column(col)
     for i in data["institutions"]:
-        t.add_row(i["fixmedins_code"], i["fixmedins_name"], i["fixmedins_type"], i["admdvs"], i["level"], i["paasid"],
-                  i["token"])
+        t.add_row(i["fixmedins_code"], i["fixmedins_name"], i["admdvs"], i["level"], i["paasid"], i["token"])
     console.print(t)
     t = Table(title="参保人员 / insured persons (fictional)")
     for col in ("psn_no", "psn_name", "certno", "insutype", "psn_type", "identities", "acct_balc", "family payer"):
