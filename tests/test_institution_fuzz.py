@@ -3,7 +3,7 @@
 Every infno in ``HANDLERS`` is fuzzed — a new transaction is picked up without touching this file. Inputs start
 from the transaction's OpenAPI example (``examples.EXAMPLES``), with real ids swapped in (an open visit with
 fee lines, a settled visit, a cancelled settlement, an admission, a discharged admission, another
-institution's visit, an uploaded file), then mutated: keys dropped, values replaced by random JSON (odd strings,
+institution's visit, an uploaded file, a pharmacy's purchase), then mutated: keys dropped, values replaced by random JSON (odd strings,
 huge and negative numbers, NaN, 3-decimal amounts, nested lists and objects, null, booleans), envelope fields
 broken; each sent to one of the URLs that reach its transaction (the single endpoint, its named path, a base URL
 with the infno appended), with or without the body's infno. Fully random envelopes and raw byte bodies too, to any
@@ -54,6 +54,8 @@ from medpay.services import demo
 from tests.conftest import _postgresql_schema_url
 
 H1, H2 = demo.INSTITUTIONS[0], demo.INSTITUTIONS[1]
+P1 = demo.PHARMACIES[0]  # 2101/2102/2103 are sent mostly as the pharmacy, sometimes as H1 (refused)
+PHARMACY_INFNOS = {"2101", "2102", "2103"}
 EMP, RETIREE, CIVIL, CHILD = demo.PERSONS[0], demo.PERSONS[1], demo.PERSONS[2], demo.PERSONS[3]
 DRUG, EXAM, BED = "XM01AEB002", "002100000020000", "001102000010000"
 INFNOS = sorted(HANDLERS)
@@ -95,6 +97,7 @@ class World:
         self.targets: list[dict[str, str]] = []  # every object made: mdtrt_id, psn_no (, setl_id)
         self.sm2_private = ""  # H2's: its key makes SM2 mandatory for it (H1 sends plain bodies)
         self.h2_sign_no = ""
+        self.p1_sign_no = ""
 
     # -------------------------------------------------------------- transport
 
@@ -183,6 +186,15 @@ class World:
         self.add("omsgid", msgid)
         return self.target(mdtrt_id=visit, psn_no=EMP.psn_no, setl_id=setl)
 
+    def purchased(self) -> dict[str, str]:
+        """A purchase settled at the pharmacy (2102), its lines as the 2102 example's."""
+        msgid = self.msgid(P1)
+        info = self.call("2102", {"data": {**examples.PURCHASE, "mdtrt_cert_type": "02", "mdtrt_cert_no": EMP.certno},
+                                  "drugdetail": examples.DRUGDETAIL}, inst=P1, sign_no=self.p1_sign_no,
+                         msgid=msgid)["setlinfo"]
+        self.add("omsgid", msgid)
+        return self.target(mdtrt_id=info["mdtrt_id"], psn_no=EMP.psn_no, setl_id=info["setl_id"])
+
     def admission(self, discharged: bool = False) -> dict[str, str]:
         msgid = self.msgid()
         visit = self.call("2401", {"mdtrtinfo": {"psn_no": RETIREE.psn_no, "insutype": "310", "med_type": "21",
@@ -202,6 +214,9 @@ class World:
         self.pools["sign_no"] = [self.sign_in() for _ in range(3)]  # 9002 fuzz signs these out, never self.sign_no
         for person in (EMP, RETIREE, CIVIL, CHILD):
             self.present(person)
+        self.p1_sign_no = self.sign_in(P1)  # the pharmacy, and persons who showed it a card
+        for person in (EMP, RETIREE, CIVIL, CHILD):
+            self.present(person, P1, self.p1_sign_no)
         self.refresh()
         visit, total = self.outpatient()  # a settlement, then its cancellation
         msgid = self.msgid()
@@ -224,12 +239,12 @@ class World:
         self.add("in", detail_zip())
         for pool, values in {
             "psn_no": [p.psn_no for p in demo.PERSONS] + ["99990100000099"],
-            "oinfno": ["2207", "2208", "2304", "2305", "2401", "2201", "9999"],
+            "oinfno": ["2207", "2208", "2304", "2305", "2401", "2201", "2102", "2103", "9999"],
             "feedetl_sn": ["1", "2", "3"], "chrg_bchno": ["B1", "B2"],
             "med_list_codg": [c[0] for c in demo.CATALOG] + ["NOSUCHCODE"],
             "fixmedins_code": [H1[0], H1[0], H1[0], H2[0]], "insutype": ["310", "390"],
             "mdtrt_cert_type": ["01", "02", "03"], "mdtrt_cert_no": [EMP.certno, RETIREE.card_no, CHILD.certno],
-            "certno": [EMP.certno, RETIREE.certno], "med_type": ["11", "14", "21", "99"],
+            "certno": [EMP.certno, RETIREE.certno], "med_type": ["11", "14", "21", "41", "99"],
             # the catalog and its mapping (1312, 1317, 3301, 3302): the example's mapping YP0001 stands (refresh)
             "hilist_code": [c[0] for c in demo.CATALOG[:3]] + ["NOSUCHCODE"],
             "fixmedins_hilist_id": ["YP0001", "YP0001", "YP0002", "NOSUCH"], "medins_list_codg": ["YP0001", "YP0002"],
@@ -261,8 +276,10 @@ class World:
             self.h2_sign_no = self.sign_in(H2)
         if not self.mapped():  # a fuzzed 3302 may have cancelled the example's mapping: map it again
             self.call("3301", examples.EXAMPLES["3301"]["value"]["input"])
+        if not self.platform.sign_in.check(P1[0], self.p1_sign_no):
+            self.p1_sign_no = self.sign_in(P1)
         wanted = {"open": (self.opened, ("open", True)), "settled": (self.settled, ("settled", False)),
-                  "admitted": (self.admission, ("open", True)),
+                  "admitted": (self.admission, ("open", True)), "purchased": (self.purchased, ("settled", False)),
                   "discharged": (lambda: self.admission(discharged=True), ("discharged", True))}
         for role, (make, state) in wanted.items():
             if role not in self.latest or self.state(self.latest[role]["mdtrt_id"]) != state:
@@ -407,7 +424,8 @@ def swap_ids(data: st.DataObject, world: World, doc: Any) -> None:
             parent = parent[p]
         if not isinstance(key, str):
             continue
-        if key in DECLARED_AMOUNTS and "mdtrt_id" in parent and data.draw(st.booleans(), label=f"drop {key}?"):
+        if key in DECLARED_AMOUNTS and ("mdtrt_id" in parent or "med_type" in parent) and \
+                data.draw(st.booleans(), label=f"drop {key}?"):
             del parent[key]
         elif key == "feedetl_sn" and data.draw(st.booleans(), label="new line number?"):
             parent[key] = f"F{next(world.serial)}"
@@ -547,7 +565,8 @@ def send_transaction(data: st.DataObject, world: World, infno: str) -> None:
     input_ = base_input(world, infno)
     swap_ids(data, world, input_)
     input_ = mutate(data, world, input_)
-    env = world.envelope(infno, input_)
+    as_pharmacy = infno in PHARMACY_INFNOS and data.draw(st.integers(0, 5), label="as the pharmacy?") > 0
+    env = world.envelope(infno, input_, *((P1, world.p1_sign_no) if as_pharmacy else ()))
     mutate_envelope(data, world, env)
     path = data.draw(st.sampled_from(paths_for(infno)), label="URL style")
     if path != CALL_SERVICE and data.draw(st.booleans(), label="omit infno?"):

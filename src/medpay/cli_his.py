@@ -28,10 +28,10 @@ def make_transport(base_url: str, timeout: float) -> Transport:
 
 
 def _demo_institution(code: Optional[str]) -> dict[str, Any]:
-    from medpay.services.demo import INSTITUTIONS, REGION
+    from medpay.services.demo import INSTITUTIONS, PHARMACIES, REGION
 
     rows = [{"fixmedins_code": c, "fixmedins_name": n, "paasid": p, "token": t, "admdvs": REGION[0]}
-            for c, n, _lv, p, t in INSTITUTIONS]
+            for c, n, _lv, p, t in INSTITUTIONS + PHARMACIES]
     return next((r for r in rows if r["fixmedins_code"] == code), rows[0])
 
 

@@ -24,6 +24,9 @@ from medpay.domain.interface_settings import Setting
 E_CERTIFICATE, ID_CARD, SOCIAL_SECURITY_CARD = "01", "02", "03"
 CERT_TYPES = {E_CERTIFICATE: "医保电子凭证", ID_CARD: "居民身份证", SOCIAL_SECURITY_CARD: "社会保障卡"}
 TOKEN_TTL = timedelta(minutes=30)  # from the scan until the token opens or settles a visit
+# 用码业务类型 (businessType) of a code shown at a retail pharmacy's POS: 02121 药店购药 (reference/nhsa-interface.md
+# §4, the e-certificate decoding spec's appendix A.1)
+PHARMACY_PURCHASE = "02121"
 
 
 class Assurance(Setting):
@@ -94,3 +97,12 @@ def token_refusal(token: TokenState, *, now: datetime, fixmedins_code: str, psn_
     if mdtrt_id is not None and token.mdtrt_id != mdtrt_id:
         return Refusal(field, f"e-certificate token belongs to visit {token.mdtrt_id}, not {mdtrt_id}")
     return None
+
+
+def business_type_refusal(business_type: str, wanted: str) -> Refusal | None:
+    """Whether a token minted for ``business_type`` (the code's 用码业务类型) may pay for ``wanted``: a code shown
+    for one business is not good for another (one shown to register may not buy at a pharmacy)."""
+    if business_type == wanted:
+        return None
+    return Refusal("mdtrt_cert_no", f"e-certificate token was issued for business type {business_type or '(none)'}, "
+                                    f"not {wanted}; ask the patient to show the code for this purchase")

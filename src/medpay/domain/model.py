@@ -28,6 +28,13 @@ class Region:
     name: str
 
 
+# 定点医药机构类型 (fixmedins_type): a hospital or clinic settles visits (22xx/23xx/24xx), a retail pharmacy
+# settles purchases in one call (2101/2102/2103). "1 定点医疗机构" is the value public HIS data sets carry with that
+# label; 2 is its pair in the same dictionary.
+MEDICAL_INSTITUTION, RETAIL_PHARMACY = "1", "2"
+FIXMEDINS_TYPES = {MEDICAL_INSTITUTION: "定点医疗机构", RETAIL_PHARMACY: "定点零售药店"}
+
+
 @dataclass(frozen=True)
 class Institution:
     fixmedins_code: str
@@ -36,6 +43,11 @@ class Institution:
     level: str  # "1" | "2" | "3" (一级/二级/三级); "0" for unrated clinics and pharmacies
     id_assurance: str = "counter"  # what a 02/03 number without a card read may do here (domain.credentials)
     fee_query_shape: str = "rows"  # 5204's output (domain.interface_settings.FeeQueryShape)
+    fixmedins_type: str = MEDICAL_INSTITUTION  # FIXMEDINS_TYPES
+
+    @property
+    def is_pharmacy(self) -> bool:
+        return self.fixmedins_type == RETAIL_PHARMACY
 
 
 @dataclass(frozen=True)

@@ -25,10 +25,12 @@ from medpay.domain.credentials import (
     CERT_TYPES,
     E_CERTIFICATE,
     ID_CARD,
+    PHARMACY_PURCHASE,
     Assurance,
     Refusal,
     TokenState,
     Use,
+    business_type_refusal,
     number_refusal,
     token_refusal,
 )
@@ -74,6 +76,7 @@ class Shown:
     token_hash: str | None = None
     card_read: bool = False
     mdtrt_id: str | None = None  # the visit a token is bound to already
+    business_type: str = ""  # a token's 用码业务类型 (businessType), as the code was shown for
 
 
 _TOKEN = select(tokens).where(tokens.c.token_hash == bindparam("h"))
@@ -183,6 +186,17 @@ class CredentialCheck:
                                              "send a fresh ecToken (the patient shows the code again)")
         return None
 
+    # -- 2101/2102 -------------------------------------------------------------------------------------------
+
+    @staticmethod
+    def for_purchase(shown: Shown) -> None:
+        """A pharmacy purchase also needs an e-certificate code shown for it (02121 药店购药); a card or ID number
+        passed ``for_new_visit`` already."""
+        if shown.cert_type == E_CERTIFICATE:
+            refusal = business_type_refusal(shown.business_type, PHARMACY_PURCHASE)
+            if refusal:
+                _raise(refusal)
+
     # -- internals -----------------------------------------------------------------------------------------
 
     def _token(self, db: Db, token: str, hashed: str | None = None) -> Row:
@@ -198,7 +212,8 @@ class CredentialCheck:
                                 psn_no=psn_no, mdtrt_id=mdtrt_id, opening=opening)
         if refusal:
             _raise(refusal)
-        return Shown(psn_no, E_CERTIFICATE, token_hash=row.token_hash, mdtrt_id=row.mdtrt_id)
+        return Shown(psn_no, E_CERTIFICATE, token_hash=row.token_hash, mdtrt_id=row.mdtrt_id,
+                     business_type=row.business_type or "")
 
     def _number_of(self, institution: Institution, prow: Any, cred: Credential) -> Shown:
         """A 02/03 number sent with a visit's transaction: it must be this person's, and allowed here."""

@@ -1,4 +1,4 @@
-"""Demo data: a fictional region with two hospitals, six insured persons and a small catalog.
+"""Demo data: a fictional region with two hospitals, a retail pharmacy, six insured persons and a small catalog.
 
 Every identifier here is invented (the region code 999901 belongs to no real place). Seeding is
 idempotent, so ``medpay demo seed`` can run on every start.
@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy.orm import Session, sessionmaker
 
 from medpay.adapters.crypto import FieldCipher, mask_certno
+from medpay.domain.model import MEDICAL_INSTITUTION, RETAIL_PHARMACY
 from medpay.money import format_yuan
 from medpay.services.designations import Designations
 from medpay.services.directory import Directory, PersonInput
@@ -27,6 +28,13 @@ INSTITUTIONS = [
     # code, name, level, paasid, token
     ("H99990100001", "演示市第一人民医院", "3", "demo_paas_h1", "demo-token-h1-5f2b8c1e9a"),
     ("H99990100002", "演示县中心卫生院", "1", "demo_paas_h2", "demo-token-h2-7d4e0a3b6c"),
+]
+
+# retail pharmacies (定点零售药店, fixmedins_type 2; national codes of pharmacies begin with P): settle purchases
+# with 2101/2102/2103 from their POS
+PHARMACIES = [
+    # code, name, level, paasid, token
+    ("P99990100001", "演示大药房", "0", "demo_paas_p1", "demo-token-p1-3c9e1f7a2d"),
 ]
 
 PERSONS = [
@@ -74,6 +82,9 @@ CATALOG = [
     ("003100000040000", "阑尾切除术", "02", "05", None, "0.20"),
     ("CZF0000000001", "医疗美容项目", "03", "14", None, None),
     ("CZF0000000002", "自费进口药品", "03", "09", None, None),
+    # what the demo pharmacy sells besides the drugs above
+    ("ZA01AAA004", "板蓝根颗粒", "01", "11", None, None),
+    ("C14010100005", "医用电子体温计", "02", "08", 5000, None),
 ]
 
 
@@ -86,6 +97,8 @@ def seed(factory: sessionmaker[Session], cipher: FieldCipher) -> dict[str, Any]:
     d.add_region(*REGION)
     for code, name, level, paasid, token in INSTITUTIONS:
         d.add_institution(code, name, REGION[0], level, paasid, token)
+    for code, name, level, paasid, token in PHARMACIES:
+        d.add_institution(code, name, REGION[0], level, paasid, token, fixmedins_type=RETAIL_PHARMACY)
     for p in PERSONS:
         d.add_person(p)
     for psn_no, amount in ACCOUNT_BALANCES.items():
@@ -109,8 +122,10 @@ def summary(*, reveal: bool = True) -> dict[str, Any]:
     return {
         "region": {"admdvs": REGION[0], "name": REGION[1]},
         "institutions": [
-            {"fixmedins_code": c, "fixmedins_name": n, "admdvs": REGION[0], "level": lv, "paasid": pid, "token": tok}
-            for c, n, lv, pid, tok in INSTITUTIONS
+            {"fixmedins_code": c, "fixmedins_name": n, "admdvs": REGION[0], "level": lv, "paasid": pid, "token": tok,
+             "fixmedins_type": kind}
+            for kind, group in ((MEDICAL_INSTITUTION, INSTITUTIONS), (RETAIL_PHARMACY, PHARMACIES))
+            for c, n, lv, pid, tok in group
         ],
         "persons": [
             {"psn_no": p.psn_no, "psn_name": p.psn_name, "certno": p.certno if reveal else mask_certno(p.certno),

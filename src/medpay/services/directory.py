@@ -20,7 +20,7 @@ from medpay.adapters.db.tables import CatalogItemRow, FamilyLinkRow, Institution
 from medpay.domain.credentials import Assurance
 from medpay.domain.interface_settings import FeeQueryShape, Setting, SignIn
 from medpay.domain.ledger import Transfer
-from medpay.domain.model import LIST_TYPES, ChrgitmLv, list_type_of
+from medpay.domain.model import FIXMEDINS_TYPES, LIST_TYPES, MEDICAL_INSTITUTION, ChrgitmLv, list_type_of
 from medpay.domain.posting import account_source, personal_account
 from medpay.services import audit
 from medpay.services.errors import Invalid, NotFound
@@ -73,9 +73,12 @@ class Directory:
                 uow.session.add(RegionRow(admdvs=admdvs, name=name))
 
     def add_institution(self, code: str, name: str, admdvs: str, level: str, paasid: str | None = None,
-                        token: str | None = None) -> None:
+                        token: str | None = None, fixmedins_type: str = MEDICAL_INSTITUTION) -> None:
+        """``fixmedins_type``: 1 a medical institution, 2 a retail pharmacy (``domain.model.FIXMEDINS_TYPES``)."""
         if level not in ("0", "1", "2", "3"):
             raise Invalid("level", f"must be 0, 1, 2 or 3; got {level!r}")
+        if fixmedins_type not in FIXMEDINS_TYPES:
+            raise Invalid("fixmedins_type", f"must be {' or '.join(FIXMEDINS_TYPES)}; got {fixmedins_type!r}")
         with unit_of_work(self.factory) as uow:
             if uow.session.get(RegionRow, admdvs) is None:
                 raise NotFound("admdvs", f"unknown region {admdvs!r}")
@@ -84,6 +87,7 @@ class Directory:
                 row = InstitutionRow(fixmedins_code=code)
                 uow.session.add(row)
             row.fixmedins_name, row.admdvs, row.level, row.paasid = name, admdvs, level, paasid
+            row.fixmedins_type = fixmedins_type
             row.token_enc = self.cipher.encrypt(token, "inst_token") if token else None
 
     def set_notify_url(self, code: str, url: str | None) -> str | None:

@@ -71,7 +71,7 @@ def institution(db: Db, code: str, field: str = "fixmedins_code") -> Institution
     if row is None:
         raise NotFound(field, f"unknown institution {code!r}")
     return Institution(row.fixmedins_code, row.fixmedins_name, row.admdvs, row.level, row.id_assurance,
-                       row.fee_query_shape)
+                       row.fee_query_shape, row.fixmedins_type)
 
 
 def person_row(db: Db, psn_no: str, *, lock: bool = False, field: str = "psn_no") -> Row:

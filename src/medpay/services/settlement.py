@@ -49,7 +49,7 @@ from medpay.services.idempotency import REVERSED
 from medpay.services.unit_of_work import UnitOfWork, unit_of_work
 
 INPATIENT_MED_TYPES = ("21", "23", "24", "52")
-CLR_TYPES = {"outpatient": "11", "chronic": "14", "inpatient": "21"}
+CLR_TYPES = {"outpatient": "11", "chronic": "14", "inpatient": "21", "pharmacy": "41"}
 # the sums a HIS sends with 2206/2207/2303/2304, checked against its uploaded lines to the fen
 DECLARED_AMOUNTS = ("medfee_sumamt", "fulamt_ownpay_amt", "overlmt_selfpay", "preselfpay_amt", "inscp_scp_amt")
 LINE_TOLERANCE_FEN = 1  # det_item_fee_sumamt may differ from cnt × pric by rounding, never more
@@ -150,11 +150,7 @@ class SettlementService:
         def work(uow: UnitOfWork) -> dict:
             conn = uow.conn
             shown, prow = self._credential_for_new_visit(conn, fixmedins_code, psn_no, credential)
-            if prow.psn_insu_stas != "1":
-                raise Invalid("psn_no", f"person {psn_no!r} is not currently insured (psn_insu_stas {prow.psn_insu_stas})")
-            chosen = insutype or prow.insutype
-            if chosen != prow.insutype:
-                raise Invalid("insutype", f"person {psn_no!r} is insured under {prow.insutype}, not {chosen!r}")
+            chosen = self._insured_under(prow, insutype)
             now = begntime or self.clock()
             policy = self._policy(prow.insuplc_admdvs, local_date(now))
             if not policy.med_category(med_type):
@@ -293,14 +289,26 @@ class SettlementService:
         if visit.status not in ("open", "discharged"):
             raise Conflict("mdtrt_id", f"visit {mdtrt_id!r} is {visit.status}; no more fee lines")
         policy = self._policy(prow.insuplc_admdvs, local_date(visit.begntime))
-        live = records.active_line_numbers(conn, mdtrt_id)
+        _fee_lines, results, rows = self._checked_lines(conn, policy, fixmedins_code, mdtrt_id, lines,
+                                                        records.active_line_numbers(conn, mdtrt_id))
+        records.insert_lines(conn, rows)
+        return results
+
+    def _checked_lines(self, conn: Connection, policy: Policy, fixmedins_code: str, mdtrt_id: str,
+                       lines: list[FeeLineInput], live: set[str] | frozenset[str] = frozenset(),
+                       node: str = "feedetail",
+                       ) -> tuple[list[FeeLine], list[dict[str, Any]], list[dict[str, Any]]]:
+        """Fee lines checked against the catalog (a line without a catalog code priced by the institution's
+        mapping of its own code) and classified under ``policy``: the engine's lines, each line's result (as 2204
+        answers it, fen) and the rows to store. ``live``: line numbers the visit has already; ``node``: the input
+        node the lines came in, for error messages."""
         now = self.clock()
         codes, catalog = catalog_mapping.resolve(conn, fixmedins_code, lines,
                                                  records.catalog(conn, (ln.med_list_codg for ln in lines)), now)
         seen: set[str] = set()
-        results, rows = [], []
+        fee_lines, results, rows = [], [], []
         for i, ln in enumerate(lines):
-            where = f"feedetail[{i}]"
+            where = f"{node}[{i}]"
             if not ln.feedetl_sn:
                 raise Invalid(f"{where}.feedetl_sn", "missing")
             if ln.feedetl_sn in live or ln.feedetl_sn in seen:
@@ -310,6 +318,7 @@ class SettlementService:
             if item is None:
                 raise _unknown_item(ln, where)
             fee_line = self._fee_line(ln, item, where)
+            fee_lines.append(fee_line)
             split = classify_line(fee_line, policy)
             result = {
                 "feedetl_sn": ln.feedetl_sn, "det_item_fee_sumamt": split.det_item_fee_sumamt,
@@ -326,8 +335,7 @@ class SettlementService:
                          "fee_ocur_time": ln.fee_ocur_time or now, "status": "active", "setl_id": None,
                          "result": result, "details": {**ln.details, "opt_time": format_local(now)}})
             results.append(result)
-        records.insert_lines(conn, rows)
-        return results
+        return fee_lines, results, rows
 
     def cancel_fees(self, fixmedins_code: str, mdtrt_id: str, feedetl_sn: str | None = None,
                     msgid: str | None = None, chrg_bchno: str | None = None, psn_no: str = "") -> int:
@@ -383,47 +391,7 @@ class SettlementService:
         seen: dict[str, Any] = {}
 
         def work(uow: UnitOfWork) -> dict:
-            conn = uow.conn
-            visit, prow = self._own_visit_and_person(conn, req.fixmedins_code, req.mdtrt_id, req.psn_no,
-                                                     lock_person=True)
-            seen["person"] = prow
-            if visit.status == "cancelled":
-                raise Conflict("mdtrt_id", f"visit {req.mdtrt_id!r} is cancelled")
-            fresh = self.credentials.for_visit(conn, self._institution(conn, req.fixmedins_code), visit, prow,
-                                               req.credential, settling=True)
-            inpatient = visit.med_type in INPATIENT_MED_TYPES
-            if req.mid_setl_flag and not inpatient:
-                raise Invalid("mid_setl_flag", "interim settlement is only for admissions")
-            if inpatient and not req.mid_setl_flag and visit.status != "discharged":
-                raise Conflict("mdtrt_id", f"admission {req.mdtrt_id!r} is not discharged yet (2402 first, or mid_setl_flag=1)")
-            adj, lines, policy, deposit_balance = self._adjudicate(uow, visit, prow, req.acct_used_flag,
-                                                                   req.mid_setl_flag, lock=True)
-            self._check_declared(adj, req.declared)
-            if req.max_cash_fen is not None and adj.amounts["psn_cash_pay"] > req.max_cash_fen:
-                raise Conflict("psn_cash_pay", f"cash part {format_yuan(adj.amounts['psn_cash_pay'])} exceeds the "
-                                               f"{format_yuan(req.max_cash_fen)} held from the patient; quote again")
-            now = self.clock()
-            setl_id = records.new_id(now)
-            final = not req.mid_setl_flag
-            posting = settlement_posting(setl_id, prow.insuplc_admdvs, req.fixmedins_code, adj, req.channel,
-                                         deposit_balance, release_deposit=final and inpatient, mdtrt_id=visit.mdtrt_id)
-            quote = self._quote(adj, policy, visit, prow, setl_id=setl_id, msgid=req.msgid, now=now, channel=req.channel)
-            quote.setlinfo.update(deposit_applied=posting.deposit_applied, deposit_refund=posting.deposit_refund)
-            output = {"setlinfo": quote.setlinfo, "setldetail": quote.setldetail}
-            records.insert_settlement(conn, self._settlement_row(
-                setl_id, "settle", None, visit, prow, req.msgid, now, final, req.channel, adj.policy_id,
-                quote.setlinfo, output, adj.year_deltas, adj.visit_deltas,
-                [[p.psn_no, p.relation, p.amount] for p in adj.account_payments]))
-            records.mark_lines_settled(conn, [line.id for line in lines], setl_id)
-            records.add_to_accumulators(conn, prow.psn_no, local_date(now).year, adj.year_deltas)
-            if final:
-                records.set_visit(conn, visit.mdtrt_id, status="settled")
-            if fresh is not None:
-                self.credentials.bind(conn, fresh, visit.mdtrt_id)
-            if fresh is not None or visit.mdtrt_cert_type == E_CERTIFICATE:
-                credentials.spend(conn, visit.mdtrt_id, now)  # the next settlement of this visit needs a new code
-            # money moves last: the shared fund/institution rows it increments stay locked only until commit
-            self._post(uow, posting)
+            output, seen["person"] = self._settle_in(uow, req)
             return output
 
         def present(conn: Connection, output: dict[str, Any]) -> dict[str, Any]:
@@ -433,14 +401,61 @@ class SettlementService:
         return self._idempotent(req.fixmedins_code, req.msgid, "settle", req.body(), work,
                                 present if with_identity else None)
 
+    def _settle_in(self, uow: UnitOfWork, req: SettleRequest) -> tuple[dict[str, Any], Any]:
+        """The settlement of ``req``'s visit in the caller's unit of work: the output (fen) and the person."""
+        conn = uow.conn
+        visit, prow = self._own_visit_and_person(conn, req.fixmedins_code, req.mdtrt_id, req.psn_no,
+                                                 lock_person=True)
+        if visit.status == "cancelled":
+            raise Conflict("mdtrt_id", f"visit {req.mdtrt_id!r} is cancelled")
+        fresh = self.credentials.for_visit(conn, self._institution(conn, req.fixmedins_code), visit, prow,
+                                           req.credential, settling=True)
+        inpatient = visit.med_type in INPATIENT_MED_TYPES
+        if req.mid_setl_flag and not inpatient:
+            raise Invalid("mid_setl_flag", "interim settlement is only for admissions")
+        if inpatient and not req.mid_setl_flag and visit.status != "discharged":
+            raise Conflict("mdtrt_id", f"admission {req.mdtrt_id!r} is not discharged yet (2402 first, or mid_setl_flag=1)")
+        adj, lines, policy, deposit_balance = self._adjudicate(uow, visit, prow, req.acct_used_flag,
+                                                               req.mid_setl_flag, lock=True)
+        self._check_declared(adj, req.declared)
+        if req.max_cash_fen is not None and adj.amounts["psn_cash_pay"] > req.max_cash_fen:
+            raise Conflict("psn_cash_pay", f"cash part {format_yuan(adj.amounts['psn_cash_pay'])} exceeds the "
+                                           f"{format_yuan(req.max_cash_fen)} held from the patient; quote again")
+        now = self.clock()
+        setl_id = records.new_id(now)
+        final = not req.mid_setl_flag
+        posting = settlement_posting(setl_id, prow.insuplc_admdvs, req.fixmedins_code, adj, req.channel,
+                                     deposit_balance, release_deposit=final and inpatient, mdtrt_id=visit.mdtrt_id)
+        quote = self._quote(adj, policy, visit, prow, setl_id=setl_id, msgid=req.msgid, now=now, channel=req.channel)
+        quote.setlinfo.update(deposit_applied=posting.deposit_applied, deposit_refund=posting.deposit_refund)
+        output = {"setlinfo": quote.setlinfo, "setldetail": quote.setldetail}
+        records.insert_settlement(conn, self._settlement_row(
+            setl_id, "settle", None, visit, prow, req.msgid, now, final, req.channel, adj.policy_id,
+            quote.setlinfo, output, adj.year_deltas, adj.visit_deltas,
+            [[p.psn_no, p.relation, p.amount] for p in adj.account_payments]))
+        records.mark_lines_settled(conn, [line.id for line in lines], setl_id)
+        records.add_to_accumulators(conn, prow.psn_no, local_date(now).year, adj.year_deltas)
+        if final:
+            records.set_visit(conn, visit.mdtrt_id, status="settled")
+        if fresh is not None:
+            self.credentials.bind(conn, fresh, visit.mdtrt_id)
+        if fresh is not None or visit.mdtrt_cert_type == E_CERTIFICATE:
+            credentials.spend(conn, visit.mdtrt_id, now)  # the next settlement of this visit needs a new code
+        # money moves last: the shared fund/institution rows it increments stay locked only until commit
+        self._post(uow, posting)
+        return output, prow
+
     def cancel(self, fixmedins_code: str, msgid: str, setl_id: str, psn_no: str | None = None, *,
-               with_identity: bool = False) -> dict[str, Any]:
-        """2208/2305: a compensating settlement with negated amounts; balances and accumulators restored."""
+               with_identity: bool = False, mdtrt_id: str = "") -> dict[str, Any]:
+        """2208/2305 (2103): a compensating settlement with negated amounts; balances and accumulators restored.
+        ``psn_no`` and ``mdtrt_id``, when given, must be the settlement's."""
 
         def work(uow: UnitOfWork) -> dict:
             orig = records.own_settlement(uow.conn, fixmedins_code, setl_id, lock=True)
             if psn_no and psn_no != orig.psn_no:
                 raise Invalid("psn_no", f"settlement {setl_id!r} is not of person {psn_no!r}")
+            if mdtrt_id and mdtrt_id != orig.mdtrt_id:
+                raise Invalid("mdtrt_id", f"settlement {setl_id!r} is not of visit {mdtrt_id!r}")
             if orig.kind != "settle":
                 raise Invalid("setl_id", f"{setl_id!r} is itself a cancellation")
             if orig.cancelled:
@@ -450,8 +465,8 @@ class SettlementService:
         def present(conn: Connection, output: dict[str, Any]) -> dict[str, Any]:
             return self._with_identity(conn, output, actor=fixmedins_code, action="cancel", ref=msgid)
 
-        return self._idempotent(fixmedins_code, msgid, "cancel", {"setl_id": setl_id, "psn_no": psn_no or ""}, work,
-                                present if with_identity else None)
+        body = {"setl_id": setl_id, "psn_no": psn_no or "", **({"mdtrt_id": mdtrt_id} if mdtrt_id else {})}
+        return self._idempotent(fixmedins_code, msgid, "cancel", body, work, present if with_identity else None)
 
     def _cancel_in(self, uow: UnitOfWork, fixmedins_code: str, msgid: str, orig: Any) -> dict[str, Any]:
         conn = uow.conn
@@ -477,12 +492,16 @@ class SettlementService:
         records.add_to_accumulators(conn, prow.psn_no, orig.setl_year, negate_deltas(orig.year_deltas))
         # the lines are refunded with the settlement; a partial refund re-uploads what stays billed
         records.set_settled_lines_status(conn, setl_id, "cancelled")
-        records.set_visit(conn, visit.mdtrt_id, status="discharged" if visit.endtime is not None else "open")
+        if self._institution(conn, fixmedins_code).is_pharmacy:  # a purchase is over once refunded
+            records.set_visit(conn, visit.mdtrt_id, status="cancelled")
+        else:
+            records.set_visit(conn, visit.mdtrt_id, status="discharged" if visit.endtime is not None else "open")
         return output
 
     # ---------------------------------------------------------------- reversal (2601)
 
-    REVERSIBLE = {"2207": "settle", "2304": "settle", "2208": "cancel", "2305": "cancel", "2401": "register"}
+    REVERSIBLE = {"2207": "settle", "2304": "settle", "2102": "settle", "2208": "cancel", "2305": "cancel",
+                  "2103": "cancel", "2401": "register"}
 
     def reverse(self, fixmedins_code: str, msgid: str, omsgid: str, oinfno: str, psn_no: str = "") -> dict[str, Any]:
         """2601 冲正: undo the effect of message ``omsgid`` whose outcome the HIS does not know.
@@ -585,8 +604,13 @@ class SettlementService:
     def fee_query_shape(self, fixmedins_code: str) -> str:
         """What 5204 answers this institution (``institutions.fee_query_shape``), read at most every
         INSTITUTION_TTL_S."""
+        return self.institution(fixmedins_code).fee_query_shape
+
+    def institution(self, fixmedins_code: str) -> Institution:
+        """The institution as the rules see it (level, region, type, settings), read at most every
+        INSTITUTION_TTL_S."""
         with self.factory() as session:
-            return self._institution(session.connection(), fixmedins_code).fee_query_shape
+            return self._institution(session.connection(), fixmedins_code)
 
     def accumulators(self, psn_no: str, year: int, fixmedins_code: str | None = None) -> dict[str, int]:
         """The person's year totals; asked by an institution (``fixmedins_code``), tenancy applies."""
@@ -638,6 +662,16 @@ class SettlementService:
         inst = records.institution(conn, code)
         self._institutions[code] = (inst, time.monotonic())
         return inst
+
+    @staticmethod
+    def _insured_under(prow: Any, insutype: str | None) -> str:
+        """The insurance type a new visit or purchase is settled under: the person's own, who must be insured now."""
+        if prow.psn_insu_stas != "1":
+            raise Invalid("psn_no", f"person {prow.psn_no!r} is not currently insured (psn_insu_stas {prow.psn_insu_stas})")
+        chosen = insutype or prow.insutype
+        if chosen != prow.insutype:
+            raise Invalid("insutype", f"person {prow.psn_no!r} is insured under {prow.insutype}, not {chosen!r}")
+        return chosen
 
     @staticmethod
     def _own_visit_and_person(conn: Connection, fixmedins_code: str, mdtrt_id: str, psn_no: str, *,
@@ -707,15 +741,17 @@ class SettlementService:
         return FeeLine(ln.feedetl_sn, item, cnt, pric, amount)
 
     def _adjudicate(self, uow: UnitOfWork, visit: Any, prow: Any, acct_used: bool, mid_setl: bool,
-                    lock: bool = False):
-        """The engine's split of the visit's unsettled lines, with the balances it may draw on (locked with
-        ``lock``, for a settlement)."""
+                    lock: bool = False, fee_lines: list[FeeLine] | None = None):
+        """The engine's split of the visit's unsettled lines (or of ``fee_lines``, a purchase quoted before it is
+        stored), with the balances it may draw on (locked with ``lock``, for a settlement)."""
         conn = uow.conn
-        lines = records.unsettled_lines(conn, visit.mdtrt_id)
-        if not lines:
-            raise Conflict("mdtrt_id", f"visit {visit.mdtrt_id!r} has no unsettled fee lines (upload them first)")
-        fee_lines = [FeeLine(r.feedetl_sn, records.catalog_item(r), Decimal(r.cnt), Decimal(r.pric),
-                             r.det_item_fee_sumamt) for r in lines]
+        lines: list[Any] = []
+        if fee_lines is None:
+            lines = records.unsettled_lines(conn, visit.mdtrt_id)
+            if not lines:
+                raise Conflict("mdtrt_id", f"visit {visit.mdtrt_id!r} has no unsettled fee lines (upload them first)")
+            fee_lines = [FeeLine(r.feedetl_sn, records.catalog_item(r), Decimal(r.cnt), Decimal(r.pric),
+                                 r.det_item_fee_sumamt) for r in lines]
         now = self.clock()
         policy = self._policy(prow.insuplc_admdvs, local_date(visit.begntime))
         inst = self._institution(conn, visit.fixmedins_code)

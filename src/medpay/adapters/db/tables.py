@@ -49,6 +49,8 @@ class InstitutionRow(Base):
     sign_in: Mapped[str] = mapped_column(String(10), default="required", server_default="required")
     # 5204's output: the list of rows, or {"feedetail": rows} (medpay.domain.interface_settings.FeeQueryShape)
     fee_query_shape: Mapped[str] = mapped_column(String(10), default="rows", server_default="rows")
+    # 定点医药机构类型: 1 定点医疗机构 (a hospital or clinic), 2 定点零售药店 (medpay.domain.model.FIXMEDINS_TYPES)
+    fixmedins_type: Mapped[str] = mapped_column(String(3), default="1", server_default="1")
 
 
 class PersonRow(Base):

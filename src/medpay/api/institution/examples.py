@@ -24,6 +24,7 @@ TITLES = {
     "3301": "目录对照上传 catalog mapping upload", "3302": "目录对照撤销 catalog mapping cancel",
     "5201": "就诊信息查询 visits", "5202": "诊断信息查询 diagnoses", "5205": "人员慢特病用药记录查询 chronic medication",
     "5302": "人员定点信息查询 designated institutions", "4101": "医疗保障基金结算清单信息上传 settlement list",
+    "2101": "药店预结算 pharmacy pre-settle", "2102": "药店结算 pharmacy settle", "2103": "药店结算撤销 pharmacy cancel",
 }
 
 # The envelope as the parser takes it (envelope.py): text fields may arrive as numbers or null (what real HIS
@@ -63,16 +64,29 @@ ENVELOPE_SCHEMA: dict[str, Any] = {
 }
 
 
-def _env(infno: str, node: str, value: Any) -> dict[str, Any]:
+def _env(infno: str, node: str, value: Any, *, more: dict[str, Any] | None = None,
+         institution: tuple[str, str] = ("H99990100001", "演示市第一人民医院")) -> dict[str, Any]:
+    """``more``: other input nodes; ``institution``: the sender's code and name."""
     return {"summary": f"{infno} {TITLES.get(infno, '')}", "value": {
         "infno": infno, "msgid": "H99990100001202611231000000001", "mdtrtarea_admvs": "999901",
         "insuplc_admdvs": "999901", "recer_sys_code": "YBXT", "infver": "V1.0", "opter_type": "1", "opter": "1001",
-        "opter_name": "收费员", "inf_time": "2026-11-23 10:00:00", "fixmedins_code": "H99990100001",
-        "fixmedins_name": "演示市第一人民医院", "sign_no": "260000000000000000000000000001", "input": {node: value}}}
+        "opter_name": "收费员", "inf_time": "2026-11-23 10:00:00", "fixmedins_code": institution[0],
+        "fixmedins_name": institution[1], "sign_no": "260000000000000000000000000001",
+        "input": {node: value, **(more or {})}}}
 
 
 MDTRT = "26112310000012345678"
 PSN = "99990100000001"
+PHARMACY = ("P99990100001", "演示大药房")
+# a purchase at the pharmacy's POS (2101/2102): the e-certificate shown for 02121 药店购药, the basket's lines
+PURCHASE = {"psn_no": PSN, "mdtrt_cert_type": "01", "mdtrt_cert_no": "3f9a0c…(ecToken, 40 characters)",
+            "med_type": "41", "insutype": "310", "begntime": "2026-11-23 10:00:00", "psn_setlway": "01",
+            "acct_used_flag": "1", "medfee_sumamt": 99.40, "fulamt_ownpay_amt": 0, "overlmt_selfpay": 0,
+            "preselfpay_amt": 3.05, "inscp_scp_amt": 96.35, "ipt_otp_no": "XS20261123001"}
+DRUGDETAIL = [{"feedetl_sn": "1", "fee_ocur_time": "2026-11-23 10:00:00", "med_list_codg": "XM01AEB002",
+               "medins_list_codg": "YD0001", "cnt": 2, "pric": 30.5, "det_item_fee_sumamt": 61.0},
+              {"feedetl_sn": "2", "fee_ocur_time": "2026-11-23 10:00:00", "med_list_codg": "ZA01AAA004",
+               "medins_list_codg": "YD0002", "cnt": 3, "pric": 12.8, "det_item_fee_sumamt": 38.4}]
 EXAMPLES = {
     "9001": _env("9001", "signIn", {"opter_no": "1001", "mac": "00:16:3e:00:00:01", "ip": "10.0.0.8"}),
     "9002": _env("9002", "signOut", {"sign_no": "260000000000000000000000000001", "opter_no": "1001"}),
@@ -177,6 +191,10 @@ EXAMPLES = {
         "acct_pay": 3.05, "psn_cashpay": 0, "hi_paymtd": "1", "hsorg": "演示市医疗保障局", "hsorg_opter": "经办员",
         "medins_fill_dept": "医保办", "medins_fill_psn": "填报员", "bill_code": "PJ01", "bill_no": "000001",
         "biz_sn": "LS000001"}),
+    "2101": _env("2101", "data", PURCHASE, more={"drugdetail": DRUGDETAIL}, institution=PHARMACY),
+    "2102": _env("2102", "data", PURCHASE, more={"drugdetail": DRUGDETAIL}, institution=PHARMACY),
+    "2103": _env("2103", "data", {"setl_id": "26112310000087654321", "mdtrt_id": MDTRT, "psn_no": PSN},
+                 institution=PHARMACY),
 }
 EXAMPLES["4101"]["value"]["input"].update(  # the funds' payments; the other lists of table 155–160 alike
     payinfo=[{"fund_pay_type": "310200", "fund_payamt": 3.05}],

@@ -300,22 +300,29 @@ def upload_fees(call: Call) -> dict:
     if len(mdtrt_ids) != 1:
         raise Invalid("feedetail.mdtrt_id", "all lines of one upload must belong to one visit")
     mdtrt_id = mdtrt_ids.pop()
-    inputs = []
-    for i, r in enumerate(lines):
-        path = f"feedetail[{i}]"
-        inputs.append(FeeLineInput(
-            feedetl_sn=text(r, "feedetl_sn", path), med_list_codg=text(r, "med_list_codg", path, required=False),
-            cnt=_number(r, "cnt", path), pric=_number(r, "pric", path),
-            det_item_fee_sumamt=_number(r, "det_item_fee_sumamt", path),
-            fee_ocur_time=timestamp(r, "fee_ocur_time", path), chrg_bchno=text(r, "chrg_bchno", path, required=False),
-            medins_list_codg=text(r, "medins_list_codg", path, required=False),
-            details=_line_details(call, r, path)))
+    inputs = [fee_line_input(call, r, f"feedetail[{i}]") for i, r in enumerate(lines)]
     result = call.platform.settlement.upload_fees(call.fixmedins_code, mdtrt_id, inputs, msgid=call.env.msgid,
                                                   psn_no=text(lines[0], "psn_no", "feedetail[0]", required=False))
-    return {"result": [to_yuan({**LINE_DEFAULTS, **row, "cnt": float(row["cnt"]), "pric": float(row["pric"]),
-                                "selfpay_prop": float(row["selfpay_prop"]),
-                                "pric_uplmt_amt": row["pric_uplmt_amt"] if row["pric_uplmt_amt"] is not None else 999999_00})
-                       for row in result]}
+    return {"result": line_results(result)}
+
+
+def fee_line_input(call: Call, r: Mapping[str, Any], path: str) -> FeeLineInput:
+    """One fee line as 2204/2301 send it (a pharmacy's drug line of 2101/2102 alike)."""
+    return FeeLineInput(
+        feedetl_sn=text(r, "feedetl_sn", path), med_list_codg=text(r, "med_list_codg", path, required=False),
+        cnt=_number(r, "cnt", path), pric=_number(r, "pric", path),
+        det_item_fee_sumamt=_number(r, "det_item_fee_sumamt", path),
+        fee_ocur_time=timestamp(r, "fee_ocur_time", path), chrg_bchno=text(r, "chrg_bchno", path, required=False),
+        medins_list_codg=text(r, "medins_list_codg", path, required=False),
+        details=_line_details(call, r, path))
+
+
+def line_results(result: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each line's split (fen) as 2204's ``result`` rows give it: numbers typed as the spec's table, yuan."""
+    return [to_yuan({**LINE_DEFAULTS, **row, "cnt": float(row["cnt"]), "pric": float(row["pric"]),
+                     "selfpay_prop": float(row["selfpay_prop"]),
+                     "pric_uplmt_amt": row["pric_uplmt_amt"] if row["pric_uplmt_amt"] is not None else 999999_00})
+            for row in result]
 
 
 def _number(d: Mapping[str, Any], key: str, path: str) -> Any:
@@ -350,6 +357,11 @@ def cancel_fees_inpatient(call: Call) -> dict:
 
 def _settle_input(call: Call) -> tuple[Mapping[str, Any], str, str, dict[str, Any]]:
     d, mdtrt_id, psn_no = target_visit(call)
+    return d, mdtrt_id, psn_no, declared_sums(d)
+
+
+def declared_sums(d: Mapping[str, Any]) -> dict[str, Any]:
+    """The sums a (pre-)settlement declares (``DECLARED_AMOUNTS``), after its ``psn_setlway`` is checked."""
     setlway = text(d, "psn_setlway", "data", required=False, default="01")
     if setlway == "02":  # honoured once policies carry quotas per disease; until then refused, never ignored
         raise Invalid("data.psn_setlway", "02 按定额结算 (settlement by a disease's quota) is not possible: the "
@@ -360,7 +372,7 @@ def _settle_input(call: Call) -> tuple[Mapping[str, Any], str, str, dict[str, An
     for k in declared:
         if isinstance(declared[k], str):
             text(d, k, "data", required=False)  # no NUL, no unpaired surrogate
-    return d, mdtrt_id, psn_no, declared
+    return declared
 
 
 @handler("2206", "2206A", "2303")
