@@ -115,15 +115,17 @@ def field_path(loc: Any) -> str:
     return out
 
 
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
 def _allowed(request: Request) -> set[str]:
-    """Every method the routes of this path take."""
+    """Every method the routes of this path take: asked of each route by its public ``matches`` (FastAPI 0.16x
+    nests included routers, so a route list is no longer flat)."""
     from starlette.routing import Match
 
-    methods: set[str] = set()
-    for route in request.app.routes:
-        if getattr(route, "methods", None) and route.matches({**request.scope, "method": "GET"})[0] is not Match.NONE:
-            methods |= set(route.methods)
-    return methods
+    return {method for method in _METHODS
+            if any(route.matches({**request.scope, "method": method})[0] is Match.FULL
+                   for route in request.app.router.routes)}
 
 
 def install(app: FastAPI) -> None:
