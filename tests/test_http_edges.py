@@ -516,6 +516,33 @@ def test_an_unparseable_body_is_refused_naming_the_body(served, terminal, device
     no_traceback(log_of())
 
 
+UNSTORABLE = {"NUL": (b'{"psn_no": "F\\u0000x", "certno": "1", "bill": "x"}', "NUL"),
+              "lone surrogate": (b'{"psn_no": "\\udb39x", "certno": "1", "bill": "x"}', "surrogate")}
+REST_JSON_DOORS = [(p, d) for p, d in JSON_DOORS if d != "institution" and not p.endswith("/callback")] + [
+    ("/api/v1/admin/ecert/counter-activations", "rest")]
+
+
+@pytest.mark.parametrize("path, door", REST_JSON_DOORS, ids=[d[0] for d in REST_JSON_DOORS])
+@pytest.mark.parametrize("what", sorted(UNSTORABLE))
+def test_text_no_database_can_store_is_refused_naming_the_field(served, terminal, device, log_of, path: str,
+                                                                door: str, what: str) -> None:
+    """NUL (PostgreSQL's text can't hold it) and unpaired surrogates (not UTF-8) are refused at the door, naming
+    the field, before any query sees them: found by Schemathesis as a 500 on the counter activation."""
+    body, why = UNSTORABLE[what]
+    if path.startswith("/api/v1/terminal/"):
+        r = terminal_post(terminal, path, body, "application/json")
+    elif path in DEVICE_SIGNED:
+        r = httpx.post(served[0] + path, content=body, headers={
+            "Content-Type": "application/json", **sign_device_request(device["key"], device["ecert_id"], "POST", path,
+                                                                      body)})
+    else:
+        r = httpx.post(served[0] + path, content=body, headers={"Content-Type": "application/json", **STAFF})
+    assert r.status_code == 422, r.text
+    assert field_of(door, r.content) == "psn_no", r.text
+    assert why in r.text
+    no_traceback(log_of())
+
+
 # -- settings and units ------------------------------------------------------------------------------------------------
 
 

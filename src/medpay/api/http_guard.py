@@ -36,6 +36,7 @@ A client that goes away mid-body costs one INFO line, no traceback.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import math
 import os
@@ -278,6 +279,40 @@ def json_depth_error(body: bytes, limit: int = MAX_JSON_DEPTH) -> str | None:
     return None
 
 
+def unstorable_text(body: bytes) -> tuple[str, str] | None:
+    """(field, why) of the first JSON string no database can store — one holding NUL (PostgreSQL's text can't) or
+    an unpaired surrogate (not UTF-8) — or None. Both arrive only as ``\\u`` escapes, so a body without one is
+    passed at the cost of a byte search; a body with one is parsed to name the field."""
+    lowered = body.lower()
+    if b"\\u0000" not in lowered and b"\\ud" not in lowered:
+        return None
+    try:
+        doc = json.loads(body)
+    except ValueError:
+        return None  # not JSON at all: the endpoint's parser names that
+
+    def walk(value: Any, path: str) -> tuple[str, str] | None:
+        if isinstance(value, str):
+            if "\x00" in value:
+                return path, "must not contain NUL characters"
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                return path, "is not valid Unicode (unpaired surrogate)"
+            return None
+        items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+        for key, item in items:
+            if isinstance(key, str) and walk(key, path) is not None:
+                return (path or "body"), "has a key that is not storable text"
+            found = walk(item, f"{path}[{key}]" if isinstance(key, int) else (f"{path}.{key}" if path else key))
+            if found is not None:
+                return found
+        return None
+
+    found = walk(doc, "")
+    return None if found is None else (found[0] or "body", found[1])
+
+
 def _routed(scope: Scope) -> bool:
     """Is there an endpoint for this method and path? (Asked of requests that carry a body, before it is read.)"""
     router = getattr(scope.get("app"), "router", None)
@@ -321,9 +356,13 @@ class HttpGuard:
             return
         try:
             data = await body.read()
-            why = None if _is_multipart(scope) else json_depth_error(data)
-            if why is not None:
-                raise BodyRefused(422, "invalid", why)
+            if not _is_multipart(scope):
+                why = json_depth_error(data)
+                if why is not None:
+                    raise BodyRefused(422, "invalid", why)
+                unstorable = unstorable_text(data)
+                if unstorable is not None:
+                    raise BodyRefused(422, "invalid", unstorable[1], field=unstorable[0])
         except ClientGone as e:
             log.info("%s %s: %s", scope["method"], path, e.message)
             return
