@@ -199,12 +199,13 @@ class FaceVerification:
             candidates = s.execute(select(FaceTemplateRow).where(
                 FaceTemplateRow.pin_idx == pin_index(self.cipher, pin))).scalars().all()
             threshold = region.threshold_for(session.amount_fen)
-            matched = []
+            matched, distances = [], {}
             for row in candidates:
                 if row.model != self.encoder.name:
                     continue  # enrolled with another model: that person must enrol again
                 templates = self.vault.open(row.psn_no, row.model, row.template_enc, row.key_wrapped)
-                if best_distance(probe, templates) <= threshold:
+                distances[row.psn_no] = best_distance(probe, templates)
+                if distances[row.psn_no] <= threshold:
                     matched.append(row)
             outcome["candidates"] = [r.psn_no for r in candidates if r not in matched or len(matched) > 1]
             if len(matched) != 1:
@@ -220,6 +221,7 @@ class FaceVerification:
                     outcome["candidates"] = [row.psn_no]
                     raise NoMatch("id_last4", "does not match the ID number of the person this face and PIN name")
             outcome["psn_no"] = row.psn_no
+            outcome["max_bill_fen"] = region.bill_limit(distances[row.psn_no])
 
     def _decide(self, session: FaceSessionRow, outcome: dict) -> dict:
         now = self.clock()
@@ -236,6 +238,7 @@ class FaceVerification:
             elif refusal is None:
                 row.status, row.psn_no = "verified", outcome["psn_no"]
                 row.auth_hash = hashlib.sha256(auth_no.encode()).hexdigest()
+                row.max_bill_fen = outcome["max_bill_fen"]
                 row.expires_at = now + timedelta(seconds=region.auth_ttl_s)
                 template = s.get(FaceTemplateRow, outcome["psn_no"], with_for_update=True)
                 template.failures = 0
@@ -284,7 +287,8 @@ class FaceVerification:
                 raise Forbidden("authNo", "expired: verify the face again")
             person = s.get(PersonRow, row.psn_no)
             row.status = "exchanged"
-            token = self.persons.add_ec_token(s, person.psn_no, fixmedins_code, row.business_type, TOKEN_TTL)
+            token = self.persons.add_ec_token(s, person.psn_no, fixmedins_code, row.business_type, TOKEN_TTL,
+                                              max_bill_fen=row.max_bill_fen)
             audit.record(s, actor_kind="terminal", actor=terminal_id, action="cn.nhsa.auth.check",
                          psn_no=person.psn_no, fields=audit.MASKED_IDENTITY, at=now, ref=row.session_id)
             return {"userName": mask_name(self.cipher.decrypt(person.psn_name_enc, "psn_name")),
