@@ -298,10 +298,14 @@ class FaceVerification:
                     "businessType": row.business_type}
 
     def purge(self) -> int:
-        """Forget frame hashes older than a day and sessions long over."""
-        now = self.clock()
-        with unit_of_work(self.factory) as uow:
-            n = uow.session.query(FaceFrameHashRow).filter(FaceFrameHashRow.seen_at < now - FRAME_HASH_KEEP).delete()
-            n += uow.session.query(FaceSessionRow).filter(FaceSessionRow.expires_at < now - FRAME_HASH_KEEP).delete()
-        return n
+        return purge_verifications(self.factory, self.clock())
+
+
+def purge_verifications(factory: sessionmaker[Session], now: datetime) -> int:
+    """Forget frame hashes older than a day and sessions over for more than a day (their authNo long useless; the
+    decisions stay in the audit log). Run by ``medpay housekeeping``."""
+    with unit_of_work(factory) as uow:
+        n = uow.session.query(FaceFrameHashRow).filter(FaceFrameHashRow.seen_at < now - FRAME_HASH_KEEP).delete()
+        n += uow.session.query(FaceSessionRow).filter(FaceSessionRow.expires_at < now - FRAME_HASH_KEEP).delete()
+    return n
 
