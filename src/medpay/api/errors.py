@@ -115,12 +115,23 @@ def field_path(loc: Any) -> str:
     return out
 
 
+def _routes(routes: Any) -> Any:
+    """Every route, those of included routers too (FastAPI keeps an included router as one entry whose
+    ``effective_candidates()`` are its routes)."""
+    for route in routes:
+        nested = getattr(route, "effective_candidates", None)
+        if callable(nested):
+            yield from _routes(nested())
+        else:
+            yield route
+
+
 def _allowed(request: Request) -> set[str]:
     """Every method the routes of this path take."""
     from starlette.routing import Match
 
     methods: set[str] = set()
-    for route in request.app.routes:
+    for route in _routes(request.app.routes):
         if getattr(route, "methods", None) and route.matches({**request.scope, "method": "GET"})[0] is not Match.NONE:
             methods |= set(route.methods)
     return methods
