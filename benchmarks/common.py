@@ -173,6 +173,21 @@ def write_result(console: Any, path: Path, result: dict[str, Any]) -> None:
     console.print(f"wrote {path} ({result['duration_s']} s)")
 
 
+def tables_main(argv: list[str] | None, parse_args: Callable[[list[str] | None], Any], build_config: Callable[[Any], Any],
+                run: Callable[..., dict[str, Any]], render_tables: Callable[[dict[str, Any]], list[Any]],
+                width: int) -> int:
+    """A benchmark's ``main``: options → config, SIGTERM unwinds (servers stopped, schemas dropped), the run with
+    its progress lines, the tables, the JSON file (``config.out``)."""
+    cfg = build_config(parse_args(argv))
+    exit_on_sigterm()
+    console, log = console_and_log(width)
+    result = run(cfg, log=log)
+    for table in render_tables(result):
+        console.print(table)
+    write_result(console, cfg.out, result)
+    return 0
+
+
 def exit_on_sigterm() -> None:
     """SIGTERM raises SystemExit(128 + signum), so ``with`` blocks unwind and clean up as on Ctrl-C."""
 

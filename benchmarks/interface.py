@@ -185,10 +185,12 @@ class Platform:
                 if pid != self.proc.pid and "resource_tracker" not in cmdline(pid)]
 
     def data_cipher(self) -> Any:
-        """The server's data key, so the blind indexes (card lookups) and ciphertexts match."""
-        from medpay.adapters.crypto import FieldCipher, load_or_create_secret
+        """The server's data keys, so the blind indexes (card lookups) and ciphertexts match. Read as a keyring: the
+        server adds keys to the file it was given (its first ``face`` key) when it first opens the database."""
+        from medpay.adapters.crypto import FieldCipher
+        from medpay.adapters.keyring import DATA_FILE, load_keyring
 
-        return FieldCipher(load_or_create_secret(self.key_file, "data key"))
+        return FieldCipher(load_keyring({DATA_FILE: self.key_file}))
 
     def _add_persons(self) -> None:
         from medpay.adapters.db.engine import make_engine, session_factory

@@ -39,9 +39,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 from benchmarks.common import (ADMDVS, CLK_TCK, RESULTS_DIR, CpuMeter, Tally, add_out_argument, add_pg_url_argument,
-                               all_procs, cmdline, console_and_log, cpu_fields, descendants, exit_on_sigterm,
-                               feedetail, finish, fmt, free_port, his_client, latency, merge_errors, parse_counts,
-                               percentile, proc_stat, resolve_pg_url, result_header, run_threads, to_ms, write_result)
+                               all_procs, cmdline, cpu_fields, descendants, feedetail, finish, fmt, free_port,
+                               his_client, latency, merge_errors, parse_counts, percentile, proc_stat, resolve_pg_url,
+                               result_header, run_threads, tables_main, to_ms)
 from benchmarks.core import flow_lines
 from benchmarks.interface import Platform
 
@@ -798,15 +798,7 @@ def run(cfg: Config, log: Callable[[str], None] = lambda s: None) -> dict[str, A
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    cfg = build_config(args)
-    exit_on_sigterm()  # unwinds through QrStack.close(): server and simulator stopped, schema dropped
-    console, log = console_and_log(170)
-    result = run(cfg, log=log)
-    for table in render_tables(result):
-        console.print(table)
-    write_result(console, cfg.out, result)
-    return 0
+    return tables_main(argv, parse_args, build_config, run, render_tables, 170)  # SIGTERM unwinds QrStack.close()
 
 
 if __name__ == "__main__":

@@ -108,10 +108,23 @@ def jitter(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.asarray(im.transform(im.size, Image.AFFINE, (s, 0, int(dx), 0, s, int(dy)), resample=Image.BILINEAR))
 
 
-def sequence(name: str, challenge: tuple[str, ...], seed: int = 0, rest: int = 3) -> list[np.ndarray]:
-    """Kiosk frames answering ``challenge`` with the face of ``name``: rest, action (two frames), rest, … — each
-    frame moved a little and with fresh sensor noise, as a camera films a live person."""
-    base = kiosk(name)
+def another_visit(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The same person on another day: the head tilted a few degrees, the light from another side. Frames of two
+    visits differ as a live camera's do (their perceptual hashes far apart), so the replay check lets them pass."""
+    tilted = np.asarray(Image.fromarray(image).rotate(rng.uniform(-6, 6), resample=Image.BILINEAR), np.float32)
+    h, w = tilted.shape[:2]
+    angle, strength = rng.uniform(0, 2 * np.pi), rng.uniform(0.25, 0.45)
+    ys, xs = np.mgrid[0:h, 0:w]
+    light = 1 + strength * ((xs - w / 2) * np.cos(angle) + (ys - h / 2) * np.sin(angle)) / (w / 2)
+    return np.clip(tilted * light[..., None], 0, 255).astype(np.uint8)
+
+
+def sequence(name: str, challenge: tuple[str, ...], seed: int = 0, rest: int = 3,
+             base: np.ndarray | None = None) -> list[np.ndarray]:
+    """Kiosk frames answering ``challenge`` with the face of ``name`` (or the kiosk picture ``base``): rest, action
+    (two frames), rest, … — each frame moved a little and with fresh sensor noise, as a camera films a live
+    person."""
+    base = kiosk(name) if base is None else base
     rng = np.random.default_rng(seed)
     acted = {a: ACT[a](base) for a in challenge}
     frames = [base] * rest
@@ -120,8 +133,9 @@ def sequence(name: str, challenge: tuple[str, ...], seed: int = 0, rest: int = 3
     return [noisy(jitter(f, rng), rng) for f in frames]
 
 
-def sequence_jpegs(name: str, challenge: tuple[str, ...], seed: int = 0) -> list[bytes]:
-    return [jpeg(f) for f in sequence(name, challenge, seed)]
+def sequence_jpegs(name: str, challenge: tuple[str, ...], seed: int = 0,
+                   base: np.ndarray | None = None) -> list[bytes]:
+    return [jpeg(f) for f in sequence(name, challenge, seed, base=base)]
 
 
 def dark(image: np.ndarray) -> np.ndarray:

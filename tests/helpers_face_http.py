@@ -16,13 +16,13 @@ from tests.helpers_qr import H1
 from tests.helpers_server import STAFF, run_cli
 
 
-def register_face_terminal(stack) -> dict:
+def register_face_terminal(stack, code: str = H1[0]) -> dict:
     key_file = stack["tmp"] / f"face-{secrets.token_hex(3)}.key"
-    reg = run_cli(["ecert", "terminal-register", "--fixmedins-code", H1[0], "--name", "刷脸自助机1", "--kind", "face",
+    reg = run_cli(["ecert", "terminal-register", "--fixmedins-code", code, "--name", "刷脸自助机1", "--kind", "face",
                    "--key-file", str(key_file)], stack["db_url"], stack["tmp"])
     assert reg.returncode == 0, reg.stderr
     return {"base": stack["base"], "terminal_id": json.loads(reg.stdout)["terminal_id"],
-            "terminal_key": load_or_create_key(key_file)}
+            "terminal_key": load_or_create_key(key_file), "code": code}
 
 
 def multipart(fields: dict[str, str], files: dict[str, bytes]) -> tuple[bytes, str]:
@@ -48,13 +48,13 @@ def post(terminal, path: str, body: bytes, ctype: str) -> httpx.Response:
 
 def session(terminal, amount: str = "60.00") -> dict:
     r = post(terminal, "/api/v1/terminal/face/sessions",
-             json.dumps({"orgId": H1[0], "businessType": "01301", "amount": amount}).encode(), "application/json")
+             json.dumps({"orgId": terminal["code"], "businessType": "01301", "amount": amount}).encode(), "application/json")
     assert r.status_code == 200, r.text
     return r.json()
 
 
 def verify(terminal, session_id: str, frames: list[bytes], pin: str, **extra: str) -> httpx.Response:
-    body, ctype = multipart({"orgId": H1[0], "session_id": session_id, "pin": pin, **extra},
+    body, ctype = multipart({"orgId": terminal["code"], "session_id": session_id, "pin": pin, **extra},
                             {f"frame{i}": f for i, f in enumerate(frames)})
     return post(terminal, "/api/v1/terminal/face/verify", body, ctype)
 
@@ -67,4 +67,4 @@ def face_pay_identity(terminal, name: str, pin: str, seed: int = 0) -> httpx.Res
     if v.status_code != 200:
         return v
     return post(terminal, "/api/v1/terminal/face/auth-check",
-                json.dumps({"orgId": H1[0], "authNo": v.json()["authNo"]}).encode(), "application/json")
+                json.dumps({"orgId": terminal["code"], "authNo": v.json()["authNo"]}).encode(), "application/json")

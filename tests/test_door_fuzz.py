@@ -60,7 +60,18 @@ OPERATIONS = [
                                                                   "certno": demo.PERSONS[5].certno,
                                                                   "consent": True, "id_checked": True}),
     ("GET", "/api/v1/admin/payments/statement/2026-12-01", "staff", None),
+    # the face doors: a face terminal signs; frames and photos come as multipart
+    ("POST", "/api/v1/terminal/face/sessions", "face terminal", {"orgId": H1[0], "businessType": "01301",
+                                                                 "amount": "60.00", "outBizNo": "B1"}),
+    ("POST", "/api/v1/terminal/face/verify", "face terminal", None),
+    ("POST", "/api/v1/terminal/face/auth-check", "face terminal", {"orgId": H1[0], "authNo": "0" * 32}),
+    ("POST", "/api/v1/admin/face/enrolments", "staff", None),
+    ("DELETE", f"/api/v1/admin/face/enrolments/{demo.PERSONS[0].psn_no}", "staff", None),
+    ("POST", "/api/v1/mobile/face/enrolment", "device", None),
+    ("DELETE", "/api/v1/mobile/face/enrolment", "device", None),
 ]
+FORM_NAMES = ["image", "orgId", "businessType", "bill", "qrCode", "x", "frame0", "frame1", "session_id", "pin",
+              "id_last4", "image0", "psn_no", "certno", "consent", "consent_version"]
 SETTINGS = dict(max_examples=int(os.environ.get("MEDPAY_DOOR_FUZZ_EXAMPLES", "60")), deadline=None,
                 suppress_health_check=list(HealthCheck))
 
@@ -99,20 +110,22 @@ def world(db_url: str):
         with TestClient(app, raise_server_exceptions=False) as client:
             service = ecert_service(client)  # the app's own (it takes anything with .app, as a request has)
             terminal_id = service.register_terminal(H1[0], public_key_hex(terminal_key), "fuzz window")
+            face_key = Ed25519PrivateKey.generate()
+            face_id = service.register_terminal(H1[0], public_key_hex(face_key), "fuzz kiosk", kind="face")
             device = Ed25519PrivateKey.generate()
             activations = ActivationService(platform.factory, cipher, None)
             counter = activations.start_at_counter(demo.PERSONS[0].psn_no, demo.PERSONS[0].certno, True, "fuzz")
             ecert_id = activations.confirm(public_key_hex(device), counter_code=counter.counter_code).ecert_id
             yield {"client": client, "terminal": (terminal_id, terminal_key), "device": (ecert_id, device),
-                   "traces": traces}
+                   "face terminal": (face_id, face_key), "traces": traces}
     finally:
         logging.getLogger().removeHandler(traces)
         platform.engine.dispose()
 
 
 def _signed(world: dict, by: str | None, method: str, path: str, body: bytes) -> dict[str, str]:
-    if by == "terminal":
-        return sign_terminal_request(world["terminal"][1], world["terminal"][0], method, path, body)
+    if by in ("terminal", "face terminal"):
+        return sign_terminal_request(world[by][1], world[by][0], method, path, body)
     if by == "device":
         return sign_device_request(world["device"][1], world["device"][0], method, path, body)
     if by == "new device":
@@ -146,8 +159,8 @@ def requests_to(draw: Any) -> tuple[str, str, bytes, dict[str, str], bool]:
         content_type = draw(st.sampled_from(["application/json", "text/plain", "", "image/png"]))
     elif kind == "multipart":
         boundary = "fuzzboundary"
-        parts = draw(st.lists(st.tuples(st.sampled_from(["image", "orgId", "businessType", "bill", "qrCode", "x"]),
-                                        st.binary(max_size=60), st.booleans()), max_size=4))
+        parts = draw(st.lists(st.tuples(st.sampled_from(FORM_NAMES), st.binary(max_size=60), st.booleans()),
+                              max_size=6))
         file_name = '; filename="f.png"'
         body = b"".join(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"'
                         f"{file_name if as_file else ''}\r\n\r\n".encode() + data + b"\r\n"

@@ -11,7 +11,8 @@ from sqlalchemy import insert, select, update
 
 from medpay.adapters.db import migrate
 from medpay.adapters.db.audit_tables import AuditEventRow
-from medpay.adapters.db.ecert_tables import EcertActivationRow
+from medpay.adapters.db.ecert_tables import EcertActivationRow, TerminalRow
+from medpay.adapters.db.face_tables import FaceFrameHashRow, FaceSessionRow
 from medpay.adapters.db.engine import make_engine, session_factory
 from medpay.adapters.db.file_tables import InterfaceFileRow
 from medpay.adapters.db.gateway_tables import GatewayNonceRow
@@ -22,7 +23,8 @@ from tests.helpers_server import medpay_env, run_cli, server
 
 H1 = demo.INSTITUTIONS[0][0]
 EMP = demo.PERSONS[0].psn_no
-KEPT = {"nonces": {"fresh-nonce"}, "tokens": {"b"}, "files": {"NEW"}, "activations": {"ACN"}}  # what is still needed
+KEPT = {"nonces": {"fresh-nonce"}, "tokens": {"b"}, "files": {"NEW"}, "activations": {"ACN"},  # what is still needed
+        "face_frames": {"b" * 64}, "face_sessions": {"FSRECENT", "FSOPEN"}}
 
 
 def _seed(db_url: str, tmp_path, now: datetime) -> None:
@@ -51,6 +53,19 @@ def _seed(db_url: str, tmp_path, now: datetime) -> None:
              "created_at": now - FILE_TTL - timedelta(hours=1), "kind": "upload"},
             {"file_qury_no": "NEW", "fixmedins_code": H1, "filename": "b.zip", "content": b"y",
              "created_at": now, "kind": "upload"}])
+        # face verification: frame hashes are kept a day for replay checks, sessions a day after they ended
+        conn.execute(insert(TerminalRow).values(terminal_id="TFACE1", fixmedins_code=H1, public_key="f" * 64,
+                                                name="刷脸自助机", status="active", kind="face", registered_at=now))
+        conn.execute(insert(FaceFrameHashRow), [
+            {"frame_hash": tag * 64, "session_id": "FSOLD", "seen_at": at}
+            for tag, at in (("a", now - timedelta(days=1, minutes=5)), ("b", now - timedelta(hours=23)))])
+        conn.execute(insert(FaceSessionRow), [
+            {"session_id": sid, "terminal_id": "TFACE1", "fixmedins_code": H1, "challenge": "blink,turn_left",
+             "amount_fen": 6000, "business_type": "01301", "created_at": ends - timedelta(minutes=2),
+             "expires_at": ends, "tries": 0, "status": status}
+            for sid, status, ends in (("FSOLD", "exchanged", now - timedelta(days=1, minutes=1)),
+                                      ("FSRECENT", "refused", now - timedelta(hours=20)),
+                                      ("FSOPEN", "open", now + timedelta(minutes=2)))])
     engine.dispose()
 
 
@@ -61,7 +76,9 @@ def _left(db_url: str) -> dict[str, set[str]]:
             return {"nonces": set(s.execute(select(GatewayNonceRow.nonce)).scalars()),
                     "tokens": {h[:1] for h in s.execute(select(EcTokenRow.token_hash)).scalars()},
                     "files": set(s.execute(select(InterfaceFileRow.file_qury_no)).scalars()),
-                    "activations": set(s.execute(select(EcertActivationRow.activation_id)).scalars())}
+                    "activations": set(s.execute(select(EcertActivationRow.activation_id)).scalars()),
+                    "face_frames": set(s.execute(select(FaceFrameHashRow.frame_hash)).scalars()),
+                    "face_sessions": set(s.execute(select(FaceSessionRow.session_id)).scalars())}
     finally:
         engine.dispose()
 
@@ -81,6 +98,7 @@ def test_the_cli_pass_deletes_only_what_has_expired(db_url, tmp_path):
     result = run_cli(["housekeeping"], db_url, tmp_path)
     assert result.returncode == 0, result.stderr
     assert "gateway_nonces" in result.stdout and "interface_files" in result.stdout
+    assert re.search(r"face_frames_and_sessions\s*│\s*2\b", result.stdout), result.stdout  # a hash, a session
     assert re.search(r"audit_events_sealed\s*│\s*6\b", result.stdout), result.stdout  # the 6 demo persons entered
     assert _left(db_url) == KEPT
     verified = run_cli(["audit", "verify"], db_url, tmp_path)

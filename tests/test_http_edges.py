@@ -440,7 +440,10 @@ def test_an_endless_head_is_refused_at_64_kib(port: int, log_of, path: str, door
     no_traceback(log_of())
 
 
-@pytest.mark.parametrize("path, door", JSON_DOORS, ids=[d[0] for d in JSON_DOORS])
+SLOW_DOORS = [*JSON_DOORS, ("/api/v1/terminal/face/verify", "rest"), ("/api/v1/admin/face/enrolments", "rest")]
+
+
+@pytest.mark.parametrize("path, door", SLOW_DOORS, ids=[d[0] for d in SLOW_DOORS])
 def test_a_slow_body_gets_408_in_the_doors_shape(port: int, log_of, path: str, door: str) -> None:
     headers = signed(100) if door == "institution" else {"Content-Type": "application/json", "Content-Length": "100"}
     started = time.monotonic()

@@ -228,3 +228,25 @@ def test_notify_url_must_be_an_http_url_of_a_known_institution(env) -> None:
     assert directory.set_notify_url(H1, " https://his.example/notify ") == "https://his.example/notify"
     assert one._registered_notify_url(H1) == ("https://his.example/notify",)
     assert directory.set_notify_url(H1, None) is None and one._registered_notify_url(H1) == ()
+
+
+def test_a_face_token_limited_to_an_amount_does_not_pay_a_larger_bill(env) -> None:
+    """A face match only close enough for the region's normal threshold earns a token with a bill limit: the
+    terminal's one-step settle of a larger bill is refused before anything is held, and a bill within it pays."""
+    one, settlement, persons, token, sim, factory = env
+    from medpay.services.unit_of_work import unit_of_work
+
+    def face_token() -> str:
+        with unit_of_work(factory) as uow:
+            return persons.add_ec_token(uow.session, EMP, H1, "01301", timedelta(minutes=5), max_bill_fen=300_000)
+
+    before = wallet(sim, token)
+    large = visit_with_bill(settlement, "6000.00")
+    with pytest.raises(Forbidden) as e:
+        one.pay(H1, "FACE-LARGE", face_token(), large)
+    assert e.value.field == "ecToken" and "3000.00" in e.value.message and "6000.00" in e.value.message
+    assert wallet(sim, token) == before  # no hold was even asked for:
+    assert not [r for r in sim.log("request") if r.get("operation") == "authorise"]
+    assert settlement.fee_lines(H1, large)[0]["setl_id"] == ""
+    res = one.pay(H1, "FACE-SMALL", face_token(), visit_with_bill(settlement, "2500.00"))
+    assert res.state == "captured" and res.output["setlinfo"]["medfee_sumamt"] == 250_000

@@ -32,6 +32,7 @@ from medpay.adapters.platform_keys import public_key_hex
 from medpay.domain.gateway_signature import sign_headers
 from medpay.his_client import HisClient
 from medpay.services.qr.ecert import sign_device_request, sign_terminal_request
+from tests.helpers_face_http import register_face_terminal
 from tests.helpers_qr import EMP, H1, qr_stack
 from tests.helpers_server import STAFF, activate
 
@@ -62,9 +63,9 @@ class Signer:
             if not _negative(case, ParameterLocation.BODY):  # a body against the description stays as generated
                 body = self._envelope(body)
             headers.update(sign_headers(H1[3], H1[4], nonce=uuid.uuid4().hex))
-        elif "x-terminal-id" in h and "x-signature" in h:
-            headers.update(sign_terminal_request(self.stack["terminal_key"], self.stack["terminal_id"],
-                                                 request.method, path, body))
+        elif "x-terminal-id" in h and "x-signature" in h:  # the face doors take a face terminal's key only
+            t = self.stack["face"] if path.startswith("/api/v1/terminal/face/") else self.stack
+            headers.update(sign_terminal_request(t["terminal_key"], t["terminal_id"], request.method, path, body))
         elif "x-ecert-id" in h and "x-signature" in h:
             headers.update(sign_device_request(self.device["key"], self.device["ecert_id"], request.method, path,
                                                body))
@@ -129,6 +130,7 @@ def signer(stack) -> Signer:
     his = HisClient(stack["base"], code, name, paasid, token, mdtrtarea_admvs="999901")
     sign_no = his.sign_in("1001").output["signinoutb"]["sign_no"]
     his.person_info("02", EMP.certno)  # EMP showed a credential here today: 2001/2201 get past tenancy
+    stack["face"] = register_face_terminal(stack)
     return Signer(stack, device, sign_no)
 
 

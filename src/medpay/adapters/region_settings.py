@@ -32,6 +32,11 @@ class FaceSettings:
         """Stricter above the region's amount."""
         return self.strict_threshold if amount_fen > self.strict_above_fen else self.threshold
 
+    def bill_limit(self, distance: float) -> int | None:
+        """The largest bill a match at ``distance`` may settle: the strict amount unless it met the strict
+        threshold too (None: no limit). Whatever amount the terminal declared, the bill settled is what counts."""
+        return None if distance <= self.strict_threshold else self.strict_above_fen
+
 
 _LIMITS = {"threshold": (0.1, 1.2), "strict_threshold": (0.1, 1.2), "max_failures": (1, 100),
            "challenge_steps": (1, 4), "session_ttl_s": (10, 600), "session_tries": (1, 10), "auth_ttl_s": (10, 600)}

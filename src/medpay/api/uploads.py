@@ -6,6 +6,7 @@ from __future__ import annotations
 from medpay.services.errors import Invalid
 
 MAX_BODY_BYTES = 9 * 1024 * 1024  # an 8 MiB image plus the multipart framing
+MAX_PARTS = 64  # the largest form is a face verification: 40 frames and 4 fields
 
 
 def read_multipart(content_type: str, body: bytes) -> tuple[dict[str, str], dict[str, bytes]]:
@@ -21,6 +22,8 @@ def read_multipart(content_type: str, body: bytes) -> tuple[dict[str, str], dict
     sections = body.split(delimiter)
     if len(sections) < 3 or not sections[-1].startswith(b"--"):
         raise Invalid("body", "malformed multipart body (missing closing boundary)")
+    if len(sections) - 2 > MAX_PARTS:  # refused before any part is parsed
+        raise Invalid("body", f"{len(sections) - 2} parts in the form, at most {MAX_PARTS}")
     fields: dict[str, str] = {}
     files: dict[str, bytes] = {}
     for section in sections[1:-1]:

@@ -20,6 +20,7 @@ from datetime import datetime, timedelta
 from enum import Enum
 
 from medpay.domain.interface_settings import Setting
+from medpay.money import format_yuan
 
 E_CERTIFICATE, ID_CARD, SOCIAL_SECURITY_CARD = "01", "02", "03"
 CERT_TYPES = {E_CERTIFICATE: "医保电子凭证", ID_CARD: "居民身份证", SOCIAL_SECURITY_CARD: "社会保障卡"}
@@ -106,3 +107,15 @@ def business_type_refusal(business_type: str, wanted: str) -> Refusal | None:
         return None
     return Refusal("mdtrt_cert_no", f"e-certificate token was issued for business type {business_type or '(none)'}, "
                                     f"not {wanted}; ask the patient to show the code for this purchase")
+
+
+def bill_refusal(limit_fen: int | None, bill_fen: int, field: str = "mdtrt_cert_no") -> Refusal | None:
+    """Whether a token may settle a bill of ``bill_fen``: a token earned by a face match only close enough for the
+    region's normal threshold carries the region's strict-threshold amount as its limit (``limit_fen``); a bill
+    above it needs a closer match (the face verified again) or another credential. None: no limit."""
+    if limit_fen is None or bill_fen <= limit_fen:
+        return None
+    return Refusal(field, f"金额 {format_yuan(bill_fen)} 元超出本次刷脸认证的限额 {format_yuan(limit_fen)} 元，请重新刷脸或改用"
+                          f"医保码、身份证 / this token came from a face match good for bills up to "
+                          f"{format_yuan(limit_fen)} yuan, the bill is {format_yuan(bill_fen)}: verify the face again "
+                          "for this amount, or use the QR code or ID card")

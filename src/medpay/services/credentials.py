@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Callable
 
-from sqlalchemy import Row, and_, bindparam, select, update
+from sqlalchemy import Row, and_, bindparam, func, select, update
 
 from medpay.adapters.crypto import FieldCipher
 from medpay.adapters.db.tables import CredentialPresentationRow, EcTokenRow, PersonRow
@@ -30,6 +30,7 @@ from medpay.domain.credentials import (
     Refusal,
     TokenState,
     Use,
+    bill_refusal,
     business_type_refusal,
     number_refusal,
     token_refusal,
@@ -84,6 +85,8 @@ _BIND = (update(tokens).where(and_(tokens.c.token_hash == bindparam("h"), tokens
                                    tokens.c.spent_at.is_(None))).values(mdtrt_id=bindparam("visit")))
 _SPEND = (update(tokens).where(and_(tokens.c.mdtrt_id == bindparam("visit"), tokens.c.spent_at.is_(None)))
           .values(spent_at=bindparam("now")))
+_VISIT_BILL_LIMIT = select(func.min(tokens.c.max_bill_fen)).where(and_(tokens.c.mdtrt_id == bindparam("mdtrt_id"),
+                                                                       tokens.c.spent_at.is_(None)))
 _LIVE_FOR_VISIT = select(tokens.c.token_hash).where(and_(tokens.c.mdtrt_id == bindparam("mdtrt_id"),
                                                          tokens.c.spent_at.is_(None))).limit(1)
 _LAST_SHOWN = (select(presentations.c.mdtrt_cert_type, presentations.c.token_hash, presentations.c.card_read)
@@ -196,6 +199,20 @@ class CredentialCheck:
             refusal = business_type_refusal(shown.business_type, PHARMACY_PURCHASE)
             if refusal:
                 _raise(refusal)
+
+    def check_bill(self, db: Db, visit: Any, cred: Credential | None, bill_fen: int) -> None:
+        """A settlement of ``bill_fen`` resting on a token with a bill limit (a face match only good enough for the
+        region's normal threshold) is refused above it: the token the request names, else the live tokens of a
+        visit opened with an e-certificate. A number credential carries no such limit."""
+        if cred is not None and cred.cert_type == E_CERTIFICATE:
+            limit = self._token(db, cred.cert_no).max_bill_fen
+        elif cred is None and visit.mdtrt_cert_type == E_CERTIFICATE:
+            limit = db.execute(_VISIT_BILL_LIMIT, {"mdtrt_id": visit.mdtrt_id}).scalar()
+        else:
+            return
+        refusal = bill_refusal(limit, bill_fen)
+        if refusal:
+            _raise(refusal)
 
     # -- internals -----------------------------------------------------------------------------------------
 

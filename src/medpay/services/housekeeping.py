@@ -1,5 +1,5 @@
-"""Forgetting what may be forgotten — replay-protection nonces past their window, expired tokens, activations
-and files — and sealing the audit log's new events (``medpay.services.audit``).
+"""Forgetting what may be forgotten — replay-protection nonces past their window, expired tokens, activations,
+files, face frame hashes and verification sessions — and sealing the audit log's new events (``medpay.services.audit``).
 
 Each rule lives with its service (``GatewayAuth.purge_nonces`` keeps a nonce as long as a request carrying it
 could still pass the timestamp check, and so on); this module runs them all. ``medpay serve`` runs it in every
@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from medpay.services.qr import ecert
 from medpay.services.qr.activation import purge_activations
 from medpay.services.audit import AuditLog
+from medpay.services.face.verification import purge_verifications
 from medpay.services.gateway_auth import GatewayAuth
 from medpay.services.persons import PersonService
 from medpay.services.reconciliation import ReconciliationService
@@ -54,6 +55,7 @@ class Housekeeping:
             "ec_tokens": self.persons.purge_expired_tokens,
             "ecert_activations": lambda: purge_activations(self.factory, self.clock()),
             "interface_files": self.reconciliation.purge_expired_files,
+            "face_frames_and_sessions": lambda: purge_verifications(self.factory, self.clock()),
             "audit_events_sealed": self.audit.seal,
         }
         done: dict[str, int | None] = {}

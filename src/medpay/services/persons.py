@@ -39,13 +39,15 @@ class PersonService:
             return self.add_ec_token(uow.session, psn_no, fixmedins_code, business_type, ttl)
 
     def add_ec_token(self, session: Session, psn_no: str, fixmedins_code: str | None, business_type: str,
-                     ttl: timedelta) -> str:
-        """``issue_ec_token`` inside the caller's transaction (e.g. with the scan that earns it)."""
+                     ttl: timedelta, max_bill_fen: int | None = None) -> str:
+        """``issue_ec_token`` inside the caller's transaction (e.g. with the scan that earns it); ``max_bill_fen``:
+        the largest bill it may settle (a face match's limit)."""
         token = secrets.token_hex(20)  # 40 characters, the interface's ecToken length
         now = self.clock()
         records.person_row(session, psn_no)
         session.add(EcTokenRow(token_hash=token_hash(token), psn_no=psn_no, fixmedins_code=fixmedins_code,
-                               business_type=business_type, issued_at=now, expires_at=now + ttl))
+                               business_type=business_type, issued_at=now, expires_at=now + ttl,
+                               max_bill_fen=max_bill_fen))
         return token
 
     def purge_expired_tokens(self, keep: timedelta = timedelta(days=1)) -> int:

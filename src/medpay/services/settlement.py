@@ -418,6 +418,7 @@ class SettlementService:
         adj, lines, policy, deposit_balance = self._adjudicate(uow, visit, prow, req.acct_used_flag,
                                                                req.mid_setl_flag, lock=True)
         self._check_declared(adj, req.declared)
+        self.credentials.check_bill(conn, visit, req.credential, adj.amounts["medfee_sumamt"])
         if req.max_cash_fen is not None and adj.amounts["psn_cash_pay"] > req.max_cash_fen:
             raise Conflict("psn_cash_pay", f"cash part {format_yuan(adj.amounts['psn_cash_pay'])} exceeds the "
                                            f"{format_yuan(req.max_cash_fen)} held from the patient; quote again")

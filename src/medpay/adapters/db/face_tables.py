@@ -59,6 +59,7 @@ class FaceSessionRow(Base):
     status: Mapped[str] = mapped_column(String(10))  # open | verified | refused | exchanged
     psn_no: Mapped[str | None] = mapped_column(String(30))
     auth_hash: Mapped[str | None] = mapped_column(String(64), unique=True)  # sha256 of the one-time authNo
+    max_bill_fen: Mapped[int | None] = mapped_column(BigInteger)  # the match's limit, passed on to its ecToken
 
 
 class FaceFrameHashRow(Base):

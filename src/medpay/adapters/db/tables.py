@@ -233,3 +233,6 @@ class EcTokenRow(Base):
     expires_at: Mapped[datetime] = mapped_column(UtcDateTime)
     mdtrt_id: Mapped[str | None] = mapped_column(String(30), index=True)
     spent_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    # a token from a face match only close enough for the region's normal threshold: the largest bill (medfee_sumamt,
+    # fen) it may settle — the region's strict-threshold amount. None: no such limit (a code scan, a strict match)
+    max_bill_fen: Mapped[int | None] = mapped_column(BigInteger)

@@ -10,7 +10,7 @@ import warnings
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from medpay.adapters.face.port import Face, FaceEncoder
+from medpay.adapters.face.port import Face
 from medpay.domain.face import Quality, yaw
 
 MAX_SIDE = 640  # a kiosk camera frame; larger photos are scaled down (faces stay far above the minimum size)
@@ -50,10 +50,11 @@ def grey(image: np.ndarray) -> np.ndarray:
     return image[..., :3].astype(np.float32) @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
 
-def _crop(g: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
-    h, w = g.shape
+def _crop(a: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
+    """The box's pixels (clipped to the image), grey or colour: crop first, so only the face is converted."""
+    h, w = a.shape[:2]
     left, top, right, bottom = box
-    return g[max(0, top):min(h, bottom), max(0, left):min(w, right)]
+    return a[max(0, top):min(h, bottom), max(0, left):min(w, right)]
 
 
 def sharpness(g: np.ndarray) -> float:
@@ -69,7 +70,7 @@ def quality(image: np.ndarray, faces: list[Face]) -> Quality:
     if not faces:
         return Quality(0, 0, 0.0, 0.0, 0.0)
     face = faces[0]
-    region = _crop(grey(image), face.box)
+    region = grey(_crop(image, face.box))
     return Quality(len(faces), face.width, sharpness(region), float(region.mean()) if region.size else 0.0,
                    yaw(face.landmarks))
 
@@ -78,13 +79,8 @@ def frame_hash(image: np.ndarray, box: tuple[int, int, int, int] | None = None) 
     """A 256-bit difference hash of the face region (16×16 gradient signs of its grey levels scaled to 17×16), as
     64 hex digits. The same frame sent again — re-encoded — hashes the same; a live camera's next frame does not
     (a person never holds still to the pixel). Frames are remembered by this, never as images."""
-    g = grey(image) if box is None else _crop(grey(image), box)
+    g = grey(image if box is None else _crop(image, box))
     small = Image.fromarray(g.astype(np.uint8)).resize((17, 16), Image.BILINEAR)
     a = np.asarray(small, dtype=np.int16)
     bits = (a[:, 1:] > a[:, :-1]).flatten()
     return int("".join("1" if b else "0" for b in bits), 2).to_bytes(32, "big").hex()
-
-
-def analyse(encoder: FaceEncoder, image: np.ndarray, *, upsample: int = 0) -> tuple[list[Face], Quality]:
-    faces = encoder.faces(image, upsample=upsample)
-    return faces, quality(image, faces)

@@ -7,7 +7,7 @@ import numpy as np
 
 from medpay.adapters.face import images
 from medpay.adapters.face.port import Face, FaceEncoder
-from medpay.domain.face import Quality, QualityRules, quality_refusal
+from medpay.domain.face import QualityRules, quality_refusal
 from medpay.services.errors import Conflict, Forbidden, Invalid
 
 PIN_DIGITS = 6
@@ -50,21 +50,18 @@ def decode(data: bytes, field: str) -> np.ndarray:
         raise FaceRejected(e.field, e.message) from None
 
 
-def find_faces(encoder: FaceEncoder, image: np.ndarray) -> tuple[list[Face], Quality]:
+def find_faces(encoder: FaceEncoder, image: np.ndarray) -> list[Face]:
     """Faces at the frame's own scale first (a kiosk's faces are large); upsampled only when none is found, so that
-    a small face is refused as small rather than missed."""
-    faces, q = images.analyse(encoder, image)
-    if not faces:
-        faces, q = images.analyse(encoder, image, upsample=1)
-    return faces, q
+    a small face is refused as small rather than missed. Measured (``images.quality``) only where it is judged."""
+    return encoder.faces(image) or encoder.faces(image, upsample=1)
 
 
 def usable_face(encoder: FaceEncoder, image: np.ndarray, field: str, rules: QualityRules = QualityRules(),
                 faces: list[Face] | None = None) -> Face:
     """The one face of ``image`` if it passes the quality gate; ``FaceRejected`` naming ``field`` and why.
     ``faces``: those already found in it (not searched again)."""
-    faces, q = find_faces(encoder, image) if faces is None else (faces, images.quality(image, faces))
-    why = quality_refusal(q, rules)
+    faces = find_faces(encoder, image) if faces is None else faces
+    why = quality_refusal(images.quality(image, faces), rules)
     if why:
         raise FaceRejected(field, why)
     return faces[0]

@@ -25,6 +25,7 @@ import hmac
 import random
 import secrets
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import numpy as np
@@ -37,7 +38,7 @@ from medpay.adapters.db.base import utcnow
 from medpay.adapters.db.face_tables import FaceFrameHashRow, FaceSessionRow, FaceTemplateRow
 from medpay.adapters.db.tables import InstitutionRow, PersonRow
 from medpay.adapters.face import images
-from medpay.adapters.face.port import FaceEncoder
+from medpay.adapters.face.port import Face, FaceEncoder
 from medpay.adapters.face.vault import TemplateVault
 from medpay.adapters.region_settings import FaceSettings, RegionFaceSettings
 from medpay.domain.credentials import TOKEN_TTL
@@ -68,6 +69,33 @@ FROZEN_BITS = 2  # consecutive frames this close: the camera sent the same pictu
 
 class SessionRefused(Conflict):
     code = "session_invalid"
+
+
+@dataclass(frozen=True)
+class FrameRead:
+    """What verification keeps of one camera frame while it decides: the decoded image (in memory only), its one
+    face (detected once: liveness, the hash, the quality gate and the embedding all reuse it), the liveness
+    measures and the perceptual hash."""
+
+    image: np.ndarray
+    faces: list[Face]
+    measures: FrameMeasures
+    hash: str
+
+
+def read_frame(encoder: FaceEncoder, data: bytes, field: str) -> FrameRead:
+    """A frame's one face, its landmarks' measures and its hash; ``FaceRejected`` naming ``field`` otherwise."""
+    image = decode(data, field)
+    faces = find_faces(encoder, image)
+    if len(faces) != 1:
+        raise FaceRejected(field, "no face found" if not faces else
+                           f"{len(faces)} faces: exactly one person must be in front of the camera")
+    return FrameRead(image, faces, FrameMeasures.of(faces[0].landmarks), images.frame_hash(image, faces[0].box))
+
+
+def probe_of(encoder: FaceEncoder, frame: FrameRead, field: str) -> np.ndarray:
+    """The embedding of the frame that gets compared, once its face passed the quality gate."""
+    return encoder.embed(frame.image, usable_face(encoder, frame.image, field, faces=frame.faces))
 
 
 def _bits(a: str, b: str) -> int:
@@ -150,26 +178,18 @@ class FaceVerification:
         rules = self.liveness
         if not rules.min_frames <= len(frames) <= rules.max_frames:
             raise Invalid("frames", f"send {rules.min_frames} to {rules.max_frames} frames, got {len(frames)}")
-        decoded, found, measures = [], [], []
+        read = []
         for i, data in enumerate(frames):
-            image = decode(data, f"frames[{i}]")
-            faces, _ = find_faces(self.encoder, image)
-            if len(faces) != 1:
-                raise FaceRejected(f"frames[{i}]", "no face found" if not faces else
-                                   f"{len(faces)} faces: exactly one person must be in front of the camera")
-            decoded.append(image)
-            found.append(faces)
-            measures.append(FrameMeasures.of(faces[0].landmarks))
-            outcome["hashes"].append(images.frame_hash(image, faces[0].box))
+            read.append(read_frame(self.encoder, data, f"frames[{i}]"))
+            outcome["hashes"].append(read[-1].hash)
         self._not_replayed(outcome["hashes"])
+        measures = [f.measures for f in read]
         live = check_liveness(tuple(session.challenge.split(",")), measures, rules)
         if not live.ok:
             raise LivenessFailed(live.reason.split(":")[0], live.reason.split(": ", 1)[-1])
         # compare the frame at rest closest to frontal: the quality gate applies to it
         rest = min(range(len(measures)), key=lambda i: abs(measures[i].yaw) + abs(measures[i].mar))
-        face = usable_face(self.encoder, decoded[rest], f"frames[{rest}]", faces=found[rest])
-        probe = self.encoder.embed(decoded[rest], face)
-        self._match(session, probe, pin, id_last4, outcome)
+        self._match(session, probe_of(self.encoder, read[rest], f"frames[{rest}]"), pin, id_last4, outcome)
 
     def _not_replayed(self, hashes: list[str]) -> None:
         pairs = list(zip(hashes, hashes[1:]))
@@ -199,12 +219,13 @@ class FaceVerification:
             candidates = s.execute(select(FaceTemplateRow).where(
                 FaceTemplateRow.pin_idx == pin_index(self.cipher, pin))).scalars().all()
             threshold = region.threshold_for(session.amount_fen)
-            matched = []
+            matched, distances = [], {}
             for row in candidates:
                 if row.model != self.encoder.name:
                     continue  # enrolled with another model: that person must enrol again
                 templates = self.vault.open(row.psn_no, row.model, row.template_enc, row.key_wrapped)
-                if best_distance(probe, templates) <= threshold:
+                distances[row.psn_no] = best_distance(probe, templates)
+                if distances[row.psn_no] <= threshold:
                     matched.append(row)
             outcome["candidates"] = [r.psn_no for r in candidates if r not in matched or len(matched) > 1]
             if len(matched) != 1:
@@ -220,6 +241,7 @@ class FaceVerification:
                     outcome["candidates"] = [row.psn_no]
                     raise NoMatch("id_last4", "does not match the ID number of the person this face and PIN name")
             outcome["psn_no"] = row.psn_no
+            outcome["max_bill_fen"] = region.bill_limit(distances[row.psn_no])
 
     def _decide(self, session: FaceSessionRow, outcome: dict) -> dict:
         now = self.clock()
@@ -236,6 +258,7 @@ class FaceVerification:
             elif refusal is None:
                 row.status, row.psn_no = "verified", outcome["psn_no"]
                 row.auth_hash = hashlib.sha256(auth_no.encode()).hexdigest()
+                row.max_bill_fen = outcome["max_bill_fen"]
                 row.expires_at = now + timedelta(seconds=region.auth_ttl_s)
                 template = s.get(FaceTemplateRow, outcome["psn_no"], with_for_update=True)
                 template.failures = 0
@@ -284,7 +307,8 @@ class FaceVerification:
                 raise Forbidden("authNo", "expired: verify the face again")
             person = s.get(PersonRow, row.psn_no)
             row.status = "exchanged"
-            token = self.persons.add_ec_token(s, person.psn_no, fixmedins_code, row.business_type, TOKEN_TTL)
+            token = self.persons.add_ec_token(s, person.psn_no, fixmedins_code, row.business_type, TOKEN_TTL,
+                                              max_bill_fen=row.max_bill_fen)
             audit.record(s, actor_kind="terminal", actor=terminal_id, action="cn.nhsa.auth.check",
                          psn_no=person.psn_no, fields=audit.MASKED_IDENTITY, at=now, ref=row.session_id)
             return {"userName": mask_name(self.cipher.decrypt(person.psn_name_enc, "psn_name")),
@@ -294,10 +318,14 @@ class FaceVerification:
                     "businessType": row.business_type}
 
     def purge(self) -> int:
-        """Forget frame hashes older than a day and sessions long over."""
-        now = self.clock()
-        with unit_of_work(self.factory) as uow:
-            n = uow.session.query(FaceFrameHashRow).filter(FaceFrameHashRow.seen_at < now - FRAME_HASH_KEEP).delete()
-            n += uow.session.query(FaceSessionRow).filter(FaceSessionRow.expires_at < now - FRAME_HASH_KEEP).delete()
-        return n
+        return purge_verifications(self.factory, self.clock())
+
+
+def purge_verifications(factory: sessionmaker[Session], now: datetime) -> int:
+    """Forget frame hashes older than a day and sessions over for more than a day (their authNo long useless; the
+    decisions stay in the audit log). Run by ``medpay housekeeping``."""
+    with unit_of_work(factory) as uow:
+        n = uow.session.query(FaceFrameHashRow).filter(FaceFrameHashRow.seen_at < now - FRAME_HASH_KEEP).delete()
+        n += uow.session.query(FaceSessionRow).filter(FaceSessionRow.expires_at < now - FRAME_HASH_KEEP).delete()
+    return n
 

@@ -34,7 +34,7 @@ from medpay.local_time import local_date
 from medpay.money import format_yuan
 from medpay.services import records
 from medpay.services.errors import Conflict, Forbidden, Invalid, NotFound, ServiceError
-from medpay.domain.credentials import E_CERTIFICATE
+from medpay.domain.credentials import E_CERTIFICATE, bill_refusal
 from medpay.services.credentials import Credential, token_hash
 from medpay.services.settlement import SettlementService, SettleRequest
 from medpay.services.unit_of_work import unit_of_work
@@ -165,8 +165,11 @@ class OneScanService:
                 raise Invalid("payer_token", "the patient has no bound payment method; pay at the window")
             if fresh is not None:
                 self.settlement.credentials.bind(s, fresh, mdtrt_id)
-            psn_no = tok.psn_no
+            psn_no, limit = tok.psn_no, tok.max_bill_fen
         quote = self.settlement.presettle(code, mdtrt_id, acct_used_flag=acct_used)  # its own (read) transaction
+        too_large = bill_refusal(limit, quote.setlinfo["medfee_sumamt"], "ecToken")  # refused before any hold
+        if too_large:
+            raise Forbidden(too_large.field, too_large.message)
         try:
             with unit_of_work(self.factory) as uow:
                 row = PaymentIntentRow(intent_id=intent_id, fixmedins_code=code, msgid=msgid, mdtrt_id=mdtrt_id,
