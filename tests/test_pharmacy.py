@@ -25,7 +25,7 @@ from medpay.his_client import HisBusinessError, HisClient
 from medpay.money import parse_yuan
 from medpay.services import demo
 from medpay.services.persons import PersonService
-from tests.helpers_server import backend_server, run_cli
+from tests.helpers_server import backend_server, run_cli, signed_in_client
 
 P1, H1 = demo.PHARMACIES[0], demo.INSTITUTIONS[0]
 EMP, RETIREE, CIVIL, CHILD = demo.PERSONS[0], demo.PERSONS[1], demo.PERSONS[2], demo.PERSONS[3]
@@ -52,12 +52,8 @@ def served(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
 
 
 def client(base: str, inst=P1, shown=(EMP,)) -> HisClient:
-    code, name, _level, paasid, token = inst
-    c = HisClient(base, code, name, paasid, token, mdtrtarea_admvs="999901", retries=0)
-    c.sign_in("1001")
-    for person in shown:
-        c.person_info("02", person.certno)
-    return c
+    """The demo pharmacy's till (or ``inst``'s HIS), signed in, having identified ``shown``."""
+    return signed_in_client(base, inst, shown)
 
 
 def drugdetail(basket=BASKET) -> list[dict]:
@@ -276,6 +272,16 @@ def test_a_pos_that_names_the_lines_feedetail_is_understood(served) -> None:
     c = client(served)
     quote = c.call("2101", purchase(lines_node="feedetail")).output["setlinfo"]
     assert fen(quote) == EXPECTED
+
+
+def test_the_national_node_name_druginfo_is_read_like_data(served) -> None:
+    """The national 2101/2102 tables name the purchase ``druginfo`` (a public 国家医保 POS model); its fields are
+    read and named as sent."""
+    c = client(served)
+    body = purchase()
+    as_national = {"druginfo": body["data"], "drugdetail": body["drugdetail"]}
+    assert fen(c.call("2101", as_national).output["setlinfo"]) == EXPECTED
+    refused(c, "2101", {**as_national, "druginfo": {**body["data"], "psn_no": ""}}, "druginfo.psn_no")
 
 
 # ------------------------------------------------------------------------------------------------ reconciliation

@@ -191,8 +191,8 @@ EXAMPLES = {
         "acct_pay": 3.05, "psn_cashpay": 0, "hi_paymtd": "1", "hsorg": "演示市医疗保障局", "hsorg_opter": "经办员",
         "medins_fill_dept": "医保办", "medins_fill_psn": "填报员", "bill_code": "PJ01", "bill_no": "000001",
         "biz_sn": "LS000001"}),
-    "2101": _env("2101", "data", PURCHASE, more={"drugdetail": DRUGDETAIL}, institution=PHARMACY),
-    "2102": _env("2102", "data", PURCHASE, more={"drugdetail": DRUGDETAIL}, institution=PHARMACY),
+    "2101": _env("2101", "druginfo", PURCHASE, more={"drugdetail": DRUGDETAIL}, institution=PHARMACY),
+    "2102": _env("2102", "druginfo", PURCHASE, more={"drugdetail": DRUGDETAIL}, institution=PHARMACY),
     "2103": _env("2103", "data", {"setl_id": "26112310000087654321", "mdtrt_id": MDTRT, "psn_no": PSN},
                  institution=PHARMACY),
 }

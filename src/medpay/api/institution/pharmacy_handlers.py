@@ -1,8 +1,8 @@
 """The retail pharmacy's transactions (定点零售药店): 2101 药店预结算, 2102 药店结算, 2103 药店结算撤销.
 
-- 2101/2102 ``data{psn_no, mdtrt_cert_type, mdtrt_cert_no, card_sn, med_type (41 定点药店购药), insutype,
+- 2101/2102 ``druginfo{psn_no, mdtrt_cert_type, mdtrt_cert_no, card_sn, med_type (41 定点药店购药), insutype,
   begntime, psn_setlway, acct_used_flag, medfee_sumamt, fulamt_ownpay_amt, overlmt_selfpay, preselfpay_amt,
-  inscp_scp_amt, ipt_otp_no}`` and ``drugdetail[]`` — rows as 2204's ``feedetail`` (a POS that names the node
+  inscp_scp_amt, ipt_otp_no}`` (``data`` taken too) and ``drugdetail[]`` — rows as 2204's ``feedetail`` (a POS that names the node
   ``feedetail`` is understood too) → ``setlinfo``, ``setldetail`` and ``detlcutinfo`` (each line's split, as 2204's
   ``result`` rows). The credential is required: an e-certificate token shown for 02121 药店购药, or a card or ID
   number the pharmacy's assurance allows.
@@ -33,21 +33,27 @@ from medpay.services.errors import Invalid
 from medpay.services.pharmacy import LINES_NODE, PURCHASE_MED_TYPE, PharmacySales, Purchase
 
 
+# the purchase's node: ``druginfo`` as the national interface's 2101/2102 tables name it (a public 国家医保 POS model,
+# T2102.Root{druginfo, drugdetail[]}); ``data`` taken too, as some provinces' tills send it
+MAIN_NODE = "druginfo"
+
+
 def _purchase(call: Call) -> Purchase:
-    d = node(call, "data")
+    main = MAIN_NODE if MAIN_NODE in call.env.input or "data" not in call.env.input else "data"
+    d = node(call, main)
     name = LINES_NODE if LINES_NODE in call.env.input or "feedetail" not in call.env.input else "feedetail"
     lines = rows(call, name)
-    cert_type = text(d, "mdtrt_cert_type", "data")
-    credential = Credential.of(cert_type, text(d, "mdtrt_cert_no", "data"), text(d, "card_sn", "data", required=False))
+    cert_type = text(d, "mdtrt_cert_type", main)
+    credential = Credential.of(cert_type, text(d, "mdtrt_cert_no", main), text(d, "card_sn", main, required=False))
     if credential is None:  # never: mdtrt_cert_no is required above
-        raise Invalid("data.mdtrt_cert_no", "missing")
+        raise Invalid(f"{main}.mdtrt_cert_no", "missing")
     return Purchase(
-        call.fixmedins_code, text(d, "psn_no", "data"), credential,
+        call.fixmedins_code, text(d, "psn_no", main), credential,
         [fee_line_input(call, r, f"{name}[{i}]") for i, r in enumerate(lines)],
-        med_type=text(d, "med_type", "data", required=False, default=PURCHASE_MED_TYPE),
-        insutype=text(d, "insutype", "data", required=False), acct_used_flag=flag(d, "acct_used_flag", "data", True),
-        declared=declared_sums(d), begntime=timestamp(d, "begntime", "data"),
-        ipt_otp_no=text(d, "ipt_otp_no", "data", required=False))
+        med_type=text(d, "med_type", main, required=False, default=PURCHASE_MED_TYPE),
+        insutype=text(d, "insutype", main, required=False), acct_used_flag=flag(d, "acct_used_flag", main, True),
+        declared=declared_sums(d), begntime=timestamp(d, "begntime", main),
+        ipt_otp_no=text(d, "ipt_otp_no", main, required=False))
 
 
 @handler("2101")
