@@ -40,7 +40,8 @@ def housekeeping_of(app: FastAPI) -> Housekeeping:
 
 
 def _lifespan(every_s: float):
-    """While serving, a housekeeping pass every ``every_s`` seconds (0: none)."""
+    """While serving, a housekeeping pass every ``every_s`` seconds (0: none); at shutdown, the refused face
+    terminal requests counted but not yet audited are written (``TerminalRefusals.flush``)."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -50,6 +51,9 @@ def _lifespan(every_s: float):
         finally:
             if task is not None:
                 task.cancel()
+            refusals = getattr(app.state, "face_refusals", None)
+            if refusals is not None:  # the refused face-terminal requests counted and not yet audited
+                await anyio.to_thread.run_sync(refusals.flush)
 
     return lifespan
 

@@ -37,7 +37,9 @@ from medpay.services.errors import Forbidden, Invalid, NotFound
 from medpay.services.face.enrolment import CONSENT_VERSION, MAX_PHOTOS, FaceEnrolment, check_terms
 from medpay.services.face.enrolment_liveness import EnrolmentLiveness
 from medpay.services.face.faces import FaceRejected
+from medpay.services.face.terminal_refusals import TerminalRefusals
 from medpay.services.face.verification import FaceVerification
+from medpay.services.qr.ecert import TerminalAuthError
 from medpay.services.staff import Staff
 
 SESSIONS = "/api/v1/terminal/face/sessions"
@@ -85,10 +87,25 @@ def enrolment_liveness(request: Request) -> EnrolmentLiveness:
     return EnrolmentLiveness(face_services(request)[1])
 
 
+def terminal_refusals(request: Request) -> TerminalRefusals:
+    """The face doors' account of refused terminal signatures (one per app: it holds the per-minute counts)."""
+    refusals = getattr(request.app.state, "face_refusals", None)
+    if refusals is None:
+        p = request.app.state.platform
+        refusals = request.app.state.face_refusals = TerminalRefusals(p.factory, clock=p.persons.clock)
+    return refusals
+
+
 async def face_terminal(request: Request, body: bytes) -> tuple[str, str]:
+    """(terminal_id, fixmedins_code) of the face terminal that signed this request; a refused signature that
+    names a registered terminal is audited (``services/face/terminal_refusals``)."""
     target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-    return await run_in_threadpool(ecert_service(request).verify_terminal, request.headers, request.method, target,
-                                   body, "face")
+    try:
+        return await run_in_threadpool(ecert_service(request).verify_terminal, request.headers, request.method,
+                                       target, body, "face")
+    except TerminalAuthError as e:
+        await run_in_threadpool(terminal_refusals(request).note, request.headers, e)
+        raise
 
 
 def _org(org_id: Any, fixmedins_code: str) -> None:

@@ -26,11 +26,9 @@ from sqlalchemy.orm import Session
 
 from medpay.adapters.db.face_tables import FaceFrameHashRow
 from medpay.adapters.db.tables import PersonRow
-from medpay.adapters.face import images
-from medpay.domain.face import ACTIONS, FrameMeasures, check_liveness, draw_challenge
+from medpay.domain.face import ACTIONS, draw_challenge
 from medpay.services import audit
 from medpay.services.errors import Forbidden, Invalid, ServiceError
-from medpay.services.face.faces import FaceRejected, LivenessFailed, decode, find_faces
 from medpay.services.face.verification import FaceVerification
 from medpay.services.unit_of_work import unit_of_work
 
@@ -99,23 +97,8 @@ class EnrolmentLiveness:
             self._remember(token_id, hashes, refusal, ecert_id, psn_no)
 
     def _check(self, challenge: tuple[str, ...], frames: list[bytes], hashes: list[str]) -> int:
-        rules = self.v.liveness
-        if not rules.min_frames <= len(frames) <= rules.max_frames:
-            raise Invalid("frames", f"send {rules.min_frames} to {rules.max_frames} frames, got {len(frames)}")
-        measures = []
-        for i, data in enumerate(frames):
-            image = decode(data, f"frames[{i}]")
-            faces, _ = find_faces(self.v.encoder, image)
-            if len(faces) != 1:
-                raise FaceRejected(f"frames[{i}]", "no face found" if not faces else
-                                   f"{len(faces)} faces: exactly one person must be in front of the camera")
-            measures.append(FrameMeasures.of(faces[0].landmarks))
-            hashes.append(images.frame_hash(image, faces[0].box))
-        self.v._not_replayed(hashes)  # the verification service's replay memory  # noqa: SLF001
-        live = check_liveness(challenge, measures, rules)
-        if not live.ok:
-            raise LivenessFailed(live.reason.split(":")[0], live.reason.split(": ", 1)[-1])
-        return min(range(len(measures)), key=lambda i: abs(measures[i].yaw) + abs(measures[i].mar))
+        _, rest = self.v.live_frames(challenge, frames, hashes)  # the verification service's checks and memory
+        return rest
 
     def _remember(self, token_id: str, hashes: list[str], refusal: ServiceError | None, ecert_id: str,
                   psn_no: str) -> None:

@@ -175,23 +175,31 @@ class FaceVerification:
         check_pin(pin)
         if id_last4 is not None and not (isinstance(id_last4, str) and len(id_last4) == 4):
             raise Invalid("id_last4", "the last 4 characters of the ID number")
+        read, rest = self.live_frames(tuple(session.challenge.split(",")), frames, outcome["hashes"])
+        # compare the frame at rest closest to frontal: the quality gate applies to it
+        self._match(session, probe_of(self.encoder, read[rest], f"frames[{rest}]"), pin, id_last4, outcome)
+
+    def live_frames(self, challenge: tuple[str, ...], frames: list[bytes],
+                    hashes: list[str]) -> tuple[list[FrameRead], int]:
+        """The frames read, and the index of the one at rest closest to frontal, if they perform ``challenge``
+        live: as many as the rules allow, one face in each, not frozen, not replayed, the actions in order. What
+        verification and the app's enrolment both check. Each frame's hash is appended to ``hashes`` as it is
+        read, so that a caller can remember the hashes of a refused sequence too."""
         rules = self.liveness
         if not rules.min_frames <= len(frames) <= rules.max_frames:
             raise Invalid("frames", f"send {rules.min_frames} to {rules.max_frames} frames, got {len(frames)}")
         read = []
         for i, data in enumerate(frames):
             read.append(read_frame(self.encoder, data, f"frames[{i}]"))
-            outcome["hashes"].append(read[-1].hash)
-        self._not_replayed(outcome["hashes"])
+            hashes.append(read[-1].hash)
+        self.not_replayed(hashes)
         measures = [f.measures for f in read]
-        live = check_liveness(tuple(session.challenge.split(",")), measures, rules)
+        live = check_liveness(challenge, measures, rules)
         if not live.ok:
             raise LivenessFailed(live.reason.split(":")[0], live.reason.split(": ", 1)[-1])
-        # compare the frame at rest closest to frontal: the quality gate applies to it
-        rest = min(range(len(measures)), key=lambda i: abs(measures[i].yaw) + abs(measures[i].mar))
-        self._match(session, probe_of(self.encoder, read[rest], f"frames[{rest}]"), pin, id_last4, outcome)
+        return read, min(range(len(measures)), key=lambda i: abs(measures[i].yaw) + abs(measures[i].mar))
 
-    def _not_replayed(self, hashes: list[str]) -> None:
+    def not_replayed(self, hashes: list[str]) -> None:
         pairs = list(zip(hashes, hashes[1:]))
         frozen = sum(_bits(a, b) <= FROZEN_BITS for a, b in pairs)
         if frozen * 2 > len(pairs):
