@@ -13,6 +13,7 @@ import pytest
 from pydantic import TypeAdapter
 from sqlalchemy import select
 
+from medpay.adapters.db.diagnosis_tables import VisitDiagnosisRow
 from medpay.adapters.db.engine import make_engine, session_factory
 from medpay.adapters.db.settlement_list_tables import SettlementListRow
 from medpay.his_client import HisBusinessError, HisClient
@@ -114,6 +115,167 @@ def test_5202_answers_the_visits_diagnosis(served) -> None:
     refused(c, "5202", {"psn_no": EMP.psn_no}, "data.mdtrt_id")
     other = visit(client(served, H2, shown=(EMP,)))
     refused(c, "5202", {"mdtrt_id": other, "psn_no": EMP.psn_no}, "mdtrt_id")
+
+
+# ------------------------------------------------------------------------------------------ 5202: the lists of 2203/2401/2402
+
+
+def dise(code: str, name: str, srt_no: int = 1, **more) -> dict:
+    return {"diag_type": "1", "diag_srt_no": srt_no, "diag_code": code, "diag_name": name, "diag_dept": "内科",
+            "dise_dor_no": "D001", "dise_dor_name": "李医生", "diag_time": now(minutes=-5), "vali_flag": "1", **more}
+
+
+THREE = [dise("J06.900", "急性上呼吸道感染", 1), dise("A01.01", "外感风热证", 2, diag_type="3"),
+         dise("I10.x00", "高血压", 3, vali_flag="0")]
+
+
+def diagnoses_stored(served, mdtrt_id: str | None = None) -> list:
+    engine = make_engine(served.db_url)
+    try:
+        with session_factory(engine)() as s:
+            query = select(VisitDiagnosisRow.mdtrt_id, VisitDiagnosisRow.inout_diag_type, VisitDiagnosisRow.diag_code,
+                           VisitDiagnosisRow.msgid)
+            if mdtrt_id:
+                query = query.where(VisitDiagnosisRow.mdtrt_id == mdtrt_id)
+            return list(s.execute(query.order_by(VisitDiagnosisRow.id)))
+    finally:
+        engine.dispose()
+
+
+def answered(c: HisClient, mdtrt_id: str, person=EMP) -> list[Diagnosis]:
+    return DIAGNOSES.validate_python(c.call("5202", {"data": {"mdtrt_id": mdtrt_id, "psn_no": person.psn_no}})
+                                     .output["diseinfo"])
+
+
+def visit_info(mdtrt_id: str, rows: list, person=EMP) -> dict:
+    return {"mdtrtinfo": {"mdtrt_id": mdtrt_id, "psn_no": person.psn_no, "med_type": "11",
+                          "dise_codg": rows[0]["diag_code"] if rows else "", "dise_name": rows[0]["diag_name"] if rows else ""},
+            "diseinfo": rows}
+
+
+def test_5202_answers_every_diagnosis_2203_sent_in_order_and_a_later_2203_replaces_them(served) -> None:
+    c = client(served)
+    mdtrt_id = visit(c, dise=("J06.900", "急性上呼吸道感染"))
+    msgid = c.next_msgid()
+    c.call("2203", visit_info(mdtrt_id, THREE), msgid=msgid)
+    rows = answered(c, mdtrt_id)
+    assert [(r.diag_srt_no, r.diag_code, r.diag_type, r.maindiag_flag, r.inout_diag_type) for r in rows] == [
+        (1, "J06.900", "1", "1", "1"), (2, "A01.01", "3", "0", "1"), (3, "I10.x00", "1", "0", "1")]
+    assert {(r.mdtrt_id, r.psn_no, r.diag_dept, r.dise_dor_no, r.dise_dor_name) for r in rows} == {
+        (mdtrt_id, EMP.psn_no, "内科", "D001", "李医生")}
+    assert rows[0].diag_time == THREE[0]["diag_time"] and [r.model_extra["vali_flag"] for r in rows] == ["1", "1", "0"]
+    assert len({r.diag_info_id for r in rows}) == 3
+    events = audit_events(served.db_url, "diagnoses")
+    assert (events[-1].actor, events[-1].psn_no) == (H1[0], EMP.psn_no)
+    assert {r.msgid for r in diagnoses_stored(served, mdtrt_id)} == {msgid}
+    c.call("2203", visit_info(mdtrt_id, [dise("J20.900", "急性支气管炎")]))  # the doctor corrects the diagnosis
+    assert [(r.diag_code, r.maindiag_flag) for r in answered(c, mdtrt_id)] == [("J20.900", "1")]
+    c.call("2203", {"mdtrtinfo": {"mdtrt_id": mdtrt_id, "psn_no": EMP.psn_no, "med_type": "11"}})  # no list sent
+    assert [r.diag_code for r in answered(c, mdtrt_id)] == ["J20.900"]
+    assert [r.diag_code for r in diagnoses_stored(served, mdtrt_id)] == ["J20.900"]
+
+
+def test_a_replayed_2203_stores_its_diagnoses_once(served) -> None:
+    c = client(served)
+    mdtrt_id = visit(c)
+    msgid = c.next_msgid()
+    c.call("2203", visit_info(mdtrt_id, THREE), msgid=msgid)
+    c.call("2203", visit_info(mdtrt_id, THREE), msgid=msgid)  # a retry: the first answer, nothing stored again
+    first = [tuple(r) for r in diagnoses_stored(served, mdtrt_id)]
+    assert [r[2] for r in first] == ["J06.900", "A01.01", "I10.x00"]
+    with pytest.raises(HisBusinessError, match="^infcode -2: msgid"):
+        c.call("2203", visit_info(mdtrt_id, THREE[:1]), msgid=msgid)  # the same msgid with another list
+    assert [tuple(r) for r in diagnoses_stored(served, mdtrt_id)] == first
+    assert [r.diag_code for r in answered(c, mdtrt_id)] == ["J06.900", "A01.01", "I10.x00"]
+
+
+def test_5202_answers_the_admission_and_the_discharge_lists(served) -> None:
+    c = client(served)
+    admission = [dise("K35.800", "急性阑尾炎", 1, maindiag_flag="1", inout_diag_type="1"),
+                 dise("E11.900", "2型糖尿病", 2, maindiag_flag="0")]
+    mdtrt_id = c.call("2401", {"mdtrtinfo": {"psn_no": RETIREE.psn_no, "insutype": RETIREE.insutype, "med_type": "21",
+                                             "dise_codg": "K35.800", "dise_name": "急性阑尾炎"},
+                               "diseinfo": admission}).output["result"]["mdtrt_id"]
+    assert [(r.inout_diag_type, r.diag_code, r.maindiag_flag) for r in answered(c, mdtrt_id, RETIREE)] == [
+        ("1", "K35.800", "1"), ("1", "E11.900", "0")]
+    discharge = [dise("K35.801", "急性化脓性阑尾炎", 1, maindiag_flag="1", inout_diag_type="2"),
+                 dise("E11.900", "2型糖尿病", 2, maindiag_flag="0", inout_diag_type="2")]
+    c.call("2402", {"dscginfo": {"mdtrt_id": mdtrt_id, "psn_no": RETIREE.psn_no, "endtime": now()},
+                    "diseinfo": discharge})
+    assert [(r.inout_diag_type, r.diag_srt_no, r.diag_code, r.maindiag_flag)
+            for r in answered(c, mdtrt_id, RETIREE)] == [
+        ("1", 1, "K35.800", "1"), ("1", 2, "E11.900", "0"), ("2", 1, "K35.801", "1"), ("2", 2, "E11.900", "0")]
+    c.call("2405", {"data": {"mdtrt_id": mdtrt_id, "psn_no": RETIREE.psn_no}})  # the discharge, and its list, undone
+    assert [r.inout_diag_type for r in answered(c, mdtrt_id, RETIREE)] == ["1", "1"]
+    c.call("2402", {"dscginfo": {"mdtrt_id": mdtrt_id, "psn_no": RETIREE.psn_no, "endtime": now()},
+                    "diseinfo": discharge[:1]})
+    assert [(r.inout_diag_type, r.diag_code) for r in answered(c, mdtrt_id, RETIREE)] == [
+        ("1", "K35.800"), ("1", "E11.900"), ("2", "K35.801")]
+
+
+@pytest.mark.parametrize("infno, row, field", [
+    ("2203", {"diag_code": None}, "diseinfo[1].diag_code"),
+    ("2203", {"diag_name": "炎" * 256}, "diseinfo[1].diag_name"),
+    ("2203", {"diag_code": "J" * 21}, "diseinfo[1].diag_code"),
+    ("2203", {"diag_srt_no": "二"}, "diseinfo[1].diag_srt_no"),
+    ("2203", {"diag_srt_no": 0}, "diseinfo[1].diag_srt_no"),
+    ("2203", {"diag_srt_no": 1.5}, "diseinfo[1].diag_srt_no"),
+    ("2203", {"diag_time": "2026/11/23 10:00"}, "diseinfo[1].diag_time"),
+    ("2203", {"diag_time": ""}, "diseinfo[1].diag_time"),
+    ("2203", {"diag_dept": None}, "diseinfo[1].diag_dept"),
+    ("2203", {"dise_dor_name": None}, "diseinfo[1].dise_dor_name"),
+    ("2203", {"vali_flag": "9"}, "diseinfo[1].vali_flag"),
+    ("2203", {"diag_type": ["1"]}, "diseinfo[1].diag_type"),
+    ("2203", {"diag_name": "胃\x00炎"}, "diseinfo[1].diag_name"),
+    ("2203", "J06.900", "diseinfo[1]"),
+    ("2401", {"inout_diag_type": "2"}, "diseinfo[1].inout_diag_type"),
+    ("2401", {"maindiag_flag": "Y"}, "diseinfo[1].maindiag_flag"),
+    ("2402", {"inout_diag_type": "1"}, "diseinfo[1].inout_diag_type"),
+    ("2402", {"diag_time": "yesterday"}, "diseinfo[1].diag_time"),
+])
+def test_a_bad_diagnosis_row_is_refused_naming_the_field_and_nothing_is_stored(served, infno: str, row, field: str,
+                                                                              ) -> None:
+    c = client(served)
+    bad = {**THREE[1], **row} if isinstance(row, dict) else row
+    rows = [THREE[0], bad, THREE[2]]
+    if infno == "2203":
+        mdtrt_id = visit(c, dise=("K29.700", "胃炎"))
+        body, person = visit_info(mdtrt_id, rows), EMP
+    elif infno == "2401":
+        mdtrt_id, person = "", RETIREE
+        body = {"mdtrtinfo": {"psn_no": RETIREE.psn_no, "insutype": RETIREE.insutype, "med_type": "21"},
+                "diseinfo": rows}
+    else:
+        person = RETIREE
+        mdtrt_id = c.call("2401", {"mdtrtinfo": {"psn_no": RETIREE.psn_no, "insutype": RETIREE.insutype,
+                                                 "med_type": "21"}}).output["result"]["mdtrt_id"]
+        body = {"dscginfo": {"mdtrt_id": mdtrt_id, "psn_no": RETIREE.psn_no, "endtime": now()}, "diseinfo": rows}
+    visits_before = [r["mdtrt_id"] for r in c.call("5201", {"data": {"psn_no": person.psn_no}}).output["mdtrtinfo"]]
+    stored_before = diagnoses_stored(served)
+    refused(c, infno, body, field, node="")
+    assert diagnoses_stored(served) == stored_before
+    after = c.call("5201", {"data": {"psn_no": person.psn_no}}).output["mdtrtinfo"]
+    assert [r["mdtrt_id"] for r in after] == visits_before  # no admission opened
+    if infno == "2203":  # the visit's information unchanged too: its main diagnosis still answered
+        assert [(r.diag_code, r.diag_srt_no) for r in answered(c, mdtrt_id)] == [("K29.700", 1)]
+    if infno == "2402":
+        assert {r["mdtrt_id"]: r["inhosp_stas"] for r in after}[mdtrt_id] == "1"  # still in hospital
+
+
+def test_diagnoses_of_another_institutions_visit_are_refused_like_an_unknown_visit(served) -> None:
+    h2 = client(served, H2, shown=(EMP,))
+    theirs = visit(h2)
+    h2.call("2203", visit_info(theirs, THREE))
+    c = client(served)
+    stored = diagnoses_stored(served, theirs)
+    a = refused(c, "5202", {"mdtrt_id": theirs, "psn_no": EMP.psn_no}, "mdtrt_id")
+    b = refused(c, "5202", {"mdtrt_id": "0" * 20, "psn_no": EMP.psn_no}, "mdtrt_id")
+    assert a.replace(theirs, "X") == b.replace("0" * 20, "X")
+    a = refused(c, "2203", visit_info(theirs, THREE[:1]), "mdtrt_id", node="")  # nor may it send their list
+    b = refused(c, "2203", visit_info("0" * 20, THREE[:1]), "mdtrt_id", node="")
+    assert a.replace(theirs, "X") == b.replace("0" * 20, "X")
+    assert diagnoses_stored(served, theirs) == stored and len(stored) == 3
+    assert [r.diag_code for r in answered(h2, theirs)] == ["J06.900", "A01.01", "I10.x00"]
 
 
 # ------------------------------------------------------------------------------------------ 5205

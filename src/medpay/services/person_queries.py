@@ -21,9 +21,10 @@ from sqlalchemy import Connection, and_, exists, select
 
 from medpay.adapters.crypto import FieldCipher
 from medpay.adapters.db.base import utcnow
+from medpay.domain.diagnoses import ADMISSION, DISCHARGE, MAIN
 from medpay.domain.person_records import is_chronic_or_special, is_inpatient, is_medication
 from medpay.local_time import age_on, format_local, local_date
-from medpay.services import audit, records
+from medpay.services import audit, records, visit_diagnoses
 from medpay.services.errors import Invalid, NotFound
 from medpay.services.unit_of_work import unit_of_work
 
@@ -98,22 +99,26 @@ class PersonQueries:
     # ---------------------------------------------------------------- 5202
 
     def diagnoses(self, fixmedins_code: str, mdtrt_id: str, psn_no: str, ref: str = "") -> list[dict[str, Any]]:
-        """The diagnoses of the institution's visit the platform knows: the one 2201/2401/2203 recorded (its main
-        diagnosis). A visit recorded without one has none."""
+        """The diagnoses of the institution's visit: every row of the lists its 2203/2401/2402 sent (the
+        admission or outpatient list, then the discharge list, each in the order sent); a visit whose HIS sent
+        no list answers the main diagnosis 2201/2401/2203 recorded on it, and a visit without one answers none."""
         with unit_of_work(self.factory) as uow:
             visit = records.own_visit(uow.conn, fixmedins_code, mdtrt_id)
             if visit.psn_no != psn_no:
                 raise Invalid("data.psn_no", f"visit {mdtrt_id!r} is not of person {psn_no!r}")
-            if not visit.dise_codg:
+            stored = visit_diagnoses.of_visit(uow.conn, mdtrt_id)
+            if not stored and not visit.dise_codg:
                 return []
             audit.record(uow.conn, actor_kind="institution", actor=fixmedins_code, action="diagnoses",
                          psn_no=psn_no, fields=("diag_code", "diag_name"), at=self.clock(), ref=ref)
+            if stored:
+                return [_diagnosis_row(visit, r) for r in stored]
             discharged = is_inpatient(visit.med_type) and visit.endtime is not None
             return [{"diag_info_id": f"{visit.mdtrt_id}01", "mdtrt_id": visit.mdtrt_id, "psn_no": visit.psn_no,
                      # 出入院诊断类别: 1 入院 (an outpatient visit's, or an admission's), 2 出院 once discharged
-                     "inout_diag_type": "2" if discharged else "1", "diag_type": "1", "maindiag_flag": "1",
-                     "diag_srt_no": 1, "diag_code": visit.dise_codg, "diag_name": visit.dise_name,
-                     "diag_dept": "", "dise_dor_no": "", "dise_dor_name": "",
+                     "inout_diag_type": DISCHARGE if discharged else ADMISSION, "diag_type": "1",
+                     "maindiag_flag": MAIN, "diag_srt_no": 1, "diag_code": visit.dise_codg,
+                     "diag_name": visit.dise_name, "diag_dept": "", "dise_dor_no": "", "dise_dor_name": "",
                      "diag_time": format_local(visit.begntime)}]
 
     # ---------------------------------------------------------------- 5205
@@ -162,6 +167,15 @@ class PersonQueries:
         if row is None or not conn.execute(seen).scalar():
             raise NotFound("data.psn_no", f"no person {psn_no!r} seen at this institution")
         return row
+
+
+def _diagnosis_row(visit: Any, r: Any) -> dict[str, Any]:
+    """A stored ``diseinfo`` row as 5202 answers it (诊断信息ID: the row's own id, new with each list)."""
+    return {"diag_info_id": str(r.id), "mdtrt_id": visit.mdtrt_id, "psn_no": visit.psn_no,
+            "inout_diag_type": r.inout_diag_type, "diag_type": r.diag_type, "maindiag_flag": r.maindiag_flag,
+            "diag_srt_no": r.diag_srt_no, "diag_code": r.diag_code, "diag_name": r.diag_name, "diag_dept": r.diag_dept,
+            "dise_dor_no": r.dise_dor_no, "dise_dor_name": r.dise_dor_name, "diag_time": format_local(r.diag_time),
+            "vali_flag": r.vali_flag}
 
 
 def _in(column: Any, period: Period) -> list[Any]:

@@ -9,6 +9,7 @@ the ledger locks every account it touches, in id order.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -42,7 +43,8 @@ from medpay.domain.posting import (
 from medpay.local_time import age_on, format_local, local_date
 from medpay.money import MoneyError, format_yuan, parse_yuan, to_decimal
 from medpay.domain.credentials import E_CERTIFICATE
-from medpay.services import audit, catalog_mapping, credentials, idempotency, records
+from medpay.domain.diagnoses import ADMISSION, DISCHARGE, OUTPATIENT, Diagnosis
+from medpay.services import audit, catalog_mapping, credentials, idempotency, records, visit_diagnoses
 from medpay.services.credentials import Credential, CredentialCheck, Shown
 from medpay.services.errors import Conflict, Invalid, NotFound
 from medpay.services.idempotency import REVERSED
@@ -139,13 +141,14 @@ class SettlementService:
     def register_visit(self, fixmedins_code: str, psn_no: str, med_type: str, *, insutype: str | None = None,
                        begntime: datetime | None = None, dise_codg: str = "", dise_name: str = "",
                        mdtrt_cert_type: str = "", ipt_otp_no: str = "", msgid: str | None = None,
-                       credential: Credential | None = None) -> VisitState:
+                       credential: Credential | None = None, diagnoses: Sequence[Diagnosis] = ()) -> VisitState:
         """Outpatient registration (2201) or admission (2401): opens a visit for this institution, for a person
         who showed it a credential: ``credential`` (the request's), else the one shown last (1101). An
-        e-certificate token is bound to the new visit (``services.credentials``)."""
+        e-certificate token is bound to the new visit (``services.credentials``). ``diagnoses``: the
+        admission's diagnosis list (2401 ``diseinfo``), stored with the visit."""
         body = {"psn_no": psn_no, "med_type": med_type, "insutype": insutype or "", "dise_codg": dise_codg,
                 "mdtrt_cert_type": mdtrt_cert_type, "ipt_otp_no": ipt_otp_no,
-                "begntime": begntime.isoformat() if begntime else ""}
+                "begntime": begntime.isoformat() if begntime else "", **_diseinfo(diagnoses)}
 
         def work(uow: UnitOfWork) -> dict:
             conn = uow.conn
@@ -164,6 +167,9 @@ class SettlementService:
                       "mdtrt_cert_type": shown.cert_type if shown else mdtrt_cert_type, "admission_seq": seq,
                       "deposit_amt": 0}
             records.insert_visit(conn, values)
+            if diagnoses:
+                visit_diagnoses.replace_list(conn, values["mdtrt_id"], ADMISSION, diagnoses, msgid=msgid or "",
+                                             now=self.clock())
             if shown is not None:
                 self.credentials.bind(conn, shown, values["mdtrt_id"], new_visit=True)
             return {"mdtrt_id": values["mdtrt_id"], "psn_no": psn_no, "ipt_otp_no": ipt_otp_no, "status": "open",
@@ -193,8 +199,9 @@ class SettlementService:
         return self._visit_state(fixmedins_code, self._write(fixmedins_code, msgid, "cancel_visit", body, work))
 
     def discharge(self, fixmedins_code: str, mdtrt_id: str, endtime: datetime | None = None,
-                  msgid: str | None = None, psn_no: str = "") -> VisitState:
-        """Discharge (2402): the admission is closed for new fee lines' dates and ready to settle."""
+                  msgid: str | None = None, psn_no: str = "", diagnoses: Sequence[Diagnosis] = ()) -> VisitState:
+        """Discharge (2402): the admission is closed for new fee lines' dates and ready to settle; ``diagnoses``
+        (2402 ``diseinfo``) become its discharge list."""
 
         def work(uow: UnitOfWork) -> dict:
             visit = self._own_visit(uow.conn, fixmedins_code, mdtrt_id, psn_no, lock=True)
@@ -203,30 +210,38 @@ class SettlementService:
             if visit.status != "open":
                 raise Conflict("mdtrt_id", f"visit {mdtrt_id!r} is {visit.status}, not open")
             records.set_visit(uow.conn, mdtrt_id, status="discharged", endtime=endtime or self.clock())
+            if diagnoses:
+                visit_diagnoses.replace_list(uow.conn, mdtrt_id, DISCHARGE, diagnoses, msgid=msgid or "",
+                                             now=self.clock())
             return _state(visit, "discharged")
 
-        body = {"mdtrt_id": mdtrt_id, "endtime": endtime.isoformat() if endtime else "", "psn_no": psn_no}
+        body = {"mdtrt_id": mdtrt_id, "endtime": endtime.isoformat() if endtime else "", "psn_no": psn_no,
+                **_diseinfo(diagnoses)}
         return self._visit_state(fixmedins_code, self._write(fixmedins_code, msgid, "discharge", body, work))
 
     def undo_discharge(self, fixmedins_code: str, mdtrt_id: str, msgid: str | None = None,
                        psn_no: str = "") -> VisitState:
-        """Discharge cancel (2405): back in hospital, unless the final settlement stands."""
+        """Discharge cancel (2405): back in hospital, unless the final settlement stands; the discharge
+        diagnosis list is withdrawn with the discharge."""
 
         def work(uow: UnitOfWork) -> dict:
             visit = self._own_visit(uow.conn, fixmedins_code, mdtrt_id, psn_no, lock=True)
             if visit.status != "discharged":
                 raise Conflict("mdtrt_id", f"visit {mdtrt_id!r} is {visit.status}, not discharged")
             records.set_visit(uow.conn, mdtrt_id, status="open", endtime=None)
+            visit_diagnoses.withdraw(uow.conn, mdtrt_id, DISCHARGE)
             return _state(visit, "open")
 
         body = {"mdtrt_id": mdtrt_id, "psn_no": psn_no}
         return self._visit_state(fixmedins_code, self._write(fixmedins_code, msgid, "undo_discharge", body, work))
 
     def update_visit(self, fixmedins_code: str, mdtrt_id: str, *, med_type: str | None = None, dise_codg: str = "",
-                     dise_name: str = "", msgid: str | None = None, psn_no: str = "") -> VisitState:
-        """Visit information (2203): medical type and diagnosis, before anything is settled."""
+                     dise_name: str = "", msgid: str | None = None, psn_no: str = "",
+                     diagnoses: Sequence[Diagnosis] = ()) -> VisitState:
+        """Visit information (2203): medical type and diagnosis, before anything is settled. ``diagnoses`` (2203
+        ``diseinfo``) replace the visit's outpatient list (``domain.diagnoses``); none sent leaves it as it is."""
         body = {"mdtrt_id": mdtrt_id, "med_type": med_type or "", "dise_codg": dise_codg, "dise_name": dise_name,
-                "psn_no": psn_no}
+                "psn_no": psn_no, **_diseinfo(diagnoses)}
 
         def work(uow: UnitOfWork) -> dict:
             conn = uow.conn
@@ -246,6 +261,9 @@ class SettlementService:
                 changes.update(dise_codg=dise_codg, dise_name=dise_name)
             if changes:
                 records.set_visit(conn, mdtrt_id, **changes)
+            if diagnoses:
+                visit_diagnoses.replace_list(conn, mdtrt_id, OUTPATIENT, diagnoses, msgid=msgid or "",
+                                             now=self.clock())
             return _state(visit)
 
         return self._visit_state(fixmedins_code, self._write(fixmedins_code, msgid, "update_visit", body, work))
@@ -866,6 +884,12 @@ def _legacy_body(operation: str, body: dict[str, Any]) -> dict[str, Any] | None:
     if operation not in _PSN_NO_ADDED:
         return None
     return {k: v for k, v in body.items() if k != "psn_no"}
+
+
+def _diseinfo(diagnoses: Sequence[Diagnosis]) -> dict[str, Any]:
+    """A diagnosis list in a message's body (hashed for its msgid); none sent adds nothing, so the hash of a
+    message without one is what it was before lists were kept."""
+    return {"diseinfo": visit_diagnoses.request_body(diagnoses)} if diagnoses else {}
 
 
 def _negated(row: dict[str, Any]) -> dict[str, Any]:

@@ -77,6 +77,12 @@ def _env(infno: str, node: str, value: Any, *, more: dict[str, Any] | None = Non
 
 MDTRT = "26112310000012345678"
 PSN = "99990100000001"
+
+
+def _diseinfo(code: str, name: str, when: str, **more: str) -> list[dict[str, Any]]:
+    """A one-row diagnosis list (``diseinfo``) as 2203, 2401 and 2402 carry it."""
+    return [{"diag_type": "1", "diag_srt_no": 1, "diag_code": code, "diag_name": name, "diag_dept": "内科",
+             "dise_dor_no": "D001", "dise_dor_name": "李医生", "diag_time": when, "vali_flag": "1", **more}]
 PHARMACY = ("P99990100001", "演示大药房")
 # a purchase at the pharmacy's POS (2101/2102): the e-certificate shown for 02121 药店购药, the basket's lines
 PURCHASE = {"psn_no": PSN, "mdtrt_cert_type": "01", "mdtrt_cert_no": "3f9a0c…(ecToken, 40 characters)",
@@ -99,7 +105,8 @@ EXAMPLES = {
                                   "dept_name": "内科", "caty": "A03"}),
     "2202": _env("2202", "data", {"psn_no": PSN, "mdtrt_id": MDTRT, "ipt_otp_no": "MZ0001"}),
     "2203": _env("2203", "mdtrtinfo", {"mdtrt_id": MDTRT, "psn_no": PSN, "med_type": "11",
-                                       "begntime": "2026-11-23 10:00:00", "dise_codg": "J06.900", "dise_name": "急性上呼吸道感染"}),
+                                       "begntime": "2026-11-23 10:00:00", "dise_codg": "J06.900", "dise_name": "急性上呼吸道感染"},
+                 more={"diseinfo": _diseinfo("J06.900", "急性上呼吸道感染", "2026-11-23 10:05:00")}),
     "2204": _env("2204", "feedetail", [{"feedetl_sn": "1", "mdtrt_id": MDTRT, "psn_no": PSN, "chrg_bchno": "B1",
                                         "fee_ocur_time": "2026-11-23 10:05:00", "med_list_codg": "XM01AEB002",
                                         "medins_list_codg": "YP0001", "det_item_fee_sumamt": 61.0, "cnt": 2,
@@ -129,9 +136,13 @@ EXAMPLES = {
                                        "mdtrt_cert_type": "02", "mdtrt_cert_no": "999901198001010011", "med_type": "21",
                                        "ipt_no": "ZY0001", "atddr_no": "D001", "adm_diag_dscr": "急性阑尾炎",
                                        "adm_dept_codg": "03", "adm_dept_name": "普外科", "adm_bed": "12",
-                                       "dise_codg": "K35.800", "dise_name": "急性阑尾炎"}),
+                                       "dise_codg": "K35.800", "dise_name": "急性阑尾炎"},
+                 more={"diseinfo": _diseinfo("K35.800", "急性阑尾炎", "2026-11-23 10:00:00", maindiag_flag="1",
+                                             inout_diag_type="1")}),
     "2402": _env("2402", "dscginfo", {"mdtrt_id": MDTRT, "psn_no": PSN, "insutype": "310",
-                                      "endtime": "2026-11-28 10:00:00", "dscg_way": "1"}),
+                                      "endtime": "2026-11-28 10:00:00", "dscg_way": "1"},
+                 more={"diseinfo": _diseinfo("K35.800", "急性阑尾炎", "2026-11-28 09:00:00", maindiag_flag="1",
+                                             inout_diag_type="2")}),
     "2404": _env("2404", "data", {"mdtrt_id": MDTRT, "psn_no": PSN}),
     "2405": _env("2405", "data", {"mdtrt_id": MDTRT, "psn_no": PSN}),
     "2601": _env("2601", "data", {"psn_no": PSN, "omsgid": "H99990100001202611231000000001", "oinfno": "2207"}),

@@ -31,6 +31,7 @@ from medpay.api.institution import (  # noqa: F401  (they register their transac
     catalog_handlers, dictionary_handlers, filing_handlers, query_handlers, reconciliation_handlers)
 from medpay.api.institution import person_query_handlers, settlement_list_handlers  # noqa: F401
 from medpay.api.institution import pharmacy_handlers  # noqa: F401  (2101/2102/2103)
+from medpay.api.institution import visit_info_handlers  # noqa: F401  (2203, 2401, 2402)
 from medpay.api.platform import Platform
 from medpay.interface_format import conform
 from medpay.nhsa_paths import CALL_SERVICE, ENDPOINTS, NAMED, Route, institution_paths

@@ -16,6 +16,7 @@ from typing import Any
 
 from medpay.api.institution.envelope import Envelope, EnvelopeError, as_text
 from medpay.api.platform import Platform
+from medpay.domain.diagnoses import Diagnosis
 from medpay.interface_format import to_yuan
 from medpay.local_time import INTERFACE_FORMAT, LOCAL_TZ, format_local
 from medpay.services.credentials import Credential
@@ -190,7 +191,8 @@ def credential(d: Mapping[str, Any], path: str) -> Credential | None:
                          text(d, "card_sn", path, required=False))
 
 
-def _open_visit(call: Call, d: Mapping[str, Any], path: str, med_type: str) -> dict:
+def open_visit(call: Call, d: Mapping[str, Any], path: str, med_type: str, diagnoses: tuple[Diagnosis, ...] = (),
+               ) -> dict:
     psn_no = text(d, "psn_no", path)
     visit = call.platform.settlement.register_visit(
         call.fixmedins_code, psn_no, med_type, insutype=text(d, "insutype", path, required=False) or None,
@@ -198,14 +200,14 @@ def _open_visit(call: Call, d: Mapping[str, Any], path: str, med_type: str) -> d
         dise_name=text(d, "dise_name", path, required=False),
         mdtrt_cert_type=text(d, "mdtrt_cert_type", path, required=False),
         ipt_otp_no=text(d, "ipt_otp_no", path, required=False) or text(d, "ipt_no", path, required=False),
-        msgid=call.env.msgid, credential=credential(d, path))
+        msgid=call.env.msgid, credential=credential(d, path), diagnoses=diagnoses)
     return {"mdtrt_id": visit.mdtrt_id, "psn_no": visit.psn_no, "ipt_otp_no": visit.ipt_otp_no}
 
 
 @handler("2201")
 def register(call: Call) -> dict:
     d = node(call, "data")
-    return {"data": _open_visit(call, d, "data", text(d, "med_type", "data", required=False, default="11"))}
+    return {"data": open_visit(call, d, "data", text(d, "med_type", "data", required=False, default="11"))}
 
 
 @handler("2202", "2404")
@@ -216,28 +218,7 @@ def visit_cancel(call: Call) -> dict:
     return {}
 
 
-@handler("2203", "2203A")
-def visit_info(call: Call) -> dict:
-    d, mdtrt_id, psn_no = target_visit(call, "mdtrtinfo")
-    call.platform.settlement.update_visit(
-        call.fixmedins_code, mdtrt_id, med_type=text(d, "med_type", "mdtrtinfo", required=False) or None,
-        dise_codg=text(d, "dise_codg", "mdtrtinfo", required=False),
-        dise_name=text(d, "dise_name", "mdtrtinfo", required=False), msgid=call.env.msgid, psn_no=psn_no)
-    return {}
-
-
-@handler("2401")
-def admit(call: Call) -> dict:
-    d = node(call, "mdtrtinfo")
-    return {"result": _open_visit(call, d, "mdtrtinfo", text(d, "med_type", "mdtrtinfo", required=False, default="21"))}
-
-
-@handler("2402")
-def discharge(call: Call) -> dict:
-    d, mdtrt_id, psn_no = target_visit(call, "dscginfo")
-    call.platform.settlement.discharge(call.fixmedins_code, mdtrt_id, timestamp(d, "endtime", "dscginfo"),
-                                       msgid=call.env.msgid, psn_no=psn_no)
-    return {}
+# 2203 visit information, 2401 admission and 2402 discharge, with their diagnosis lists: visit_info_handlers
 
 
 @handler("2405")
