@@ -269,7 +269,10 @@ def _face_rows(stack) -> dict[str, Any]:
         with engine.connect() as c:
             return {"sessions": dict(c.execute(text("SELECT session_id, status || '/' || tries || '/' || "
                                                     "COALESCE(auth_hash, '') FROM face_sessions")).all()),
-                    "face_audit": c.execute(text("SELECT count(*) FROM audit_events WHERE action LIKE 'face.%' "
+                    # decisions only: a refused signature naming a registered terminal leaves its own throttled
+                    # record (face.terminal_refuse; tests/test_face_terminal_refusals.py)
+                    "face_audit": c.execute(text("SELECT count(*) FROM audit_events WHERE (action LIKE 'face.%' "
+                                                 "AND action <> 'face.terminal_refuse') "
                                                  "OR action = 'cn.nhsa.auth.check'")).scalar(),
                     "tokens": c.execute(text("SELECT count(*) FROM ec_tokens")).scalar(),
                     "settlements": c.execute(text("SELECT count(*) FROM settlements")).scalar()}
