@@ -251,7 +251,7 @@ def test_only_a_pharmacy_purchases_and_only_its_own_are_cancelled(served) -> Non
     (purchase(begntime="2026/12/01"), "data.begntime"),
     ({"data": purchase()["data"]}, "input.drugdetail"),
     ({"data": purchase()["data"], "drugdetail": []}, "input.drugdetail"),
-    ({"drugdetail": drugdetail()}, "input.data"),
+    ({"drugdetail": drugdetail()}, "input.druginfo"),  # the node as the national tables name it
     ({**purchase(), "drugdetail": [{**drugdetail()[0], "med_list_codg": "NOSUCHCODE"}]}, "drugdetail[0].med_list_codg"),
     ({**purchase(), "drugdetail": [{**drugdetail()[0], "det_item_fee_sumamt": "61.05"}]},
      "drugdetail[0].det_item_fee_sumamt"),
