@@ -18,13 +18,12 @@ from sqlalchemy import func, select
 from medpay.adapters.db.engine import make_engine
 from medpay.adapters.db.face_tables import FaceConsentRow, FaceTemplateRow
 from medpay.services.face.enrolment import CONSENT_VERSION
-from tests.helpers_browser import CHROMIUM, CHROMIUM_ARGS
+from tests.helpers_browser import CHROMIUM, CHROMIUM_ARGS, activate
 from tests.helpers_face import noisy
 from tests.helpers_face_http import face_pay_identity, register_face_terminal
 from tests.helpers_face_video import challenge_video, challenges, write_y4m
 from tests.helpers_qr import EMP, qr_stack
 from tests.helpers_server import audit_events
-from tests.test_mobile_web import activate
 
 PIN = "804613"
 SEED = "app-enrolment-browser-test"

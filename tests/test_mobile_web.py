@@ -30,7 +30,7 @@ from medpay.api.terminal import EC_CODES
 from medpay.domain.bill_code import make_bill_payload
 from medpay.money import format_yuan
 from medpay.services import demo
-from tests.helpers_browser import CHROMIUM, CHROMIUM_ARGS
+from tests.helpers_browser import CHROMIUM, CHROMIUM_ARGS, activate, enter_texted_code, texted
 from tests.helpers_gateway import CallbackReceiver
 from tests.helpers_qr import EMP, H1, app_code, fen, his_bill, qr_stack, scan_image, scan_text, terminal_post, wallet
 from tests.helpers_server import STAFF, run_cli, texted_code
@@ -86,31 +86,6 @@ def stored_device(page: Page) -> dict | None:
         return d ? {ecert_id: d.ecert_id, publicKeyHex: d.publicKeyHex, extractable: d.privateKey.extractable,
                     type: d.privateKey.algorithm.name, usages: d.privateKey.usages} : null;
     }""")
-
-
-def activate(page: Page, stack, person=EMP, lang: str = "zh") -> None:
-    page.goto(f"{stack['base']}/m/activate?lang={lang}")
-    page.fill("#psn_no", person.psn_no)
-    page.fill("#certno", person.certno)
-    page.check("#consent")
-    enter_texted_code(page, stack, person)
-    page.wait_for_url(re.compile(r"/m/\?lang="))
-    page.wait_for_selector("[data-qr] svg")
-
-
-def enter_texted_code(page: Page, stack, person) -> None:
-    """Ask for the code, read it off the SMS simulator (the person's phone) and enter it."""
-    since = texted(stack, person)
-    page.click("#activate button[type=submit]")
-    expect(page.locator("#confirm")).to_be_visible()
-    page.fill("#code", texted_code(stack["base"], person.phone, since))
-    page.click("#confirm button[type=submit]")
-
-
-def texted(stack, person) -> int:
-    """How many messages the phone got so far (a later code is one after these)."""
-    messages = httpx.get(f"{stack['base'].sms}/sim/messages", params={"to": person.phone}).json()["messages"]
-    return messages[-1]["seq"] if messages else 0
 
 
 def shown_code(page: Page) -> str:

@@ -30,10 +30,6 @@ DUE_VISITS = "/api/v1/terminal/due-visits"
 terminal_router = APIRouter(prefix="/api/v1/terminal", tags=["terminal"])
 page_router = APIRouter(prefix="/t", tags=["pages"])
 
-# the kiosk's page may use this origin's camera, nothing else may frame it
-KIOSK_HEADERS = {**HEADERS, "Permissions-Policy": "camera=(self), microphone=(), geolocation=()"}
-
-
 class DueVisitsRequest(BaseModel):
     orgId: StrictStr = Field(..., max_length=12, description="定点医药机构编号: the terminal's institution")
     ecToken: StrictStr = Field(..., min_length=1, max_length=64,
@@ -97,4 +93,4 @@ def face_kiosk_page(request: Request, lang: str = "zh") -> HTMLResponse:
         raise Invalid("scheme", "the face kiosk needs HTTPS (camera and WebCrypto): serve with MEDPAY_TLS_CERT_FILE "
                                 "and MEDPAY_TLS_KEY_FILE")
     return templates.TemplateResponse(request, "kiosk_face.html", {
-        "t": kiosk_text(lang), "lang": lang, "static": STATIC_PATH}, headers=KIOSK_HEADERS)
+        "t": kiosk_text(lang), "lang": lang, "static": STATIC_PATH}, headers=HEADERS)  # the pages' own: this origin's camera, nobody may frame it

@@ -76,15 +76,20 @@ class TerminalRefusals:
         """Account for one refused request; True when it wrote an audit record."""
         terminal_id = _named_terminal(headers)
         kind = refusal_kind(refusal.field, refusal.message)
+        now = self.clock()
+        with self._lock:  # a burst inside an open window is folded without asking the database again
+            window = self._windows.get((terminal_id, kind))
+            if window is not None and now - window.opened < self.window:
+                window.folded += 1
+                return False
         if not terminal_id or not self._registered(terminal_id):
             with self._lock:
                 self.unattributed += 1
             log.warning("face terminal request refused (%s: %s), no registered terminal named", refusal.field, kind)
             return False
-        now = self.clock()
         with self._lock:
             window = self._windows.get((terminal_id, kind))
-            if window is not None and now - window.opened < self.window:
+            if window is not None and now - window.opened < self.window:  # another thread opened it meanwhile
                 window.folded += 1
                 return False
             folded = window.folded if window is not None else 0
