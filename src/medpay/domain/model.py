@@ -44,6 +44,9 @@ class Institution:
     id_assurance: str = "counter"  # what a 02/03 number without a card read may do here (domain.credentials)
     fee_query_shape: str = "rows"  # 5204's output (domain.interface_settings.FeeQueryShape)
     fixmedins_type: str = MEDICAL_INSTITUTION  # FIXMEDINS_TYPES
+    # what a policy may distinguish beyond the level: "general" 综合医院, "tcm" 中医院 (中医/中西医结合), "specialist"
+    # 专科医院, "grassroots" 基层 (乡镇卫生院, 社区卫生服务中心, 村卫生室) — INSTITUTION_KINDS
+    inst_kind: str = "general"
 
     @property
     def is_pharmacy(self) -> bool:
@@ -59,6 +62,9 @@ class CatalogItem:
     pric_uplmt_amt: int | None = None  # price upper limit per unit, fen; None = no limit
     selfpay_prop: Decimal | None = None  # 乙类 first self-pay ratio of this item; None = policy default
     list_type: str = ""  # 目录类别 (LIST_TYPES): 101 西药中成药, 102 中药饮片, 201 医疗服务项目, 301 医用耗材
+
+
+INSTITUTION_KINDS = {"general": "综合医院", "tcm": "中医院", "specialist": "专科医院", "grassroots": "基层医疗机构"}
 
 
 # 目录类别 by 医疗收费项目类别, for a catalog item whose list type is not given: 09 西药 / 11 中成药 → 101, 10 中药饮片 →
@@ -92,6 +98,25 @@ class Person:
     insuplc_admdvs: str
     cvlserv_flag: bool = False  # 公务员
     identities: frozenset[str] = frozenset()  # psn_idet_type codes eligible for medical assistance
+    # facts some regions' rules need; None/"" = not on record, and a rule that needs it refuses the bill naming the field
+    brdy: date | None = None  # birth date (from the ID number)
+    retr_date: date | None = None  # retirement date (退休时间)
+    pay_grade: str = ""  # resident payment grade: "1" 一档, "2" 二档 …
+    insu_date: date | None = None  # start of continuous enrolment (参保时间), for caps by months enrolled
+    salary: int | None = None  # yearly salary base, fen (civil-servant subsidy deductibles)
+
+    def age_on(self, on: date) -> int | None:
+        """Whole years of age on ``on``; None without a birth date."""
+        if self.brdy is None:
+            return None
+        return on.year - self.brdy.year - ((on.month, on.day) < (self.brdy.month, self.brdy.day))
+
+    def months_enrolled(self, on: date) -> int | None:
+        """Whole months of continuous enrolment before ``on``; None without an enrolment date."""
+        if self.insu_date is None:
+            return None
+        return max(0, (on.year - self.insu_date.year) * 12 + on.month - self.insu_date.month
+                   - (on.day < self.insu_date.day))
 
 
 @dataclass(frozen=True)
@@ -133,3 +158,16 @@ class VisitContext:
     admission_seq: int = 1  # this admission's number within the year (inpatient deductibles)
     final: bool = True  # False for an interim (mid-stay) settlement
     dise_codg: str = ""  # chronic/special disease code for 门诊慢特病
+    # 异地就医: whether the stay was filed (备案) with the insured region, and whether it was referred (转诊)
+    filed: bool = False
+    referred: bool = False
+    insured_admdvs: str = ""  # the person's insured region (insuplc_admdvs); set by whoever builds the context
+
+    @property
+    def cross_region(self) -> str:
+        """"local" in the insured city's pooling region (same first four digits of admdvs: a county such as 宁乡
+        430182 pools with its city 长沙 4301xx), "province" elsewhere in the province, "national" in another one."""
+        treating, insured = self.institution.admdvs, self.insured_admdvs
+        if not insured or treating[:4] == insured[:4]:
+            return "local"
+        return "province" if treating[:2] == insured[:2] else "national"

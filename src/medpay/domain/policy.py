@@ -141,6 +141,7 @@ class Policy:
     account: AccountRules
     tiers: tuple[Tier, ...]
     references: tuple[str, ...] = field(default=())
+    year_start: tuple[int, int] = (1, 1)  # (month, day) the policy year starts: 医保年度 may run 7/1 – 6/30
 
     @property
     def policy_id(self) -> str:
@@ -151,6 +152,11 @@ class Policy:
 
     def med_category(self, med_type: str) -> str:
         return self.med_categories.get(med_type, "")
+
+    def policy_year(self, on: date) -> int:
+        """The policy year ``on`` falls in, named by the calendar year it starts in (2026 = 2026-07-01…2027-06-30
+        with a 1 July start). Year accumulators (deductibles, caps, admissions) are kept per policy year."""
+        return on.year if (on.month, on.day) >= self.year_start else on.year - 1
 
     def in_force(self, on: date) -> bool:
         return self.effective_from <= on and (self.effective_to is None or on <= self.effective_to)

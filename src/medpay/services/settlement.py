@@ -160,7 +160,7 @@ class SettlementService:
                 raise Invalid("med_type", f"unknown medical type {med_type!r} in policy {policy.policy_id}")
             seq = 1
             if med_type in INPATIENT_MED_TYPES:
-                seq = records.year_accumulators(conn, psn_no, local_date(now).year).get("admissions") + 1
+                seq = records.year_accumulators(conn, psn_no, policy.policy_year(local_date(now))).get("admissions") + 1
             values = {"mdtrt_id": records.new_id(now), "fixmedins_code": fixmedins_code, "psn_no": psn_no,
                       "insutype": chosen, "med_type": med_type, "begntime": now, "endtime": None, "status": "open",
                       "ipt_otp_no": ipt_otp_no, "dise_codg": dise_codg, "dise_name": dise_name,
@@ -442,6 +442,7 @@ class SettlementService:
                                            f"{format_yuan(req.max_cash_fen)} held from the patient; quote again")
         now = self.clock()
         setl_id = records.new_id(now)
+        setl_year = policy.policy_year(local_date(now))  # the year its accumulators count in
         final = not req.mid_setl_flag
         posting = settlement_posting(setl_id, prow.insuplc_admdvs, req.fixmedins_code, adj, req.channel,
                                      deposit_balance, release_deposit=final and inpatient, mdtrt_id=visit.mdtrt_id)
@@ -451,9 +452,9 @@ class SettlementService:
         records.insert_settlement(conn, self._settlement_row(
             setl_id, "settle", None, visit, prow, req.msgid, now, final, req.channel, adj.policy_id,
             quote.setlinfo, output, adj.year_deltas, adj.visit_deltas,
-            [[p.psn_no, p.relation, p.amount] for p in adj.account_payments]))
+            [[p.psn_no, p.relation, p.amount] for p in adj.account_payments], setl_year))
         records.mark_lines_settled(conn, [line.id for line in lines], setl_id)
-        records.add_to_accumulators(conn, prow.psn_no, local_date(now).year, adj.year_deltas)
+        records.add_to_accumulators(conn, prow.psn_no, setl_year, adj.year_deltas)
         if final:
             records.set_visit(conn, visit.mdtrt_id, status="settled")
         if fresh is not None:
@@ -507,7 +508,7 @@ class SettlementService:
         records.insert_settlement(conn, self._settlement_row(
             cancel_id, "cancel", setl_id, visit, prow, msgid, now, orig.final, orig.channel, orig.policy_id,
             setlinfo, output, negate_deltas(orig.year_deltas), negate_deltas(orig.visit_deltas),
-            [[p, r, -a] for p, r, a in orig.account_payments]))
+            [[p, r, -a] for p, r, a in orig.account_payments], orig.setl_year))
         records.add_to_accumulators(conn, prow.psn_no, orig.setl_year, negate_deltas(orig.year_deltas))
         # the lines are refunded with the settlement; a partial refund re-uploads what stays billed
         records.set_settled_lines_status(conn, setl_id, "cancelled")
@@ -788,9 +789,11 @@ class SettlementService:
         sources += [AccountSource(link.payer_psn_no, link.relation, available(acct_id))
                     for link, acct_id in zip(payers, account_ids[1:])]
         ctx = VisitContext(mdtrt_id=visit.mdtrt_id, med_type=visit.med_type, setl_date=local_date(now), institution=inst,
-                           admission_seq=visit.admission_seq, final=not mid_setl, dise_codg=visit.dise_codg)
+                           admission_seq=visit.admission_seq, final=not mid_setl, dise_codg=visit.dise_codg,
+                           insured_admdvs=prow.insuplc_admdvs)
         try:
-            adj = adjudicate(policy, person, ctx, fee_lines, records.year_accumulators(conn, prow.psn_no, local_date(now).year),
+            adj = adjudicate(policy, person, ctx, fee_lines,
+                             records.year_accumulators(conn, prow.psn_no, policy.policy_year(local_date(now))),
                              records.visit_accumulators(conn, visit.mdtrt_id), tuple(sources), acct_used)
         except AdjudicationError as e:
             raise Invalid(e.field, e.problem) from None
@@ -830,12 +833,12 @@ class SettlementService:
 
     @staticmethod
     def _settlement_row(setl_id, kind, orig, visit, prow, msgid, now, final, channel, policy_id, setlinfo,
-                        output, year_deltas, visit_deltas, account_payments) -> dict[str, Any]:
+                        output, year_deltas, visit_deltas, account_payments, setl_year: int) -> dict[str, Any]:
         return {
             "setl_id": setl_id, "kind": kind, "orig_setl_id": orig, "mdtrt_id": visit.mdtrt_id, "psn_no": prow.psn_no,
             "fixmedins_code": visit.fixmedins_code, "msgid": msgid, "insutype": visit.insutype,
             "med_type": visit.med_type, "clr_type": setlinfo["clr_type"], "setl_time": now,
-            "setl_year": local_date(now).year, "final": final, "channel": channel, "policy_id": policy_id,
+            "setl_year": setl_year, "final": final, "channel": channel, "policy_id": policy_id,
             "medfee_sumamt": setlinfo["medfee_sumamt"], "fund_pay_sumamt": setlinfo["fund_pay_sumamt"],
             "acct_pay": setlinfo["acct_pay"], "psn_cash_pay": setlinfo["psn_cash_pay"],
             "hosp_part_amt": setlinfo["hosp_part_amt"], "cancelled": False, "output": output,
