@@ -125,6 +125,24 @@ class AccountRules:
 
 
 @dataclass(frozen=True)
+class PolicyExample:
+    """A published worked example carried in the policy file: a quote document (person, visit, lines,
+    accumulators — the shape of services.quote) and the amounts it must produce, each in yuan text.
+    ``expect`` names setlinfo fields (hifp_pay, psn_part_amt …); ``expect_tiers`` a tier code's own figures
+    (fund_payamt, act_pay_dedc, base)."""
+
+    name: str
+    source: str
+    doc: Mapping[str, Any]
+    expect: Mapping[str, int]
+    expect_tiers: Mapping[str, Mapping[str, int]]
+    note: str = ""
+
+
+EXPECTABLE_TIER_FIELDS = ("fund_payamt", "act_pay_dedc", "base", "eligible")
+
+
+@dataclass(frozen=True)
 class Policy:
     admdvs: str
     name: str
@@ -142,6 +160,7 @@ class Policy:
     tiers: tuple[Tier, ...]
     references: tuple[str, ...] = field(default=())
     year_start: tuple[int, int] = (1, 1)  # (month, day) the policy year starts: 医保年度 may run 7/1 – 6/30
+    examples: tuple[PolicyExample, ...] = ()
 
     @property
     def policy_id(self) -> str:
@@ -371,6 +390,59 @@ def _codes(r: _Reader, doc: Mapping[str, Any], key: str) -> dict[str, str]:
     return out
 
 
+def _examples(r: _Reader, doc: Mapping[str, Any], tiers: Mapping[str, Tier]) -> tuple[PolicyExample, ...]:
+    raw = doc.get("examples", [])
+    if not isinstance(raw, list):
+        raise r.fail("examples", "must be an array of tables [[examples]]")
+    out: list[PolicyExample] = []
+    names: set[str] = set()
+    for i, ex in enumerate(raw):
+        path = f"examples[{i}]"
+        if not isinstance(ex, Mapping):
+            raise r.fail(path, "must be a table")
+        name = r.text(ex, "name", path)
+        if name in names:
+            raise r.fail(_join(path, "name"), f"duplicate example name {name!r}")
+        names.add(name)
+        source = r.text(ex, "source", path)  # a published example without its source can't be checked by anyone
+        for key in ("person", "visit"):
+            r.table(ex, key, path)
+        if not isinstance(ex.get("lines"), list) or not ex["lines"]:
+            raise r.fail(_join(path, "lines"), "missing: an example needs its fee lines")
+        expect_doc = r.table(ex, "expect", path, required=False)
+        expect = {str(k): r.yuan(expect_doc, k, _join(path, "expect")) for k in expect_doc}
+        tiers_doc = r.table(ex, "expect_tiers", path, required=False)
+        expect_tiers: dict[str, dict[str, int]] = {}
+        for code, figures in tiers_doc.items():
+            tpath = f"{path}.expect_tiers.{code}"
+            if code not in tiers:
+                raise r.fail(tpath, f"names no tier of this policy; tiers: {', '.join(tiers)}")
+            if not isinstance(figures, Mapping) or not figures:
+                raise r.fail(tpath, "must be a table of amounts")
+            unknown = set(figures) - set(EXPECTABLE_TIER_FIELDS)
+            if unknown:
+                raise r.fail(tpath, f"unknown field(s) {sorted(unknown)}; known: {', '.join(EXPECTABLE_TIER_FIELDS)}")
+            expect_tiers[code] = {str(k): r.yuan(figures, k, tpath) for k in figures}
+        if not expect and not expect_tiers:
+            raise r.fail(path, "an example must expect at least one amount ('expect' or 'expect_tiers')")
+        doc_only = {k: v for k, v in ex.items() if k not in ("name", "source", "note", "expect", "expect_tiers")}
+        out.append(PolicyExample(name, source, doc_only, expect, expect_tiers, str(ex.get("note", ""))))
+    return tuple(out)
+
+
+def _year_start(r: _Reader, head: Mapping[str, Any]) -> tuple[int, int]:
+    """``year_start = "07-01"``: the month and day the policy year starts (default 1 January)."""
+    value = head.get("year_start", "01-01")
+    if isinstance(value, str) and len(value) == 5 and value[2] == "-":
+        try:
+            start = date(2000, int(value[:2]), int(value[3:]))  # a leap year, so 02-29 is caught below
+        except ValueError:
+            start = None
+        if start is not None and (start.month, start.day) != (2, 29):
+            return start.month, start.day
+    raise r.fail("policy.year_start", f"must be a month and day MM-DD that every year has; got {value!r}")
+
+
 def parse_policy(doc: Mapping[str, Any], source: str) -> Policy:
     """Validate a parsed policy document. Raises PolicyError naming ``source``, the key and the problem."""
     r = _Reader(source)
@@ -438,6 +510,7 @@ def parse_policy(doc: Mapping[str, Any], source: str) -> Policy:
         person_classes=person_classes, med_categories=med_categories,
         yi_selfpay_default=yi_default, yi_selfpay_by_category=by_cat, account=account, tiers=tuple(known.values()),
         references=tuple(str(x) for x in head.get("references", [])),
+        year_start=_year_start(r, head), examples=_examples(r, doc, known),
     )
 
 
