@@ -326,9 +326,9 @@ def test_deductible_basis_without_amount(basis):
 def test_unknown_deductible_basis():
     doc = demo_doc()
     i = tier_index(doc, "emp_outpatient")
-    doc["tiers"][i]["deductible"]["basis"] = "per_month"
+    doc["tiers"][i]["deductible"]["basis"] = "per_week"
     err = refuse(doc)
-    assert err.key == f"tiers[{i}].deductible.basis" and "'per_month'" in err.problem
+    assert err.key == f"tiers[{i}].deductible.basis" and "'per_week'" in err.problem
 
 
 def test_deductible_amount_with_more_than_two_decimals():

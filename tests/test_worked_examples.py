@@ -38,9 +38,10 @@ visit = partial(builders.visit, on=date(2024, 1, 15))
 settle = partial(builders.settle, use_account=False)
 
 
-def line(sn: str, lv: ChrgitmLv, yuan: str, *, selfpay_prop: str | None = None, name: str = "") -> FeeLine:
+def line(sn: str, lv: ChrgitmLv, yuan: str, *, selfpay_prop: str | None = None, name: str = "",
+         code: str = "") -> FeeLine:
     item = CatalogItem(
-        med_list_codg=f"T{sn}", name=name or f"item {sn}", chrgitm_lv=lv,
+        med_list_codg=code or f"T{sn}", name=name or f"item {sn}", chrgitm_lv=lv,
         selfpay_prop=Decimal(selfpay_prop) if selfpay_prop is not None else None,
     )
     return FeeLine(feedetl_sn=sn, item=item, cnt=Decimal(1), pric=Decimal(yuan), det_item_fee_sumamt=parse_yuan(yuan))
@@ -756,6 +757,12 @@ fund_pay_type = "310100"
 applies = {{ insutypes = ["310"], med_categories = ["inpatient"] }}
 deductible = {{ basis = "per_visit", rules = [{{ levels = ["3"], amount = "800.00" }}] }}
 ratios = [{{ psn_classes = ["retired"], ratio = "0.888" }}, {{ psn_classes = ["in_service"], ratio = "0.86" }}]
+# "体内置换人工器官50000×50%=25000元": the patient pays half first, the fund pays the other half in full
+[[item_rules]]
+name = "进口体内置换人工器官"
+codes = ["IMPORTED-IMPLANT"]
+selfpay_prop = "0.50"
+fund_ratio = "1"
 """
 
 
@@ -779,11 +786,6 @@ def test_employee_yi_class_first_selfpay_in_service():
                 inscp_scp_amt="17920.00", act_pay_dedc="800.00", hifp_pay="14723.20", psn_part_amt="5276.80")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "no per-item co-pay exemption: the article's 进口 implant is 50% self-pay with the other 50% paid "
-    "wholly by the fund (no 11.2% co-pay); the engine can only make the 50% a 乙类 first self-pay and then "
-    "applies the tier's ratio to the rest (fund 68180.64 instead of 70980.64). Needs a per-item (or per "
-    "med_chrgitm_type) fund ratio override in classification/adjudication."))
 def test_employee_yi_class_retiree_with_implant():
     """Region not stated (2012 article), 职工 退休 (李先生, 63), 住院 三级 knee replacement — 乙类 10%,
     放宽项目 30%, 进口 implant 50%, retiree co-pay 11.2%.
@@ -792,17 +794,21 @@ def test_employee_yi_class_retiree_with_implant():
     Published: "完全自付费用:起付线800元+自费药2000元+自理费用3000元=5800元 甲类药34000×11.2%=3808元;
     乙类药18200×10%+(18200-18200×10%)×11.2%=3654.56元; 放宽项目2000×30%+(2000-2000×30%)×11.2%=756.8元;
     体内置换人工器官50000×50%=25000元 个人负担总费用:39019.36元 医保报销:70980.64元".
-    All lines are right.
+    All lines are right. The implant is an item rule of the policy: 50 % first self-pay, the other half paid by
+    the fund in full, outside the deductible and the retiree's 11.2 % co-pay.
     """
     pol = policy_from_toml(YI_CLASS, "yi-a14")
     bill = [
         line("1", BING, "2000.00", name="自费药"), line("2", BING, "3000.00", name="自理费用"),
         line("3", JIA, "34000.00", name="甲类药"), line("4", YI, "18200.00", name="乙类药"),
         line("5", YI, "2000.00", selfpay_prop="0.30", name="放宽检查"),
-        line("6", YI, "50000.00", selfpay_prop="0.50", name="进口人工关节"), line("7", JIA, "800.00", name="起付线内费用"),
+        line("6", YI, "50000.00", name="进口人工关节", code="IMPORTED-IMPLANT"),
+        line("7", JIA, "800.00", name="起付线内费用"),
     ]
     r = settle(pol, person("310", "1201", "999999"), visit("21", "3", "999999"), bill)
     assert_yuan(r, medfee_sumamt="110000.00", hifp_pay="70980.64", psn_part_amt="39019.36")
+    basic = r.tiers[0]
+    assert (basic.direct_pay, basic.act_pay_dedc) == (parse_yuan("25000.00"), parse_yuan("800.00"))
 
 
 HUNAN_URL = "http://m.kidbbs.com/baike/techan/781466.html"

@@ -10,12 +10,12 @@ and its cancellation move the same keys by opposite amounts.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import ROUND_CEILING, Decimal
 
 from medpay.domain.classification import BillSplit, classify_bill
 from medpay.domain.model import AccountSource, Accumulators, FeeLine, Person, VisitContext
-from medpay.domain.policy import Band, Policy, Tier
+from medpay.domain.policy import Band, Facts, MissingFact, Policy, Tier
 from medpay.money import Rounding, format_yuan, round_fen
 
 ACCOUNT_FUND_PAY_TYPE = "310200"
@@ -67,6 +67,8 @@ class TierResult:
     crt_payb_lmt_amt: int | None  # what the cap still allowed before this settlement
     ratio: Decimal
     proc_info: str
+    direct_pay: int = 0  # paid for items with their own fund ratio, outside the deductible and bands (in fund_payamt)
+    first_share: int = 0  # the share of the base the patient paid first (转外就医 先行自付)
 
 
 @dataclass(frozen=True)
@@ -144,49 +146,135 @@ class _Context:
     policy: Policy
     person: Person
     visit: VisitContext
-    psn_class: str
-    med_category: str
+    facts: Facts
     year: Accumulators
     visit_acc: Accumulators
+    bill: BillSplit
+    year_d: dict[str, int] = field(default_factory=dict)  # this settlement's deltas so far: tiers sharing a cap see them
+    visit_d: dict[str, int] = field(default_factory=dict)
+
+    def year_total(self, key: str) -> int:
+        return self.year.get(key) + self.year_d.get(key, 0)
+
+    def visit_total(self, key: str) -> int:
+        return self.visit_acc.get(key) + self.visit_d.get(key, 0)
+
+    def period(self, period: str) -> str:
+        """Accumulator-key suffix of the settlement's quarter or month ("" for the policy year)."""
+        on = self.visit.setl_date
+        if period in ("per_month", "month"):
+            return f"@{on.year}-{on.month:02d}"
+        if period in ("per_quarter", "quarter"):
+            return f"@{on.year}Q{(on.month - 1) // 3 + 1}"
+        return ""
+
+
+def _facts(policy: Policy, person: Person, visit: VisitContext) -> Facts:
+    on = visit.setl_date
+    return Facts(
+        insutype=person.insutype, psn_class=policy.psn_class(person.psn_type), med_category=policy.med_category(visit.med_type),
+        level=visit.institution.level, identities=person.identities, dise_codg=visit.dise_codg,
+        cvlserv=person.cvlserv_flag, age=person.age_on(on), retr_date=person.retr_date, pay_grade=person.pay_grade,
+        inst_kind=visit.institution.inst_kind, fixmedins_code=visit.institution.fixmedins_code,
+        cross_region=visit.cross_region, filed=visit.filed, referred=visit.referred,
+        months_enrolled=person.months_enrolled(on), salary=person.salary,
+    )
+
+
+def _shift_level(level: str, offset: int) -> str:
+    if not offset or not level.isdigit():
+        return level
+    return str(min(3, max(1, int(level) + offset)))
 
 
 def _deductible_amount(tier: Tier, ctx: _Context) -> int:
     ded = tier.deductible
     if ded.basis == "none":
         return 0
-    for rule in ded.rules:
-        if rule.match.accepts(**_facts(ctx)):
-            amount = rule.amount
-            if ded.admission_factors:
-                seq = max(1, ctx.visit.admission_seq)
-                factor = ded.admission_factors[min(seq, len(ded.admission_factors)) - 1]
-                amount = round_fen(Decimal(amount) * factor, ctx.policy.rounding)
-            return amount
-    raise AdjudicationError(
-        f"tiers.{tier.code}.deductible",
-        f"no rule for level {ctx.visit.institution.level!r}, person class {ctx.psn_class!r}, "
-        f"medical category {ctx.med_category!r}",
-    )
+    rounding = ctx.policy.rounding
+    offset, factor = 0, Decimal(1)
+    for adj in ded.adjustments:
+        if adj.match.accepts(ctx.facts):
+            offset += adj.level_offset
+            factor *= adj.factor
+    facts = replace(ctx.facts, level=_shift_level(ctx.facts.level, offset)) if offset else ctx.facts
+    rule = next((rule for rule in ded.rules if rule.match.accepts(facts)), None)
+    if rule is None:
+        raise AdjudicationError(
+            f"tiers.{tier.code}.deductible",
+            f"no rule for level {facts.level!r}, person class {facts.psn_class!r}, medical category {facts.med_category!r}",
+        )
+    if rule.salary_share is not None:
+        if ctx.person.salary is None:
+            raise MissingFact("person.salary", f"tier {tier.code}'s deductible is a share of the salary")
+        amount = round_fen(Decimal(ctx.person.salary) * rule.salary_share, rounding)
+    elif rule.share is not None:
+        of = ctx.bill.medfee_sumamt if rule.share_of == "medfee" else ctx.bill.inscp_scp_amt
+        amount = max(rule.floor, round_fen(Decimal(of) * rule.share, rounding))
+        amount = amount if rule.ceiling is None else min(rule.ceiling, amount)
+    else:
+        amount = rule.amount
+    seq = max(1, ctx.visit.admission_seq)
+    if ded.admission_factors:
+        amount = round_fen(Decimal(amount) * ded.admission_factors[min(seq, len(ded.admission_factors)) - 1], rounding)
+    for step in ded.admissions:  # steps rise; each one reached applies in turn, a fixed amount never raises it
+        if step.from_seq > seq:
+            break
+        amount = round_fen(Decimal(amount) * step.factor, rounding) if step.factor is not None else min(amount, step.amount)
+    if factor != 1:
+        amount = round_fen(Decimal(amount) * factor, rounding)
+    return amount
 
 
-def _facts(ctx: _Context) -> dict:
-    return dict(
-        insutype=ctx.person.insutype, psn_class=ctx.psn_class, med_category=ctx.med_category,
-        level=ctx.visit.institution.level, identities=ctx.person.identities, dise_codg=ctx.visit.dise_codg,
-        cvlserv=ctx.person.cvlserv_flag,
-    )
+def _cap_amount(tier: Tier, ctx: _Context) -> tuple[int | None, str]:
+    """The tier's cap for this person and visit (None: uncapped) and the accumulator-key suffix it counts under."""
+    cap = tier.cap
+    suffix = ctx.period(cap.period)
+    for rule in cap.rules:
+        if rule.match.accepts(ctx.facts):
+            return rule.amount, suffix
+    if cap.per_disease:
+        dise = ctx.visit.dise_codg
+        if dise in cap.per_disease:
+            return cap.per_disease[dise], f"{suffix}#{dise}"
+        if not cap.amount:
+            raise AdjudicationError("dise_codg", f"tier {tier.code} caps each disease, and {dise or '(none)'!r} has no cap "
+                                                 f"({', '.join(sorted(cap.per_disease))})")
+    return cap.amount, suffix
+
+
+def _bump(deltas: dict[str, int], key: str, value: int) -> None:
+    if value:
+        deltas[key] = deltas.get(key, 0) + value
 
 
 def _run_tier(tier: Tier, bands: tuple[Band, ...], base: int, ctx: _Context,
-              year_d: dict[str, int], visit_d: dict[str, int], exact_base: Decimal | None = None) -> TierResult:
+              exact_base: Decimal | None = None, direct: tuple[tuple[int, Decimal], ...] = (),
+              bonus_base: Decimal = Decimal(0)) -> TierResult:
+    """``direct``: (in-scope amount, fund ratio) of items paid outside deductible and bands; ``bonus_base``: the
+    base's extra ratio weight, Σ add × matching in-scope amount (中药 a few points higher)."""
     rounding: Rounding = ctx.policy.rounding
     p = tier.pool
+    year_d, visit_d = ctx.year_d, ctx.visit_d
+    info = [f"基数{format_yuan(base)}"]
+
+    first = 0
+    share = next((f.share for f in tier.first_share if f.match.accepts(ctx.facts)), None)
+    if share:
+        first = min(base, round_fen(Decimal(base) * share, rounding))
+        info.append(f"先行自付{(share * 100).normalize():f}%={format_yuan(first)}")
+        bonus_base = bonus_base * (base - first) / base if base else Decimal(0)
+        base -= first
+        exact_base = None
+
     dedc_total = _deductible_amount(tier, ctx)
-    dedc_acc = ctx.year if tier.deductible.basis == "per_year" else ctx.visit_acc
-    remaining_dedc = max(0, dedc_total - dedc_acc.get(f"{p}.dedc"))
+    per_visit = tier.deductible.basis == "per_visit"
+    dedc_key = f"{p}.dedc{ctx.period(tier.deductible.basis)}"
+    met = ctx.visit_total(dedc_key) if per_visit else ctx.year_total(dedc_key)
+    remaining_dedc = max(0, dedc_total - met)
     if tier.deductible.year_cap is not None:
-        remaining_dedc = min(remaining_dedc, max(0, tier.deductible.year_cap - ctx.year.get(f"{p}.dedc")))
-    axis_acc = ctx.year if tier.axis == "year" else ctx.visit_acc
+        remaining_dedc = min(remaining_dedc, max(0, tier.deductible.year_cap - ctx.year_total(f"{p}.dedc")))
+    axis_total = ctx.year_total if tier.axis == "year" else ctx.visit_total
     if tier.band_origin == "absolute":
         bands = _shift_bands(bands, dedc_total)
 
@@ -194,23 +282,32 @@ def _run_tier(tier: Tier, bands: tuple[Band, ...], base: int, ctx: _Context,
     act_dedc = min(base, remaining_dedc) if before_ratio else 0
     eligible = base - act_dedc
 
+    cap_amount, cap_suffix = _cap_amount(tier, ctx) if tier.cap.basis != "none" else (None, "")
+    cap_key = f"{tier.cap.key or p}"
     walkable = eligible
     limit_left: int | None = None
-    if tier.cap.basis == "inscp":
-        limit_left = max(0, tier.cap.amount - ctx.year.get(f"{p}.counted"))
-        walkable = min(eligible, limit_left)
     room: Decimal | None = None
-    if tier.cap.basis == "fund":
-        limit_left = max(0, tier.cap.amount - ctx.year.get(f"{p}.fund"))
+    if cap_amount is not None and tier.cap.basis == "inscp":
+        limit_left = max(0, cap_amount - ctx.year_total(f"{cap_key}.counted{cap_suffix}"))
+        walkable = min(eligible, limit_left)
+    if cap_amount is not None and tier.cap.basis == "fund":
+        limit_left = max(0, cap_amount - ctx.year_total(f"{cap_key}.fund{cap_suffix}"))
         # with the deductible taken out of the fund payment, the walk may pay that much more first
         room = Decimal(limit_left + (0 if before_ratio else remaining_dedc))
 
-    start = axis_acc.get(f"{p}.elig")
+    start = axis_total(f"{p}.elig")
     # an overflow base stays exact when nothing was taken off it, so ratio × base is rounded only once
     walk_amount: Decimal | int = walkable
     if exact_base is not None and act_dedc == 0 and tier.cap.basis != "inscp":
         walk_amount = exact_base
     exact_pay, exact_covered, ratio = _walk(bands, start, walk_amount, room) if bands else (Decimal(0), Decimal(0), Decimal(0))
+    if bonus_base and base:
+        extra = bonus_base * exact_covered / base
+        if room is not None:
+            extra = min(extra, room - exact_pay)
+        if extra > 0:
+            info.append(f"加成{format_yuan(round_fen(extra, rounding))}")
+            exact_pay += extra
     pay = round_fen(exact_pay, rounding)
     consumed = min(walkable, int(exact_covered.to_integral_value(rounding=ROUND_CEILING)))
     if not before_ratio:
@@ -219,23 +316,35 @@ def _run_tier(tier: Tier, bands: tuple[Band, ...], base: int, ctx: _Context,
     overflow = eligible - consumed
     overflow_exact = max(Decimal(0), (walk_amount if isinstance(walk_amount, Decimal) else Decimal(eligible)) - exact_covered)
 
-    for acc in (year_d, visit_d):
-        for key, value in ((f"{p}.dedc", act_dedc), (f"{p}.elig", consumed), (f"{p}.fund", pay), (f"{p}.counted", consumed)):
-            if value:
-                acc[key] = acc.get(key, 0) + value
+    direct_pay = round_fen(sum((Decimal(amount) * r for amount, r in direct), Decimal(0)), rounding) if direct else 0
+    if direct_pay and limit_left is not None and tier.cap.basis == "fund":
+        direct_pay = max(0, min(direct_pay, limit_left - pay))
+    pay += direct_pay
 
-    info = [f"基数{format_yuan(base)}"]
+    counted = consumed + sum(amount for amount, _ in direct)
+    for acc in (year_d, visit_d):
+        _bump(acc, f"{p}.dedc", act_dedc)
+        _bump(acc, f"{p}.elig", consumed)
+        _bump(acc, f"{p}.fund", pay)
+        _bump(acc, f"{p}.counted", counted)
+    for suffix_key, value in ((f"{p}.dedc{ctx.period(tier.deductible.basis)}", act_dedc),
+                              (f"{cap_key}.fund{cap_suffix}", pay), (f"{cap_key}.counted{cap_suffix}", counted)):
+        if suffix_key not in (f"{p}.dedc", f"{p}.fund", f"{p}.counted"):  # a period, a disease or a shared cap
+            _bump(year_d, suffix_key, value)
+
     if dedc_total:
         info.append(f"起付线{format_yuan(dedc_total)}(本次{format_yuan(act_dedc)})")
     info.append("比例" + "/".join(f"{(b.ratio * 100).normalize():f}%" for b in bands) if bands else "比例0%")
-    if tier.cap.basis != "none":
-        info.append(f"封顶{format_yuan(tier.cap.amount)}(剩余{format_yuan(limit_left or 0)})")
+    if direct_pay:
+        info.append(f"单列项目统筹直付{format_yuan(direct_pay)}")
+    if cap_amount is not None:
+        info.append(f"封顶{format_yuan(cap_amount)}(剩余{format_yuan(limit_left or 0)})")
     return TierResult(
         code=tier.code, kind=tier.kind, fund_pay_type=tier.fund_pay_type,
         fund_pay_type_name=FUND_NAMES.get(tier.fund_pay_type, tier.name), setl_field=tier.setl_field,
-        base=base, act_pay_dedc=act_dedc, eligible=eligible, consumed=consumed, overflow=overflow,
+        base=base + first, act_pay_dedc=act_dedc, eligible=eligible, consumed=consumed, overflow=overflow,
         overflow_exact=overflow_exact, fund_payamt=pay,
-        crt_payb_lmt_amt=limit_left, ratio=ratio, proc_info="；".join(info),
+        crt_payb_lmt_amt=limit_left, ratio=ratio, proc_info="；".join(info), direct_pay=direct_pay, first_share=first,
     )
 
 
@@ -262,6 +371,66 @@ def _account_payments(policy: Policy, person: Person, parts: dict[str, int], sou
     return tuple(payments)
 
 
+def _direct_lines(tier: Tier, bill: BillSplit) -> tuple[tuple[int, Decimal], ...]:
+    """In-scope amounts of items this basic tier pays at their own fund ratio (item rules)."""
+    if tier.kind != "basic":
+        return ()
+    return tuple((ln.inscp_scp_amt, ln.fund_ratio) for ln in bill.lines
+                 if ln.fund_ratio is not None and ln.inscp_scp_amt and (not ln.fund_tiers or tier.code in ln.fund_tiers))
+
+
+def _bonus_base(tier: Tier, bill: BillSplit, direct: bool) -> Decimal:
+    """Σ add × in-scope amount of the lines each bonus names (lines paid directly by an item rule excluded)."""
+    weight = Decimal(0)
+    for bonus in tier.bonuses:
+        for ln in bill.lines:
+            if direct and ln.fund_ratio is not None:
+                continue
+            if ln.list_type in bonus.list_types or ln.med_chrgitm_type in bonus.med_chrgitm_types:
+                weight += bonus.add * ln.inscp_scp_amt
+    return weight
+
+
+def _run_tiers(policy: Policy, ctx: _Context) -> dict[str, TierResult]:
+    bill, facts = ctx.bill, ctx.facts
+    results: dict[str, TierResult] = {}
+    groups_taken: set[str] = set()
+    fund_total = 0
+    dedc_total = 0
+    for tier in policy.tiers:
+        if tier.group in groups_taken or not tier.applies.accepts(facts):
+            continue
+        rule = next((rr for rr in tier.ratios if rr.match.accepts(facts)), None)
+        if rule is None:
+            continue
+        groups_taken.add(tier.group)
+        exact: Decimal | None = None
+        direct: tuple[tuple[int, Decimal], ...] = ()
+        ceiling = bill.inscp_scp_amt - fund_total  # what is left of the in-scope amount
+        if tier.base == "inscp":
+            direct = _direct_lines(tier, bill)
+            base = bill.inscp_scp_amt - sum(amount for amount, _ in direct)
+        elif tier.base == "overflow":
+            prior = results.get(tier.overflow_of)
+            base = prior.overflow if prior else 0
+            exact = prior.overflow_exact if prior else None
+        else:
+            base = bill.inscp_scp_amt - fund_total - (0 if tier.count_prior_dedc else dedc_total)
+            if tier.base_includes_preselfpay:
+                base += bill.preselfpay_amt
+                ceiling += bill.preselfpay_amt
+        # hard guard: no tier may pay more than what is left of the amount it may count
+        clamped = max(0, min(base, ceiling))
+        if clamped != base:
+            base, exact = clamped, None
+        bonus = _bonus_base(tier, bill, bool(direct)) if tier.bonuses else Decimal(0)
+        result = _run_tier(tier, rule.bands_for(facts), base, ctx, exact, direct, bonus)
+        results[tier.code] = result
+        fund_total += result.fund_payamt
+        dedc_total += result.act_pay_dedc
+    return results
+
+
 def adjudicate(
     policy: Policy,
     person: Person,
@@ -277,43 +446,17 @@ def adjudicate(
     ``accounts`` lists the personal accounts that may pay, the patient's own (relation "self") first,
     then authorised family members in the order they should be drawn on.
     """
-    ctx = _Context(policy, person, visit, policy.psn_class(person.psn_type), policy.med_category(visit.med_type),
-                   year, visit_acc or Accumulators())
-    if not ctx.med_category:
+    facts = _facts(policy, person, visit)
+    if not facts.med_category:
         raise AdjudicationError("med_type", f"{visit.med_type!r} is not a medical type of policy {policy.policy_id}")
     bill = classify_bill(lines, policy)
-    facts = _facts(ctx)
-    year_d: dict[str, int] = {}
-    visit_d: dict[str, int] = {}
-    results: dict[str, TierResult] = {}
-    groups_taken: set[str] = set()
-    fund_total = 0
-    dedc_total = 0
-    for tier in policy.tiers:
-        if tier.group in groups_taken or not tier.applies.accepts(**facts):
-            continue
-        rule = next((rr for rr in tier.ratios if rr.match.accepts(**facts)), None)
-        if rule is None:
-            continue
-        groups_taken.add(tier.group)
-        exact: Decimal | None = None
-        if tier.base == "inscp":
-            base = bill.inscp_scp_amt
-        elif tier.base == "overflow":
-            prior = results.get(tier.overflow_of)
-            base = prior.overflow if prior else 0
-            exact = prior.overflow_exact if prior else None
-        else:
-            base = bill.inscp_scp_amt - fund_total - (0 if tier.count_prior_dedc else dedc_total)
-        # hard guard: no tier may pay more than what is left of the in-scope amount
-        clamped = max(0, min(base, bill.inscp_scp_amt - fund_total))
-        if clamped != base:
-            base, exact = clamped, None
-        result = _run_tier(tier, rule.bands, base, ctx, year_d, visit_d, exact)
-        results[tier.code] = result
-        fund_total += result.fund_payamt
-        dedc_total += result.act_pay_dedc
-
+    ctx = _Context(policy, person, visit, facts, year, visit_acc or Accumulators(), bill)
+    try:
+        results = _run_tiers(policy, ctx)
+    except MissingFact as e:
+        raise AdjudicationError(e.field, e.problem) from None
+    year_d, visit_d = ctx.year_d, ctx.visit_d
+    fund_total = sum(r.fund_payamt for r in results.values())
     tiers = tuple(results.values())
     basic = next((t for t in tiers if t.kind == "basic"), None)
     amounts = {k: 0 for k in AMOUNT_FIELDS}
@@ -341,7 +484,7 @@ def adjudicate(
     own_paid = sum(p.amount for p in payments if p.relation == "self")
     balc = (own.balance - own_paid) if own else 0
 
-    if visit.final and ctx.med_category == INPATIENT_CATEGORY:
+    if visit.final and facts.med_category == INPATIENT_CATEGORY:
         year_d[ADMISSIONS_KEY] = 1
 
     details = [

@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
-from medpay.domain.model import ChrgitmLv, FeeLine
-from medpay.domain.policy import Policy
+from medpay.domain.model import ChrgitmLv, FeeLine, list_type_of
+from medpay.domain.policy import ItemRule, Policy
 from medpay.money import round_fen
 
 
@@ -27,6 +27,9 @@ class LineSplit:
     med_chrgitm_type: str
     pric_uplmt_amt: int | None
     exact_preselfpay: Decimal  # unrounded, for per-settlement rounding
+    list_type: str = ""  # 目录类别 (101 西药中成药, 102 中药饮片, 201 医疗服务, 301 耗材)
+    fund_ratio: Decimal | None = None  # an item rule's own fund ratio: paid outside the tier's deductible and bands
+    fund_tiers: frozenset[str] = frozenset()  # the basic tiers that pay it so (empty: whichever applies)
 
 
 @dataclass(frozen=True)
@@ -39,10 +42,19 @@ class BillSplit:
     inscp_scp_amt: int
 
 
-def selfpay_prop(line: FeeLine, policy: Policy) -> Decimal:
+def item_rule(line: FeeLine, policy: Policy) -> ItemRule | None:
+    """The policy's first per-item rule covering this line's item (by code, charge category or list type)."""
+    item = line.item
+    list_type = item.list_type or list_type_of(item.med_chrgitm_type)
+    return next((r for r in policy.item_rules if r.covers(item.med_list_codg, item.med_chrgitm_type, list_type)), None)
+
+
+def selfpay_prop(line: FeeLine, policy: Policy, rule: ItemRule | None = None) -> Decimal:
     item = line.item
     if item.chrgitm_lv == ChrgitmLv.BING:
         return Decimal(1)
+    if rule is not None and rule.selfpay_prop is not None:  # the region's rule for this item comes first
+        return rule.selfpay_prop
     if item.chrgitm_lv == ChrgitmLv.JIA:
         return Decimal(0)
     if item.selfpay_prop is not None:
@@ -53,7 +65,8 @@ def selfpay_prop(line: FeeLine, policy: Policy) -> Decimal:
 def classify_line(line: FeeLine, policy: Policy) -> LineSplit:
     amount = line.det_item_fee_sumamt
     item = line.item
-    prop = selfpay_prop(line, policy)
+    rule = item_rule(line, policy) if policy.item_rules else None
+    prop = selfpay_prop(line, policy, rule)
     fulamt = overlmt = 0
     exact_pre = Decimal(0)
     if item.chrgitm_lv == ChrgitmLv.BING:
@@ -69,6 +82,9 @@ def classify_line(line: FeeLine, policy: Policy) -> LineSplit:
         preselfpay_amt=pre, inscp_scp_amt=amount - fulamt - overlmt - pre, selfpay_prop=prop,
         chrgitm_lv=item.chrgitm_lv.value, med_chrgitm_type=item.med_chrgitm_type,
         pric_uplmt_amt=item.pric_uplmt_amt, exact_preselfpay=exact_pre,
+        list_type=item.list_type or list_type_of(item.med_chrgitm_type),
+        fund_ratio=None if rule is None or item.chrgitm_lv == ChrgitmLv.BING else rule.fund_ratio,
+        fund_tiers=rule.tiers if rule is not None else frozenset(),
     )
 
 

@@ -19,6 +19,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from medpay.money import MoneyError, Rounding, parse_ratio, parse_yuan
+from medpay.nhsa_dictionaries import DICTIONARIES
+
+DISEASE_CATALOG = DICTIONARIES["OPSP_DISE"].labels()  # 门诊慢特病病种: per-disease caps must name one of these
 
 TIER_KINDS = ("basic", "large_amount", "civil_servant", "serious_illness", "assistance", "supplementary")
 SETL_FIELDS = ("hifp_pay", "hifob_pay", "cvlserv_pay", "hifmi_pay", "maf_pay", "hifes_pay", "hifdm_pay", "oth_pay")
@@ -36,9 +39,44 @@ class PolicyError(ValueError):
         self.problem = problem
 
 
+class MissingFact(LookupError):
+    """A rule needs a fact the person or visit doesn't carry (a birth date, a payment grade …)."""
+
+    def __init__(self, field: str, problem: str):
+        super().__init__(f"{field}: {problem}")
+        self.field = field
+        self.problem = problem
+
+
+@dataclass(frozen=True)
+class Facts:
+    """What rules may match on, gathered once per bill. None = not on record (a rule needing it refuses)."""
+
+    insutype: str
+    psn_class: str
+    med_category: str
+    level: str
+    identities: frozenset[str]
+    dise_codg: str
+    cvlserv: bool
+    age: int | None = None
+    retr_date: date | None = None
+    pay_grade: str = ""
+    inst_kind: str = "general"
+    fixmedins_code: str = ""
+    cross_region: str = "local"
+    filed: bool = False
+    referred: bool = False
+    months_enrolled: int | None = None
+    salary: int | None = None
+
+
+CROSS_REGION = ("local", "province", "national")
+
+
 @dataclass(frozen=True)
 class Match:
-    """Conditions on person, visit and institution; an empty set means 'any'."""
+    """Conditions on person, visit and institution; an empty set (or None) means 'any'."""
 
     insutypes: frozenset[str] = frozenset()
     psn_classes: frozenset[str] = frozenset()
@@ -47,18 +85,58 @@ class Match:
     identities: frozenset[str] = frozenset()  # any one of them suffices
     dise_codgs: frozenset[str] = frozenset()
     cvlserv: bool | None = None
+    inst_kinds: frozenset[str] = frozenset()
+    fixmedins_codes: frozenset[str] = frozenset()
+    cross_region: frozenset[str] = frozenset()
+    filed: bool | None = None
+    referred: bool | None = None
+    # conditions on facts a person may not carry: checked last, and a missing fact refuses the bill
+    grades: frozenset[str] = frozenset()
+    min_age: int | None = None
+    max_age: int | None = None
+    retired_before: date | None = None
+    retired_from: date | None = None
+    min_months_enrolled: int | None = None
 
-    def accepts(self, *, insutype: str, psn_class: str, med_category: str, level: str,
-                identities: frozenset[str], dise_codg: str, cvlserv: bool) -> bool:
-        return (
-            (not self.insutypes or insutype in self.insutypes)
-            and (not self.psn_classes or psn_class in self.psn_classes)
-            and (not self.med_categories or med_category in self.med_categories)
-            and (not self.levels or level in self.levels)
-            and (not self.identities or bool(self.identities & identities))
-            and (not self.dise_codgs or dise_codg in self.dise_codgs)
-            and (self.cvlserv is None or self.cvlserv == cvlserv)
-        )
+    def accepts(self, f: Facts) -> bool:
+        if not (
+            (not self.insutypes or f.insutype in self.insutypes)
+            and (not self.psn_classes or f.psn_class in self.psn_classes)
+            and (not self.med_categories or f.med_category in self.med_categories)
+            and (not self.levels or f.level in self.levels)
+            and (not self.identities or bool(self.identities & f.identities))
+            and (not self.dise_codgs or f.dise_codg in self.dise_codgs)
+            and (self.cvlserv is None or self.cvlserv == f.cvlserv)
+            and (not self.inst_kinds or f.inst_kind in self.inst_kinds)
+            and (not self.fixmedins_codes or f.fixmedins_code in self.fixmedins_codes)
+            and (not self.cross_region or f.cross_region in self.cross_region)
+            and (self.filed is None or self.filed == f.filed)
+            and (self.referred is None or self.referred == f.referred)
+        ):
+            return False
+        if self.grades:
+            if not f.pay_grade:
+                raise MissingFact("person.pay_grade", "the policy's ratio or deductible depends on the payment grade")
+            if f.pay_grade not in self.grades:
+                return False
+        if self.min_age is not None or self.max_age is not None:
+            if f.age is None:
+                raise MissingFact("person.brdy", "the policy's rule depends on age; the birth date is not on record")
+            if (self.min_age is not None and f.age < self.min_age) or (self.max_age is not None and f.age > self.max_age):
+                return False
+        if self.retired_before is not None or self.retired_from is not None:
+            if f.retr_date is None:
+                raise MissingFact("person.retr_date", "the policy's rule depends on the retirement date")
+            if self.retired_before is not None and f.retr_date >= self.retired_before:
+                return False
+            if self.retired_from is not None and f.retr_date < self.retired_from:
+                return False
+        if self.min_months_enrolled is not None:
+            if f.months_enrolled is None:
+                raise MissingFact("person.insu_date", "the policy's rule depends on months of continuous enrolment")
+            if f.months_enrolled < self.min_months_enrolled:
+                return False
+        return True
 
 
 @dataclass(frozen=True)
@@ -70,30 +148,128 @@ class Band:
 
 
 @dataclass(frozen=True)
+class AgeRatio:
+    """A ratio that grows with age: ``base`` at ``from_age``, plus ``per_year`` for each year above, at most ``ceiling``."""
+
+    base: Decimal
+    from_age: int
+    per_year: Decimal
+    ceiling: Decimal
+
+    def at(self, age: int) -> Decimal:
+        return min(self.ceiling, self.base + self.per_year * max(0, age - self.from_age))
+
+
+@dataclass(frozen=True)
 class RatioRule:
     match: Match
     bands: tuple[Band, ...]
+    age_ratio: AgeRatio | None = None
+
+    def bands_for(self, facts: Facts) -> tuple[Band, ...]:
+        if self.age_ratio is None:
+            return self.bands
+        if facts.age is None:
+            raise MissingFact("person.brdy", "the policy's ratio depends on age; the birth date is not on record")
+        return (Band(None, self.age_ratio.at(facts.age)),)
 
 
 @dataclass(frozen=True)
 class DeductibleRule:
+    """One way to set the deductible: a fixed ``amount``, a ``share`` of the bill (medfee or in-scope) kept between a
+    floor and a ceiling, or a share of the person's yearly salary (``salary_share``)."""
+
     match: Match
-    amount: int
+    amount: int = 0
+    share: Decimal | None = None
+    share_of: str = "medfee"  # "medfee" | "inscp"
+    floor: int = 0
+    ceiling: int | None = None
+    salary_share: Decimal | None = None
+
+
+@dataclass(frozen=True)
+class AdmissionStep:
+    """From the ``from_seq``-th admission of the year on: the deductible times ``factor``, or a fixed ``amount``."""
+
+    from_seq: int
+    factor: Decimal | None = None
+    amount: int | None = None
+
+
+@dataclass(frozen=True)
+class DeductibleAdjustment:
+    """Where ``match`` holds: the deductible of ``level_offset`` levels away (e.g. −1: 中医院 one level lower), then
+    times ``factor`` (e.g. 0.8: 20 % lower; 0.5: halved for people in poverty)."""
+
+    match: Match
+    factor: Decimal = Decimal(1)
+    level_offset: int = 0
+
+
+PERIODS = ("year", "quarter", "month")
 
 
 @dataclass(frozen=True)
 class Deductible:
-    basis: str = "none"  # "none" | "per_visit" | "per_year"
+    basis: str = "none"  # "none" | "per_visit" | "per_year" | "per_quarter" | "per_month"
     mode: str = "before_ratio"  # "before_ratio": ratio × (base − deductible); "from_fund": ratio × base − deductible
     rules: tuple[DeductibleRule, ...] = ()
     admission_factors: tuple[Decimal, ...] = ()  # per_visit inpatient: factor for 1st, 2nd, 3rd… admission (last repeats)
+    admissions: tuple[AdmissionStep, ...] = ()  # per_visit inpatient: steps by admission number (factor or amount)
+    adjustments: tuple[DeductibleAdjustment, ...] = ()
     year_cap: int | None = None  # per_visit: the most all of a year's per-visit deductibles may add up to
+
+
+@dataclass(frozen=True)
+class CapRule:
+    match: Match
+    amount: int | None  # None: no cap for those it matches (e.g. 大病 for people in poverty)
 
 
 @dataclass(frozen=True)
 class Cap:
     basis: str = "none"  # "none" | "fund" (on the tier's payments) | "inscp" (on the base it may count)
     amount: int = 0
+    period: str = "year"  # PERIODS: the cap starts afresh each policy year, quarter or month
+    key: str = ""  # tiers naming the same key share one cap (within a settlement and across the period)
+    rules: tuple[CapRule, ...] = ()  # the first matching rule's amount replaces ``amount``
+    per_disease: Mapping[str, int] = field(default_factory=dict)  # the visit's disease code -> its own cap
+
+
+@dataclass(frozen=True)
+class FirstShare:
+    """The patient pays ``share`` of the tier's base first (e.g. referred elsewhere: 5/15/25 % by hospital)."""
+
+    match: Match
+    share: Decimal
+
+
+@dataclass(frozen=True)
+class RatioBonus:
+    """Lines of these list types / charge categories are paid ``add`` more (e.g. 中药 a few points higher)."""
+
+    list_types: frozenset[str]
+    med_chrgitm_types: frozenset[str]
+    add: Decimal
+
+
+@dataclass(frozen=True)
+class ItemRule:
+    """A per-item (or per-category) rule: ``selfpay_prop`` first, then, with ``fund_ratio``, the pool pays the rest
+    at that ratio outside the tier's deductible and bands (implants, high-value consumables)."""
+
+    name: str
+    codes: frozenset[str]
+    med_chrgitm_types: frozenset[str]
+    list_types: frozenset[str]
+    selfpay_prop: Decimal | None
+    fund_ratio: Decimal | None
+    tiers: frozenset[str]  # the basic tiers that pay it directly; empty = whichever basic tier applies
+
+    def covers(self, med_list_codg: str, med_chrgitm_type: str, list_type: str) -> bool:
+        return (med_list_codg in self.codes or med_chrgitm_type in self.med_chrgitm_types
+                or list_type in self.list_types)
 
 
 @dataclass(frozen=True)
@@ -114,6 +290,9 @@ class Tier:
     deductible: Deductible
     ratios: tuple[RatioRule, ...]
     cap: Cap
+    base_includes_preselfpay: bool = False  # psn_inscp base: the 乙类 first self-pay counts too (assistance, by region)
+    first_share: tuple[FirstShare, ...] = ()
+    bonuses: tuple[RatioBonus, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -158,6 +337,7 @@ class Policy:
     yi_selfpay_by_category: Mapping[str, Decimal]
     account: AccountRules
     tiers: tuple[Tier, ...]
+    item_rules: tuple[ItemRule, ...] = ()
     references: tuple[str, ...] = field(default=())
     year_start: tuple[int, int] = (1, 1)  # (month, day) the policy year starts: 医保年度 may run 7/1 – 6/30
     examples: tuple[PolicyExample, ...] = ()
@@ -257,10 +437,33 @@ def _join(path: str, key: str) -> str:
     return f"{path}.{key}" if path else key
 
 
+def _flag_or_none(r: _Reader, doc: Mapping[str, Any], key: str, path: str) -> bool | None:
+    value = doc.get(key)
+    if value is not None and not isinstance(value, bool):
+        raise r.fail(_join(path, key), "must be true or false")
+    return value
+
+
+def _whole(r: _Reader, doc: Mapping[str, Any], key: str, path: str, *, low: int = 0, high: int = 150) -> int | None:
+    value = doc.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise r.fail(_join(path, key), f"must be a whole number from {low} to {high}; got {value!r}")
+    return value
+
+
 def _match(r: _Reader, doc: Mapping[str, Any], path: str) -> Match:
-    cvlserv = doc.get("cvlserv")
-    if cvlserv is not None and not isinstance(cvlserv, bool):
-        raise r.fail(_join(path, "cvlserv"), "must be true or false")
+    cross = r.strings(doc, "cross_region", path)
+    if cross - set(CROSS_REGION):
+        raise r.fail(_join(path, "cross_region"), f"must name {', '.join(CROSS_REGION)}; got {sorted(cross)}")
+    min_age, max_age = _whole(r, doc, "min_age", path), _whole(r, doc, "max_age", path)
+    if min_age is not None and max_age is not None and max_age < min_age:
+        raise r.fail(_join(path, "max_age"), f"is below min_age {min_age}")
+    before = r.a_date(doc, "retired_before", path, required=False)
+    since = r.a_date(doc, "retired_from", path, required=False)
+    if before is not None and since is not None and before <= since:
+        raise r.fail(_join(path, "retired_before"), "is not after retired_from: no retirement date fits")
     return Match(
         insutypes=r.strings(doc, "insutypes", path),
         psn_classes=r.strings(doc, "psn_classes", path),
@@ -268,18 +471,49 @@ def _match(r: _Reader, doc: Mapping[str, Any], path: str) -> Match:
         levels=r.strings(doc, "levels", path),
         identities=r.strings(doc, "identities", path),
         dise_codgs=r.strings(doc, "dise_codgs", path),
-        cvlserv=cvlserv,
+        cvlserv=_flag_or_none(r, doc, "cvlserv", path),
+        inst_kinds=r.strings(doc, "inst_kinds", path),
+        fixmedins_codes=r.strings(doc, "fixmedins_codes", path),
+        cross_region=cross,
+        filed=_flag_or_none(r, doc, "filed", path),
+        referred=_flag_or_none(r, doc, "referred", path),
+        grades=r.strings(doc, "grades", path),
+        min_age=min_age, max_age=max_age, retired_before=before, retired_from=since,
+        min_months_enrolled=_whole(r, doc, "min_months_enrolled", path, high=1200),
     )
 
 
+MATCH_KEYS = ("insutypes", "psn_classes", "med_categories", "levels", "identities", "dise_codgs", "cvlserv",
+              "inst_kinds", "fixmedins_codes", "cross_region", "filed", "referred", "grades", "min_age", "max_age",
+              "retired_before", "retired_from", "min_months_enrolled")
+
+
+def _age_ratio(r: _Reader, doc: Any, path: str) -> AgeRatio:
+    if not isinstance(doc, Mapping):
+        raise r.fail(path, "must be a table with base, from_age, per_year and ceiling")
+    if "ceiling" not in doc:
+        raise r.fail(_join(path, "ceiling"), "missing: a ratio that grows with age needs a ceiling")
+    base = r.ratio(doc.get("base"), _join(path, "base"))
+    ceiling = r.ratio(doc["ceiling"], _join(path, "ceiling"))
+    if ceiling < base:
+        raise r.fail(_join(path, "ceiling"), f"is below the base ratio {base}")
+    from_age = _whole(r, doc, "from_age", path)
+    if from_age is None:
+        raise r.fail(_join(path, "from_age"), "missing")
+    per_year = r.ratio(doc.get("per_year"), _join(path, "per_year"))
+    return AgeRatio(base, from_age, per_year, ceiling)
+
+
 def _bands(r: _Reader, doc: Mapping[str, Any], path: str) -> tuple[Band, ...]:
-    if "ratio" in doc and "bands" in doc:
-        raise r.fail(path, "give either 'ratio' or 'bands', not both")
+    if sum(k in doc for k in ("ratio", "bands", "age_ratio")) > 1:
+        raise r.fail(path, "give one of 'ratio', 'bands' or 'age_ratio', not both")
+    if "age_ratio" in doc:
+        return ()
     if "ratio" in doc:
         return (Band(None, r.ratio(doc["ratio"], _join(path, "ratio"))),)
     raw = doc.get("bands")
     if not isinstance(raw, list) or not raw:
-        raise r.fail(_join(path, "ratio"), "missing (give 'ratio' or a non-empty 'bands' list)")
+        raise r.fail(_join(path, "ratio"), "missing (give 'ratio', a non-empty 'bands' list or 'age_ratio')")
     bands: list[Band] = []
     previous = -1
     for i, b in enumerate(raw):
@@ -299,31 +533,141 @@ def _bands(r: _Reader, doc: Mapping[str, Any], path: str) -> tuple[Band, ...]:
     return tuple(bands)
 
 
+DEDUCTIBLE_BASES = ("none", "per_visit", "per_year", "per_quarter", "per_month")
+
+
+def _deductible_rule(r: _Reader, rule: Mapping[str, Any], rpath: str, match: Match) -> DeductibleRule:
+    ways = [k for k in ("amount", "share", "salary_share") if k in rule]
+    if not ways:
+        raise r.fail(_join(rpath, "amount"), "missing")
+    if len(ways) != 1:
+        raise r.fail(rpath, "give exactly one of 'amount', 'share' (of the bill) or 'salary_share'")
+    if ways == ["amount"]:
+        return DeductibleRule(match, r.yuan(rule, "amount", rpath))
+    if ways == ["salary_share"]:
+        return DeductibleRule(match, salary_share=r.ratio(rule["salary_share"], _join(rpath, "salary_share")))
+    floor = r.yuan(rule, "floor", rpath) if "floor" in rule else 0
+    ceiling = r.yuan(rule, "ceiling", rpath) if "ceiling" in rule else None
+    if ceiling is not None and ceiling < floor:
+        raise r.fail(_join(rpath, "ceiling"), "is below the floor")
+    return DeductibleRule(match, share=r.ratio(rule["share"], _join(rpath, "share")),
+                          share_of=r.text(rule, "share_of", rpath, default="medfee", choices=("medfee", "inscp")),
+                          floor=floor, ceiling=ceiling)
+
+
 def _deductible(r: _Reader, doc: Mapping[str, Any], path: str) -> Deductible:
     if not doc:
         return Deductible()
-    basis = r.text(doc, "basis", path, choices=("none", "per_visit", "per_year"))
+    basis = r.text(doc, "basis", path, choices=DEDUCTIBLE_BASES)
     mode = r.text(doc, "mode", path, default="before_ratio", choices=("before_ratio", "from_fund"))
     rules: list[DeductibleRule] = []
-    if "amount" in doc:
-        rules.append(DeductibleRule(Match(), r.yuan(doc, "amount", path)))
+    if any(k in doc for k in ("amount", "share", "salary_share")):
+        rules.append(_deductible_rule(r, doc, path, Match()))
     for i, rule in enumerate(doc.get("rules", [])):
         rpath = f"{path}.rules[{i}]"
         if not isinstance(rule, Mapping):
             raise r.fail(rpath, "must be a table")
-        rules.append(DeductibleRule(_match(r, rule, rpath), r.yuan(rule, "amount", rpath)))
+        rules.append(_deductible_rule(r, rule, rpath, _match(r, rule, rpath)))
     if basis != "none" and not rules:
         raise r.fail(_join(path, "amount"), f"missing: basis {basis!r} needs an 'amount' or 'rules'")
     factors = tuple(r.ratio(f, f"{path}.admission_factors[{i}]") for i, f in enumerate(doc.get("admission_factors", [])))
-    if factors and basis != "per_visit":
-        raise r.fail(_join(path, "admission_factors"), "only meaningful with basis 'per_visit'")
+    steps: list[AdmissionStep] = []
+    previous = 1
+    for i, step in enumerate(doc.get("admissions", [])):
+        spath = f"{path}.admissions[{i}]"
+        if not isinstance(step, Mapping):
+            raise r.fail(spath, "must be a table with 'from' and 'factor' or 'amount'")
+        seq = _whole(r, step, "from", spath, low=2, high=99)
+        if seq is None:
+            raise r.fail(_join(spath, "from"), "missing: the admission number the step starts at")
+        if seq <= previous:
+            raise r.fail(_join(spath, "from"), "steps must rise strictly from the 2nd admission on")
+        previous = seq
+        if ("factor" in step) == ("amount" in step):
+            raise r.fail(spath, "give exactly one of 'factor' or 'amount'")
+        steps.append(AdmissionStep(seq, factor=r.ratio(step["factor"], _join(spath, "factor")) if "factor" in step else None,
+                                   amount=r.yuan(step, "amount", spath) if "amount" in step else None))
+    if factors and steps:
+        raise r.fail(_join(path, "admissions"), "give 'admission_factors' or 'admissions', not both")
+    if (factors or steps) and basis != "per_visit":
+        raise r.fail(_join(path, "admissions" if steps else "admission_factors"), "only meaningful with basis 'per_visit'")
+    adjustments: list[DeductibleAdjustment] = []
+    for i, adj in enumerate(doc.get("adjustments", [])):
+        apath = f"{path}.adjustments[{i}]"
+        if not isinstance(adj, Mapping):
+            raise r.fail(apath, "must be a table")
+        if "factor" not in adj and "level_offset" not in adj:
+            raise r.fail(apath, "give 'factor' and/or 'level_offset'")
+        offset = adj.get("level_offset", 0)
+        if isinstance(offset, bool) or not isinstance(offset, int) or not -2 <= offset <= 2:
+            raise r.fail(_join(apath, "level_offset"), f"must be a whole number from -2 to 2; got {offset!r}")
+        adjustments.append(DeductibleAdjustment(_match(r, adj, apath),
+                                                r.ratio(adj.get("factor", "1"), _join(apath, "factor")), offset))
     year_cap = r.yuan(doc, "year_cap", path) if "year_cap" in doc else None
     if year_cap is not None and basis != "per_visit":
         raise r.fail(_join(path, "year_cap"), "only meaningful with basis 'per_visit'")
-    return Deductible(basis=basis, mode=mode, rules=tuple(rules), admission_factors=factors, year_cap=year_cap)
+    return Deductible(basis=basis, mode=mode, rules=tuple(rules), admission_factors=factors, admissions=tuple(steps),
+                      adjustments=tuple(adjustments), year_cap=year_cap)
 
 
-def _tier(r: _Reader, doc: Mapping[str, Any], path: str, known: dict[str, Tier]) -> Tier:
+def _cap(r: _Reader, doc: Mapping[str, Any], path: str, disease_codes: Mapping[str, str]) -> Cap:
+    if not doc:
+        return Cap()
+    basis = r.text(doc, "basis", path, choices=("none", "fund", "inscp"))
+    if basis == "none":
+        return Cap()
+    rules: list[CapRule] = []
+    for i, rule in enumerate(doc.get("rules", [])):
+        rpath = f"{path}.rules[{i}]"
+        if not isinstance(rule, Mapping):
+            raise r.fail(rpath, "must be a table")
+        unlimited = rule.get("unlimited", False)
+        if not isinstance(unlimited, bool) or unlimited == ("amount" in rule):
+            raise r.fail(rpath, "give either 'amount' or 'unlimited = true'")
+        rules.append(CapRule(_match(r, rule, rpath), None if unlimited else r.yuan(rule, "amount", rpath)))
+    per_disease_doc = r.table(doc, "per_disease", path, required=False)
+    per_disease: dict[str, int] = {}
+    for code in per_disease_doc:
+        if code not in disease_codes:
+            raise r.fail(f"{path}.per_disease.{code}", "is not a disease of the catalog (门慢门特病种, OPSP_DISE)")
+        per_disease[code] = r.yuan(per_disease_doc, code, _join(path, "per_disease"))
+    if "amount" not in doc and not per_disease:
+        raise r.fail(_join(path, "amount"), "missing")
+    return Cap(basis, r.yuan(doc, "amount", path) if "amount" in doc else 0,
+               period=r.text(doc, "period", path, default="year", choices=PERIODS),
+               key=r.text(doc, "key", path, default="") if "key" in doc else "", rules=tuple(rules),
+               per_disease=per_disease)
+
+
+def _first_shares(r: _Reader, raw: Any, path: str) -> tuple[FirstShare, ...]:
+    if not isinstance(raw, list):
+        raise r.fail(path, "must be a list of tables with 'share'")
+    out = []
+    for i, item in enumerate(raw):
+        ipath = f"{path}[{i}]"
+        if not isinstance(item, Mapping) or "share" not in item:
+            raise r.fail(ipath, "must be a table with 'share'")
+        out.append(FirstShare(_match(r, item, ipath), r.ratio(item["share"], _join(ipath, "share"))))
+    return tuple(out)
+
+
+def _bonuses(r: _Reader, raw: Any, path: str) -> tuple[RatioBonus, ...]:
+    if not isinstance(raw, list):
+        raise r.fail(path, "must be a list of tables with 'add'")
+    out = []
+    for i, item in enumerate(raw):
+        ipath = f"{path}[{i}]"
+        if not isinstance(item, Mapping) or "add" not in item:
+            raise r.fail(ipath, "must be a table with 'add' and 'list_types' or 'med_chrgitm_types'")
+        lists, cats = r.strings(item, "list_types", ipath), r.strings(item, "med_chrgitm_types", ipath)
+        if not lists and not cats:
+            raise r.fail(ipath, "names no lines: give 'list_types' or 'med_chrgitm_types'")
+        out.append(RatioBonus(lists, cats, r.ratio(item["add"], _join(ipath, "add"))))
+    return tuple(out)
+
+
+def _tier(r: _Reader, doc: Mapping[str, Any], path: str, known: dict[str, Tier],
+          disease_codes: Mapping[str, str]) -> Tier:
     code = r.text(doc, "code", path)
     if code in known:
         raise r.fail(_join(path, "code"), f"duplicate tier code {code!r}")
@@ -363,18 +707,30 @@ def _tier(r: _Reader, doc: Mapping[str, Any], path: str, known: dict[str, Tier])
         rpath = f"{path}.ratios[{i}]"
         if not isinstance(rr, Mapping):
             raise r.fail(rpath, "must be a table")
-        ratios.append(RatioRule(_match(r, rr, rpath), _bands(r, rr, rpath)))
-    cap_doc = r.table(doc, "cap", path, required=False)
-    cap = Cap()
-    if cap_doc:
-        cap_basis = r.text(cap_doc, "basis", _join(path, "cap"), choices=("none", "fund", "inscp"))
-        cap = Cap(cap_basis, r.yuan(cap_doc, "amount", _join(path, "cap")) if cap_basis != "none" else 0)
+        age = _age_ratio(r, rr["age_ratio"], _join(rpath, "age_ratio")) if "age_ratio" in rr else None
+        ratios.append(RatioRule(_match(r, rr, rpath), _bands(r, rr, rpath), age))
+    cap = _cap(r, r.table(doc, "cap", path, required=False), _join(path, "cap"), disease_codes)
+    bonuses = _bonuses(r, doc.get("bonuses", []), _join(path, "bonuses"))
+    highest = max([b.ratio for rr in ratios for b in rr.bands] + [rr.age_ratio.ceiling for rr in ratios if rr.age_ratio])
+    for i, bonus in enumerate(bonuses):
+        if highest + bonus.add > 1:
+            raise r.fail(f"{path}.bonuses[{i}].add", f"a ratio above 1: {highest} + {bonus.add}")
+    if bonuses and base != "inscp":
+        raise r.fail(_join(path, "bonuses"), "only meaningful with base 'inscp' (the lines' own in-scope amounts)")
+    includes = doc.get("base_includes_preselfpay", False)
+    if not isinstance(includes, bool):
+        raise r.fail(_join(path, "base_includes_preselfpay"), "must be true or false")
+    if includes and base != "psn_inscp":
+        raise r.fail(_join(path, "base_includes_preselfpay"), "only meaningful with base 'psn_inscp'")
     return Tier(
         code=code, kind=kind, name=str(doc.get("name", code)), fund_pay_type=fund_pay_type, setl_field=setl_field,
         applies=_match(r, r.table(doc, "applies", path, required=False), _join(path, "applies")),
         base=base, overflow_of=overflow_of, count_prior_dedc=count_prior_dedc,
         pool=r.text(doc, "pool", path, default=code), group=r.text(doc, "group", path, default=code),
         axis=axis, band_origin=band_origin, deductible=deductible, ratios=tuple(ratios), cap=cap,
+        base_includes_preselfpay=includes,
+        first_share=_first_shares(r, doc.get("first_share", []), _join(path, "first_share")),
+        bonuses=bonuses,
     )
 
 
@@ -443,8 +799,37 @@ def _year_start(r: _Reader, head: Mapping[str, Any]) -> tuple[int, int]:
     raise r.fail("policy.year_start", f"must be a month and day MM-DD that every year has; got {value!r}")
 
 
-def parse_policy(doc: Mapping[str, Any], source: str) -> Policy:
-    """Validate a parsed policy document. Raises PolicyError naming ``source``, the key and the problem."""
+def _item_rules(r: _Reader, doc: Mapping[str, Any], tiers: Mapping[str, Tier]) -> tuple[ItemRule, ...]:
+    raw = doc.get("item_rules", [])
+    if not isinstance(raw, list):
+        raise r.fail("item_rules", "must be an array of tables [[item_rules]]")
+    out = []
+    for i, item in enumerate(raw):
+        path = f"item_rules[{i}]"
+        if not isinstance(item, Mapping):
+            raise r.fail(path, "must be a table")
+        codes, cats = r.strings(item, "codes", path), r.strings(item, "med_chrgitm_types", path)
+        lists = r.strings(item, "list_types", path)
+        if not (codes or cats or lists):
+            raise r.fail(path, "names no items: give 'codes', 'med_chrgitm_types' or 'list_types'")
+        selfpay = r.ratio(item["selfpay_prop"], _join(path, "selfpay_prop")) if "selfpay_prop" in item else None
+        fund = r.ratio(item["fund_ratio"], _join(path, "fund_ratio")) if "fund_ratio" in item else None
+        if selfpay is None and fund is None:
+            raise r.fail(path, "changes nothing: give 'selfpay_prop' and/or 'fund_ratio'")
+        named = r.strings(item, "tiers", path)
+        for code in named:
+            if code not in tiers or tiers[code].kind != "basic":
+                raise r.fail(_join(path, "tiers"), f"{code!r} is not a basic tier of this policy")
+        if named and fund is None:
+            raise r.fail(_join(path, "tiers"), "only meaningful with 'fund_ratio'")
+        out.append(ItemRule(str(item.get("name", f"item_rules[{i}]")), codes, cats, lists, selfpay, fund, named))
+    return tuple(out)
+
+
+def parse_policy(doc: Mapping[str, Any], source: str, disease_codes: Mapping[str, str] = DISEASE_CATALOG) -> Policy:
+    """Validate a parsed policy document. Raises PolicyError naming ``source``, the key and the problem.
+
+    ``disease_codes`` is the disease catalog per-disease caps must name."""
     r = _Reader(source)
     head = r.table(doc, "policy", "")
     admdvs = r.text(head, "admdvs", "policy")
@@ -484,18 +869,27 @@ def parse_policy(doc: Mapping[str, Any], source: str) -> Policy:
     for i, t in enumerate(raw_tiers):
         if not isinstance(t, Mapping):
             raise r.fail(f"tiers[{i}]", "must be a table")
-        tier = _tier(r, t, f"tiers[{i}]", known)
+        tier = _tier(r, t, f"tiers[{i}]", known, disease_codes)
         known[tier.code] = tier
     if not any(t.kind == "basic" for t in known.values()):
         raise r.fail("tiers", "no tier of kind 'basic'")
 
+    year_start = _year_start(r, head)
+    for t in known.values():  # months and quarters must nest in the policy year, or a period would count in two years
+        periods = {t.deductible.basis.removeprefix("per_"), t.cap.period} & {"month", "quarter"}
+        if periods and (year_start[1] != 1 or ("quarter" in periods and year_start[0] not in (1, 4, 7, 10))):
+            raise r.fail("policy.year_start", f"tier {t.code!r} counts per {'/'.join(sorted(periods))}: the policy year "
+                                              "must start on the first day of a month (of a quarter for quarters)")
     med_categories = _codes(r, doc, "med_categories")
     person_classes = _codes(r, doc, "person_classes")
     # every condition — the tier's own, its ratio rules' and its deductible rules' — must name defined
     # classes: a typo would otherwise silently never match and hand the person another ratio
     for t in known.values():
         matches = [("applies", t.applies)] + [(f"ratios[{i}]", rr.match) for i, rr in enumerate(t.ratios)] + \
-                  [(f"deductible.rules[{i}]", dr.match) for i, dr in enumerate(t.deductible.rules)]
+                  [(f"deductible.rules[{i}]", dr.match) for i, dr in enumerate(t.deductible.rules)] + \
+                  [(f"deductible.adjustments[{i}]", a.match) for i, a in enumerate(t.deductible.adjustments)] + \
+                  [(f"cap.rules[{i}]", c.match) for i, c in enumerate(t.cap.rules)] + \
+                  [(f"first_share[{i}]", f.match) for i, f in enumerate(t.first_share)]
         for where, match in matches:
             for name, used, defined in (("med_categories", match.med_categories, set(med_categories.values())),
                                         ("psn_classes", match.psn_classes, set(person_classes.values()))):
@@ -509,8 +903,9 @@ def parse_policy(doc: Mapping[str, Any], source: str) -> Policy:
         source=str(head.get("source", "")), rounding=rounding, preselfpay_rounding_scope=scope,
         person_classes=person_classes, med_categories=med_categories,
         yi_selfpay_default=yi_default, yi_selfpay_by_category=by_cat, account=account, tiers=tuple(known.values()),
+        item_rules=_item_rules(r, doc, known),
         references=tuple(str(x) for x in head.get("references", [])),
-        year_start=_year_start(r, head), examples=_examples(r, doc, known),
+        year_start=year_start, examples=_examples(r, doc, known),
     )
 
 
