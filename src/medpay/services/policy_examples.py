@@ -57,7 +57,7 @@ def run_example(policy: Policy, example: PolicyExample) -> ExampleResult:
         person, visit, lines, year, visit_acc, accounts, use_account = parse_quote(_plain(example.doc))
         adj = adjudicate(policy, person, visit, lines, year, visit_acc, accounts, use_account)
     except Invalid as e:
-        return ExampleResult(example, error=f"{e.field}: {e.problem}")
+        return ExampleResult(example, error=f"{e.field}: {e.message}")
     except AdjudicationError as e:
         return ExampleResult(example, error=f"{e.field}: {e.problem}")
     diffs = [Difference(k, want, adj.amounts.get(k)) for k, want in example.expect.items()

@@ -1,0 +1,105 @@
+"""Settle, then cancel, under a policy that uses the new settings (issue 12), on SQLite and PostgreSQL: the
+accumulators — per policy year (starting 1 July), per month and quarter, per disease, under a shared cap key —
+come back to what they were, and the settlement counts in the policy year, not the calendar year."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from decimal import Decimal
+
+import pytest
+
+from medpay.adapters.policy_files import builtin_policies
+from medpay.domain.policy import parse_policy
+from medpay.services import demo
+from medpay.services.settlement import FeeLineInput, SettleRequest, SettlementService
+from tests.builders import demo_doc
+from tests.test_settlement_service import TickingClock
+
+H1 = "H99990100001"
+EMP, RETIRED, DIBAO, TEKUN = "99990100000001", "99990100000002", "99990100000005", "99990100000006"
+POLICY_YEAR = 2025  # 10 March 2026 falls in the policy year that began on 1 July 2025
+
+
+def variant_policy():
+    doc = demo_doc()
+    doc["policy"]["version"] = "2026.variants"
+    doc["policy"]["year_start"] = "07-01"
+    tiers = {t["code"]: t for t in doc["tiers"]}
+    # outpatient: a deductible per month and a cap per quarter
+    tiers["emp_outpatient"]["deductible"] = {"basis": "per_month", "amount": "20.00"}
+    tiers["emp_outpatient"]["cap"] = {"basis": "fund", "amount": "600.00", "period": "quarter"}
+    # chronic disease: a cap per disease (the visit's dise_codg)
+    tiers["emp_chronic"]["cap"] = {"basis": "fund", "amount": "300000.00",
+                                   "per_disease": {"M03900": "1000.00", "M01600": "2000.00"}}
+    # inpatient: the ratio grows with age for retirees; admission steps with a fixed amount
+    tiers["emp_inpatient"]["ratios"].insert(0, {"psn_classes": ["retired"], "age_ratio": {
+        "base": "0.90", "from_age": 60, "per_year": "0.002", "ceiling": "0.96"}})
+    tiers["emp_inpatient"]["deductible"].pop("admission_factors")
+    tiers["emp_inpatient"]["deductible"]["admissions"] = [{"from": 2, "amount": "100.00"}]
+    # assistance: one shared cap for both identities, the base counting the 乙类 first self-pay; 大病 uncapped for them
+    for code in ("maf_tekun", "maf_dibao"):
+        tiers[code]["cap"] = {"basis": "fund", "amount": "800.00", "key": "maf_all"}
+        tiers[code]["base_includes_preselfpay"] = True
+    tiers["res_serious"]["cap"]["rules"] = [{"identities": ["2201", "2202"], "unlimited": True}]
+    tiers["res_inpatient"]["bonuses"] = [{"med_chrgitm_types": ["11"], "add": "0.05"}]
+    doc["item_rules"] = [{"name": "阑尾切除术(单列)", "codes": ["003100000040000"], "selfpay_prop": "0.10",
+                          "fund_ratio": "1"}]
+    return parse_policy(doc, "variants")
+
+
+@pytest.fixture
+def svc(session_factory, cipher) -> SettlementService:
+    demo.seed(session_factory, cipher)
+    clock = TickingClock(datetime(2026, 3, 10, 1, 0, tzinfo=timezone.utc))
+    others = [p for p in builtin_policies() if p.admdvs != "999901"]
+    return SettlementService(session_factory, [variant_policy(), *others], cipher=cipher, clock=clock)
+
+
+def lines(*items: tuple[str, str, str]) -> list[FeeLineInput]:
+    return [FeeLineInput(str(i + 1), code, cnt, pric, str(Decimal(cnt) * Decimal(pric)))
+            for i, (code, cnt, pric) in enumerate(items)]
+
+
+CASES = [  # person, med_type, disease, lines
+    (EMP, "11", "", lines(("XM01AEB002", "10", "30"), ("002101000010000", "1", "500"))),
+    (EMP, "14", "M03900", lines(("XM01AEB002", "20", "50"))),
+    (RETIRED, "21", "", lines(("001102000010000", "5", "60"), ("003100000040000", "1", "3000"),
+                              ("002101000010000", "1", "20000"))),
+    (DIBAO, "21", "", lines(("ZA04BAA003", "10", "80"), ("001102000010000", "10", "60"),
+                            ("002101000010000", "1", "30000"))),
+    (TEKUN, "14", "M01600", lines(("ZA04BAA003", "30", "60"))),
+]
+
+
+@pytest.mark.parametrize("psn_no, med_type, disease, fee_lines", CASES,
+                         ids=["month-quarter", "per-disease", "age-item-rule", "shared-cap-bonus", "tekun-disease"])
+def test_settle_then_cancel_restores_every_accumulator(svc, psn_no, med_type, disease, fee_lines):
+    before = svc.accumulators(psn_no, POLICY_YEAR)
+    v = svc.register_visit(H1, psn_no, med_type, dise_codg=disease)
+    svc.upload_fees(H1, v.mdtrt_id, fee_lines)
+    if med_type == "21":
+        svc.discharge(H1, v.mdtrt_id)
+    out = svc.settle(SettleRequest(H1, f"S-{psn_no}-{med_type}", v.mdtrt_id))
+    info = out["setlinfo"]
+    assert info["fund_pay_sumamt"] > 0
+    during = svc.accumulators(psn_no, POLICY_YEAR)
+    assert during != before and any(v for v in during.values())
+    assert svc.accumulators(psn_no, 2026) == {}  # counted in the policy year, not the calendar year
+    svc.cancel(H1, f"C-{psn_no}-{med_type}", info["setl_id"])
+    after = svc.accumulators(psn_no, POLICY_YEAR)
+    assert {k: v for k, v in after.items() if v} == {k: v for k, v in before.items() if v}
+
+
+def test_period_and_disease_keys_are_the_ones_counted(svc):
+    v = svc.register_visit(H1, EMP, "11")
+    svc.upload_fees(H1, v.mdtrt_id, CASES[0][3])
+    svc.settle(SettleRequest(H1, "S-OTP", v.mdtrt_id, acct_used_flag=False))
+    acc = svc.accumulators(EMP, POLICY_YEAR)
+    assert acc["emp_otp.dedc@2026-03"] == 2000  # March's deductible
+    assert acc["emp_otp.fund@2026Q1"] == acc["emp_otp.fund"] > 0  # the quarter's cap counts what the fund paid
+    v = svc.register_visit(H1, EMP, "14", dise_codg="M03900")
+    svc.upload_fees(H1, v.mdtrt_id, CASES[1][3])
+    svc.settle(SettleRequest(H1, "S-CHR", v.mdtrt_id, acct_used_flag=False))
+    acc = svc.accumulators(EMP, POLICY_YEAR)
+    assert 0 < acc["emp_pool.fund#M03900"] <= 100000
