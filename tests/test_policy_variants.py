@@ -526,3 +526,12 @@ def test_overlapping_bands_and_ratio_above_one_are_refused():
     assert err.key == "tiers[0].ratios[0].bands[1].upto"
     err = refusal(ITEMS.replace('ratio = "0.80"', 'ratio = "1.2"'))
     assert err.key == "tiers[0].ratios[0].ratio"
+
+
+def test_the_first_item_rule_in_file_order_wins_whatever_key_names_the_item():
+    pol = policy(ITEMS + '[[item_rules]]\nname = "later"\ncodes = ["C-CAT"]\nselfpay_prop = "0.90"\n')
+    # C-CAT is named by code in the third rule, but the second rule names its category 08 and comes first
+    r = settle(pol, who(), at(), [fee("100.00", YI, code="C-CAT", cat="08")])
+    assert r.amounts["preselfpay_amt"] == 2000
+    both = policy(ITEMS.replace('med_chrgitm_types = ["08"]', 'med_chrgitm_types = ["08"]\ncodes = ["C-BOTH"]'))
+    assert settle(both, who(), at(), [fee("100.00", YI, code="C-BOTH", cat="08")]).amounts["preselfpay_amt"] == 2000

@@ -13,7 +13,7 @@ from medpay.adapters.policy_files import builtin_policies
 from medpay.domain.policy import parse_policy
 from medpay.services import demo
 from medpay.services.settlement import FeeLineInput, SettleRequest, SettlementService
-from tests.builders import demo_doc
+from benchmarks.core import variants_doc
 from tests.test_settlement_service import TickingClock
 
 H1 = "H99990100001"
@@ -22,30 +22,7 @@ POLICY_YEAR = 2025  # 10 March 2026 falls in the policy year that began on 1 Jul
 
 
 def variant_policy():
-    doc = demo_doc()
-    doc["policy"]["version"] = "2026.variants"
-    doc["policy"]["year_start"] = "07-01"
-    tiers = {t["code"]: t for t in doc["tiers"]}
-    # outpatient: a deductible per month and a cap per quarter
-    tiers["emp_outpatient"]["deductible"] = {"basis": "per_month", "amount": "20.00"}
-    tiers["emp_outpatient"]["cap"] = {"basis": "fund", "amount": "600.00", "period": "quarter"}
-    # chronic disease: a cap per disease (the visit's dise_codg)
-    tiers["emp_chronic"]["cap"] = {"basis": "fund", "amount": "300000.00",
-                                   "per_disease": {"M03900": "1000.00", "M01600": "2000.00"}}
-    # inpatient: the ratio grows with age for retirees; admission steps with a fixed amount
-    tiers["emp_inpatient"]["ratios"].insert(0, {"psn_classes": ["retired"], "age_ratio": {
-        "base": "0.90", "from_age": 60, "per_year": "0.002", "ceiling": "0.96"}})
-    tiers["emp_inpatient"]["deductible"].pop("admission_factors")
-    tiers["emp_inpatient"]["deductible"]["admissions"] = [{"from": 2, "amount": "100.00"}]
-    # assistance: one shared cap for both identities, the base counting the 乙类 first self-pay; 大病 uncapped for them
-    for code in ("maf_tekun", "maf_dibao"):
-        tiers[code]["cap"] = {"basis": "fund", "amount": "800.00", "key": "maf_all"}
-        tiers[code]["base_includes_preselfpay"] = True
-    tiers["res_serious"]["cap"]["rules"] = [{"identities": ["2201", "2202"], "unlimited": True}]
-    tiers["res_inpatient"]["bonuses"] = [{"med_chrgitm_types": ["11"], "add": "0.05"}]
-    doc["item_rules"] = [{"name": "阑尾切除术(单列)", "codes": ["003100000040000"], "selfpay_prop": "0.10",
-                          "fund_ratio": "1"}]
-    return parse_policy(doc, "variants")
+    return parse_policy(variants_doc(), "variants")
 
 
 @pytest.fixture

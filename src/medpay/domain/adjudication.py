@@ -152,6 +152,7 @@ class _Context:
     bill: BillSplit
     year_d: dict[str, int] = field(default_factory=dict)  # this settlement's deltas so far: tiers sharing a cap see them
     visit_d: dict[str, int] = field(default_factory=dict)
+    _suffixes: dict[str, str] = field(default_factory=dict)
 
     def year_total(self, key: str) -> int:
         return self.year.get(key) + self.year_d.get(key, 0)
@@ -161,12 +162,17 @@ class _Context:
 
     def period(self, period: str) -> str:
         """Accumulator-key suffix of the settlement's quarter or month ("" for the policy year)."""
-        on = self.visit.setl_date
-        if period in ("per_month", "month"):
-            return f"@{on.year}-{on.month:02d}"
-        if period in ("per_quarter", "quarter"):
-            return f"@{on.year}Q{(on.month - 1) // 3 + 1}"
-        return ""
+        suffix = self._suffixes.get(period)
+        if suffix is None:
+            on = self.visit.setl_date
+            if period in ("per_month", "month"):
+                suffix = f"@{on.year}-{on.month:02d}"
+            elif period in ("per_quarter", "quarter"):
+                suffix = f"@{on.year}Q{(on.month - 1) // 3 + 1}"
+            else:
+                suffix = ""
+            self._suffixes[period] = suffix
+        return suffix
 
 
 def _facts(policy: Policy, person: Person, visit: VisitContext) -> Facts:

@@ -45,8 +45,7 @@ class BillSplit:
 def item_rule(line: FeeLine, policy: Policy) -> ItemRule | None:
     """The policy's first per-item rule covering this line's item (by code, charge category or list type)."""
     item = line.item
-    list_type = item.list_type or list_type_of(item.med_chrgitm_type)
-    return next((r for r in policy.item_rules if r.covers(item.med_list_codg, item.med_chrgitm_type, list_type)), None)
+    return policy.item_rule_for(item.med_list_codg, item.med_chrgitm_type, item.list_type or list_type_of(item.med_chrgitm_type))
 
 
 def selfpay_prop(line: FeeLine, policy: Policy, rule: ItemRule | None = None) -> Decimal:

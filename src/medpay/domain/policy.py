@@ -267,10 +267,6 @@ class ItemRule:
     fund_ratio: Decimal | None
     tiers: frozenset[str]  # the basic tiers that pay it directly; empty = whichever basic tier applies
 
-    def covers(self, med_list_codg: str, med_chrgitm_type: str, list_type: str) -> bool:
-        return (med_list_codg in self.codes or med_chrgitm_type in self.med_chrgitm_types
-                or list_type in self.list_types)
-
 
 @dataclass(frozen=True)
 class Tier:
@@ -341,6 +337,25 @@ class Policy:
     references: tuple[str, ...] = field(default=())
     year_start: tuple[int, int] = (1, 1)  # (month, day) the policy year starts: 医保年度 may run 7/1 – 6/30
     examples: tuple[PolicyExample, ...] = ()
+
+    def item_rule_for(self, med_list_codg: str, med_chrgitm_type: str, list_type: str) -> ItemRule | None:
+        """The first item rule (in file order) naming this item's code, charge category or list type."""
+        index = self._item_index
+        found = [hit for hit in (index.get(("code", med_list_codg)), index.get(("cat", med_chrgitm_type)),
+                                 index.get(("list", list_type))) if hit is not None]
+        return min(found, key=lambda hit: hit[0])[1] if found else None
+
+    @property
+    def _item_index(self) -> dict[tuple[str, str], tuple[int, ItemRule]]:
+        cached = self.__dict__.get("_item_index_cache")
+        if cached is None:
+            cached = {}
+            for i, rule in enumerate(self.item_rules):
+                for kind, values in (("code", rule.codes), ("cat", rule.med_chrgitm_types), ("list", rule.list_types)):
+                    for value in values:
+                        cached.setdefault((kind, value), (i, rule))
+            object.__setattr__(self, "_item_index_cache", cached)  # frozen: a derived cache, set once
+        return cached
 
     @property
     def policy_id(self) -> str:
