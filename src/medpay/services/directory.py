@@ -64,12 +64,24 @@ def inst_kind(value: str, field: str = "inst_kind") -> str:
     return value
 
 
+def pay_grade(value: object, field: str = "pay_grade") -> str:
+    """A resident payment grade (缴费档次): its number, one or two digits ("1" 一档, "2" 二档 …), or "" (none)."""
+    if not isinstance(value, str) or (value and not (value.isascii() and value.isdigit() and len(value) <= 2)):
+        raise Invalid(field, f"must be the grade's number (\"1\", \"2\" …) or empty; got {value!r}")
+    return value
+
+
+def retirement_date(retr_date: date | None, brdy: date | None, field: str = "retr_date") -> date | None:
+    """A retirement date, which can't be before the person was born."""
+    if retr_date is not None and brdy is not None and retr_date <= brdy:
+        raise Invalid(field, f"must be after the birth date {brdy.isoformat()}")
+    return retr_date
+
+
 def check_person_facts(p: PersonInput) -> None:
     """The facts regions' rules read, refused naming the field when they can't be right."""
-    if p.pay_grade and not (p.pay_grade.isdigit() and p.pay_grade.isascii() and len(p.pay_grade) <= 2):
-        raise Invalid("pay_grade", f"must be the grade's number (1, 2 …) or empty; got {p.pay_grade!r}")
-    if p.retr_date is not None and p.retr_date <= p.brdy:
-        raise Invalid("retr_date", f"must be after the birth date {p.brdy.isoformat()}")
+    pay_grade(p.pay_grade)
+    retirement_date(p.retr_date, p.brdy)
     if p.salary is not None and (isinstance(p.salary, bool) or not isinstance(p.salary, int) or p.salary < 0):
         raise Invalid("salary", "must be a whole number of fen ≥ 0")
 
