@@ -44,6 +44,9 @@ def test_demo_seed_json_lists_what_a_his_integrator_needs(env) -> None:
     assert {"310", "390"} <= insutypes
     assert any(p["family_payers"] for p in data["persons"])
     assert all({"psn_no", "certno", "insutype", "insuplc_admdvs"} <= set(p) for p in data["persons"])
+    # the facts regions' rules need (issue 12)
+    assert all({"brdy", "psn_insu_date", "retr_date", "pay_grade", "salary"} <= set(p) for p in data["persons"])
+    assert {"general", "tcm", "grassroots"} <= {i["inst_kind"] for i in data["institutions"]}
     assert {"01", "02", "03"} <= {c["chrgitm_lv"] for c in data["catalog"]}
     # seeding twice changes nothing and still prints the same
     again = runner.invoke(app, ["demo", "seed", "--json"], env=env)

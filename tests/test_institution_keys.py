@@ -197,3 +197,22 @@ def test_the_assurance_command_sets_what_id_numbers_may_do_audited(env, db_url: 
     finally:
         engine.dispose()
     assert (event.actor, event.ref, level) == ("张经办", "H99990100001:counter->lookup", "lookup")
+
+
+def test_the_kind_command_sets_what_policies_may_distinguish_audited(env, db_url: str) -> None:
+    runner = CliRunner()
+    r = runner.invoke(app, ["institution", "kind", "H99990100001", "specialist", "--operator", "张经办"], env=env)
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout) == {"fixmedins_code": "H99990100001", "inst_kind": "specialist"}
+    bad = runner.invoke(app, ["institution", "kind", "H99990100001", "hospital"], env=env)
+    assert bad.exit_code == 2 and "inst_kind: must be one of general, tcm, specialist, grassroots" in bad.output
+    engine = make_engine(db_url)
+    try:
+        with engine.connect() as conn:
+            event = conn.execute(select(AuditEventRow.__table__).where(
+                AuditEventRow.action == "institution.kind")).one()
+            kinds = dict(conn.execute(select(InstitutionRow.fixmedins_code, InstitutionRow.inst_kind)).all())
+    finally:
+        engine.dispose()
+    assert (event.actor, event.ref) == ("张经办", "H99990100001:general->specialist")
+    assert (kinds["H99990100001"], kinds["H99990100002"], kinds["H99990100003"]) == ("specialist", "grassroots", "tcm")

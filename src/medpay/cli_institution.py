@@ -1,5 +1,5 @@
-"""``medpay institution …``: an institution's SM2 body-signature key, what ID numbers may do there, and whether its
-HIS must sign in.
+"""``medpay institution …``: an institution's SM2 body-signature key, what ID numbers may do there, whether its
+HIS must sign in, and its kind (中医院, 基层 …, which policies may distinguish).
 
 With a key registered, every request body the institution sends must be SM3withSM2-signed (``signtype``
 "SM2", the signature in ``cainfo``); the platform's workers see a change within 10 s. Each change is written to
@@ -14,7 +14,8 @@ from datetime import timedelta
 
 import typer
 
-institution_app = typer.Typer(help="定点医药机构 / institutions: SM2 body-signature keys, ID-number assurance, sign-in",
+institution_app = typer.Typer(help="定点医药机构 / institutions: SM2 body-signature keys, ID-number assurance, sign-in, "
+                                   "kind",
                               no_args_is_help=True)
 sm2_app = typer.Typer(help="SM2 公钥 / the key an institution's request bodies must be signed with",
                       no_args_is_help=True)
@@ -125,6 +126,20 @@ def fee_query_shape(fixmedins_code: str = CODE,
                     operator: str = OPERATOR) -> None:
     """What 5204 (fee detail query) answers the institution's HIS. Audited."""
     _set("fee_query_shape", fixmedins_code, shape, operator)
+
+
+@institution_app.command("kind")
+def kind(fixmedins_code: str = CODE,
+         value: str = typer.Argument(..., metavar="KIND",
+                                     help="general 综合医院 (the default), tcm 中医院 (中医/中西医结合), specialist 专科医院, "
+                                          "grassroots 基层 (乡镇卫生院, 社区卫生服务中心, 村卫生室)"),
+         operator: str = OPERATOR) -> None:
+    """The institution's kind, which a region's policy may distinguish beyond its level (e.g. a 中医院's lower
+    deductible, 基层 ratios). Audited."""
+    from medpay.services.directory import set_institution_kind
+
+    result = _on_database(lambda factory: set_institution_kind(factory, fixmedins_code, value, _operator(operator)))
+    typer.echo(json.dumps({"fixmedins_code": fixmedins_code, "inst_kind": result}))
 
 
 def _set(column: str, fixmedins_code: str, value: str, operator: str | None) -> None:

@@ -43,8 +43,9 @@ def list_policies(p: Platform = Depends(platform)) -> list[PolicySummary]:
 
 
 QUOTE_EXAMPLE = {
-    "person": {"psn_no": "Q1", "insutype": "310", "psn_type": "1101", "insuplc_admdvs": "999901"},
-    "visit": {"med_type": "21", "level": "3", "setl_date": "2026-05-01"},
+    "person": {"psn_no": "Q1", "insutype": "310", "psn_type": "1201", "insuplc_admdvs": "999901",
+               "brdy": "1955-03-15", "retr_date": "2005-04-01", "insu_date": "1999-01-01"},
+    "visit": {"med_type": "21", "level": "3", "setl_date": "2026-05-01", "inst_kind": "general", "admdvs": "999901"},
     "lines": [{"feedetl_sn": "1", "med_list_codg": "X1", "chrgitm_lv": "01", "cnt": 1, "pric": 12000,
                "det_item_fee_sumamt": "12000.00"},
               {"feedetl_sn": "2", "med_list_codg": "X2", "chrgitm_lv": "02", "selfpay_prop": "0.10", "cnt": 2,
@@ -55,6 +56,7 @@ QUOTE_EXAMPLE = {
 
 Yuan = StrictInt | StrictFloat | StrictStr  # a number of yuan, or its text (at most two decimals)
 Flag = Literal["0", "1"]
+DATE = r"^\d{4}-\d{2}-\d{2}$"  # a date YYYY-MM-DD (checked for a real day by parse_quote)
 
 
 class QuotePerson(BaseModel):
@@ -65,6 +67,13 @@ class QuotePerson(BaseModel):
     insuplc_admdvs: StrictStr = Field(..., min_length=6, max_length=6, description="参保地医保区划: whose policy")
     cvlserv_flag: Flag = "0"
     identities: list[StrictStr] = Field([], max_length=20, description="psn_idet_type codes (医疗救助 identities)")
+    # facts some regions' rules need; a rule that needs one the person lacks refuses the bill naming it
+    brdy: StrictStr | None = Field(None, pattern=DATE, description="birth date YYYY-MM-DD (age rules)")
+    retr_date: StrictStr | None = Field(None, pattern=DATE, description="retirement date YYYY-MM-DD (retirement cohorts)")
+    pay_grade: StrictStr = Field("", max_length=2, description="resident payment grade: 1 一档, 2 二档 …")
+    insu_date: StrictStr | None = Field(None, pattern=DATE,
+                                        description="start of continuous enrolment YYYY-MM-DD (caps by months enrolled)")
+    salary: Yuan | None = Field(None, description="yearly salary base, yuan (civil-servant subsidy deductibles)")
 
     model_config = {"extra": "forbid"}
 
@@ -77,6 +86,13 @@ class QuoteVisit(BaseModel):
     final: Flag = "1"
     dise_codg: StrictStr = Field("", max_length=30)
     mdtrt_id: StrictStr = Field("QUOTE", max_length=30)
+    inst_kind: StrictStr = Field("general", max_length=12, description="the institution's kind: general 综合医院, "
+                                                                       "tcm 中医院, specialist 专科医院, grassroots 基层")
+    admdvs: StrictStr | None = Field(None, min_length=6, max_length=6,
+                                     description="the treating region (default: the person's insuplc_admdvs; "
+                                                 "another one is 异地就医)")
+    filed: Flag = Field("0", description="异地就医: the stay was filed (备案) with the insured region")
+    referred: Flag = Field("0", description="the patient was referred (转诊)")
 
     model_config = {"extra": "forbid"}
 

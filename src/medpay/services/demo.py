@@ -1,4 +1,5 @@
-"""Demo data: a fictional region with two hospitals, a retail pharmacy, six insured persons and a small catalog.
+"""Demo data: a fictional region with three hospitals (a general one, a township health centre, a 中医院), a retail
+pharmacy, six insured persons and a small catalog.
 
 Every identifier here is invented (the region code 999901 belongs to no real place). Seeding is
 idempotent, so ``medpay demo seed`` can run on every start.
@@ -28,7 +29,10 @@ INSTITUTIONS = [
     # code, name, level, paasid, token
     ("H99990100001", "演示市第一人民医院", "3", "demo_paas_h1", "demo-token-h1-5f2b8c1e9a"),
     ("H99990100002", "演示县中心卫生院", "1", "demo_paas_h2", "demo-token-h2-7d4e0a3b6c"),
+    ("H99990100003", "演示市中医医院", "2", "demo_paas_h3", "demo-token-h3-2a8f6d1b4e"),
 ]
+# what policies may distinguish beyond the level (domain.model.INSTITUTION_KINDS); any other is "general"
+INSTITUTION_KIND = {"H99990100002": "grassroots", "H99990100003": "tcm"}
 
 # retail pharmacies (定点零售药店, fixmedins_type 2; national codes of pharmacies begin with P): settle purchases
 # with 2101/2102/2103 from their POS
@@ -40,22 +44,29 @@ PHARMACIES = [
 PERSONS = [
     PersonInput("99990100000001", "王建国", "999901198001010011", "1", date(1980, 1, 1), "310", "1101", "999901",
                 card_no="D99990001", card_sn="999901D15600000500BF7C7A00000001", phone="13800000001",
-                emp_name="演示科技有限公司"),
+                emp_name="演示科技有限公司", psn_insu_date=date(2003, 7, 1)),
+    # retired at 50 (a woman worker): retirement cohorts are by retirement date
     PersonInput("99990100000002", "李秀英", "999901195503150022", "2", date(1955, 3, 15), "310", "1201", "999901",
                 card_no="D99990002", card_sn="999901D15600000500BF7C7A00000002", phone="13800000002",
-                emp_name="演示纺织厂(退休)"),
+                emp_name="演示纺织厂(退休)", psn_insu_date=date(1999, 1, 1), retr_date=date(2005, 4, 1)),
+    # a civil servant: the civil-servant subsidy's deductible may be a share of his yearly salary
     PersonInput("99990100000003", "张伟", "999901198507200033", "1", date(1985, 7, 20), "310", "1102", "999901",
                 card_no="D99990003", card_sn="999901D15600000500BF7C7A00000003", phone="13800000003",
-                emp_name="演示市卫生健康委员会", cvlserv_flag=True),
-    # a child: the phone on record is the guardian's (his father's)
+                emp_name="演示市卫生健康委员会", cvlserv_flag=True, psn_insu_date=date(2008, 8, 1),
+                salary=12_600_000),
+    # a child (and a pupil: children and students are told by the birth date), enrolled as a newborn; the phone on
+    # record is the guardian's (his father's)
     PersonInput("99990100000004", "王小明", "999901201506010044", "1", date(2015, 6, 1), "390", "1401", "999901",
-                card_no="D99990004", card_sn="999901D15600000500BF7C7A00000004", phone="13800000001"),
+                card_no="D99990004", card_sn="999901D15600000500BF7C7A00000004", phone="13800000001",
+                psn_insu_date=date(2015, 7, 1), pay_grade="1"),
+    # residents: payment grade 二档 and 一档
     PersonInput("99990100000005", "陈桂兰", "999901196209090055", "2", date(1962, 9, 9), "390", "1501", "999901",
                 card_no="D99990005", card_sn="999901D15600000500BF7C7A00000005", phone="13800000005",
-                identities=("2202",)),
+                identities=("2202",), psn_insu_date=date(2017, 1, 1), pay_grade="2"),
     # no phone on record: he activates his e-certificate at a counter
     PersonInput("99990100000006", "刘福", "999901194811110066", "1", date(1948, 11, 11), "390", "1501", "999901",
-                card_no="D99990006", card_sn="999901D15600000500BF7C7A00000006", identities=("2201",)),
+                card_no="D99990006", card_sn="999901D15600000500BF7C7A00000006", identities=("2201",),
+                psn_insu_date=date(2009, 1, 1), pay_grade="1"),
 ]
 
 ACCOUNT_BALANCES = {"99990100000001": 200000, "99990100000002": 500000, "99990100000003": 300000}
@@ -96,7 +107,7 @@ def seed(factory: sessionmaker[Session], cipher: FieldCipher) -> dict[str, Any]:
     d = Directory(factory, cipher, operator="demo seed")
     d.add_region(*REGION)
     for code, name, level, paasid, token in INSTITUTIONS:
-        d.add_institution(code, name, REGION[0], level, paasid, token)
+        d.add_institution(code, name, REGION[0], level, paasid, token, kind=INSTITUTION_KIND.get(code, "general"))
     for code, name, level, paasid, token in PHARMACIES:
         d.add_institution(code, name, REGION[0], level, paasid, token, fixmedins_type=RETAIL_PHARMACY)
     for p in PERSONS:
@@ -123,7 +134,7 @@ def summary(*, reveal: bool = True) -> dict[str, Any]:
         "region": {"admdvs": REGION[0], "name": REGION[1]},
         "institutions": [
             {"fixmedins_code": c, "fixmedins_name": n, "admdvs": REGION[0], "level": lv, "paasid": pid, "token": tok,
-             "fixmedins_type": kind}
+             "fixmedins_type": kind, "inst_kind": INSTITUTION_KIND.get(c, "general")}
             for kind, group in ((MEDICAL_INSTITUTION, INSTITUTIONS), (RETAIL_PHARMACY, PHARMACIES))
             for c, n, lv, pid, tok in group
         ],
@@ -131,6 +142,9 @@ def summary(*, reveal: bool = True) -> dict[str, Any]:
             {"psn_no": p.psn_no, "psn_name": p.psn_name, "certno": p.certno if reveal else mask_certno(p.certno),
              "card_no": p.card_no, "card_sn": p.card_sn, "phone": p.phone, "insutype": p.insutype, "psn_type": p.psn_type, "insuplc_admdvs": p.insuplc_admdvs,
              "cvlserv_flag": "1" if p.cvlserv_flag else "0", "identities": list(p.identities),
+             "brdy": p.brdy.isoformat(), "psn_insu_date": p.psn_insu_date.isoformat(),
+             "retr_date": p.retr_date.isoformat() if p.retr_date else None, "pay_grade": p.pay_grade,
+             "salary": format_yuan(p.salary) if p.salary is not None else None,
              "acct_balc": format_yuan(ACCOUNT_BALANCES.get(p.psn_no, 0)),
              "family_payers": [{"psn_no": a, "relation": r} for a, b, r in FAMILY if b == p.psn_no]}
             for p in PERSONS

@@ -20,9 +20,16 @@ from medpay.adapters.db.tables import CatalogItemRow, FamilyLinkRow, Institution
 from medpay.domain.credentials import Assurance
 from medpay.domain.interface_settings import FeeQueryShape, Setting, SignIn
 from medpay.domain.ledger import Transfer
-from medpay.domain.model import FIXMEDINS_TYPES, LIST_TYPES, MEDICAL_INSTITUTION, ChrgitmLv, list_type_of
+from medpay.domain.model import (
+    FIXMEDINS_TYPES,
+    INSTITUTION_KINDS,
+    LIST_TYPES,
+    MEDICAL_INSTITUTION,
+    ChrgitmLv,
+    list_type_of,
+)
 from medpay.domain.posting import account_source, personal_account
-from medpay.services import audit
+from medpay.services import audit, records
 from medpay.services.errors import Invalid, NotFound
 from medpay.services.unit_of_work import unit_of_work
 
@@ -44,6 +51,39 @@ class PersonInput:
     psn_insu_date: date = date(2015, 1, 1)
     card_sn: str | None = None  # the social-security card's identification code (卡识别码), read from its chip
     phone: str | None = None  # mobile number on record: e-certificate activation codes and security notices
+    # facts some regions' rules need (brdy is the birth date, psn_insu_date the start of continuous enrolment)
+    retr_date: date | None = None  # retirement date (退休时间)
+    pay_grade: str = ""  # resident payment grade (缴费档次): "1" 一档, "2" 二档 …
+    salary: int | None = None  # yearly salary base, fen (stored encrypted)
+
+
+def inst_kind(value: str, field: str = "inst_kind") -> str:
+    """One of ``INSTITUTION_KINDS``: general, tcm (中医院), specialist, grassroots (基层)."""
+    if value not in INSTITUTION_KINDS:
+        raise Invalid(field, f"must be one of {', '.join(INSTITUTION_KINDS)}; got {value!r}")
+    return value
+
+
+def pay_grade(value: object, field: str = "pay_grade") -> str:
+    """A resident payment grade (缴费档次): its number, one or two digits ("1" 一档, "2" 二档 …), or "" (none)."""
+    if not isinstance(value, str) or (value and not (value.isascii() and value.isdigit() and len(value) <= 2)):
+        raise Invalid(field, f"must be the grade's number (\"1\", \"2\" …) or empty; got {value!r}")
+    return value
+
+
+def retirement_date(retr_date: date | None, brdy: date | None, field: str = "retr_date") -> date | None:
+    """A retirement date, which can't be before the person was born."""
+    if retr_date is not None and brdy is not None and retr_date <= brdy:
+        raise Invalid(field, f"must be after the birth date {brdy.isoformat()}")
+    return retr_date
+
+
+def check_person_facts(p: PersonInput) -> None:
+    """The facts regions' rules read, refused naming the field when they can't be right."""
+    pay_grade(p.pay_grade)
+    retirement_date(p.retr_date, p.brdy)
+    if p.salary is not None and (isinstance(p.salary, bool) or not isinstance(p.salary, int) or p.salary < 0):
+        raise Invalid("salary", "must be a whole number of fen ≥ 0")
 
 
 def notify_url(value: str, field: str = "notify_url") -> str:
@@ -73,12 +113,15 @@ class Directory:
                 uow.session.add(RegionRow(admdvs=admdvs, name=name))
 
     def add_institution(self, code: str, name: str, admdvs: str, level: str, paasid: str | None = None,
-                        token: str | None = None, fixmedins_type: str = MEDICAL_INSTITUTION) -> None:
-        """``fixmedins_type``: 1 a medical institution, 2 a retail pharmacy (``domain.model.FIXMEDINS_TYPES``)."""
+                        token: str | None = None, fixmedins_type: str = MEDICAL_INSTITUTION,
+                        kind: str = "general") -> None:
+        """``fixmedins_type``: 1 a medical institution, 2 a retail pharmacy (``domain.model.FIXMEDINS_TYPES``);
+        ``kind``: what policies may distinguish beyond the level (``domain.model.INSTITUTION_KINDS``)."""
         if level not in ("0", "1", "2", "3"):
             raise Invalid("level", f"must be 0, 1, 2 or 3; got {level!r}")
         if fixmedins_type not in FIXMEDINS_TYPES:
             raise Invalid("fixmedins_type", f"must be {' or '.join(FIXMEDINS_TYPES)}; got {fixmedins_type!r}")
+        inst_kind(kind)
         with unit_of_work(self.factory) as uow:
             if uow.session.get(RegionRow, admdvs) is None:
                 raise NotFound("admdvs", f"unknown region {admdvs!r}")
@@ -87,7 +130,7 @@ class Directory:
                 row = InstitutionRow(fixmedins_code=code)
                 uow.session.add(row)
             row.fixmedins_name, row.admdvs, row.level, row.paasid = name, admdvs, level, paasid
-            row.fixmedins_type = fixmedins_type
+            row.fixmedins_type, row.inst_kind = fixmedins_type, kind
             row.token_enc = self.cipher.encrypt(token, "inst_token") if token else None
 
     def set_notify_url(self, code: str, url: str | None) -> str | None:
@@ -106,6 +149,7 @@ class Directory:
         (the demo is seeded on every start) and leaves no audit event."""
         if p.phone is not None and not valid_phone(p.phone):
             raise Invalid("phone", "must be an 11-digit mainland mobile number")
+        check_person_facts(p)
         c = self.cipher
         with unit_of_work(self.factory) as uow:
             if uow.session.get(RegionRow, p.insuplc_admdvs) is None:
@@ -125,13 +169,15 @@ class Directory:
                 row.card_sn_idx = c.blind_index(p.card_sn, "card_sn")
             if p.phone:
                 row.phone_enc = c.encrypt(p.phone, "phone")
+            row.salary_enc = None if p.salary is None else c.encrypt(str(p.salary), "salary")
             for name, value in self._plain(p).items():
                 setattr(row, name, value)
             spec = personal_account(p.psn_no)
             uow.ledger.open_account(spec.id, spec.ledger, spec.code, spec.flags)
             audit.record(uow.session, actor_kind="operator", actor=self.operator, action=action,
                          psn_no=p.psn_no, fields=("psn_name", "certno", *(("card_no",) if p.card_no else ()),
-                                                  *(("phone",) if p.phone else ())),
+                                                  *(("phone",) if p.phone else ()),
+                                                  *(("salary",) if p.salary is not None else ())),
                          at=utcnow())
 
     @staticmethod
@@ -139,7 +185,7 @@ class Directory:
         return {"gend": p.gend, "brdy": p.brdy, "insutype": p.insutype, "psn_type": p.psn_type,
                 "insuplc_admdvs": p.insuplc_admdvs, "emp_name": p.emp_name, "cvlserv_flag": p.cvlserv_flag,
                 "identities": ",".join(p.identities), "psn_insu_date": p.psn_insu_date, "psn_cert_type": "01",
-                "naty": "01", "psn_insu_stas": "1"}
+                "naty": "01", "psn_insu_stas": "1", "retr_date": p.retr_date, "pay_grade": p.pay_grade}
 
     def _same(self, row: PersonRow, p: PersonInput) -> bool:
         c = self.cipher
@@ -148,6 +194,7 @@ class Directory:
                 and (not p.card_sn or row.card_sn_idx == c.blind_index(p.card_sn, "card_sn"))
                 and (not p.phone or (row.phone_enc is not None and c.decrypt(row.phone_enc, "phone") == p.phone))
                 and c.decrypt(row.psn_name_enc, "psn_name") == p.psn_name
+                and records.salary(row, c) == p.salary
                 and all(getattr(row, name) == value for name, value in self._plain(p).items()))
 
     def link_family(self, payer: str, beneficiary: str, relation: str, priority: int = 1) -> None:
@@ -219,6 +266,14 @@ def set_institution_setting(factory: sessionmaker[Session], code: str, column: s
     except ValueError as e:
         raise Invalid(column, str(e).split(": ", 1)[1]) from None
     return _set_setting(factory, code, column, parsed.value, action, operator)
+
+
+def set_institution_kind(factory: sessionmaker[Session], code: str, kind: str, operator: str) -> str:
+    """The institution's kind (``domain.model.INSTITUTION_KINDS``: general, tcm 中医院, specialist, grassroots 基层),
+    which policies may distinguish beyond the level; a change is audited as ``operator``'s. Settlements see it within
+    the settlement service's institution cache (INSTITUTION_TTL_S)."""
+    return _set_setting(factory, code, "inst_kind", inst_kind(kind.strip() if isinstance(kind, str) else kind),
+                        "institution.kind", operator)
 
 
 def _set_setting(factory: sessionmaker[Session], code: str, column: str, value: str, action: str,

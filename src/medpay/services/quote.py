@@ -5,12 +5,22 @@ year-to-date accumulators and account balances too), so a rule change can be che
 
 Document shape (amounts in yuan, as the interface writes them)::
 
-    {"person": {"psn_no", "insutype", "psn_type", "insuplc_admdvs", "cvlserv_flag", "identities": [...]},
-     "visit": {"med_type", "level", "setl_date", "admission_seq", "final", "dise_codg"},
+    {"person": {"psn_no", "insutype", "psn_type", "insuplc_admdvs", "cvlserv_flag", "identities": [...],
+                "brdy", "retr_date", "pay_grade", "insu_date", "salary"},
+     "visit": {"med_type", "level", "setl_date", "admission_seq", "final", "dise_codg",
+               "inst_kind", "admdvs", "filed", "referred"},
      "lines": [{"feedetl_sn", "med_list_codg", "chrgitm_lv", "med_chrgitm_type", "pric_uplmt_amt",
                 "selfpay_prop", "cnt", "pric", "det_item_fee_sumamt"}],
      "accumulators": {"emp_pool.fund": "1200.00", ...}, "visit_accumulators": {...},
      "accounts": [{"psn_no", "relation": "self", "balance": "300.00"}], "acct_used_flag": "1"}
+
+The facts some regions' rules need are optional, and a rule that needs one the document lacks refuses the bill
+naming it: the person's ``brdy`` (birth date), ``retr_date`` (retirement date), ``insu_date`` (start of continuous
+enrolment) — dates ``YYYY-MM-DD`` —, ``pay_grade`` (resident payment grade "1", "2" …) and ``salary`` (yearly salary
+base, yuan); the visit's ``inst_kind`` (the institution's kind: general, tcm, specialist, grassroots; default
+general), ``admdvs`` (the treating region, default the person's ``insuplc_admdvs``: another one makes the visit
+异地), ``filed`` (备案) and ``referred`` (转诊), "0" or "1" (default "0"). Each is refused naming it when malformed
+(``person.brdy: must be a date YYYY-MM-DD``), as is a key the shape does not have.
 """
 
 from __future__ import annotations
@@ -24,7 +34,13 @@ from medpay.domain.adjudication import AdjudicationError, adjudicate
 from medpay.domain.model import AccountSource, Accumulators, CatalogItem, ChrgitmLv, FeeLine, Institution, Person, VisitContext
 from medpay.domain.policy import Policy
 from medpay.money import MoneyError, format_yuan, parse_ratio, parse_yuan, to_decimal
+from medpay.services.directory import inst_kind, pay_grade, retirement_date
 from medpay.services.errors import Invalid
+
+PERSON_KEYS = frozenset({"psn_no", "psn_name", "insutype", "psn_type", "insuplc_admdvs", "cvlserv_flag", "identities",
+                         "brdy", "retr_date", "pay_grade", "insu_date", "salary"})
+VISIT_KEYS = frozenset({"mdtrt_id", "med_type", "level", "setl_date", "admission_seq", "final", "dise_codg",
+                        "inst_kind", "admdvs", "filed", "referred"})
 
 
 def _get(doc: Mapping[str, Any], key: str, path: str, default: Any = ...) -> Any:
@@ -53,18 +69,62 @@ def _flag(value: Any) -> bool:
     return str(value).strip().lower() in ("1", "true", "yes")
 
 
-def parse_quote(doc: Mapping[str, Any]) -> tuple[Person, VisitContext, list[FeeLine], Accumulators, Accumulators,
-                                                  tuple[AccountSource, ...], bool]:
-    if not isinstance(doc, Mapping):
-        raise Invalid("body", "must be a JSON object")
-    p = _table(doc, "person")
-    person = Person(
-        psn_no=str(_get(p, "psn_no", "person", "QUOTE")), psn_name=str(p.get("psn_name", "")),
-        insutype=str(_get(p, "insutype", "person")), psn_type=str(_get(p, "psn_type", "person")),
-        insuplc_admdvs=str(_get(p, "insuplc_admdvs", "person", "")), cvlserv_flag=_flag(p.get("cvlserv_flag", "0")),
-        identities=frozenset(str(x) for x in p.get("identities", [])),
-    )
-    v = _table(doc, "visit")
+def _strict_flag(doc: Mapping[str, Any], key: str, path: str) -> bool:
+    """"0"/"1" (or 0/1, false/true); anything else is refused naming the field."""
+    value = doc.get(key, "0")
+    if value in ("0", "1") or isinstance(value, (bool, int)) and value in (0, 1):
+        return value in ("1", 1, True)
+    raise Invalid(f"{path}.{key}", f"must be \"0\" or \"1\"; got {value!r}")
+
+
+def _date(doc: Mapping[str, Any], key: str, path: str) -> date | None:
+    """An optional date: ``YYYY-MM-DD`` (or a date, as a TOML file writes one)."""
+    value = doc.get(key)
+    if value is None or value == "":
+        return None
+    if type(value) is date:
+        return value
+    if isinstance(value, str) and len(value) == 10 and value[4] == value[7] == "-":
+        try:
+            return date.fromisoformat(value)
+        except ValueError:
+            pass
+    raise Invalid(f"{path}.{key}", f"must be a date YYYY-MM-DD; got {value!r}")
+
+
+def _admdvs(value: Any, field: str) -> str:
+    if not (isinstance(value, str) and len(value) == 6 and value.isascii() and value.isdigit()):
+        raise Invalid(field, f"must be a region code of 6 digits; got {value!r}")
+    return value
+
+
+def _known_keys(doc: Mapping[str, Any], keys: frozenset[str], path: str) -> None:
+    for key in doc:
+        if key not in keys:
+            raise Invalid(f"{path}.{key}", "is not a field of the quote document")
+
+
+def _person(p: Mapping[str, Any]) -> Person:
+    _known_keys(p, PERSON_KEYS, "person")
+    brdy = _date(p, "brdy", "person")
+    salary = p.get("salary")
+    try:
+        return Person(
+            psn_no=str(_get(p, "psn_no", "person", "QUOTE")), psn_name=str(p.get("psn_name", "")),
+            insutype=str(_get(p, "insutype", "person")), psn_type=str(_get(p, "psn_type", "person")),
+            insuplc_admdvs=str(_get(p, "insuplc_admdvs", "person", "")),
+            cvlserv_flag=_flag(p.get("cvlserv_flag", "0")),
+            identities=frozenset(str(x) for x in p.get("identities", [])),
+            brdy=brdy, retr_date=retirement_date(_date(p, "retr_date", "person"), brdy, "person.retr_date"),
+            pay_grade=pay_grade(p.get("pay_grade", ""), "person.pay_grade"), insu_date=_date(p, "insu_date", "person"),
+            salary=None if salary in (None, "") else parse_yuan(salary, "person.salary"),
+        )
+    except MoneyError as e:
+        raise Invalid(e.field, e.problem) from None
+
+
+def _visit(v: Mapping[str, Any], person: Person) -> VisitContext:
+    _known_keys(v, VISIT_KEYS, "visit")
     try:
         setl_date = date.fromisoformat(str(_get(v, "setl_date", "visit", date.today().isoformat())))
     except ValueError:
@@ -73,9 +133,21 @@ def parse_quote(doc: Mapping[str, Any]) -> tuple[Person, VisitContext, list[FeeL
     seq = v.get("admission_seq", 1)
     if not isinstance(seq, int) or seq < 1:
         raise Invalid("visit.admission_seq", "must be a whole number ≥ 1")
-    visit = VisitContext(mdtrt_id=str(v.get("mdtrt_id", "QUOTE")), med_type=str(_get(v, "med_type", "visit")),
-                         setl_date=setl_date, institution=Institution("QUOTE", "", person.insuplc_admdvs, level),
-                         admission_seq=seq, final=_flag(v.get("final", "1")), dise_codg=str(v.get("dise_codg", "")))
+    treating = _admdvs(v["admdvs"], "visit.admdvs") if "admdvs" in v else person.insuplc_admdvs
+    kind = inst_kind(v.get("inst_kind", "general"), "visit.inst_kind")
+    return VisitContext(mdtrt_id=str(v.get("mdtrt_id", "QUOTE")), med_type=str(_get(v, "med_type", "visit")),
+                        setl_date=setl_date, institution=Institution("QUOTE", "", treating, level, inst_kind=kind),
+                        admission_seq=seq, final=_flag(v.get("final", "1")), dise_codg=str(v.get("dise_codg", "")),
+                        filed=_strict_flag(v, "filed", "visit"), referred=_strict_flag(v, "referred", "visit"),
+                        insured_admdvs=person.insuplc_admdvs)
+
+
+def parse_quote(doc: Mapping[str, Any]) -> tuple[Person, VisitContext, list[FeeLine], Accumulators, Accumulators,
+                                                  tuple[AccountSource, ...], bool]:
+    if not isinstance(doc, Mapping):
+        raise Invalid("body", "must be a JSON object")
+    person = _person(_table(doc, "person"))
+    visit = _visit(_table(doc, "visit"), person)
     raw_lines = doc.get("lines")
     if not isinstance(raw_lines, list) or not raw_lines:
         raise Invalid("lines", "must be a non-empty list of fee lines")

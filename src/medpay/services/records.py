@@ -71,7 +71,7 @@ def institution(db: Db, code: str, field: str = "fixmedins_code") -> Institution
     if row is None:
         raise NotFound(field, f"unknown institution {code!r}")
     return Institution(row.fixmedins_code, row.fixmedins_name, row.admdvs, row.level, row.id_assurance,
-                       row.fee_query_shape, row.fixmedins_type)
+                       row.fee_query_shape, row.fixmedins_type, inst_kind=row.inst_kind)
 
 
 def person_row(db: Db, psn_no: str, *, lock: bool = False, field: str = "psn_no") -> Row:
@@ -82,11 +82,19 @@ def person_row(db: Db, psn_no: str, *, lock: bool = False, field: str = "psn_no"
 
 
 def person(row: Any, cipher: FieldCipher) -> Person:
+    """The person as the rules see them, with the facts some regions' rules need (the salary decrypted)."""
     return Person(
         psn_no=row.psn_no, psn_name=cipher.decrypt(row.psn_name_enc, "psn_name"), insutype=row.insutype,
         psn_type=row.psn_type, insuplc_admdvs=row.insuplc_admdvs, cvlserv_flag=row.cvlserv_flag,
         identities=frozenset(x for x in row.identities.split(",") if x),
+        brdy=row.brdy, retr_date=row.retr_date, pay_grade=row.pay_grade, insu_date=row.psn_insu_date,
+        salary=salary(row, cipher),
     )
+
+
+def salary(row: Any, cipher: FieldCipher) -> int | None:
+    """The person's yearly salary base in fen (stored encrypted: personal data), None if not on record."""
+    return None if row.salary_enc is None else int(cipher.decrypt(row.salary_enc, "salary"))
 
 
 _PRESENTED = (select(presentations.c.id).where(and_(

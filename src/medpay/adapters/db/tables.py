@@ -1,7 +1,7 @@
 """Tables of the settlement: regions, institutions, persons, catalog, visits, fee lines, settlements,
 year accumulators and idempotency records. Money columns are BigInteger fen.
 
-Personal data (names, ID and card numbers) is stored encrypted (``*_enc``) with a blind index
+Personal data (names, ID and card numbers, phones, salaries) is stored encrypted (``*_enc``) with a blind index
 (``*_idx``) for lookups; see ``medpay.adapters.crypto``.
 """
 
@@ -51,6 +51,9 @@ class InstitutionRow(Base):
     fee_query_shape: Mapped[str] = mapped_column(String(10), default="rows", server_default="rows")
     # 定点医药机构类型: 1 定点医疗机构 (a hospital or clinic), 2 定点零售药店 (medpay.domain.model.FIXMEDINS_TYPES)
     fixmedins_type: Mapped[str] = mapped_column(String(3), default="1", server_default="1")
+    # what a policy may distinguish beyond the level: general, tcm 中医院, specialist, grassroots 基层
+    # (medpay.domain.model.INSTITUTION_KINDS)
+    inst_kind: Mapped[str] = mapped_column(String(12), default="general", server_default="general")
 
 
 class PersonRow(Base):
@@ -75,6 +78,10 @@ class PersonRow(Base):
     emp_name: Mapped[str] = mapped_column(String(200), default="")
     cvlserv_flag: Mapped[bool] = mapped_column(Boolean, default=False)
     identities: Mapped[str] = mapped_column(String(200), default="")  # comma-separated psn_idet_type codes
+    # facts some regions' rules need (brdy and psn_insu_date above are the birth date and the enrolment start)
+    retr_date: Mapped[date | None] = mapped_column(Date)  # retirement date (退休时间)
+    pay_grade: Mapped[str] = mapped_column(String(2), default="", server_default="")  # resident payment grade: 1, 2 …
+    salary_enc: Mapped[str | None] = mapped_column(Text)  # yearly salary base in fen, encrypted (personal data)
 
 
 class FamilyLinkRow(Base):
