@@ -178,41 +178,30 @@ def test_the_commands_set_rotate_show_and_remove_a_key_each_audited(env, db_url:
     assert all(e.ref.startswith(code) for e in events)
 
 
-def test_the_assurance_command_sets_what_id_numbers_may_do_audited(env, db_url: str) -> None:
+@pytest.mark.parametrize("command, column, value, bad, values, before", [
+    ("assurance", "id_assurance", "lookup", "trusted", "counter, lookup, card", "counter"),  # what ID numbers may do
+    ("kind", "inst_kind", "specialist", "hospital", "general, tcm, specialist, grassroots", "general"),  # for policies
+])
+def test_an_institution_setting_command_sets_it_audited(env, db_url: str, command, column, value, bad, values,
+                                                        before) -> None:
     runner = CliRunner()
-    r = runner.invoke(app, ["institution", "assurance", "H99990100001", "lookup", "--operator", "张经办"], env=env)
+    r = runner.invoke(app, ["institution", command, "H99990100001", value, "--operator", "张经办"], env=env)
     assert r.exit_code == 0, r.output
-    assert json.loads(r.stdout) == {"fixmedins_code": "H99990100001", "id_assurance": "lookup"}
-    bad = runner.invoke(app, ["institution", "assurance", "H99990100001", "trusted"], env=env)
-    assert bad.exit_code == 2 and "id_assurance: must be one of counter, lookup, card" in bad.output
-    unknown = runner.invoke(app, ["institution", "assurance", "H00000000000", "card"], env=env)
+    assert json.loads(r.stdout) == {"fixmedins_code": "H99990100001", column: value}
+    refused = runner.invoke(app, ["institution", command, "H99990100001", bad], env=env)
+    assert refused.exit_code == 2 and f"{column}: must be one of {values}" in refused.output
+    unknown = runner.invoke(app, ["institution", command, "H00000000000", value], env=env)
     assert unknown.exit_code == 2 and "fixmedins_code: unknown institution" in unknown.output
+    event, stored = _audited_and_stored(db_url, f"institution.{command}", getattr(InstitutionRow, column))
+    assert (event.actor, event.ref, stored["H99990100001"]) == ("张经办", f"H99990100001:{before}->{value}", value)
+
+
+def _audited_and_stored(db_url: str, action: str, column) -> tuple:
+    """The one audit event of ``action``, and ``column`` of every institution by code."""
     engine = make_engine(db_url)
     try:
         with engine.connect() as conn:
-            event = conn.execute(select(AuditEventRow.__table__).where(
-                AuditEventRow.action == "institution.assurance")).one()
-            level = conn.execute(select(InstitutionRow.id_assurance).where(
-                InstitutionRow.fixmedins_code == "H99990100001")).scalar_one()
+            event = conn.execute(select(AuditEventRow.__table__).where(AuditEventRow.action == action)).one()
+            return event, dict(conn.execute(select(InstitutionRow.fixmedins_code, column)).all())
     finally:
         engine.dispose()
-    assert (event.actor, event.ref, level) == ("张经办", "H99990100001:counter->lookup", "lookup")
-
-
-def test_the_kind_command_sets_what_policies_may_distinguish_audited(env, db_url: str) -> None:
-    runner = CliRunner()
-    r = runner.invoke(app, ["institution", "kind", "H99990100001", "specialist", "--operator", "张经办"], env=env)
-    assert r.exit_code == 0, r.output
-    assert json.loads(r.stdout) == {"fixmedins_code": "H99990100001", "inst_kind": "specialist"}
-    bad = runner.invoke(app, ["institution", "kind", "H99990100001", "hospital"], env=env)
-    assert bad.exit_code == 2 and "inst_kind: must be one of general, tcm, specialist, grassroots" in bad.output
-    engine = make_engine(db_url)
-    try:
-        with engine.connect() as conn:
-            event = conn.execute(select(AuditEventRow.__table__).where(
-                AuditEventRow.action == "institution.kind")).one()
-            kinds = dict(conn.execute(select(InstitutionRow.fixmedins_code, InstitutionRow.inst_kind)).all())
-    finally:
-        engine.dispose()
-    assert (event.actor, event.ref) == ("张经办", "H99990100001:general->specialist")
-    assert (kinds["H99990100001"], kinds["H99990100002"], kinds["H99990100003"]) == ("specialist", "grassroots", "tcm")

@@ -33,6 +33,18 @@ def _columns(engine, table: str) -> set[str]:
         return {c["name"] for c in inspect(conn).get_columns(table)}
 
 
+# a region, an institution and a person as revision 0016 stored them (SQL: today's models know 0017's columns)
+ROWS_AT_0016 = (
+    ("INSERT INTO regions (admdvs, name) VALUES ('430100', '长沙市')", {}),
+    ("INSERT INTO institutions (fixmedins_code, fixmedins_name, admdvs, level) "
+     "VALUES ('H43010000001', '长沙市某医院', '430100', '3')", {}),
+    ("INSERT INTO persons (psn_no, psn_name_enc, certno_enc, certno_idx, psn_cert_type, gend, brdy, naty, insutype, "
+     "psn_type, psn_insu_stas, psn_insu_date, insuplc_admdvs, emp_name, cvlserv_flag, identities) "
+     "VALUES ('P1', 'x', 'y', 'z', '01', '1', :brdy, '01', '310', '1101', '1', :insu, '430100', '', :cvl, '')",
+     {"brdy": date(1970, 5, 6), "insu": date(2001, 1, 1), "cvl": False}),
+)
+
+
 def test_0017_adds_the_facts_keeping_rows_and_goes_back(db_url: str) -> None:
     """A person and an institution stored at 0016 come out of 0017 with no facts on record and the kind every
     institution had until then ("general"); the downgrade removes the columns and keeps the rows."""
@@ -40,14 +52,8 @@ def test_0017_adds_the_facts_keeping_rows_and_goes_back(db_url: str) -> None:
     try:
         migrate.upgrade(engine, "0016")
         with engine.begin() as conn:
-            conn.execute(text("INSERT INTO regions (admdvs, name) VALUES ('430100', '长沙市')"))
-            conn.execute(text("INSERT INTO institutions (fixmedins_code, fixmedins_name, admdvs, level) "
-                              "VALUES ('H43010000001', '长沙市某医院', '430100', '3')"))
-            conn.execute(text(
-                "INSERT INTO persons (psn_no, psn_name_enc, certno_enc, certno_idx, psn_cert_type, gend, brdy, naty, "
-                "insutype, psn_type, psn_insu_stas, psn_insu_date, insuplc_admdvs, emp_name, cvlserv_flag, identities) "
-                "VALUES ('P1', 'x', 'y', 'z', '01', '1', :brdy, '01', '310', '1101', '1', :insu, '430100', '', :cvl, '')"),
-                {"brdy": date(1970, 5, 6), "insu": date(2001, 1, 1), "cvl": False})
+            for statement, values in ROWS_AT_0016:
+                conn.execute(text(statement), values)
         assert not set(PERSON_FACTS) & _columns(engine, "persons")
         migrate.upgrade(engine)
         assert set(PERSON_FACTS) <= _columns(engine, "persons") and "inst_kind" in _columns(engine, "institutions")
