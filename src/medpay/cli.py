@@ -16,7 +16,7 @@ from medpay.cli_face import face_app
 from medpay.cli_his import his_app
 from medpay.cli_institution import institution_app
 from medpay.cli_keys import keys_app
-from medpay.cli_policy import policy_app
+from medpay.cli_policy import policy_app, read_json_object
 
 app = typer.Typer(help="medpay 医保便捷支付平台 — unified medical-insurance payment.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
@@ -268,12 +268,9 @@ def quote(bill: Path = typer.Argument(..., exists=True, dir_okay=False, help="bi
 
 def _read_json(path: Path) -> dict[str, Any]:
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        _fail(f"{path}: not readable JSON ({e})")
-    if not isinstance(doc, dict):
-        _fail(f"{path}: must hold a JSON object")
-    return doc
+        return read_json_object(path)
+    except ValueError as e:
+        _fail(str(e))
 
 
 @ledger_app.command("check")

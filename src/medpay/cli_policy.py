@@ -97,13 +97,14 @@ def policy_diff(old: Path = typer.Argument(..., help="the policy file as it was 
     console.print(t)
 
 
-def _read_bill(path: Path) -> dict[str, Any]:
+def read_json_object(path: Path) -> dict[str, Any]:
+    """A JSON file holding an object (a bill, a person); ValueError naming the file and the problem."""
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        _fail(f"{path}: not readable JSON ({e})")
+        raise ValueError(f"{path}: not readable JSON ({e})") from None
     if not isinstance(doc, dict):
-        _fail(f"{path}: must hold a JSON object (person, visit, lines …)")
+        raise ValueError(f"{path}: must hold a JSON object")
     return doc
 
 
@@ -121,7 +122,10 @@ def policy_explain(bill: Path = typer.Argument(..., help="bill JSON: the quote d
     from medpay.services.quote import parse_quote
 
     lang = _lang(lang)
-    doc = _read_bill(bill)
+    try:
+        doc = read_json_object(bill)
+    except ValueError as e:
+        _fail(str(e))
     try:
         if policy is not None:
             chosen = _load(policy)

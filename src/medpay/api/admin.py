@@ -24,7 +24,7 @@ from medpay.services.staff import Staff
 router = APIRouter(prefix="/api/v1/admin", tags=["admin"])
 
 
-class PolicySummary(BaseModel):
+class PolicyHead(BaseModel):
     policy_id: str
     admdvs: str
     name: str
@@ -32,6 +32,9 @@ class PolicySummary(BaseModel):
     effective_from: str
     effective_to: str | None
     source: str
+
+
+class PolicySummary(PolicyHead):
     tiers: list[str]
 
 
@@ -72,14 +75,7 @@ class ExampleCheck(BaseModel):
     amounts: list[ExampleAmount]
 
 
-class PolicyDetail(BaseModel):
-    policy_id: str
-    admdvs: str
-    name: str
-    version: str
-    effective_from: str
-    effective_to: str | None
-    source: str
+class PolicyDetail(PolicyHead):
     references: list[str]
     head: list[HeadLine] = Field(..., description="the policy's general settings in words")
     tiers: list[TierWords]

@@ -18,8 +18,6 @@ from typing import Any
 
 from medpay.money import format_yuan
 
-LANGS = ("zh", "en")
-
 # field name -> (zh, en). An empty label means the parent's label already says it ("起付线 三级：900.00 元").
 LABELS: dict[str, tuple[str, str]] = {
     # the policy's head
