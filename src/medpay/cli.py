@@ -9,7 +9,6 @@ from typing import Any, Optional
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
 from medpay.cli_ecert import ecert_app
@@ -17,13 +16,13 @@ from medpay.cli_face import face_app
 from medpay.cli_his import his_app
 from medpay.cli_institution import institution_app
 from medpay.cli_keys import keys_app
+from medpay.cli_policy import policy_app, read_json_object
 
 app = typer.Typer(help="medpay 医保便捷支付平台 — unified medical-insurance payment.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
 db_app = typer.Typer(help="数据库 / database schema", no_args_is_help=True)
 demo_app = typer.Typer(help="演示数据 / demo data", no_args_is_help=True)
 ledger_app = typer.Typer(help="账务 / ledger", no_args_is_help=True)
-policy_app = typer.Typer(help="政策 / region policies", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(demo_app, name="demo")
 app.add_typer(ledger_app, name="ledger")
@@ -269,49 +268,9 @@ def quote(bill: Path = typer.Argument(..., exists=True, dir_okay=False, help="bi
 
 def _read_json(path: Path) -> dict[str, Any]:
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        _fail(f"{path}: not readable JSON ({e})")
-    if not isinstance(doc, dict):
-        _fail(f"{path}: must hold a JSON object")
-    return doc
-
-
-@policy_app.command("check")
-def policy_check(files: list[Path] = typer.Argument(None, help="policy TOML files (default: the built-in ones)")) -> None:
-    """Validate policy files and run the worked examples they carry; errors name the file, key and problem,
-    a failed example names the example and each amount that differs."""
-    from medpay.adapters.policy_files import BUILTIN_DIR, load_policy_file
-    from medpay.domain.policy import PolicyError
-    from medpay.services.policy_examples import run_examples
-
-    paths = files or sorted(BUILTIN_DIR.glob("*.toml"))
-    failed = 0
-    t = Table(title="政策文件 / policy files")
-    for col in ("file", "policy", "effective", "tiers", "examples", "result"):
-        t.add_column(col)
-    problems: list[str] = []
-    for path in paths:
-        try:
-            p = load_policy_file(path)
-        except PolicyError as e:
-            failed += 1
-            t.add_row(path.name, "", "", "", "", f"[red]{e.key}: {e.problem}[/]")
-            continue
-        results = run_examples(p)
-        bad = [r for r in results if not r.passed]
-        for r in bad:
-            why = r.error or "；".join(str(d) for d in r.differences)
-            problems.append(f"{path.name}: 算例 example {r.example.name!r}: {why}")
-        failed += bool(bad)
-        t.add_row(path.name, f"{p.name} {p.policy_id}", f"{p.effective_from}…{p.effective_to or ''}",
-                  str(len(p.tiers)), f"{len(results) - len(bad)}/{len(results)}",
-                  "[red]examples differ[/]" if bad else "[green]ok[/]")
-    console.print(t)
-    for line in problems:
-        console.print(f"[red]{escape(line)}[/]")
-    if failed:
-        raise typer.Exit(1)
+        return read_json_object(path)
+    except ValueError as e:
+        _fail(str(e))
 
 
 @ledger_app.command("check")

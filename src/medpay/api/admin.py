@@ -16,14 +16,15 @@ from medpay.api.mobile import activation_service
 from medpay.api.platform import Platform
 from medpay.domain.policy import select_policy
 from medpay.interface_format import to_yuan
-from medpay.services.errors import Invalid
+from medpay.services.errors import Invalid, NotFound
+from medpay.services.policy_view import policy_view
 from medpay.services.quote import parse_quote, quote
 from medpay.services.staff import Staff
 
 router = APIRouter(prefix="/api/v1/admin", tags=["admin"])
 
 
-class PolicySummary(BaseModel):
+class PolicyHead(BaseModel):
     policy_id: str
     admdvs: str
     name: str
@@ -31,6 +32,9 @@ class PolicySummary(BaseModel):
     effective_from: str
     effective_to: str | None
     source: str
+
+
+class PolicySummary(PolicyHead):
     tiers: list[str]
 
 
@@ -40,6 +44,54 @@ def list_policies(p: Platform = Depends(platform)) -> list[PolicySummary]:
                           effective_from=x.effective_from.isoformat(),
                           effective_to=x.effective_to.isoformat() if x.effective_to else None, source=x.source,
                           tiers=[f"{t.code} ({t.fund_pay_type})" for t in x.tiers]) for x in p.policies]
+
+
+class HeadLine(BaseModel):
+    label: str
+    value: str
+
+
+class TierWords(BaseModel):
+    code: str
+    title: str = Field(..., description="the tier's name and code")
+    lines: list[str] = Field(..., description="its settings in words, one a line (rules indented)")
+
+
+class ExampleAmount(BaseModel):
+    field: str = Field(..., description="a setlinfo field (hifp_pay …) or tiers.<code>.<figure>")
+    label: str
+    expected: str = Field(..., description="yuan, as the policy file states it")
+    computed: str | None = Field(..., description="yuan, as the engine computes it; null when the example could "
+                                                  "not be settled or the tier did not apply")
+    ok: bool
+
+
+class ExampleCheck(BaseModel):
+    name: str
+    source: str
+    note: str
+    passed: bool = Field(..., description="every expected amount reproduced to the fen (medpay policy check's verdict)")
+    error: str = Field(..., description="why the example could not be settled at all (field: problem), else empty")
+    amounts: list[ExampleAmount]
+
+
+class PolicyDetail(PolicyHead):
+    references: list[str]
+    head: list[HeadLine] = Field(..., description="the policy's general settings in words")
+    tiers: list[TierWords]
+    examples: list[ExampleCheck]
+
+
+@router.get("/policies/{policy_id}", response_model=PolicyDetail,
+            summary="政策详情 / one policy in words: tiers, sources, worked examples run against the engine",
+            description="The admin page /admin/policies/{policy_id} shows this. `lang=en` for English words.",
+            responses=described.answers(router.prefix, {404: "no loaded policy has this policy_id"}))
+def policy_detail(policy_id: str, lang: Literal["zh", "en"] = Query("zh"),
+                  p: Platform = Depends(platform)) -> PolicyDetail:
+    chosen = next((x for x in p.policies if x.policy_id == policy_id), None)
+    if chosen is None:
+        raise NotFound("policy_id", f"no loaded policy {policy_id!r}; GET /api/v1/admin/policies lists them")
+    return PolicyDetail(**policy_view(chosen, lang))
 
 
 QUOTE_EXAMPLE = {

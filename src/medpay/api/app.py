@@ -12,7 +12,7 @@ from fastapi import Depends, FastAPI
 from fastapi_offline import FastAPIOffline
 
 from medpay import __version__
-from medpay.api import admin, described, errors, face, kiosk, mobile, mobile_pages, pages, payments, terminal
+from medpay.api import admin, admin_pages, described, errors, face, kiosk, mobile, mobile_pages, pages, payments, terminal
 from medpay.api.http_guard import HttpGuard
 from medpay.api.deps import staff
 from medpay.api.institution import routes as institution
@@ -79,7 +79,7 @@ def create_app(platform: Platform | None = None, *, housekeeping_every_s: float 
             {"name": "mobile", "description": "移动端 — e-certificate activation, the dynamic QR code and paying bill codes (device-key signed)"},
             {"name": "partner", "description": "合作方 — signed callbacks of the payment gateway"},
             {"name": "admin", "description": "医保经办 — policies, quotes, ledger checks and payment recovery for the bureau's staff (staff key required)"},
-            {"name": "pages", "description": "网页 — human pages: the home page, the patient's mobile app under /m/, the face kiosk at /t/face"},
+            {"name": "pages", "description": "网页 — human pages: the home page, the patient's mobile app under /m/, the face kiosk at /t/face, the admin door's policy pages under /admin/ (staff key kept in the tab)"},
         ],
     )
     app.state.platform = platform or build_platform()
@@ -101,6 +101,7 @@ def create_app(platform: Platform | None = None, *, housekeeping_every_s: float 
     app.include_router(pages.router)
     app.include_router(mobile_pages.router)
     app.include_router(kiosk.page_router)
+    app.include_router(admin_pages.router)
     app.mount(mobile_pages.STATIC_PATH, mobile_pages.static_files, name="mobile-static")
     _describe(app)
     return app
