@@ -29,7 +29,8 @@ from medpay.services.quote import quote
 from tests.helpers_server import STAFF, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
-DEMO_TEXT = (BUILTIN_DIR / "999901-demo-2026.toml").read_text(encoding="utf-8")
+# the demo policy without its own worked examples: these tests bring theirs
+DEMO_TEXT = (BUILTIN_DIR / "999901-demo-2026.toml").read_text(encoding="utf-8").split("\n[[examples]]")[0]
 BILL = json.loads((ROOT / "examples" / "inpatient-bill.json").read_text(encoding="utf-8"))
 runner = CliRunner()
 WIDE = {"COLUMNS": "250"}  # Rich would fold long Chinese lines at 80 columns
@@ -184,6 +185,20 @@ def test_explanation_reads_as_arithmetic() -> None:
     text = explain(demo_policy, RES_SERIOUS, "en").text()
     assert "already met this policy year 5000.00 yuan, taken now 10000.00 yuan" in text
     assert "band 95000.00 yuan–100000.00 yuan at 60%: 5000.00 yuan × 60% = 3000.00 yuan" in text
+
+
+def test_explanation_of_an_item_rule_and_an_age_ratio_adds_up() -> None:
+    """The published 2012 implant example: the implant's half paid directly, the rest walked; every payment shown
+    is reproduced step by step."""
+    from medpay.adapters.policy_files import load_policy_file
+    from medpay.services.policy_examples import plain_document
+
+    pol = load_policy_file(ROOT / "tests" / "data" / "policies" / "999999-yi-class-2012.toml")
+    ex = next(e for e in pol.examples if "李先生" in e.name)
+    result = explain(pol, plain_document(ex.doc))
+    assert all(t.reproduced for t in result.tiers)
+    assert "单列项目按其自身比例由统筹直接支付 25000.00 元" in result.text()
+    assert result.amounts["hifp_pay"] == 7098064
 
 
 # ------------------------------------------------------------------------------------------------------------

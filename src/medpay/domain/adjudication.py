@@ -69,6 +69,15 @@ class TierResult:
     proc_info: str
     direct_pay: int = 0  # paid for items with their own fund ratio, outside the deductible and bands (in fund_payamt)
     first_share: int = 0  # the share of the base the patient paid first (转外就医 先行自付)
+    # how the figures came about, for explanations (medpay policy explain): the whole deductible, what the visit or
+    # period had met before, what was left to take; the bands of the rule that applied (before an absolute shift)
+    # and where the walk started on them
+    deductible: int = 0
+    deductible_met: int = 0
+    deductible_left: int = 0
+    bands: tuple[Band, ...] = ()
+    walk_start: int = 0
+    cap: int | None = None  # the cap that applied (by person, disease or the tier's own); None: uncapped
 
 
 @dataclass(frozen=True)
@@ -281,6 +290,7 @@ def _run_tier(tier: Tier, bands: tuple[Band, ...], base: int, ctx: _Context,
     if tier.deductible.year_cap is not None:
         remaining_dedc = min(remaining_dedc, max(0, tier.deductible.year_cap - ctx.year_total(f"{p}.dedc")))
     axis_total = ctx.year_total if tier.axis == "year" else ctx.visit_total
+    rule_bands = bands
     if tier.band_origin == "absolute":
         bands = _shift_bands(bands, dedc_total)
 
@@ -351,6 +361,8 @@ def _run_tier(tier: Tier, bands: tuple[Band, ...], base: int, ctx: _Context,
         base=base + first, act_pay_dedc=act_dedc, eligible=eligible, consumed=consumed, overflow=overflow,
         overflow_exact=overflow_exact, fund_payamt=pay,
         crt_payb_lmt_amt=limit_left, ratio=ratio, proc_info="；".join(info), direct_pay=direct_pay, first_share=first,
+        deductible=dedc_total, deductible_met=met, deductible_left=remaining_dedc, bands=rule_bands, walk_start=start,
+        cap=cap_amount,
     )
 
 

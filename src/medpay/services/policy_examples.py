@@ -41,20 +41,20 @@ class ExampleResult:
         return not self.differences and not self.error
 
 
-def _plain(value: Any) -> Any:
+def plain_document(value: Any) -> Any:
     """TOML gives dates as date objects; the quote document takes the interface's text."""
     if isinstance(value, date):
         return value.isoformat()
     if isinstance(value, Mapping):
-        return {k: _plain(v) for k, v in value.items()}
+        return {k: plain_document(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [_plain(v) for v in value]
+        return [plain_document(v) for v in value]
     return value
 
 
 def run_example(policy: Policy, example: PolicyExample) -> ExampleResult:
     try:
-        person, visit, lines, year, visit_acc, accounts, use_account = parse_quote(_plain(example.doc))
+        person, visit, lines, year, visit_acc, accounts, use_account = parse_quote(plain_document(example.doc))
         adj = adjudicate(policy, person, visit, lines, year, visit_acc, accounts, use_account)
     except Invalid as e:
         return ExampleResult(example, error=f"{e.field}: {e.message}")

@@ -11,7 +11,6 @@ shows the engine's figure.
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -19,7 +18,7 @@ from typing import Any
 
 from medpay.domain.adjudication import Adjudication, AdjudicationError, TierResult, adjudicate
 from medpay.domain.model import Accumulators, Person, VisitContext
-from medpay.domain.policy import Band, Match, Policy, Tier
+from medpay.domain.policy import Band, Policy, Tier
 from medpay.domain.policy_words import percent, tier_title, value_label, word, yuan
 from medpay.money import round_fen
 from medpay.services.errors import Invalid
@@ -44,6 +43,8 @@ T = {
         "band_open": "  {lo} 以上段，比例 {ratio}：{amount} × {ratio} = {pay}",
         "band_capped": "（达到封顶，只支付 {pay}）",
         "walk_sum": "按比例合计 {exact}，舍入后 {pay}",
+        "first_share": "先行自付 {share}（由个人负担，不进入本档）",
+        "direct": "单列项目按其自身比例由统筹直接支付 {pay}（不计起付线和分段比例）",
         "walk_from_fund": "按比例合计 {gross} − 起付线 {dedc} = {pay}",
         "ratio_only": "比例：{ratio}",
         "mismatch": "（分段细算 {mine} 与结算结果不符，以结算结果 {pay} 为准）",
@@ -80,6 +81,8 @@ T = {
         "band_open": "  band above {lo} at {ratio}: {amount} × {ratio} = {pay}",
         "band_capped": " (the cap is reached: only {pay} is paid)",
         "walk_sum": "By the ratios {exact}, rounded {pay}",
+        "first_share": "Paid first by the patient: {share} (left out of this tier)",
+        "direct": "Items with their own fund ratio, paid directly: {pay} (outside the deductible and bands)",
         "walk_from_fund": "By the ratios {gross} − deductible {dedc} = {pay}",
         "ratio_only": "Ratio: {ratio}",
         "mismatch": " (the band-by-band figure {mine} differs from the settlement's; the settlement's {pay} stands)",
@@ -148,14 +151,15 @@ def explain(policy: Policy, doc: Mapping[str, Any], lang: str = "zh") -> Explana
     bill = (w("bill", total=b.medfee_sumamt, ownpay=b.fulamt_ownpay_amt, overlmt=b.overlmt_selfpay,
               pre=b.preselfpay_amt, inscp=b.inscp_scp_amt),)
     tiers = {t.code: t for t in policy.tiers}
-    facts = _facts(policy, person, visit)
     done: list[TierExplanation] = []
     results: dict[str, TierResult] = {}
     fund_before = dedc_before = 0
     for r in adj.tiers:
         tier = tiers[r.code]
-        ex = _Tier(w, policy, tier, r, facts, visit, year, visit_acc)
+        ex = _Tier(w, policy, tier, r, visit)
         lines = ex.base(b.inscp_scp_amt, results, fund_before, dedc_before, tiers)
+        if r.first_share:
+            lines.append(w("first_share", share=r.first_share))
         lines += ex.deductible()
         lines += ex.walk()
         lines += ex.cap()
@@ -191,55 +195,16 @@ class _Words:
         return yuan(int(v), self.lang)
 
 
-def _facts(policy: Policy, person: Person, visit: VisitContext) -> dict[str, Any] | None:
-    """The facts a rule's conditions are checked on — those ``Match.accepts`` takes today. None when it asks for a
-    fact this module doesn't know yet (then the rule that applied isn't named, and the engine's ratio is shown)."""
-    known = dict(insutype=person.insutype, psn_class=policy.psn_class(person.psn_type),
-                 med_category=policy.med_category(visit.med_type), level=visit.institution.level,
-                 identities=person.identities, dise_codg=visit.dise_codg, cvlserv=person.cvlserv_flag)
-    params = [p for name, p in inspect.signature(Match.accepts).parameters.items() if name != "self"]
-    if any(p.name not in known and p.default is inspect.Parameter.empty for p in params):
-        return None
-    return {p.name: known[p.name] for p in params if p.name in known}
-
-
-def _accepts(match: Match, facts: dict[str, Any]) -> bool:
-    try:
-        return bool(match.accepts(**facts))
-    except TypeError:
-        return False
-
-
 class _Tier:
     """One tier's steps, from its configuration and the engine's TierResult."""
 
-    def __init__(self, w: _Words, policy: Policy, tier: Tier, r: TierResult, facts: dict[str, Any] | None,
-                 visit: VisitContext, year: Accumulators, visit_acc: Accumulators):
-        self.w, self.policy, self.tier, self.r, self.facts = w, policy, tier, r, facts
-        self.visit, self.year, self.visit_acc = visit, year, visit_acc
-        self.pool = tier.pool
+    def __init__(self, w: _Words, policy: Policy, tier: Tier, r: TierResult, visit: VisitContext):
+        self.w, self.policy, self.tier, self.r, self.visit = w, policy, tier, r, visit
         self.reproduced = True
         self.exact_base: Decimal | None = None
-        ded = tier.deductible
-        self.dedc_acc = year if ded.basis == "per_year" else visit_acc
-        self.dedc_total = self._deductible_total()
-        self.remaining = None if self.dedc_total is None else max(0, self.dedc_total - self.dedc_acc.get(f"{self.pool}.dedc"))
-        if self.remaining is not None and ded.year_cap is not None:
-            self.remaining = min(self.remaining, max(0, ded.year_cap - year.get(f"{self.pool}.dedc")))
-
-    def _deductible_total(self) -> int | None:
-        ded = self.tier.deductible
-        if ded.basis == "none":
-            return 0
-        if self.facts is None:
-            return None
-        rule = next((x for x in ded.rules if _accepts(x.match, self.facts)), None)
-        if rule is None:
-            return None
-        amount = rule.amount
-        if ded.admission_factors:
-            amount = round_fen(Decimal(amount) * self._factor(), self.policy.rounding)
-        return amount
+        # the deductible as the engine found it: the whole amount, what was met before, what was left to take
+        self.dedc_total = r.deductible
+        self.remaining = r.deductible_left
 
     def _factor(self) -> Decimal:
         factors = self.tier.deductible.admission_factors
@@ -275,9 +240,9 @@ class _Tier:
             return []
         if self.dedc_total is None:
             return [w("dedc_taken", taken=r.act_pay_dedc, eligible=r.eligible)]
-        where = w("where_year" if ded.basis == "per_year" else "where_visit")
+        where = w("where_visit" if ded.basis == "per_visit" else "where_year")
         basis = value_label("basis", ded.basis, w.lang)
-        met = self.dedc_acc.get(f"{self.pool}.dedc")
+        met = r.deductible_met
         if ded.mode == "from_fund":
             return [w("dedc_from_fund", total=self.dedc_total, basis=basis, where=where, met=met, taken=r.act_pay_dedc)]
         factor = w("dedc_factor", seq=str(max(1, self.visit.admission_seq)), factor=percent(self._factor())) \
@@ -289,10 +254,7 @@ class _Tier:
         return [line]
 
     def _bands(self) -> tuple[Band, ...] | None:
-        if self.facts is None:
-            return None
-        rule = next((rr for rr in self.tier.ratios if _accepts(rr.match, self.facts)), None)
-        return rule.bands if rule is not None else None
+        return self.r.bands or None
 
     def walk(self) -> list[str]:
         """The bands walked, as the engine walks them (adjudication._walk), with the amount in each."""
@@ -314,8 +276,7 @@ class _Tier:
             room = Decimal((r.crt_payb_lmt_amt or 0) + (0 if before_ratio else self.remaining))
         if self.exact_base is not None and r.act_pay_dedc == 0 and t.cap.basis != "inscp":
             walkable = self.exact_base
-        axis = self.year if t.axis == "year" else self.visit_acc
-        start = axis.get(f"{self.pool}.elig")
+        start = self.r.walk_start
         lines = [w("start", start=start, where=w("where_year" if t.axis == "year" else "where_visit"))] if start else []
         pay = Decimal(0)
         end = start + walkable
@@ -345,6 +306,9 @@ class _Tier:
             lines.append(w("walk_sum", exact=pay, pay=gross))
         else:
             lines.append(w("walk_from_fund", gross=gross, dedc=r.act_pay_dedc, pay=mine))
+        if r.direct_pay:
+            lines.append(w("direct", pay=r.direct_pay))
+            mine += r.direct_pay
         if mine != r.fund_payamt:
             self.reproduced = False
             lines.append(w("mismatch", mine=mine, pay=r.fund_payamt))
@@ -353,12 +317,9 @@ class _Tier:
     def cap(self) -> list[str]:
         w, t, r = self.w, self.tier, self.r
         lines = []
-        if t.cap.basis == "fund":
-            lines.append(w("cap_fund", cap=t.cap.amount, used=self.year.get(f"{self.pool}.fund"),
-                           left=r.crt_payb_lmt_amt or 0))
-        elif t.cap.basis == "inscp":
-            lines.append(w("cap_inscp", cap=t.cap.amount, used=self.year.get(f"{self.pool}.counted"),
-                           left=r.crt_payb_lmt_amt or 0))
+        if r.cap is not None and t.cap.basis in ("fund", "inscp"):
+            left = r.crt_payb_lmt_amt or 0
+            lines.append(w(f"cap_{t.cap.basis}", cap=r.cap, used=max(0, r.cap - left), left=left))
         if r.overflow:
             lines.append(w("overflow", overflow=r.overflow_exact if r.overflow_exact != r.overflow else r.overflow))
         return lines

@@ -13,7 +13,7 @@ from medpay.domain.policy import Policy, PolicyExample
 from medpay.domain.policy_words import describe_tier, fmt, label, tier_title
 from medpay.money import format_yuan
 from medpay.services.errors import ServiceError
-from medpay.services.policy_examples import _plain, run_example
+from medpay.services.policy_examples import plain_document, run_example
 from medpay.services.policy_explain import settle_document
 
 HEAD_FIELDS = ("admdvs", "version", "effective_from", "effective_to", "year_start", "rounding",
@@ -30,7 +30,7 @@ def example_view(policy: Policy, example: PolicyExample, lang: str) -> dict[str,
     tiers: dict[str, Any] = {}
     if not result.error:
         try:
-            *_, adj = settle_document(policy, _plain(example.doc))
+            *_, adj = settle_document(policy, plain_document(example.doc))
             amounts, tiers = adj.amounts, {t.code: t for t in adj.tiers}
         except ServiceError:  # run_example said why (result.error); nothing to show beside it
             pass
