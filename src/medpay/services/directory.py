@@ -170,7 +170,7 @@ class Directory:
             if p.phone:
                 row.phone_enc = c.encrypt(p.phone, "phone")
             row.salary_enc = None if p.salary is None else c.encrypt(str(p.salary), "salary")
-            for name, value in self.plain_document(p).items():
+            for name, value in self._plain(p).items():
                 setattr(row, name, value)
             spec = personal_account(p.psn_no)
             uow.ledger.open_account(spec.id, spec.ledger, spec.code, spec.flags)
@@ -181,7 +181,7 @@ class Directory:
                          at=utcnow())
 
     @staticmethod
-    def plain_document(p: PersonInput) -> dict[str, object]:
+    def _plain(p: PersonInput) -> dict[str, object]:
         return {"gend": p.gend, "brdy": p.brdy, "insutype": p.insutype, "psn_type": p.psn_type,
                 "insuplc_admdvs": p.insuplc_admdvs, "emp_name": p.emp_name, "cvlserv_flag": p.cvlserv_flag,
                 "identities": ",".join(p.identities), "psn_insu_date": p.psn_insu_date, "psn_cert_type": "01",
@@ -195,7 +195,7 @@ class Directory:
                 and (not p.phone or (row.phone_enc is not None and c.decrypt(row.phone_enc, "phone") == p.phone))
                 and c.decrypt(row.psn_name_enc, "psn_name") == p.psn_name
                 and records.salary(row, c) == p.salary
-                and all(getattr(row, name) == value for name, value in self.plain_document(p).items()))
+                and all(getattr(row, name) == value for name, value in self._plain(p).items()))
 
     def link_family(self, payer: str, beneficiary: str, relation: str, priority: int = 1) -> None:
         if payer == beneficiary:

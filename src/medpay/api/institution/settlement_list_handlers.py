@@ -48,7 +48,7 @@ def _amount(d: Mapping[str, Any], key: str, path: str) -> int:
         raise Invalid(e.field, e.problem) from None
 
 
-def plain_document(value: Any, path: str) -> None:
+def _plain(value: Any, path: str) -> None:
     """What is stored as sent must be storable: text without NUL or unpaired surrogates, finite numbers."""
     if isinstance(value, str):
         if "\x00" in value:
@@ -61,11 +61,11 @@ def plain_document(value: Any, path: str) -> None:
         raise Invalid(path, "must be a finite number")
     elif isinstance(value, Mapping):
         for k, v in value.items():
-            plain_document(k, path)
-            plain_document(v, f"{path}.{k}")
+            _plain(k, path)
+            _plain(v, f"{path}.{k}")
     elif isinstance(value, list):
         for i, v in enumerate(value):
-            plain_document(v, f"{path}[{i}]")
+            _plain(v, f"{path}[{i}]")
 
 
 def _list(call: Call, name: str) -> list[Mapping[str, Any]]:
@@ -96,7 +96,7 @@ def upload_settlement_list(call: Call) -> dict:
     payments = tuple((_fund_type(row, f"payinfo[{i}]"), _amount(row, "fund_payamt", f"payinfo[{i}]"))
                      for i, row in enumerate(lists["payinfo"]))
     body = {"setlinfo": dict(info), **lists}
-    plain_document(body, "input")
+    _plain(body, "input")
     service = SettlementLists(call.platform.factory, call.platform.cipher, call.platform.settlement.clock)
     return service.upload(call.fixmedins_code, call.env.msgid, SettlementList(
         setl_id=text(info, "setl_id", "setlinfo"), mdtrt_id=text(info, "mdtrt_id", "setlinfo"),
