@@ -14,8 +14,9 @@ from medpay.domain.policy import PolicyError
 from medpay.services.policy_examples import run_examples
 
 runner = CliRunner()
-PUBLISHED = Path(__file__).parent / "data" / "policies" / "999999-yi-class-2012.toml"
-ALL_FILES = sorted(BUILTIN_DIR.glob("*.toml")) + [PUBLISHED]
+DATA = Path(__file__).parent / "data" / "policies"  # published worked examples written as policy files
+PUBLISHED = DATA / "999999-yi-class-2012.toml"
+ALL_FILES = sorted(BUILTIN_DIR.glob("*.toml")) + sorted(DATA.glob("*.toml"))
 
 
 @pytest.mark.parametrize("path", ALL_FILES, ids=lambda p: p.name)
@@ -25,9 +26,10 @@ def test_every_example_reproduces(path):
     assert failures == []
 
 
-def test_published_examples_carry_their_source():
-    policy = load_policy_file(PUBLISHED)
-    assert len(policy.examples) == 2
+@pytest.mark.parametrize("path", sorted(DATA.glob("*.toml")), ids=lambda p: p.name)
+def test_published_examples_carry_their_source(path):
+    policy = load_policy_file(path)
+    assert policy.examples
     assert all(ex.source.startswith("http") and ex.source in policy.references for ex in policy.examples)
 
 

@@ -14,7 +14,7 @@ from decimal import Decimal
 import pytest
 from hypothesis import given, strategies as st
 
-from medpay.domain.adjudication import AdjudicationError
+from medpay.domain.adjudication import AdjudicationError, adjudicate, identity_violations
 from medpay.domain.model import Accumulators, CatalogItem, FeeLine, Institution, VisitContext
 from medpay.domain.policy import PolicyError
 from medpay.money import parse_yuan
@@ -202,6 +202,19 @@ def test_a_later_admission_never_raises_the_deductible(seq, later, level):
     first = settle(pol, who("390", "1501"), at(level=level, seq=seq), bill).amounts["act_pay_dedc"]
     then = settle(pol, who("390", "1501"), at(level=level, seq=seq + later), bill).amounts["act_pay_dedc"]
     assert then <= first
+
+
+def test_admission_floor_stops_the_lowering_but_never_raises_a_first_admission():
+    pol = policy(ADMISSIONS.replace('deductible.admissions = [{ from = 2, factor = "0.5" }, { from = 3, amount = "100.00" }]',
+                                    'deductible.admissions = [{ from = 2, factor = "0.5" }]\ndeductible.admission_floor = "150.00"'))
+    bill = [fee("5000.00")]
+    got = [settle(pol, who("390", "1501"), at(level="1", seq=n), bill).amounts["act_pay_dedc"] for n in (1, 2)]
+    assert got == [20000, 15000]  # 一级 200; the 2nd admission halves it to 100, raised to the floor 150
+    got = [settle(pol, who("390", "1501"), at(level="3", seq=n), bill).amounts["act_pay_dedc"] for n in (1, 2)]
+    assert got == [100000, 50000]
+    err = refusal(ADMISSIONS.replace('deductible.admissions = [{ from = 2, factor = "0.5" }, { from = 3, amount = "100.00" }]',
+                                     'deductible.admission_floor = "150.00"'))
+    assert err.key == "tiers[0].deductible.admission_floor"
 
 
 def test_admission_steps_must_rise():
@@ -535,3 +548,48 @@ def test_the_first_item_rule_in_file_order_wins_whatever_key_names_the_item():
     assert r.amounts["preselfpay_amt"] == 2000
     both = policy(ITEMS.replace('med_chrgitm_types = ["08"]', 'med_chrgitm_types = ["08"]\ncodes = ["C-BOTH"]'))
     assert settle(both, who(), at(), [fee("100.00", YI, code="C-BOTH", cat="08")]).amounts["preselfpay_amt"] == 2000
+
+
+# ------------------------------------------------------------------------------------------ a stay across 1 January
+
+STAY = """
+[[tiers]]
+code = "emp_in"
+kind = "basic"
+fund_pay_type = "310100"
+pool = "pool"
+deductible = { basis = "per_visit", amount = "1000.00" }
+cap = { basis = "fund", amount = "5000.00" }
+ratios = [{ ratio = "0.80" }]
+"""
+
+
+def dated(yuan_: str, on: date, sn: str) -> FeeLine:
+    return dataclasses.replace(fee(yuan_, sn=sn), fee_date=on)
+
+
+def test_stay_across_1_january_splits_caps_but_keeps_the_deductible_and_admission():
+    """Admitted 20 Dec 2026, settled 10 Jan 2027; 3000 of fees in each year; 4500 of 2026's 5000 cap already paid.
+    Split: the December part meets the visit's deductible 1000 and gets the 500 left of 2026's cap; the January part
+    deducts nothing more and pays 80 % of 3000 under 2027's fresh cap. Unsplit: everything counts in 2027."""
+    lines = [dated("3000.00", date(2026, 12, 22), "1"), dated("3000.00", date(2027, 1, 5), "2")]
+    y2026 = Accumulators({"pool.fund": parse_yuan("4500.00"), "admissions": 2})
+    on = at(on=date(2027, 1, 10), seq=3)
+    pol = policy_from_toml(HEAD.format(year_start='stay_across_years = "split_by_fee_date"') + STAY, "stay")
+    r = adjudicate(pol, who(), on, lines, Accumulators(), None, (), False, other_years={2026: y2026})
+    assert identity_violations(r.amounts, r.setldetail) == []
+    assert (r.amounts["act_pay_dedc"], r.amounts["hifp_pay"]) == (100000, 50000 + 240000)
+    assert r.year_deltas["2026/pool.fund"] == 50000 and r.year_deltas["pool.fund"] == 240000
+    assert r.year_deltas["2026/admissions"] == 1 and "admissions" not in r.year_deltas
+    assert r.year_deltas["2026/pool.dedc"] == 100000 and "pool.dedc" not in r.year_deltas
+    unsplit = adjudicate(policy(STAY), who(), on, lines, Accumulators(), None, (), False)
+    assert (unsplit.amounts["act_pay_dedc"], unsplit.amounts["hifp_pay"]) == (100000, 400000)
+    with pytest.raises(AdjudicationError) as e:
+        adjudicate(pol, who(), on, lines, Accumulators(), None, (), False)
+    assert e.value.field == "fee_ocur_time"
+
+
+def test_stay_across_years_setting_is_validated():
+    with pytest.raises(PolicyError) as e:
+        policy_from_toml(HEAD.format(year_start='stay_across_years = "both"') + STAY, "stay")
+    assert e.value.key == "policy.stay_across_years"

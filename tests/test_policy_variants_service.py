@@ -4,7 +4,7 @@ come back to what they were, and the settlement counts in the policy year, not t
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
 import pytest
@@ -14,6 +14,7 @@ from medpay.domain.policy import parse_policy
 from medpay.services import demo
 from medpay.services.settlement import FeeLineInput, SettleRequest, SettlementService
 from benchmarks.core import variants_doc
+from tests.builders import demo_doc
 from tests.test_settlement_service import TickingClock
 
 H1 = "H99990100001"
@@ -80,3 +81,39 @@ def test_period_and_disease_keys_are_the_ones_counted(svc):
     svc.settle(SettleRequest(H1, "S-CHR", v.mdtrt_id, acct_used_flag=False))
     acc = svc.accumulators(EMP, POLICY_YEAR)
     assert 0 < acc["emp_pool.fund#M03900"] <= 100000
+
+
+class SettableClock:
+    def __init__(self, now: datetime):
+        self.now = now
+
+    def __call__(self) -> datetime:
+        self.now += timedelta(seconds=1)
+        return self.now
+
+
+def test_stay_across_1_january_counts_each_years_fees_in_its_year_and_cancels_both(session_factory, cipher):
+    doc = demo_doc()
+    doc["policy"]["stay_across_years"] = "split_by_fee_date"
+    split = parse_policy(doc, "split")
+    demo.seed(session_factory, cipher)
+    clock = SettableClock(datetime(2026, 12, 20, 2, 0, tzinfo=timezone.utc))
+    others = [p for p in builtin_policies() if p.admdvs != "999901"]
+    svc = SettlementService(session_factory, [split, *others], cipher=cipher, clock=clock)
+    v = svc.register_visit(H1, EMP, "21")
+    dec, jan = datetime(2026, 12, 22, 2, tzinfo=timezone.utc), datetime(2027, 1, 5, 2, tzinfo=timezone.utc)
+    svc.upload_fees(H1, v.mdtrt_id, [FeeLineInput("1", "002101000010000", "1", "6000", "6000", fee_ocur_time=dec)])
+    clock.now = datetime(2027, 1, 8, 2, tzinfo=timezone.utc)
+    svc.upload_fees(H1, v.mdtrt_id, [FeeLineInput("2", "002101000010000", "1", "4000", "4000", fee_ocur_time=jan)])
+    svc.discharge(H1, v.mdtrt_id)
+    out = svc.settle(SettleRequest(H1, "STAY-1", v.mdtrt_id, acct_used_flag=False))
+    info = out["setlinfo"]
+    # 三级 1st admission: the visit's deductible 900 once, from the December part; 85 % of the rest of both parts
+    assert info["act_pay_dedc"] == 90000
+    assert info["hifp_pay"] == round((600000 - 90000) * 0.85) + round(400000 * 0.85)
+    y26, y27 = svc.accumulators(EMP, 2026), svc.accumulators(EMP, 2027)
+    assert y26["emp_pool.fund"] == round((600000 - 90000) * 0.85) and y26["admissions"] == 1
+    assert y27["emp_pool.fund"] == round(400000 * 0.85) and "admissions" not in y27
+    svc.cancel(H1, "STAY-1-C", info["setl_id"])
+    for year in (2026, 2027):
+        assert not any(svc.accumulators(EMP, year).values())

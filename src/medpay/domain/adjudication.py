@@ -10,6 +10,7 @@ and its cancellation move the same keys by opposite amounts.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from decimal import ROUND_CEILING, Decimal
 
@@ -230,12 +231,15 @@ def _deductible_amount(tier: Tier, ctx: _Context) -> int:
     else:
         amount = rule.amount
     seq = max(1, ctx.visit.admission_seq)
+    unlowered = amount
     if ded.admission_factors:
         amount = round_fen(Decimal(amount) * ded.admission_factors[min(seq, len(ded.admission_factors)) - 1], rounding)
     for step in ded.admissions:  # steps rise; each one reached applies in turn, a fixed amount never raises it
         if step.from_seq > seq:
             break
         amount = round_fen(Decimal(amount) * step.factor, rounding) if step.factor is not None else min(amount, step.amount)
+    if ded.admission_floor is not None and amount < unlowered:  # lowered for a later admission, but not below
+        amount = min(unlowered, max(amount, ded.admission_floor))
     if factor != 1:
         amount = round_fen(Decimal(amount) * factor, rounding)
     return amount
@@ -449,6 +453,58 @@ def _run_tiers(policy: Policy, ctx: _Context) -> dict[str, TierResult]:
     return results
 
 
+def _year_groups(policy: Policy, visit: VisitContext, lines) -> dict[int, list[FeeLine]]:
+    """The bill's lines by the policy year their fees arose in — one group unless the policy splits a stay."""
+    settle_year = policy.policy_year(visit.setl_date)
+    if policy.stay_across_years != "split_by_fee_date":
+        return {settle_year: list(lines)}
+    groups: dict[int, list[FeeLine]] = {}
+    for ln in lines:
+        y = policy.policy_year(ln.fee_date) if ln.fee_date is not None else settle_year
+        groups.setdefault(min(y, settle_year), []).append(ln)
+    return groups or {settle_year: []}
+
+
+def _across_years(policy: Policy, person: Person, visit: VisitContext, groups: dict[int, list[FeeLine]],
+                  year: Accumulators, visit_acc: Accumulators, other_years: Mapping[int, Accumulators]):
+    """A stay across policy years: each year's fees walk that year's accumulators and caps, one after the other;
+    the visit's deductible and band position carry on from one year's part to the next."""
+    settle_year = policy.policy_year(visit.setl_date)
+    year_d: dict[str, int] = {}
+    visit_d: dict[str, int] = {}
+    parts: list[tuple[int, BillSplit, dict[str, TierResult]]] = []
+    for y in sorted(groups):
+        if y != settle_year and y not in other_years:
+            raise AdjudicationError("fee_ocur_time", f"the accumulators of policy year {y} are needed for this stay")
+        acc = year if y == settle_year else other_years[y]
+        part_visit = visit if y == settle_year else replace(visit, setl_date=policy.policy_year_end(y))
+        bill = classify_bill(groups[y], policy)
+        ctx = _Context(policy, person, part_visit, _facts(policy, person, part_visit), acc, visit_acc.plus(visit_d), bill)
+        results = _run_tiers(policy, ctx)
+        for k, v in ctx.year_d.items():
+            key = k if y == settle_year else f"{y}/{k}"
+            year_d[key] = year_d.get(key, 0) + v
+        for k, v in ctx.visit_d.items():
+            visit_d[k] = visit_d.get(k, 0) + v
+        parts.append((y, bill, results))
+    splits = tuple(ln for _, b, _ in parts for ln in b.lines)
+    bill = BillSplit(splits, *(sum(getattr(b, f) for _, b, _ in parts) for f in (
+        "medfee_sumamt", "fulamt_ownpay_amt", "overlmt_selfpay", "preselfpay_amt", "inscp_scp_amt")))
+    combined: dict[str, TierResult] = {}
+    summed = ("base", "act_pay_dedc", "eligible", "consumed", "overflow", "overflow_exact", "fund_payamt", "direct_pay",
+              "first_share")
+    for y, _, results in parts:
+        for code, r in results.items():
+            labelled = replace(r, proc_info=f"{y}年度:{r.proc_info}")
+            prior = combined.get(code)
+            combined[code] = labelled if prior is None else replace(
+                labelled, **{f: getattr(prior, f) + getattr(r, f) for f in summed},
+                proc_info=f"{prior.proc_info}｜{labelled.proc_info}", deductible=prior.deductible,
+                deductible_met=prior.deductible_met, deductible_left=prior.deductible_left)
+    ordered = {t.code: combined[t.code] for t in policy.tiers if t.code in combined}
+    return bill, ordered, year_d, visit_d
+
+
 def adjudicate(
     policy: Policy,
     person: Person,
@@ -458,22 +514,29 @@ def adjudicate(
     visit_acc: Accumulators | None = None,
     accounts: tuple[AccountSource, ...] = (),
     use_account: bool = True,
+    other_years: Mapping[int, Accumulators] | None = None,
 ) -> Adjudication:
     """Split a bill into fund payments, personal-account payments and the patient's cash part.
 
     ``accounts`` lists the personal accounts that may pay, the patient's own (relation "self") first,
-    then authorised family members in the order they should be drawn on.
+    then authorised family members in the order they should be drawn on. ``other_years``: the person's
+    accumulators of the earlier policy years a stay's fees arose in, under a policy that splits such a stay.
     """
     facts = _facts(policy, person, visit)
     if not facts.med_category:
         raise AdjudicationError("med_type", f"{visit.med_type!r} is not a medical type of policy {policy.policy_id}")
-    bill = classify_bill(lines, policy)
-    ctx = _Context(policy, person, visit, facts, year, visit_acc or Accumulators(), bill)
+    groups = _year_groups(policy, visit, lines)
     try:
-        results = _run_tiers(policy, ctx)
+        if len(groups) == 1 and next(iter(groups)) == policy.policy_year(visit.setl_date):
+            bill = classify_bill(lines, policy)
+            ctx = _Context(policy, person, visit, facts, year, visit_acc or Accumulators(), bill)
+            results = _run_tiers(policy, ctx)
+            year_d, visit_d = ctx.year_d, ctx.visit_d
+        else:
+            bill, results, year_d, visit_d = _across_years(policy, person, visit, groups, year, visit_acc or Accumulators(),
+                                                          other_years or {})
     except MissingFact as e:
         raise AdjudicationError(e.field, e.problem) from None
-    year_d, visit_d = ctx.year_d, ctx.visit_d
     fund_total = sum(r.fund_payamt for r in results.values())
     tiers = tuple(results.values())
     basic = next((t for t in tiers if t.kind == "basic"), None)
@@ -503,7 +566,9 @@ def adjudicate(
     balc = (own.balance - own_paid) if own else 0
 
     if visit.final and facts.med_category == INPATIENT_CATEGORY:
-        year_d[ADMISSIONS_KEY] = 1
+        first_year = min(groups)  # the admission counts in the year the stay began
+        key = ADMISSIONS_KEY if first_year == policy.policy_year(visit.setl_date) else f"{first_year}/{ADMISSIONS_KEY}"
+        year_d[key] = year_d.get(key, 0) + 1
 
     details = [
         SetlDetail(t.fund_pay_type, t.fund_pay_type_name, bill.inscp_scp_amt,

@@ -87,6 +87,7 @@ class FeeLine:
     cnt: Decimal
     pric: Decimal  # yuan per unit, up to 6 decimals as the interface allows
     det_item_fee_sumamt: int
+    fee_date: date | None = None  # when the fee arose (fee_ocur_time): a stay across policy years may split by it
 
 
 @dataclass(frozen=True)
@@ -123,13 +124,20 @@ class Person:
 class Accumulators:
     """A person's year-to-date totals, keyed by policy-defined names (e.g. "inpatient.fund").
 
-    Missing keys are zero. The engine reads these and returns deltas; storage adds them up.
+    Missing keys are zero. The engine reads these and returns deltas; storage adds them up. A delta key written
+    "2026/emp_pool.fund" belongs to policy year 2026 rather than the settlement's own (a stay across years).
     """
 
     values: dict[str, int] = field(default_factory=dict)
 
     def get(self, key: str) -> int:
         return self.values.get(key, 0)
+
+    @staticmethod
+    def year_of(key: str, default: int) -> tuple[int, str]:
+        """(policy year, plain key) of a delta key: "2026/emp_pool.fund" → (2026, "emp_pool.fund")."""
+        head, sep, rest = key.partition("/")
+        return (int(head), rest) if sep and head.isdigit() else (default, key)
 
     def plus(self, deltas: dict[str, int]) -> "Accumulators":
         merged = dict(self.values)

@@ -13,7 +13,7 @@ This module is pure: it takes an already-parsed mapping (from TOML) and a source
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, timedelta
 from decimal import Decimal
 from collections.abc import Mapping
 from typing import Any
@@ -219,6 +219,7 @@ class Deductible:
     admissions: tuple[AdmissionStep, ...] = ()  # per_visit inpatient: steps by admission number (factor or amount)
     adjustments: tuple[DeductibleAdjustment, ...] = ()
     year_cap: int | None = None  # per_visit: the most all of a year's per-visit deductibles may add up to
+    admission_floor: int | None = None  # later admissions' lowering stops here ("最低不低于150元")
 
 
 @dataclass(frozen=True)
@@ -337,6 +338,10 @@ class Policy:
     references: tuple[str, ...] = field(default=())
     year_start: tuple[int, int] = (1, 1)  # (month, day) the policy year starts: 医保年度 may run 7/1 – 6/30
     examples: tuple[PolicyExample, ...] = ()
+    # a stay across the start of a policy year: "settlement_year" counts it all in the year it is settled;
+    # "split_by_fee_date" keeps the admission count and the visit's deductible but splits caps and accumulators by
+    # the year each fee arose in
+    stay_across_years: str = "settlement_year"
 
     def item_rule_for(self, med_list_codg: str, med_chrgitm_type: str, list_type: str) -> ItemRule | None:
         """The first item rule (in file order) naming this item's code, charge category or list type."""
@@ -371,6 +376,10 @@ class Policy:
         """The policy year ``on`` falls in, named by the calendar year it starts in (2026 = 2026-07-01…2027-06-30
         with a 1 July start). Year accumulators (deductibles, caps, admissions) are kept per policy year."""
         return on.year if (on.month, on.day) >= self.year_start else on.year - 1
+
+    def policy_year_end(self, year: int) -> date:
+        """The last day of policy year ``year``."""
+        return date(year + 1, *self.year_start) - timedelta(days=1)
 
     def in_force(self, on: date) -> bool:
         return self.effective_from <= on and (self.effective_to is None or on <= self.effective_to)
@@ -621,8 +630,11 @@ def _deductible(r: _Reader, doc: Mapping[str, Any], path: str) -> Deductible:
     year_cap = r.yuan(doc, "year_cap", path) if "year_cap" in doc else None
     if year_cap is not None and basis != "per_visit":
         raise r.fail(_join(path, "year_cap"), "only meaningful with basis 'per_visit'")
+    floor = r.yuan(doc, "admission_floor", path) if "admission_floor" in doc else None
+    if floor is not None and not (factors or steps):
+        raise r.fail(_join(path, "admission_floor"), "only meaningful with 'admission_factors' or 'admissions'")
     return Deductible(basis=basis, mode=mode, rules=tuple(rules), admission_factors=factors, admissions=tuple(steps),
-                      adjustments=tuple(adjustments), year_cap=year_cap)
+                      adjustments=tuple(adjustments), year_cap=year_cap, admission_floor=floor)
 
 
 def _cap(r: _Reader, doc: Mapping[str, Any], path: str, disease_codes: Mapping[str, str]) -> Cap:
@@ -921,6 +933,8 @@ def parse_policy(doc: Mapping[str, Any], source: str, disease_codes: Mapping[str
         item_rules=_item_rules(r, doc, known),
         references=tuple(str(x) for x in head.get("references", [])),
         year_start=year_start, examples=_examples(r, doc, known),
+        stay_across_years=r.text(head, "stay_across_years", "policy", default="settlement_year",
+                                 choices=("settlement_year", "split_by_fee_date")),
     )
 
 

@@ -245,7 +245,8 @@ _ACTIVE_LINES = (select(fee_lines).where(and_(fee_lines.c.mdtrt_id == bindparam(
 _ACTIVE_LINE_SNS = select(fee_lines.c.feedetl_sn).where(and_(fee_lines.c.mdtrt_id == bindparam("mdtrt_id"),
                                                              fee_lines.c.status == "active"))
 _UNSETTLED_LINES = (select(fee_lines.c.id, fee_lines.c.feedetl_sn, fee_lines.c.med_list_codg, fee_lines.c.cnt,
-                           fee_lines.c.pric, fee_lines.c.det_item_fee_sumamt, catalog_items.c.name,
+                           fee_lines.c.pric, fee_lines.c.det_item_fee_sumamt, fee_lines.c.fee_ocur_time,
+                           catalog_items.c.name,
                            catalog_items.c.chrgitm_lv, catalog_items.c.med_chrgitm_type, catalog_items.c.pric_uplmt_amt,
                            catalog_items.c.selfpay_prop, catalog_items.c.list_type)
                     .join(catalog_items, catalog_items.c.med_list_codg == fee_lines.c.med_list_codg)
@@ -319,11 +320,15 @@ def year_accumulators(db: Db, psn_no: str, year: int) -> Accumulators:
 
 
 def add_to_accumulators(db: Db, psn_no: str, year: int, deltas: dict[str, int]) -> None:
-    """Add ``deltas`` to the person's year totals in one statement (insert or increment each key). The caller
-    holds the person's row lock, so no other settlement of this person reads the totals meanwhile."""
+    """Add ``deltas`` to the person's ``year`` totals in one statement (insert or increment each key); a key that
+    names its own policy year ("2025/emp_pool.fund", a stay across years) goes to that year. The caller holds the
+    person's row lock, so no other settlement of this person reads the totals meanwhile."""
     if deltas:
-        db.execute(_ADD_ACCUMULATORS[dialect_name(db)],
-                   [{"psn_no": psn_no, "year": year, "key": k, "value": v} for k, v in sorted(deltas.items())])
+        rows = []
+        for k, v in sorted(deltas.items()):
+            key_year, key = Accumulators.year_of(k, year)
+            rows.append({"psn_no": psn_no, "year": key_year, "key": key, "value": v})
+        db.execute(_ADD_ACCUMULATORS[dialect_name(db)], rows)
 
 
 def visit_accumulators(db: Db, mdtrt_id: str) -> Accumulators:

@@ -771,7 +771,8 @@ class SettlementService:
             if not lines:
                 raise Conflict("mdtrt_id", f"visit {visit.mdtrt_id!r} has no unsettled fee lines (upload them first)")
             fee_lines = [FeeLine(r.feedetl_sn, records.catalog_item(r), Decimal(r.cnt), Decimal(r.pric),
-                                 r.det_item_fee_sumamt) for r in lines]
+                                 r.det_item_fee_sumamt, local_date(r.fee_ocur_time) if r.fee_ocur_time else None)
+                         for r in lines]
         now = self.clock()
         policy = self._policy(prow.insuplc_admdvs, local_date(visit.begntime))
         inst = self._institution(conn, visit.fixmedins_code)
@@ -791,10 +792,15 @@ class SettlementService:
         ctx = VisitContext(mdtrt_id=visit.mdtrt_id, med_type=visit.med_type, setl_date=local_date(now), institution=inst,
                            admission_seq=visit.admission_seq, final=not mid_setl, dise_codg=visit.dise_codg,
                            insured_admdvs=prow.insuplc_admdvs)
+        setl_year = policy.policy_year(local_date(now))
+        earlier: dict[int, Any] = {}
+        if policy.stay_across_years == "split_by_fee_date":  # a stay's fees from an earlier policy year count there
+            years = {policy.policy_year(ln.fee_date) for ln in fee_lines if ln.fee_date is not None}
+            earlier = {y: records.year_accumulators(conn, prow.psn_no, y) for y in sorted(years) if y < setl_year}
         try:
-            adj = adjudicate(policy, person, ctx, fee_lines,
-                             records.year_accumulators(conn, prow.psn_no, policy.policy_year(local_date(now))),
-                             records.visit_accumulators(conn, visit.mdtrt_id), tuple(sources), acct_used)
+            adj = adjudicate(policy, person, ctx, fee_lines, records.year_accumulators(conn, prow.psn_no, setl_year),
+                             records.visit_accumulators(conn, visit.mdtrt_id), tuple(sources), acct_used,
+                             other_years=earlier)
         except AdjudicationError as e:
             raise Invalid(e.field, e.problem) from None
         return adj, lines, policy, available(deposit_id)
