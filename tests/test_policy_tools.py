@@ -351,3 +351,15 @@ def test_policy_page_in_a_browser(served: str) -> None:
             assert errors == []
         finally:
             browser.close()
+
+
+def test_diff_words_the_new_settings() -> None:
+    """Per-disease caps are money, periods and age ratios have their own words (the variants of issue 12)."""
+    from benchmarks.core import variants_doc
+
+    demo_policy = next(p for p in builtin_policies() if p.admdvs == "999901")
+    words = [c.text("zh") for c in diff_policies(demo_policy, parse_policy(variants_doc(), "variants"))]
+    assert "新增职工门诊慢特病（emp_chronic）封顶线 按病种封顶 M03900：1000.00 元" in words
+    assert "职工门诊统筹（emp_outpatient）封顶线 累计周期：医保年度 → 季度" in words
+    assert "医保年度起始：01-01 → 07-01" in words
+    assert any("起算年龄 60" in w and "最高 96%" in w for w in words)

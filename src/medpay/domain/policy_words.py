@@ -48,6 +48,26 @@ LABELS: dict[str, tuple[str, str]] = {
     # conditions
     "psn_classes": ("人员类别", "person class"), "levels": ("医院等级", "hospital level"),
     "identities": ("身份", "identity"), "dise_codgs": ("病种", "disease"), "cvlserv": ("公务员", "civil servant"),
+    # the settings issue 12 added
+    "stay_across_years": ("跨医保年度住院", "a stay across policy years"), "item_rules": ("单列项目规则", "item rules"),
+    "admissions": ("按住院次数递减", "later admissions"), "from_seq": ("自第几次住院", "from admission"),
+    "factor": ("系数", "factor"), "admission_floor": ("递减后最低起付线", "lowest after later admissions"),
+    "adjustments": ("起付线调整", "deductible adjustment"), "level_offset": ("按低几级医院", "levels lower"),
+    "share": ("比例", "share"), "share_of": ("按何金额", "share of"), "floor": ("最低", "floor"),
+    "ceiling": ("最高", "ceiling"), "salary_share": ("工资比例", "share of salary"),
+    "age_ratio": ("按年龄的比例", "ratio by age"), "from_age": ("起算年龄", "from age"),
+    "per_year": ("每岁增加", "per year of age"), "period": ("累计周期", "period"), "key": ("共用封顶线", "shared cap"),
+    "per_disease": ("按病种封顶", "cap per disease"), "base_includes_preselfpay": ("基数含乙类先行自付", "base counts 乙类 first self-pay"),
+    "first_share": ("先行自付", "paid first"), "bonuses": ("比例加成", "ratio bonus"), "add": ("提高", "added"),
+    "codes": ("项目编码", "item codes"), "med_chrgitm_types": ("收费项目类别", "charge categories"),
+    "list_types": ("目录类别", "list types"), "selfpay_prop": ("先行自付比例", "first self-pay"),
+    "fund_ratio": ("统筹支付比例", "fund ratio"), "unlimited": ("不封顶", "uncapped"),
+    # conditions issue 12 added
+    "inst_kinds": ("机构类型", "institution kind"), "fixmedins_codes": ("定点机构", "institution"),
+    "cross_region": ("就医地", "where treated"), "filed": ("已备案", "filed"), "referred": ("转诊", "referred"),
+    "grades": ("缴费档次", "payment grade"), "min_age": ("最低年龄", "age from"), "max_age": ("最高年龄", "age up to"),
+    "retired_before": ("退休早于", "retired before"), "retired_from": ("退休不早于", "retired from"),
+    "min_months_enrolled": ("连续参保月数不少于", "months enrolled at least"),
     # examples
     "doc": ("单据", "bill"), "expect": ("应得金额", "expected amount"), "expect_tiers": ("各档应得", "expected by tier"),
     "note": ("说明", "note"), "person": ("人员", "person"), "visit": ("就诊", "visit"), "lines": ("费用明细", "fee line"),
@@ -79,7 +99,8 @@ VALUES: dict[str, dict[str, tuple[str, str]]] = {
              "overflow": ("上一档封顶后未支付的部分", "what a capped tier left unpaid"),
              "psn_inscp": ("个人仍负担的政策范围内金额", "the in-scope amount the patient still bears")},
     "basis": {"none": ("无", "none"), "per_visit": ("每次住院（就诊）", "per admission (visit)"),
-              "per_year": ("每年度", "per policy year"), "fund": ("按基金支付额", "on the fund's payments"),
+              "per_year": ("每年度", "per policy year"), "per_quarter": ("每季度", "per quarter"),
+              "per_month": ("每月", "per month"), "fund": ("按基金支付额", "on the fund's payments"),
               "inscp": ("按计入的政策范围内金额", "on the in-scope amount counted")},
     "mode": {"before_ratio": ("先扣起付线再按比例支付", "taken off the base before the ratio"),
              "from_fund": ("从按比例计算的基金支付中扣除", "taken out of the fund's payment")},
@@ -99,6 +120,14 @@ VALUES: dict[str, dict[str, tuple[str, str]]] = {
                     "child": ("少儿", "child"), "student": ("学生", "student")},
     "med_categories": {"outpatient": ("门诊", "outpatient"), "chronic": ("门诊慢特病", "chronic/special outpatient"),
                        "inpatient": ("住院", "inpatient"), "pharmacy": ("药店购药", "pharmacy purchase")},
+    "period": {"year": ("医保年度", "policy year"), "quarter": ("季度", "quarter"), "month": ("月", "month")},
+    "stay_across_years": {"settlement_year": ("全部计入结算年度", "all in the year it is settled"),
+                          "split_by_fee_date": ("按费用发生年度分别计算封顶线", "caps split by the year each fee arose in")},
+    "share_of": {"medfee": ("医疗费总额", "the whole bill"), "inscp": ("政策范围内金额", "the in-scope amount")},
+    "inst_kinds": {"general": ("综合医院", "general hospital"), "tcm": ("中医院", "TCM hospital"),
+                   "specialist": ("专科医院", "specialist hospital"), "grassroots": ("基层医疗机构", "primary care")},
+    "cross_region": {"local": ("统筹区内", "in the pooling region"), "province": ("省内异地", "elsewhere in the province"),
+                     "national": ("跨省异地", "in another province")},
     "identities": {"2201": ("特困人员", "extremely poor"), "2202": ("低保对象", "minimum-living-allowance"),
                    "2203": ("防返贫监测对象", "monitored against poverty")},
 }
@@ -106,7 +135,8 @@ VALUES["payable"] = {"fulamt_ownpay": ("全自费", "wholly self-paid"), "overlm
                      "preselfpay": ("乙类先行自付", "乙类 first self-pay"), "inscp_selfpay": ("政策范围内自付", "in-scope share")}
 
 # fields whose whole numbers are money (fen); any field below them inherits it (an example's expected amounts)
-MONEY_FIELDS = frozenset({"amount", "upto", "year_cap", "expect", "expect_tiers"})
+MONEY_FIELDS = frozenset({"amount", "upto", "year_cap", "expect", "expect_tiers", "per_disease", "floor", "ceiling",
+                          "admission_floor"})
 MONEY_SUFFIXES = ("amount", "amt", "_cap", "_lmt", "_pay", "payamt", "balance")
 PERCENT_FIELDS_NOT = frozenset()  # Decimals are ratios in a policy; a Decimal that isn't would be listed here
 
@@ -139,7 +169,8 @@ def value_label(name: str, value: str, lang: str) -> str:
     if lang == "en":
         return en
     return f"{zh}" if name in ("kind", "base", "basis", "mode", "axis", "band_origin", "rounding",
-                                 "preselfpay_rounding_scope", "levels", "psn_classes", "med_categories", "payable") \
+                                 "preselfpay_rounding_scope", "levels", "psn_classes", "med_categories", "payable",
+                                 "period", "stay_across_years", "share_of", "inst_kinds", "cross_region") \
         else f"{value}（{zh}）"
 
 
