@@ -126,7 +126,9 @@ def variants_doc() -> dict[str, Any]:
     """The demo policy rewritten to use the settings issue 12 added — a 1 July policy year, a deductible per month
     and a cap per quarter, caps per disease, an age-dependent ratio, admission steps with a fixed amount, one
     assistance cap shared by two tiers whose base counts the 乙类 first self-pay, 大病 uncapped for people in
-    poverty, a 中药 ratio bonus and a per-item fund rule. tests/test_policy_variants_service.py settles under it."""
+    poverty, a 中药 ratio bonus, a per-item fund rule, a 中医院 deductible one level lower, a cap by months of
+    enrolment, a civil-servant deductible as a share of salary and a ratio by resident payment grade.
+    tests/test_policy_variants_service.py settles under it."""
     import tomllib
 
     from medpay.adapters.policy_files import BUILTIN_DIR
@@ -144,6 +146,10 @@ def variants_doc() -> dict[str, Any]:
         "base": "0.90", "from_age": 60, "per_year": "0.002", "ceiling": "0.96"}})
     tiers["emp_inpatient"]["deductible"].pop("admission_factors")
     tiers["emp_inpatient"]["deductible"]["admissions"] = [{"from": 2, "amount": "100.00"}]
+    tiers["emp_inpatient"]["deductible"]["adjustments"] = [{"inst_kinds": ["tcm"], "level_offset": -1}]
+    tiers["emp_inpatient"]["cap"]["rules"] = [{"min_months_enrolled": 24, "amount": "400000.00"}]
+    tiers["emp_civil_servant"]["deductible"] = {"basis": "per_year", "salary_share": "0.01"}
+    tiers["res_inpatient"]["ratios"].insert(0, {"grades": ["1"], "levels": ["2"], "ratio": "0.72"})
     for code in ("maf_tekun", "maf_dibao"):
         tiers[code]["cap"] = {"basis": "fund", "amount": "800.00", "key": "maf_all"}
         tiers[code]["base_includes_preselfpay"] = True
@@ -166,7 +172,7 @@ def _policy_cases() -> list[dict[str, Any]]:
     people = {
         # a civil servant (adds the 公务员 tier), own account; part-way through the year
         "employee": (Person("99990100009001", "职工", "310", "1101", ADMDVS, cvlserv_flag=True,
-                            brdy=date(1980, 1, 1), insu_date=date(2005, 7, 1)),
+                            brdy=date(1980, 1, 1), insu_date=date(2005, 7, 1), salary=12_000_000),
                      (AccountSource("99990100009001", "self", 500_000),),
                      Accumulators({"emp_otp.dedc": 30_000, "emp_pool.fund": 25_000_000, "admissions": 1})),
         # a 低保 resident (adds serious-illness and assistance tiers); a parent's account pays (共济)
