@@ -433,6 +433,20 @@ class _Reader:
         except MoneyError as e:
             raise self.fail(e.field, e.problem) from None
 
+    def tables(self, doc: Mapping[str, Any], key: str, path: str, wants: str = "") -> list[tuple[str, Mapping[str, Any]]]:
+        """An array of tables (``[[key]]`` or ``key = [{…}]``), each with its dotted path; ``wants`` says what each
+        table must hold, for the message when one isn't a table."""
+        raw = doc.get(key, [])
+        where = _join(path, key)
+        if not isinstance(raw, list):
+            raise self.fail(where, f"must be an array of tables{' with ' + wants if wants else ''}")
+        out = []
+        for i, item in enumerate(raw):
+            if not isinstance(item, Mapping):
+                raise self.fail(f"{where}[{i}]", f"must be a table{' with ' + wants if wants else ''}")
+            out.append((f"{where}[{i}]", item))
+        return out
+
     def strings(self, doc: Mapping[str, Any], key: str, path: str) -> frozenset[str]:
         value = doc.get(key, [])
         if isinstance(value, str):
@@ -587,20 +601,14 @@ def _deductible(r: _Reader, doc: Mapping[str, Any], path: str) -> Deductible:
     rules: list[DeductibleRule] = []
     if any(k in doc for k in ("amount", "share", "salary_share")):
         rules.append(_deductible_rule(r, doc, path, Match()))
-    for i, rule in enumerate(doc.get("rules", [])):
-        rpath = f"{path}.rules[{i}]"
-        if not isinstance(rule, Mapping):
-            raise r.fail(rpath, "must be a table")
+    for rpath, rule in r.tables(doc, "rules", path):
         rules.append(_deductible_rule(r, rule, rpath, _match(r, rule, rpath)))
     if basis != "none" and not rules:
         raise r.fail(_join(path, "amount"), f"missing: basis {basis!r} needs an 'amount' or 'rules'")
     factors = tuple(r.ratio(f, f"{path}.admission_factors[{i}]") for i, f in enumerate(doc.get("admission_factors", [])))
     steps: list[AdmissionStep] = []
     previous = 1
-    for i, step in enumerate(doc.get("admissions", [])):
-        spath = f"{path}.admissions[{i}]"
-        if not isinstance(step, Mapping):
-            raise r.fail(spath, "must be a table with 'from' and 'factor' or 'amount'")
+    for spath, step in r.tables(doc, "admissions", path, "'from' and 'factor' or 'amount'"):
         seq = _whole(r, step, "from", spath, low=2, high=99)
         if seq is None:
             raise r.fail(_join(spath, "from"), "missing: the admission number the step starts at")
@@ -616,10 +624,7 @@ def _deductible(r: _Reader, doc: Mapping[str, Any], path: str) -> Deductible:
     if (factors or steps) and basis != "per_visit":
         raise r.fail(_join(path, "admissions" if steps else "admission_factors"), "only meaningful with basis 'per_visit'")
     adjustments: list[DeductibleAdjustment] = []
-    for i, adj in enumerate(doc.get("adjustments", [])):
-        apath = f"{path}.adjustments[{i}]"
-        if not isinstance(adj, Mapping):
-            raise r.fail(apath, "must be a table")
+    for apath, adj in r.tables(doc, "adjustments", path):
         if "factor" not in adj and "level_offset" not in adj:
             raise r.fail(apath, "give 'factor' and/or 'level_offset'")
         offset = adj.get("level_offset", 0)
@@ -644,10 +649,7 @@ def _cap(r: _Reader, doc: Mapping[str, Any], path: str, disease_codes: Mapping[s
     if basis == "none":
         return Cap()
     rules: list[CapRule] = []
-    for i, rule in enumerate(doc.get("rules", [])):
-        rpath = f"{path}.rules[{i}]"
-        if not isinstance(rule, Mapping):
-            raise r.fail(rpath, "must be a table")
+    for rpath, rule in r.tables(doc, "rules", path):
         unlimited = rule.get("unlimited", False)
         if not isinstance(unlimited, bool) or unlimited == ("amount" in rule):
             raise r.fail(rpath, "give either 'amount' or 'unlimited = true'")
@@ -666,26 +668,20 @@ def _cap(r: _Reader, doc: Mapping[str, Any], path: str, disease_codes: Mapping[s
                per_disease=per_disease)
 
 
-def _first_shares(r: _Reader, raw: Any, path: str) -> tuple[FirstShare, ...]:
-    if not isinstance(raw, list):
-        raise r.fail(path, "must be a list of tables with 'share'")
+def _first_shares(r: _Reader, doc: Mapping[str, Any], path: str) -> tuple[FirstShare, ...]:
     out = []
-    for i, item in enumerate(raw):
-        ipath = f"{path}[{i}]"
-        if not isinstance(item, Mapping) or "share" not in item:
-            raise r.fail(ipath, "must be a table with 'share'")
+    for ipath, item in r.tables(doc, "first_share", path, "'share'"):
+        if "share" not in item:
+            raise r.fail(_join(ipath, "share"), "missing")
         out.append(FirstShare(_match(r, item, ipath), r.ratio(item["share"], _join(ipath, "share"))))
     return tuple(out)
 
 
-def _bonuses(r: _Reader, raw: Any, path: str) -> tuple[RatioBonus, ...]:
-    if not isinstance(raw, list):
-        raise r.fail(path, "must be a list of tables with 'add'")
+def _bonuses(r: _Reader, doc: Mapping[str, Any], path: str) -> tuple[RatioBonus, ...]:
     out = []
-    for i, item in enumerate(raw):
-        ipath = f"{path}[{i}]"
-        if not isinstance(item, Mapping) or "add" not in item:
-            raise r.fail(ipath, "must be a table with 'add' and 'list_types' or 'med_chrgitm_types'")
+    for ipath, item in r.tables(doc, "bonuses", path, "'add' and 'list_types' or 'med_chrgitm_types'"):
+        if "add" not in item:
+            raise r.fail(_join(ipath, "add"), "missing")
         lists, cats = r.strings(item, "list_types", ipath), r.strings(item, "med_chrgitm_types", ipath)
         if not lists and not cats:
             raise r.fail(ipath, "names no lines: give 'list_types' or 'med_chrgitm_types'")
@@ -737,7 +733,7 @@ def _tier(r: _Reader, doc: Mapping[str, Any], path: str, known: dict[str, Tier],
         age = _age_ratio(r, rr["age_ratio"], _join(rpath, "age_ratio")) if "age_ratio" in rr else None
         ratios.append(RatioRule(_match(r, rr, rpath), _bands(r, rr, rpath), age))
     cap = _cap(r, r.table(doc, "cap", path, required=False), _join(path, "cap"), disease_codes)
-    bonuses = _bonuses(r, doc.get("bonuses", []), _join(path, "bonuses"))
+    bonuses = _bonuses(r, doc, path)
     highest = max([b.ratio for rr in ratios for b in rr.bands] + [rr.age_ratio.ceiling for rr in ratios if rr.age_ratio])
     for i, bonus in enumerate(bonuses):
         if highest + bonus.add > 1:
@@ -756,7 +752,7 @@ def _tier(r: _Reader, doc: Mapping[str, Any], path: str, known: dict[str, Tier],
         pool=r.text(doc, "pool", path, default=code), group=r.text(doc, "group", path, default=code),
         axis=axis, band_origin=band_origin, deductible=deductible, ratios=tuple(ratios), cap=cap,
         base_includes_preselfpay=includes,
-        first_share=_first_shares(r, doc.get("first_share", []), _join(path, "first_share")),
+        first_share=_first_shares(r, doc, path),
         bonuses=bonuses,
     )
 
@@ -774,15 +770,9 @@ def _codes(r: _Reader, doc: Mapping[str, Any], key: str) -> dict[str, str]:
 
 
 def _examples(r: _Reader, doc: Mapping[str, Any], tiers: Mapping[str, Tier]) -> tuple[PolicyExample, ...]:
-    raw = doc.get("examples", [])
-    if not isinstance(raw, list):
-        raise r.fail("examples", "must be an array of tables [[examples]]")
     out: list[PolicyExample] = []
     names: set[str] = set()
-    for i, ex in enumerate(raw):
-        path = f"examples[{i}]"
-        if not isinstance(ex, Mapping):
-            raise r.fail(path, "must be a table")
+    for path, ex in r.tables(doc, "examples", ""):
         name = r.text(ex, "name", path)
         if name in names:
             raise r.fail(_join(path, "name"), f"duplicate example name {name!r}")
@@ -827,14 +817,8 @@ def _year_start(r: _Reader, head: Mapping[str, Any]) -> tuple[int, int]:
 
 
 def _item_rules(r: _Reader, doc: Mapping[str, Any], tiers: Mapping[str, Tier]) -> tuple[ItemRule, ...]:
-    raw = doc.get("item_rules", [])
-    if not isinstance(raw, list):
-        raise r.fail("item_rules", "must be an array of tables [[item_rules]]")
     out = []
-    for i, item in enumerate(raw):
-        path = f"item_rules[{i}]"
-        if not isinstance(item, Mapping):
-            raise r.fail(path, "must be a table")
+    for i, (path, item) in enumerate(r.tables(doc, "item_rules", "")):
         codes, cats = r.strings(item, "codes", path), r.strings(item, "med_chrgitm_types", path)
         lists = r.strings(item, "list_types", path)
         if not (codes or cats or lists):
