@@ -55,7 +55,7 @@ def test_0017_adds_the_facts_keeping_rows_and_goes_back(db_url: str) -> None:
             for statement, values in ROWS_AT_0016:
                 conn.execute(text(statement), values)
         assert not set(PERSON_FACTS) & _columns(engine, "persons")
-        migrate.upgrade(engine)
+        migrate.upgrade(engine, "0017")
         assert set(PERSON_FACTS) <= _columns(engine, "persons") and "inst_kind" in _columns(engine, "institutions")
         with engine.connect() as conn:
             assert tuple(conn.execute(text("SELECT retr_date, pay_grade, salary_enc FROM persons")).one()) == (
@@ -70,7 +70,7 @@ def test_0017_adds_the_facts_keeping_rows_and_goes_back(db_url: str) -> None:
         with engine.connect() as conn:
             assert tuple(conn.execute(select(PersonRow.psn_no, PersonRow.brdy)).one()) == ("P1", date(1970, 5, 6))
             assert conn.execute(text("SELECT count(*) FROM institutions")).scalar_one() == 1
-        migrate.upgrade(engine)  # and up again
+        migrate.upgrade(engine, "0017")  # and up again
         assert migrate.current_revision(engine) == "0017"
     finally:
         engine.dispose()

@@ -17,6 +17,7 @@ from medpay.cli_his import his_app
 from medpay.cli_institution import institution_app
 from medpay.cli_keys import keys_app
 from medpay.cli_policy import policy_app, read_json_object
+from medpay.cli_resettle import resettle_app
 
 app = typer.Typer(help="medpay 医保便捷支付平台 — unified medical-insurance payment.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
@@ -33,6 +34,7 @@ app.add_typer(ecert_app, name="ecert", help="医保电子凭证 / e-certificates
 app.add_typer(institution_app, name="institution", help="定点医药机构 / institutions: SM2 body-signature keys")
 app.add_typer(keys_app, name="keys", help="密钥 / the platform's keyring: fingerprints, rotation")
 app.add_typer(face_app, name="face", help="刷脸 / face payment: model evaluation, enrolment, consent")
+app.add_typer(resettle_app, name="resettle")
 
 console = Console()
 err = Console(stderr=True)

@@ -13,6 +13,7 @@ from fastapi_offline import FastAPIOffline
 
 from medpay import __version__
 from medpay.api import admin, admin_pages, described, errors, face, kiosk, mobile, mobile_pages, pages, payments, terminal
+from medpay.api import admin_resettlements
 from medpay.api.http_guard import HttpGuard
 from medpay.api.deps import staff
 from medpay.api.institution import routes as institution
@@ -97,6 +98,7 @@ def create_app(platform: Platform | None = None, *, housekeeping_every_s: float 
     staff_only = described.answers("/api/v1/admin", {401: "no staff key, or a wrong or revoked one"})
     app.include_router(payments.admin_router, dependencies=[Depends(staff)], responses=staff_only)
     app.include_router(admin.router, dependencies=[Depends(staff)], responses=staff_only)
+    app.include_router(admin_resettlements.router, dependencies=[Depends(staff)], responses=staff_only)
     app.include_router(face.admin_router, dependencies=[Depends(staff)], responses=staff_only)
     app.include_router(pages.router)
     app.include_router(mobile_pages.router)
