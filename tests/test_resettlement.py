@@ -369,3 +369,24 @@ def test_0018_adds_the_run_tables_and_goes_back(db_url):
         assert not {"resettlement_runs", "resettlement_lines"} & set(inspect(engine).get_table_names())
     finally:
         engine.dispose()
+
+
+def test_interim_settlements_are_re_settled_with_their_visit_accumulators(world):
+    """An admission settled twice (interim, then final): both are in the run, and the final one is recomputed on
+    what the interim one left of the visit's deductible — unchanged rules give no difference at all."""
+    svc, resettle, ids, _clock = world
+    v = svc.register_visit(H1, EMP, "21")
+    svc.upload_fees(H1, v.mdtrt_id, [line("1", BLOOD, 2, "250.00", "500.00")])
+    interim = settle(svc, H1, "MSG-IP-1", v.mdtrt_id, mid_setl_flag=True)["setlinfo"]
+    svc.upload_fees(H1, v.mdtrt_id, [line("2", BLOOD, 8, "250.00", "2000.00")])
+    svc.discharge(H1, v.mdtrt_id)
+    final = settle(svc, H1, "MSG-IP-2", v.mdtrt_id)["setlinfo"]
+    assert (interim["act_pay_dedc"], final["act_pay_dedc"]) == (50000, 40000)  # 900.00 a visit, level 3
+    run = resettle.plan("999901", *MARCH, corrected_policy("2026.1-same", "0.50"), "王经办")
+    by_id = {ln["setl_id"]: ln for ln in run["lines"]}
+    assert {interim["setl_id"], final["setl_id"]} <= set(by_id)
+    assert all(ln["changes"] == {} and ln["visit_deltas_diff"] == {} and ln["year_deltas_diff"] == {}
+               for ln in run["lines"])
+    # the correction (outpatient only) leaves the admission as it was, and S1/S2 as before
+    fixed = resettle.plan("999901", *MARCH, CORRECTED, "王经办")
+    assert {ln["setl_id"] for ln in fixed["lines"] if ln["changes"]} == {ids["S1"]["setl_id"], ids["S2"]["setl_id"]}
