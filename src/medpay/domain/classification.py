@@ -14,7 +14,7 @@ from medpay.domain.policy import ItemRule, Policy
 from medpay.money import round_fen
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # one per fee line: slots keep a 300-line bill's memory down
 class LineSplit:
     feedetl_sn: str
     det_item_fee_sumamt: int
@@ -42,20 +42,17 @@ class BillSplit:
     inscp_scp_amt: int
 
 
-def item_rule(line: FeeLine, policy: Policy) -> ItemRule | None:
-    """The policy's first per-item rule covering this line's item (by code, charge category or list type)."""
-    item = line.item
-    return policy.item_rule_for(item.med_list_codg, item.med_chrgitm_type, item.list_type or list_type_of(item.med_chrgitm_type))
+_ZERO, _ONE, _NO_TIERS = Decimal(0), Decimal(1), frozenset[str]()  # shared: a bill may have thousands of lines
 
 
 def selfpay_prop(line: FeeLine, policy: Policy, rule: ItemRule | None = None) -> Decimal:
     item = line.item
     if item.chrgitm_lv == ChrgitmLv.BING:
-        return Decimal(1)
+        return _ONE
     if rule is not None and rule.selfpay_prop is not None:  # the region's rule for this item comes first
         return rule.selfpay_prop
     if item.chrgitm_lv == ChrgitmLv.JIA:
-        return Decimal(0)
+        return _ZERO
     if item.selfpay_prop is not None:
         return item.selfpay_prop
     return policy.yi_selfpay_by_category.get(item.med_chrgitm_type, policy.yi_selfpay_default)
@@ -64,10 +61,11 @@ def selfpay_prop(line: FeeLine, policy: Policy, rule: ItemRule | None = None) ->
 def classify_line(line: FeeLine, policy: Policy) -> LineSplit:
     amount = line.det_item_fee_sumamt
     item = line.item
-    rule = item_rule(line, policy) if policy.item_rules else None
+    list_type = item.list_type or list_type_of(item.med_chrgitm_type)
+    rule = policy.item_rule_for(item.med_list_codg, item.med_chrgitm_type, list_type) if policy.item_rules else None
     prop = selfpay_prop(line, policy, rule)
     fulamt = overlmt = 0
-    exact_pre = Decimal(0)
+    exact_pre = _ZERO
     if item.chrgitm_lv == ChrgitmLv.BING:
         fulamt = amount
     else:
@@ -81,9 +79,9 @@ def classify_line(line: FeeLine, policy: Policy) -> LineSplit:
         preselfpay_amt=pre, inscp_scp_amt=amount - fulamt - overlmt - pre, selfpay_prop=prop,
         chrgitm_lv=item.chrgitm_lv.value, med_chrgitm_type=item.med_chrgitm_type,
         pric_uplmt_amt=item.pric_uplmt_amt, exact_preselfpay=exact_pre,
-        list_type=item.list_type or list_type_of(item.med_chrgitm_type),
+        list_type=list_type,
         fund_ratio=None if rule is None or item.chrgitm_lv == ChrgitmLv.BING else rule.fund_ratio,
-        fund_tiers=rule.tiers if rule is not None else frozenset(),
+        fund_tiers=rule.tiers if rule is not None else _NO_TIERS,
     )
 
 

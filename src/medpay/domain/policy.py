@@ -343,24 +343,25 @@ class Policy:
     # the year each fee arose in
     stay_across_years: str = "settlement_year"
 
+    def __post_init__(self) -> None:
+        # item rules indexed by what names them, each with its place in the file (the first in file order wins);
+        # a derived lookup, built once — the dataclass is frozen
+        index: dict[tuple[str, str], tuple[int, ItemRule]] = {}
+        for i, rule in enumerate(self.item_rules):
+            for kind, values in (("code", rule.codes), ("cat", rule.med_chrgitm_types), ("list", rule.list_types)):
+                for value in values:
+                    index.setdefault((kind, value), (i, rule))
+        object.__setattr__(self, "_item_index", index)
+
     def item_rule_for(self, med_list_codg: str, med_chrgitm_type: str, list_type: str) -> ItemRule | None:
         """The first item rule (in file order) naming this item's code, charge category or list type."""
-        index = self._item_index
-        found = [hit for hit in (index.get(("code", med_list_codg)), index.get(("cat", med_chrgitm_type)),
-                                 index.get(("list", list_type))) if hit is not None]
-        return min(found, key=lambda hit: hit[0])[1] if found else None
-
-    @property
-    def _item_index(self) -> dict[tuple[str, str], tuple[int, ItemRule]]:
-        cached = self.__dict__.get("_item_index_cache")
-        if cached is None:
-            cached = {}
-            for i, rule in enumerate(self.item_rules):
-                for kind, values in (("code", rule.codes), ("cat", rule.med_chrgitm_types), ("list", rule.list_types)):
-                    for value in values:
-                        cached.setdefault((kind, value), (i, rule))
-            object.__setattr__(self, "_item_index_cache", cached)  # frozen: a derived cache, set once
-        return cached
+        index: dict[tuple[str, str], tuple[int, ItemRule]] = self._item_index  # type: ignore[attr-defined]
+        best = None
+        for key in (("code", med_list_codg), ("cat", med_chrgitm_type), ("list", list_type)):
+            hit = index.get(key)
+            if hit is not None and (best is None or hit[0] < best[0]):
+                best = hit
+        return best[1] if best is not None else None
 
     @property
     def policy_id(self) -> str:
