@@ -363,3 +363,20 @@ def test_diff_words_the_new_settings() -> None:
     assert "职工门诊统筹（emp_outpatient）封顶线 累计周期：医保年度 → 季度" in words
     assert "医保年度起始：01-01 → 07-01" in words
     assert any("起算年龄 60" in w and "最高 96%" in w for w in words)
+
+
+def test_explanation_of_a_ratio_bonus_and_a_first_share_adds_up() -> None:
+    """A 中药 bonus and a referral's first share: every tier's steps reproduce the engine's payment."""
+    pol = parse_policy(tomllib.loads(DEMO_TEXT.replace(
+        'applies = { insutypes = ["310"], med_categories = ["inpatient"] }\ndeductible = { basis = "per_visit", admission_factors',
+        'applies = { insutypes = ["310"], med_categories = ["inpatient"] }\nbonuses = [{ med_chrgitm_types = ["11"], add = "0.05" }]\n'
+        'first_share = [{ referred = true, share = "0.15" }]\ndeductible = { basis = "per_visit", admission_factors', 1)), "bonus")
+    assert pol.tiers[0].bonuses and pol.tiers[0].first_share
+    doc = {"person": {"insutype": "310", "psn_type": "1101", "insuplc_admdvs": "999901"},
+           "visit": {"med_type": "21", "level": "3", "setl_date": "2026-05-01", "referred": "1"},
+           "lines": [{"chrgitm_lv": "01", "det_item_fee_sumamt": "8000.00"},
+                     {"chrgitm_lv": "01", "med_chrgitm_type": "11", "det_item_fee_sumamt": "2000.00"}]}
+    result = explain(pol, doc)
+    assert all(t.reproduced for t in result.tiers), result.text()
+    text = result.text()
+    assert "比例加成" in text and "先行自付 1500.00 元" in text

@@ -79,6 +79,7 @@ class TierResult:
     bands: tuple[Band, ...] = ()
     walk_start: int = 0
     cap: int | None = None  # the cap that applied (by person, disease or the tier's own); None: uncapped
+    bonus_exact: Decimal = Decimal(0)  # what the ratio bonuses added, before rounding (in fund_payamt)
 
 
 @dataclass(frozen=True)
@@ -321,6 +322,7 @@ def _run_tier(tier: Tier, bands: tuple[Band, ...], base: int, ctx: _Context,
     if exact_base is not None and act_dedc == 0 and tier.cap.basis != "inscp":
         walk_amount = exact_base
     exact_pay, exact_covered, ratio = _walk(bands, start, walk_amount, room) if bands else (Decimal(0), Decimal(0), Decimal(0))
+    extra = Decimal(0)
     if bonus_base and base:
         extra = bonus_base * exact_covered / base
         if room is not None:
@@ -328,6 +330,8 @@ def _run_tier(tier: Tier, bands: tuple[Band, ...], base: int, ctx: _Context,
         if extra > 0:
             info.append(f"加成{format_yuan(round_fen(extra, rounding))}")
             exact_pay += extra
+        else:
+            extra = Decimal(0)
     pay = round_fen(exact_pay, rounding)
     consumed = min(walkable, int(exact_covered.to_integral_value(rounding=ROUND_CEILING)))
     if not before_ratio:
@@ -366,7 +370,7 @@ def _run_tier(tier: Tier, bands: tuple[Band, ...], base: int, ctx: _Context,
         overflow_exact=overflow_exact, fund_payamt=pay,
         crt_payb_lmt_amt=limit_left, ratio=ratio, proc_info="；".join(info), direct_pay=direct_pay, first_share=first,
         deductible=dedc_total, deductible_met=met, deductible_left=remaining_dedc, bands=rule_bands, walk_start=start,
-        cap=cap_amount,
+        cap=cap_amount, bonus_exact=extra,
     )
 
 
@@ -492,7 +496,7 @@ def _across_years(policy: Policy, person: Person, visit: VisitContext, groups: d
         "medfee_sumamt", "fulamt_ownpay_amt", "overlmt_selfpay", "preselfpay_amt", "inscp_scp_amt")))
     combined: dict[str, TierResult] = {}
     summed = ("base", "act_pay_dedc", "eligible", "consumed", "overflow", "overflow_exact", "fund_payamt", "direct_pay",
-              "first_share")
+              "first_share", "bonus_exact")
     for y, _, results in parts:
         for code, r in results.items():
             labelled = replace(r, proc_info=f"{y}年度:{r.proc_info}")

@@ -43,6 +43,7 @@ T = {
         "band_open": "  {lo} 以上段，比例 {ratio}：{amount} × {ratio} = {pay}",
         "band_capped": "（达到封顶，只支付 {pay}）",
         "walk_sum": "按比例合计 {exact}，舍入后 {pay}",
+        "bonus": "比例加成（指定类别的费用提高比例）{bonus}",
         "first_share": "先行自付 {share}（由个人负担，不进入本档）",
         "direct": "单列项目按其自身比例由统筹直接支付 {pay}（不计起付线和分段比例）",
         "walk_from_fund": "按比例合计 {gross} − 起付线 {dedc} = {pay}",
@@ -81,6 +82,7 @@ T = {
         "band_open": "  band above {lo} at {ratio}: {amount} × {ratio} = {pay}",
         "band_capped": " (the cap is reached: only {pay} is paid)",
         "walk_sum": "By the ratios {exact}, rounded {pay}",
+        "bonus": "Ratio bonus on the lines it names: {bonus}",
         "first_share": "Paid first by the patient: {share} (left out of this tier)",
         "direct": "Items with their own fund ratio, paid directly: {pay} (outside the deductible and bands)",
         "walk_from_fund": "By the ratios {gross} − deductible {dedc} = {pay}",
@@ -300,6 +302,9 @@ class _Tier:
             pay += seg_pay
             if capped:
                 break
+        if r.bonus_exact:
+            lines.append(w("bonus", bonus=r.bonus_exact))
+            pay += r.bonus_exact
         gross = round_fen(pay, self.policy.rounding)
         mine = gross if before_ratio else gross - min(self.remaining, gross)
         if before_ratio:
