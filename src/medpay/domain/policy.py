@@ -522,11 +522,6 @@ def _match(r: _Reader, doc: Mapping[str, Any], path: str) -> Match:
     )
 
 
-MATCH_KEYS = ("insutypes", "psn_classes", "med_categories", "levels", "identities", "dise_codgs", "cvlserv",
-              "inst_kinds", "fixmedins_codes", "cross_region", "filed", "referred", "grades", "min_age", "max_age",
-              "retired_before", "retired_from", "min_months_enrolled")
-
-
 def _age_ratio(r: _Reader, doc: Any, path: str) -> AgeRatio:
     if not isinstance(doc, Mapping):
         raise r.fail(path, "must be a table with base, from_age, per_year and ceiling")

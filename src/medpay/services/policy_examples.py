@@ -12,11 +12,11 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from medpay.domain.adjudication import AdjudicationError, adjudicate
+from medpay.domain.adjudication import Adjudication
 from medpay.domain.policy import Policy, PolicyExample
 from medpay.money import format_yuan
 from medpay.services.errors import Invalid
-from medpay.services.quote import parse_quote
+from medpay.services.quote import adjudicate_document
 
 
 @dataclass(frozen=True)
@@ -35,6 +35,7 @@ class ExampleResult:
     example: PolicyExample
     differences: tuple[Difference, ...] = ()
     error: str = ""  # the example itself can't be settled (a missing fact, a bad line)
+    adjudication: Adjudication | None = None  # the engine's split, for showing the computed amounts beside
 
     @property
     def passed(self) -> bool:
@@ -54,12 +55,9 @@ def plain_document(value: Any) -> Any:
 
 def run_example(policy: Policy, example: PolicyExample) -> ExampleResult:
     try:
-        person, visit, lines, year, visit_acc, accounts, use_account = parse_quote(plain_document(example.doc))
-        adj = adjudicate(policy, person, visit, lines, year, visit_acc, accounts, use_account)
+        *_, adj = adjudicate_document(policy, plain_document(example.doc))
     except Invalid as e:
         return ExampleResult(example, error=f"{e.field}: {e.message}")
-    except AdjudicationError as e:
-        return ExampleResult(example, error=f"{e.field}: {e.problem}")
     diffs = [Difference(k, want, adj.amounts.get(k)) for k, want in example.expect.items()
              if adj.amounts.get(k) != want]
     tiers = {t.code: t for t in adj.tiers}
@@ -69,7 +67,7 @@ def run_example(policy: Policy, example: PolicyExample) -> ExampleResult:
             got = getattr(tier, k) if tier is not None else None
             if got != want:
                 diffs.append(Difference(f"tiers.{code}.{k}", want, got))
-    return ExampleResult(example, tuple(diffs))
+    return ExampleResult(example, tuple(diffs), adjudication=adj)
 
 
 def run_examples(policy: Policy) -> list[ExampleResult]:

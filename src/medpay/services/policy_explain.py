@@ -16,13 +16,12 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from medpay.domain.adjudication import Adjudication, AdjudicationError, TierResult, adjudicate
-from medpay.domain.model import Accumulators, Person, VisitContext
+from medpay.domain.adjudication import TierResult
+from medpay.domain.model import VisitContext
 from medpay.domain.policy import Band, Policy, Tier
 from medpay.domain.policy_words import percent, tier_title, value_label, word, yuan
 from medpay.money import round_fen
-from medpay.services.errors import Invalid
-from medpay.services.quote import parse_quote
+from medpay.services.quote import adjudicate_document
 
 T = {
     "zh": {
@@ -134,20 +133,9 @@ class Explanation:
         return "\n".join(out)
 
 
-def settle_document(policy: Policy, doc: Mapping[str, Any]) -> tuple[Person, VisitContext, Accumulators,
-                                                                       Accumulators, Adjudication]:
-    """The quote document settled by the engine, as ``services.quote`` does; a bad field raises Invalid."""
-    person, visit, lines, year, visit_acc, accounts, use_account = parse_quote(doc)
-    try:
-        adj = adjudicate(policy, person, visit, lines, year, visit_acc, accounts, use_account)
-    except AdjudicationError as e:
-        raise Invalid(e.field, e.problem) from None
-    return person, visit, year, visit_acc, adj
-
-
 def explain(policy: Policy, doc: Mapping[str, Any], lang: str = "zh") -> Explanation:
     lang = "en" if lang == "en" else "zh"
-    person, visit, year, visit_acc, adj = settle_document(policy, doc)
+    _, visit, adj = adjudicate_document(policy, doc)
     w = _Words(lang)
     b = adj.bill
     bill = (w("bill", total=b.medfee_sumamt, ownpay=b.fulamt_ownpay_amt, overlmt=b.overlmt_selfpay,

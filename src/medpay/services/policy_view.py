@@ -2,7 +2,7 @@
 worked examples with the amounts each expects, the amounts the engine computes, and whether they agree.
 
 Pass or fail is ``services.policy_examples.run_example``'s verdict (the one ``medpay policy check`` gives); the
-computed amounts beside it come from the same quote document settled by the engine.
+computed amounts beside it are that same run's.
 """
 
 from __future__ import annotations
@@ -12,9 +12,7 @@ from typing import Any
 from medpay.domain.policy import Policy, PolicyExample
 from medpay.domain.policy_words import describe_tier, fmt, label, tier_title
 from medpay.money import format_yuan
-from medpay.services.errors import ServiceError
-from medpay.services.policy_examples import plain_document, run_example
-from medpay.services.policy_explain import settle_document
+from medpay.services.policy_examples import run_example
 
 HEAD_FIELDS = ("admdvs", "version", "effective_from", "effective_to", "year_start", "rounding",
                "preselfpay_rounding_scope", "yi_selfpay_default", "yi_selfpay_by_category", "account")
@@ -26,14 +24,9 @@ def _yuan(fen: int | None) -> str | None:
 
 def example_view(policy: Policy, example: PolicyExample, lang: str) -> dict[str, Any]:
     result = run_example(policy, example)
-    amounts: dict[str, int] = {}
-    tiers: dict[str, Any] = {}
-    if not result.error:
-        try:
-            *_, adj = settle_document(policy, plain_document(example.doc))
-            amounts, tiers = adj.amounts, {t.code: t for t in adj.tiers}
-        except ServiceError:  # run_example said why (result.error); nothing to show beside it
-            pass
+    adj = result.adjudication  # None when the example can't be settled: result.error says why
+    amounts: dict[str, int] = adj.amounts if adj else {}
+    tiers: dict[str, Any] = {t.code: t for t in adj.tiers} if adj else {}
     rows = []
     for name, want in example.expect.items():
         got = amounts.get(name)

@@ -30,7 +30,7 @@ from decimal import Decimal
 from collections.abc import Mapping
 from typing import Any
 
-from medpay.domain.adjudication import AdjudicationError, adjudicate
+from medpay.domain.adjudication import Adjudication, AdjudicationError, adjudicate
 from medpay.domain.model import AccountSource, Accumulators, CatalogItem, ChrgitmLv, FeeLine, Institution, Person, VisitContext
 from medpay.domain.policy import Policy
 from medpay.money import MoneyError, format_yuan, parse_ratio, parse_yuan, to_decimal
@@ -188,13 +188,19 @@ def parse_quote(doc: Mapping[str, Any]) -> tuple[Person, VisitContext, list[FeeL
             _flag(doc.get("acct_used_flag", "1")))
 
 
-def quote(policy: Policy, doc: Mapping[str, Any]) -> dict[str, Any]:
-    """Adjudicate the document against ``policy``; amounts in fen (render with interface_format.to_yuan)."""
+def adjudicate_document(policy: Policy, doc: Mapping[str, Any]) -> tuple[Person, VisitContext, Adjudication]:
+    """The document settled by the engine against ``policy`` (nothing written); a bad field raises Invalid.
+    The one way quotes, worked examples and explanations turn a document into a split."""
     person, visit, lines, year, visit_acc, accounts, use_account = parse_quote(doc)
     try:
-        adj = adjudicate(policy, person, visit, lines, year, visit_acc, accounts, use_account)
+        return person, visit, adjudicate(policy, person, visit, lines, year, visit_acc, accounts, use_account)
     except AdjudicationError as e:
         raise Invalid(e.field, e.problem) from None
+
+
+def quote(policy: Policy, doc: Mapping[str, Any]) -> dict[str, Any]:
+    """Adjudicate the document against ``policy``; amounts in fen (render with interface_format.to_yuan)."""
+    person, visit, adj = adjudicate_document(policy, doc)
     setlinfo = {"psn_no": person.psn_no, "insutype": person.insutype, "psn_type": person.psn_type,
                 "med_type": visit.med_type, **adj.amounts, "pool_prop_selfpay": str(adj.pool_prop_selfpay),
                 "balc": adj.balc, "policy_ver": adj.policy_id}
