@@ -88,7 +88,7 @@ def turn(image: np.ndarray, to: str) -> np.ndarray:
     xs = np.arange(image.shape[1])
     side = 1 if to == "left" else -1  # the person's left turn shows their right cheek less: image right squeezed
     src = np.where((xs - cx) * side > 0, cx + (xs - cx) / (1 - 0.45), xs)
-    return image[:, np.clip(src, 0, image.shape[1] - 1).astype(int)]
+    return np.ascontiguousarray(image[:, np.clip(src, 0, image.shape[1] - 1).astype(int)])
 
 
 ACT = {"blink": close_eyes, "open_mouth": open_mouth, "turn_left": lambda i: turn(i, "left"),

@@ -31,6 +31,7 @@ class DlibEncoder:
 
     def faces(self, image: np.ndarray, *, upsample: int = 0) -> list[Face]:
         detector, predictor, _, _ = _models()
+        image = _contiguous(image)
         with self._lock:
             found = sorted(detector(image, upsample), key=lambda r: -r.width() * r.height())
             out = []
@@ -42,9 +43,16 @@ class DlibEncoder:
 
     def embed(self, image: np.ndarray, face: Face) -> np.ndarray:
         _, predictor, encoder, rectangle = _models()
+        image = _contiguous(image)
         with self._lock:
             shape = face.handle if face.handle is not None else predictor(image, rectangle(*face.box))
             return np.asarray(encoder.compute_face_descriptor(image, shape), dtype=np.float32)
+
+
+def _contiguous(image: np.ndarray) -> np.ndarray:
+    """dlib reads an image as one C-ordered block of uint8 RGB; a view (a crop, a column remap) is copied first, as
+    dlib builds do not all honour numpy's strides alike."""
+    return np.ascontiguousarray(image, dtype=np.uint8)
 
 
 @lru_cache(maxsize=1)
