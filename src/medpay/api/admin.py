@@ -12,7 +12,7 @@ from medpay.adapters.db.ledger_store import check_ledger
 from medpay.api import described
 from medpay.api.bodies import json_body, raw_body
 from medpay.api.deps import platform, staff
-from medpay.api.mobile import activation_service
+from medpay.api.mobile.ecert import activation_service
 from medpay.api.platform import Platform
 from medpay.domain.policy import select_policy
 from medpay.interface_format import to_yuan

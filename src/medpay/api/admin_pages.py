@@ -14,7 +14,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
 from medpay.api.admin_text import admin_text
-from medpay.api.mobile_pages import HEADERS as PAGE_HEADERS, STATIC_PATH, templates
+from medpay.api.mobile.pages import HEADERS as PAGE_HEADERS, STATIC_PATH, templates
 
 router = APIRouter(prefix="/admin", tags=["pages"])
 

@@ -12,7 +12,8 @@ from fastapi import Depends, FastAPI
 from fastapi_offline import FastAPIOffline
 
 from medpay import __version__
-from medpay.api import admin, admin_pages, described, errors, face, kiosk, mobile, mobile_pages, pages, payments, terminal
+from medpay.api import admin, admin_pages, described, errors, face, kiosk, pages, payments, terminal
+from medpay.api.mobile import ecert as mobile, pages as mobile_pages
 from medpay.api import admin_resettlements
 from medpay.api.http_guard import HttpGuard
 from medpay.api.deps import staff

@@ -28,7 +28,7 @@ from medpay.adapters.region_settings import builtin_face_settings
 from medpay.api import described
 from medpay.api.bodies import json_body
 from medpay.api.deps import staff
-from medpay.api.mobile import signed_by_device
+from medpay.api.mobile.ecert import signed_by_device
 from medpay.api.terminal import ecert_service
 from medpay.api.uploads import read_multipart
 from medpay.domain.ecert_code import BUSINESS_TYPES

@@ -19,7 +19,7 @@ from starlette.concurrency import run_in_threadpool
 from medpay.api import described
 from medpay.api.bodies import json_body
 from medpay.api.kiosk_text import kiosk_text
-from medpay.api.mobile_pages import HEADERS, STATIC_PATH, templates
+from medpay.api.mobile.pages import HEADERS, STATIC_PATH, templates
 from medpay.api.terminal import verify_terminal
 from medpay.interface_format import to_yuan
 from medpay.services.due_visits import DueVisits

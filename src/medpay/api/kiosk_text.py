@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from medpay.api.mobile_text import page_text
+from medpay.api.mobile.text import page_text
 
 SHARED_ERRORS = ("invalid.gateway", "invalid.payer_token", "network", "*")  # worded as in the mobile pages
 

@@ -16,7 +16,7 @@ from medpay.api import described
 from medpay.api.bodies import json_body
 from medpay.api.deps import platform
 from medpay.api.errors import error_response
-from medpay.api.mobile import openapi_signed as mobile_signed, signed_by_device
+from medpay.api.mobile.ecert import openapi_signed as mobile_signed, signed_by_device
 from medpay.api.platform import Platform
 from medpay.api.terminal import verify_terminal
 from medpay.api.uploads import read_multipart

@@ -34,7 +34,7 @@ from medpay.services.errors import Invalid, NotFound
 from medpay.services.face.faces import check_pin, decode, pin_index, usable_face
 from medpay.services.unit_of_work import unit_of_work
 
-CONSENT_VERSION = "face-2026-12"  # the consent text's version; the page shows that text (api/mobile_text.py)
+CONSENT_VERSION = "face-2026-12"  # the consent text's version; the page shows that text (api/mobile/text.py)
 CHANNELS = ("counter", "app")
 MAX_PHOTOS = 3
 

@@ -15,10 +15,10 @@ from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
-from medpay.api.mobile_text import business_type_groups, page_text
+from medpay.api.mobile.text import business_type_groups, page_text
 from medpay.services.face.enrolment import CONSENT_VERSION
 
-WEB = Path(__file__).resolve().parents[1] / "web"
+WEB = Path(__file__).resolve().parents[2] / "web"
 STATIC_PATH = "/m/static"
 
 router = APIRouter(prefix="/m", tags=["pages"])
