@@ -354,3 +354,50 @@ def test_without_a_phone_on_record_a_counter_code_activates(stack, page: Page) -
     expect(page.locator("[data-holder]")).to_have_text("刘*（999901********0066）")
     page.wait_for_selector("[data-qr] svg")
     assert scan_text(stack, shown_code(page))["code"] == 0
+
+
+def test_bills_page_pays_what_the_doctor_ordered_once_even_when_the_answer_is_lost(stack, page: Page) -> None:
+    """诊间支付 at 375 px: the visit the HIS billed is listed, its lines and pre-settlement split are shown, and the
+    payment goes through although the phone never hears the answer — the page asks where it stands and shows the
+    settlement; the wallet is charged once and the visit is no longer due."""
+    page.set_viewport_size({"width": 375, "height": 812})
+    activate(page, stack, CHILD)
+    identity = scan_text(stack, shown_code(page))["data"]
+    mdtrt_id = his_bill(stack, identity["ecToken"], CHILD, "3000.00")
+    before = wallet(stack, CHILD.psn_no)
+    page.click("nav a[href^='/m/bills']")
+    card = page.locator("li.visit", has=page.locator(f"[data-open='{mdtrt_id}']"))
+    expect(card.locator(".amount")).to_have_text("¥3000.00")
+    card.locator("button").click()
+    expect(page.locator("[data-lines] tr")).to_have_count(1)
+    expect(page.locator("[data-lines] .level")).to_have_text("甲类")
+    expect(page.locator("#bill [data-parts] [data-part=total] dd")).to_have_text("¥3000.00")
+    shown_cash = page.locator("#bill [data-parts] [data-part=cash] dd").inner_text()
+    expect(page.locator("[data-pay]")).to_contain_text(shown_cash)
+    page.screenshot(path=str(stack["tmp"] / "bills-375.png"), full_page=True)
+    assert wallet(stack, CHILD.psn_no) == before  # shown, not paid
+
+    reached = []
+
+    def lose_the_answer(route) -> None:  # the request reaches the server, which pays; its answer never arrives
+        request = route.request
+        reached.append(httpx.post(request.url, content=request.post_data_buffer, timeout=30, headers={
+            k: v for k, v in request.headers.items() if k.lower().startswith(("x-", "content-type"))}).status_code)
+        route.abort("internetdisconnected")
+
+    page.route("**/pay", lose_the_answer)
+    page.click("[data-pay]")
+    expect(page.locator("[data-result-title]")).to_have_text("缴费成功")
+    page.unroute("**/pay")
+    assert reached == [200]
+    deadline = time.monotonic() + 10
+    while wallet(stack, CHILD.psn_no) == before and time.monotonic() < deadline:
+        time.sleep(0.1)  # the aborted request's own answer may still be on its way when the page already knows
+    cash = before - wallet(stack, CHILD.psn_no)
+    assert f"¥{format_yuan(cash)}" == shown_cash
+    expect(page.locator("#result [data-parts] [data-part=cash] dd")).to_have_text(shown_cash)
+    page.reload()  # nothing remembered is paid again; the visit is no longer due
+    expect(page.locator("[data-status]")).not_to_have_text("正在查询…")
+    expect(page.locator(f"[data-open='{mdtrt_id}']")).to_have_count(0)
+    assert before - wallet(stack, CHILD.psn_no) == cash
+    assert count(stack, SettlementRow, SettlementRow.mdtrt_id == mdtrt_id) == 1

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -14,8 +14,12 @@ from medpay.api.bodies import json_body, raw_body
 from medpay.api.deps import platform, staff
 from medpay.api.mobile.ecert import activation_service
 from medpay.api.platform import Platform
+from medpay.domain import payment_time as payment_time_rules
+from medpay.domain.payment_time import summarize
 from medpay.domain.policy import select_policy
 from medpay.interface_format import to_yuan
+from medpay.local_time import LOCAL_TZ
+from medpay.services.payment_times import payment_times
 from medpay.services.errors import Invalid, NotFound
 from medpay.services.policy_view import policy_view
 from medpay.services.quote import parse_quote, quote
@@ -260,3 +264,33 @@ def counter_activation(req: CounterActivation, request: Request, who: Staff = De
                                                            staff=f"staff:{who.key_id}")
     return CounterCode(activation_id=started.activation_id, counter_code=started.counter_code or "",
                        expires_at=started.expires_at, **(started.holder or {}))
+
+
+class DoorTimes(BaseModel):
+    count: int = Field(..., description="payments in the period")
+    p50_s: int = Field(..., description="median payment time, seconds")
+    p90_s: int = Field(..., description="90th percentile, seconds")
+
+
+class PaymentTimes(BaseModel):
+    definition: str
+    date_from: date
+    date_to: date
+    doors: dict[str, DoorTimes] = Field(..., description="window, scan, mobile")
+
+
+@router.get("/payment-times", response_model=PaymentTimes,
+            summary="缴费时长 / payment time (bill available → paid) by door, p50 and p90")
+def get_payment_times(date_from: date = Query(..., description="first local day"),
+                      date_to: date = Query(..., description="last local day (inclusive)"),
+                      fixmedins_code: str | None = Query(None, max_length=30),
+                      p: Platform = Depends(platform)) -> PaymentTimes:
+    if date_to < date_from:
+        raise Invalid("date_to", "must not be before date_from")
+    if (date_to - date_from).days > 366:
+        raise Invalid("date_to", "at most a year at a time")
+    start = datetime.combine(date_from, datetime.min.time(), LOCAL_TZ)
+    end = datetime.combine(date_to + timedelta(days=1), datetime.min.time(), LOCAL_TZ)
+    times = payment_times(p.factory, start, end, fixmedins_code)
+    return PaymentTimes(definition=(payment_time_rules.__doc__ or "").strip(), date_from=date_from, date_to=date_to,
+                        doors={k: DoorTimes(**v) for k, v in summarize(times).items()})

@@ -13,7 +13,7 @@ from fastapi_offline import FastAPIOffline
 
 from medpay import __version__
 from medpay.api import admin, admin_pages, described, errors, face, kiosk, pages, payments, terminal
-from medpay.api.mobile import ecert as mobile, pages as mobile_pages
+from medpay.api.mobile import ecert as mobile, pages as mobile_pages, visits as mobile_visits
 from medpay.api import admin_resettlements
 from medpay.api.http_guard import HttpGuard
 from medpay.api.deps import staff
@@ -95,6 +95,7 @@ def create_app(platform: Platform | None = None, *, housekeeping_every_s: float 
     app.include_router(face.mobile_router)
     app.include_router(mobile.router)
     app.include_router(payments.mobile_router)
+    app.include_router(mobile_visits.router)
     app.include_router(payments.partner_router)
     staff_only = described.answers("/api/v1/admin", {401: "no staff key, or a wrong or revoked one"})
     app.include_router(payments.admin_router, dependencies=[Depends(staff)], responses=staff_only)

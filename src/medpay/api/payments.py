@@ -23,7 +23,7 @@ from medpay.api.uploads import read_multipart
 from medpay.interface_format import to_yuan
 from medpay.services.errors import Invalid
 from medpay.services.qr.bill_pay import BillPayService
-from medpay.services.qr.one_scan import OneScanService
+from medpay.services.qr.one_scan import OneScanService, PayResult
 
 terminal_router = APIRouter(prefix="/api/v1/terminal", tags=["terminal"])
 mobile_router = APIRouter(prefix="/api/v1/mobile", tags=["mobile"])
@@ -63,6 +63,12 @@ class Payment(BaseModel):
     notify: dict[str, Any] | None = Field(None, description="the settle.notify pushed to the HIS")
 
 
+def payment_answer(res: PayResult) -> dict[str, Any]:
+    """A payment as every door answers it (``Payment``), amounts in yuan."""
+    return {"intent_id": res.intent_id, "state": res.state, "setl_id": res.setl_id,
+            "settlement": to_yuan(res.output) if res.output else None, "notify": res.notify}
+
+
 def _terminal_body(model: type[BaseModel]) -> dict[str, Any]:
     """A terminal operation's body (read raw: the signature covers its bytes) and its security scheme."""
     return {**described.signed("terminal"), **described.json_body(model)}
@@ -84,8 +90,7 @@ async def one_scan_settle(request: Request) -> JSONResponse:
     res = await run_in_threadpool(_one_scan(request.app.state.platform).pay, code, req.msgid, req.ecToken,
                                   req.mdtrt_id, acct_used_flag=req.acct_used_flag == "1",
                                   notify_urls=(req.notify_url,) if req.notify_url else ())
-    return JSONResponse({"intent_id": res.intent_id, "state": res.state, "setl_id": res.setl_id,
-                         "settlement": to_yuan(res.output) if res.output else None, "notify": res.notify})
+    return JSONResponse(payment_answer(res))
 
 
 class CallbackReceived(BaseModel):
@@ -295,5 +300,4 @@ async def pay_bill(request: Request) -> dict[str, Any]:
     _ecert_id, psn_no = await signed_by_device(request, body)
     req = json_body(BillPayment, body)
     res = await run_in_threadpool(bill_service(request).pay_bill, psn_no, req.bill)
-    return {"intent_id": res.intent_id, "state": res.state, "setl_id": res.setl_id,
-            "settlement": to_yuan(res.output) if res.output else None, "notify": res.notify}
+    return payment_answer(res)

@@ -57,6 +57,11 @@ def pay_page(request: Request, lang: str = "zh") -> HTMLResponse:
     return _page(request, "pay", lang)
 
 
+@router.get("/bills", response_class=HTMLResponse, summary="待缴费 / pay what the doctor ordered (诊间支付)")
+def bills_page(request: Request, lang: str = "zh") -> HTMLResponse:
+    return _page(request, "bills", lang)
+
+
 @router.get("/face", response_class=HTMLResponse, summary="刷脸开通 / enrol for face payment (consent, live selfie, PIN)")
 def face_page(request: Request, lang: str = "zh") -> HTMLResponse:
     return _page(request, "face", lang, consent_version=CONSENT_VERSION)

@@ -92,14 +92,16 @@ class OneScanService:
     # ------------------------------------------------------------------ the flow
 
     def pay(self, fixmedins_code: str, msgid: str, ec_token: str, mdtrt_id: str, *,
-            acct_used_flag: bool = True, notify_urls: tuple[str, ...] = ()) -> PayResult:
+            acct_used_flag: bool = True, notify_urls: tuple[str, ...] = (), door: str = "") -> PayResult:
         """Settle ``mdtrt_id`` for the person the e-certificate token names, cash part through the gateway.
 
-        Idempotent by (institution, msgid): a retry continues where the first attempt stopped.
+        Idempotent by (institution, msgid): a retry continues where the first attempt stopped. ``door``: where the
+        patient paid when it is not a terminal's scan (``"mobile"``: in the app), kept with the intent for the
+        payment-time figures.
         """
         intent_id = intent_id_for(fixmedins_code, msgid)
         # the token is a one-time credential, not part of what is asked: a retry may carry a fresh scan
-        request = {"mdtrt_id": mdtrt_id, "acct_used_flag": acct_used_flag}
+        request = {"mdtrt_id": mdtrt_id, "acct_used_flag": acct_used_flag, **({"door": door} if door else {})}
         intent = self._open_intent(intent_id, fixmedins_code, msgid, ec_token, mdtrt_id, request, acct_used_flag)
         notify_urls = (*notify_urls, *self._registered_notify_url(fixmedins_code))
         if notify_urls and set(notify_urls) - set(intent.notify_urls or []):
@@ -489,6 +491,10 @@ class OneScanService:
             return row
         finally:
             session.close()
+
+    def result(self, intent_id: str) -> PayResult:
+        """Where a payment stands, as ``pay`` answers it (for a caller that lost that answer)."""
+        return self._result(self.intent(intent_id))
 
     def _result(self, intent: PaymentIntentRow) -> PayResult:
         output = notify = None

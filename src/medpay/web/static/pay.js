@@ -3,6 +3,7 @@
 // is signed by the device key and the whole bill settles in one step.
 import { clearErrors, post, showError, showHolder, t, text, toFen, yuan } from "./mobile.js";
 import { loadDevice } from "./device.js";
+import { fillResult } from "./payment.js";
 
 const scan = document.getElementById("scan");
 const confirm = document.getElementById("confirm");
@@ -11,14 +12,6 @@ const photo = document.getElementById("image");
 const paste = document.getElementById("paste");
 const status = scan.querySelector("[data-status]");
 const payButton = confirm.querySelector("[data-pay]");
-
-const PARTS = [  // how a settlement splits the bill (acct_pay includes the family members' share)
-  ["fund", (s) => toFen(s.fund_pay_sumamt)],
-  ["account", (s) => toFen(s.acct_pay) - toFen(s.acct_mulaid_pay)],
-  ["family", (s) => toFen(s.acct_mulaid_pay)],
-  ["cash", (s) => toFen(s.psn_cash_pay)],
-];
-const SVG = "http://www.w3.org/2000/svg";
 
 const device = await loadDevice().catch(() => undefined);
 let bill = null;  // the preview of the bill being confirmed
@@ -76,70 +69,10 @@ payButton.addEventListener("click", async () => {
   showResult(data);
 });
 
-const STATE_MESSAGES = { in_doubt: "state_in_doubt", declined: "state_declined" };
-
 function showResult(payment) {
-  const paid = payment.state === "captured" && Boolean(payment.settlement);
-  const title = result.querySelector("[data-result-title]");
-  const message = result.querySelector("[data-result-message]");
-  for (const part of result.querySelectorAll("[data-result-title], [data-figure], [data-parts], [data-setl]")) {
-    part.hidden = !paid;
-  }
-  message.hidden = paid;
-  result.querySelector("[data-parts]").replaceChildren();
-  if (paid) {
-    const info = payment.settlement.setlinfo;
-    const parts = PARTS.map(([name, amount]) => ({ name, fen: amount(info), label: t(`part_${name}`) }));
-    drawChart(parts, toFen(info.medfee_sumamt));
-    listParts(parts, toFen(info.medfee_sumamt));
-    result.querySelector("[data-setl-id]").textContent = info.setl_id;
-  } else {
-    message.textContent = t(STATE_MESSAGES[payment.state] ?? "state_failed");
-  }
+  const focus = fillResult(result, payment);
   show(result);
-  (paid ? title : message).focus();
-}
-
-/** One bar, a segment per part in proportion to its amount. The list below says the same in numbers. */
-function drawChart(parts, totalFen) {
-  const svg = document.createElementNS(SVG, "svg");
-  svg.setAttribute("viewBox", "0 0 1000 40");
-  svg.setAttribute("preserveAspectRatio", "none");
-  svg.setAttribute("role", "img");
-  svg.setAttribute("aria-label", parts.filter((p) => p.fen).map((p) => `${p.label} ¥${yuan(p.fen)}`).join(" · "));
-  let x = 0;
-  for (const part of parts) {
-    if (!part.fen) continue;
-    const width = (part.fen / totalFen) * 1000;
-    const rect = document.createElementNS(SVG, "rect");
-    for (const [k, v] of Object.entries({ x, y: 0, width, height: 40, class: `part-${part.name}` })) rect.setAttribute(k, v);
-    rect.dataset.part = part.name;
-    rect.dataset.fen = part.fen;
-    svg.append(rect);
-    x += width;
-  }
-  result.querySelector("[data-chart]").replaceChildren(svg);
-}
-
-function listParts(parts, totalFen) {
-  const list = result.querySelector("[data-parts]");
-  for (const part of [...parts, { name: "total", fen: totalFen, label: t("total") }]) {
-    const row = document.createElement("div");
-    row.dataset.part = part.name;
-    row.className = part.name === "total" ? "total" : "";
-    const dt = document.createElement("dt");
-    if (part.name !== "total") {
-      const swatch = document.createElement("span");
-      swatch.className = `swatch part-${part.name}`;
-      swatch.setAttribute("aria-hidden", "true");
-      dt.append(swatch);
-    }
-    dt.append(part.label);
-    const dd = document.createElement("dd");
-    dd.textContent = `¥${yuan(part.fen)}`;
-    row.append(dt, dd);
-    list.append(row);
-  }
+  focus.focus();
 }
 
 confirm.querySelector("[data-cancel]").addEventListener("click", () => show(scan));
