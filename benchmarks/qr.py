@@ -405,7 +405,7 @@ class QrStack(Platform):
                 code, name, _level, paasid, token = demo.INSTITUTIONS[i % len(demo.INSTITUTIONS)]
                 terminal_key = Ed25519PrivateKey.generate()
                 terminal_id = ecerts.register_terminal(code, public_key_hex(terminal_key), f"扫码窗口{i}")
-                self.persons.append({"psn_no": p.psn_no, "insutype": p.insutype, "ecert_id": ecert_id,
+                self.persons.append({"psn_no": p.psn_no, "certno": p.certno, "insutype": p.insutype, "ecert_id": ecert_id,
                                      "device_key": device, "wallet": wallet, "inst": (code, name, paasid, token)})
                 self.terminals.append({"terminal_id": terminal_id, "key": terminal_key, "fixmedins_code": code})
         finally:
@@ -466,14 +466,14 @@ class Terminal:
         headers = sign_terminal_request(self.terminal["key"], self.terminal["terminal_id"], "POST", path, body)
         return self.http.post(path, content=body, headers={**headers, "content-type": content_type})
 
-    def flow(self) -> dict[str, Any]:
-        """One patient at the window; perf_counter() marks of each step, and the settlement."""
+    def bill(self, marks: dict[str, float]) -> tuple[str, str]:
+        """The patient at the window up to the bill: the app's code scanned (ec.query), the HIS's 1101, 2201 and
+        2204 — (ecToken, mdtrt_id), with a perf_counter() mark after each step."""
         from medpay.services.qr.ecert import sign_device_request
 
         clock = time.perf_counter
         self.n += 1
         p = self.person
-        marks: dict[str, float] = {}
         # the app: a fresh code (signed by the device key), as PNG
         marks["code"] = clock()
         path = f"/api/v1/mobile/ecert/code.png?business_type={BUSINESS_TYPE}"
@@ -505,6 +505,13 @@ class Terminal:
         marks["2201"] = clock()
         self.his.upload_fees([{**ln, "mdtrt_id": mdtrt_id, "psn_no": p["psn_no"]} for ln in self.lines])
         marks["2204"] = clock()
+        return token, mdtrt_id
+
+    def flow(self) -> dict[str, Any]:
+        """One patient at the window; perf_counter() marks of each step, and the settlement."""
+        marks: dict[str, float] = {}
+        token, mdtrt_id = self.bill(marks)
+        clock = time.perf_counter
         # the terminal settles the whole bill, naming the HIS's notify endpoint
         msgid = f"QR{self.terminal['terminal_id']}{time.time_ns()}"
         body = json.dumps({"msgid": msgid, "ecToken": token, "mdtrt_id": mdtrt_id,
