@@ -152,3 +152,42 @@ def test_payment_time_quantiles() -> None:
                                 "mobile": {"count": 3, "p50_s": 20, "p90_s": 30}}
     assert quantile([1, 2, 3, 4, 5, 6, 7, 8, 9, 10], 0.9) == 9
     assert PaymentTime("x", "H1", "scan", t0, t0 - timedelta(seconds=5)).seconds == 0  # clocks apart: never negative
+
+
+def test_a_cancelled_test_refunds_through_the_gateway_and_the_rest_is_paid_again(stack) -> None:
+    """A partial refund as the interface does it: the HIS cancels the app-paid settlement (2208) — the cash goes
+    back to the wallet through the gateway, once —, uploads again the lines that stay billed, and the patient pays
+    those from the app; the gateway's statement still agrees with the books to the fen."""
+    identity = scan_image(stack, app_code(stack))["data"]
+    mdtrt_id = his_bill(stack, identity["ecToken"], amount="12000.00")
+    his = his_client(stack)
+    his.upload_fees([{"feedetl_sn": "2", "mdtrt_id": mdtrt_id, "psn_no": EMP.psn_no, "chrg_bchno": "B2",
+                      "med_list_codg": BLOOD, "cnt": 1, "pric": "400.00", "det_item_fee_sumamt": "400.00"}])
+    app = App(stack)
+    path = f"/api/v1/mobile/visits/{H1[0]}/{mdtrt_id}"
+    before = wallet(stack)
+    paid = app.post(path + "/pay", {"version": app.get(path).json()["version"]}).json()
+    cash = fen(paid["settlement"]["setlinfo"])["psn_cash_pay"]
+    assert paid["state"] == "captured" and cash > 0 and before - wallet(stack) == cash
+
+    cancelled = his.cancel_outpatient(paid["setl_id"], mdtrt_id, EMP.psn_no)  # the second test is called off
+    assert cancelled.output["setlinfo"]["orig_setl_id"] == paid["setl_id"]
+    assert wallet(stack) == before  # the whole cash part came back through the gateway
+    with pytest.raises(HisBusinessError, match="already cancelled"):
+        his.cancel_outpatient(paid["setl_id"], mdtrt_id, EMP.psn_no)
+    assert wallet(stack) == before  # and only once
+    recovered = httpx.post(f"{stack['base']}/api/v1/admin/payments/recover", headers=STAFF)
+    assert recovered.status_code == 200 and wallet(stack) == before  # recovery finds nothing more to give back
+
+    his.upload_fees([{"feedetl_sn": "1", "mdtrt_id": mdtrt_id, "psn_no": EMP.psn_no, "chrg_bchno": "B3",
+                      "med_list_codg": BLOOD, "cnt": 1, "pric": "12000.00", "det_item_fee_sumamt": "12000.00"}])
+    bill = app.get(path).json()
+    assert bill["state"] == "due" and fen(bill["presettlement"])["medfee_sumamt"] == 1200000
+    again = app.post(path + "/pay", {"version": bill["version"]}).json()
+    assert again["state"] == "captured" and again["setl_id"] != paid["setl_id"]
+    assert before - wallet(stack) == fen(again["settlement"]["setlinfo"])["psn_cash_pay"] < cash
+    today = local_date(datetime.now(timezone.utc))
+    for day in {today - timedelta(days=1), today}:
+        statement = httpx.get(f"{stack['base']}/api/v1/admin/payments/statement/{day.isoformat()}", headers=STAFF)
+        assert statement.json()["balanced"], statement.text
+    assert httpx.get(f"{stack['base']}/api/v1/admin/ledger/check", headers=STAFF).json()["ok"]

@@ -379,8 +379,11 @@ def settle(call: Call) -> dict:
 @handler("2208", "2305")
 def cancel_settlement(call: Call) -> dict:
     d = node(call, "data")
-    out = call.platform.settlement.cancel(call.fixmedins_code, call.env.msgid, text(d, "setl_id", "data"),
+    setl_id = text(d, "setl_id", "data")
+    out = call.platform.settlement.cancel(call.fixmedins_code, call.env.msgid, setl_id,
                                           text(d, "psn_no", "data", required=False) or None, with_identity=True)
+    if call.platform.one_scan is not None:  # paid through the gateway (app, scan): the cash goes back the same way
+        call.platform.one_scan.refund_cancelled(setl_id)
     return to_yuan(out)
 
 

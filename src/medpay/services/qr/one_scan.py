@@ -306,6 +306,7 @@ class OneScanService:
                 log.exception("recovery of %s failed", intent.intent_id)
                 outcomes.append((intent.intent_id, "error"))
         self.deliver_notifications()  # the backlog of notices that could not be delivered before
+        outcomes += [(intent_id, "refunded") for intent_id, _fen in self.refund_cancelled()]
         return outcomes
 
     def _recover_one(self, intent: PaymentIntentRow) -> str:
@@ -356,11 +357,37 @@ class OneScanService:
         if intent.state != "captured" or not intent.setl_id:
             raise Conflict("intent_id", f"payment {intent_id!r} is {intent.state}; only a captured one can be refunded")
         out = self.settlement.cancel(fixmedins_code, msgid, intent.setl_id)
-        if intent.captured:
-            res = self.gateway.refund(intent_id, f"{intent_id}-{hashlib.sha256(msgid.encode()).hexdigest()[:12]}",
-                                      intent.captured)
-            self._update(intent_id, refunded=res.amount_refunded)
+        self.refund_cancelled(intent.setl_id)
         return out
+
+    def refund_cancelled(self, setl_id: str | None = None) -> list[tuple[str, int]]:
+        """Give back through the gateway the cash of gateway-paid settlements the HIS cancelled (2208/2305 — a whole
+        refund, or the first half of a partial one: cancel, then settle what stays billed): ``(intent_id, fen)`` of
+        each refund made. Only ``setl_id``'s payment, else every one still owed. The refund id is fixed per payment,
+        so a repeat after a lost answer never refunds twice; what the gateway could not be asked now is asked again
+        by ``recover()``."""
+        query = (select(PaymentIntentRow).join(SettlementRow, SettlementRow.setl_id == PaymentIntentRow.setl_id)
+                 .where(PaymentIntentRow.state == "captured", SettlementRow.cancelled.is_(True),
+                        PaymentIntentRow.captured > PaymentIntentRow.refunded))
+        if setl_id is not None:
+            query = query.where(PaymentIntentRow.setl_id == setl_id)
+        with self.factory() as session:
+            owed = list(session.execute(query).scalars())
+        done = []
+        for intent in owed:
+            try:
+                res = self.gateway.refund(intent.intent_id, f"{intent.intent_id}-cancel",
+                                          intent.captured - intent.refunded)
+            except (GatewayTimeout, GatewayUnavailable) as e:
+                log.warning("refund of cancelled %s not confirmed (%s); recovery asks again", intent.intent_id, e)
+                continue
+            if res.error_code and res.error_code != "refund_exceeds_capture":
+                log.error("refund of cancelled %s refused: %s %s", intent.intent_id, res.error_code, res.error_message)
+                continue
+            status = res if not res.error_code else self.gateway.status(intent.intent_id)
+            self._update(intent.intent_id, refunded=status.amount_refunded)
+            done.append((intent.intent_id, intent.captured - intent.refunded))
+        return done
 
     def reconcile_statement(self, day) -> dict[str, Any]:
         """The gateway's daily statement against our books, to the fen, payment by payment: what the gateway
