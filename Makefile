@@ -6,11 +6,14 @@ BIN := $(VENV)/bin
 .PHONY: run test bench install clean
 
 run: $(VENV)/.installed
+	scripts/ensure-cjk-font
 	$(BIN)/medpay serve
 
 test: $(VENV)/.installed
 	scripts/ensure-postgres
 	scripts/ensure-chromium
+	scripts/ensure-axe
+	scripts/ensure-cjk-font
 	$(BIN)/python -m pytest
 
 bench: $(VENV)/.installed

@@ -4,6 +4,7 @@ and the mobile app's activation as a person does it in the page (the app's pages
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import httpx
 from playwright.sync_api import Page, expect
@@ -39,3 +40,17 @@ def texted(stack, person) -> int:
     """How many messages the phone got so far (a later code is one after these)."""
     messages = httpx.get(f"{stack['base'].sms}/sim/messages", params={"to": person.phone}).json()["messages"]
     return messages[-1]["seq"] if messages else 0
+
+
+AXE = Path(__file__).resolve().parents[1] / "var" / "test-tools" / "node_modules" / "axe-core" / "axe.min.js"
+
+
+def serious_violations(page: Page) -> list[str]:
+    """axe-core's serious and critical findings on the page as it stands (scripts/ensure-axe fetches axe from npm;
+    it is evaluated in the page, which the pages' CSP does not govern), each as "rule: target …"."""
+    assert AXE.exists(), "run scripts/ensure-axe (make test does)"
+    found = page.evaluate(AXE.read_text() + """
+        ;axe.run(document, {resultTypes: ["violations"]}).then(r => r.violations
+            .filter(v => v.impact === "serious" || v.impact === "critical")
+            .map(v => `${v.id}: ${v.nodes.map(n => n.target.join(" ")).join(", ")}`))""")
+    return found

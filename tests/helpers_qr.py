@@ -105,3 +105,22 @@ def wallet(stack, psn_no: str = EMP.psn_no) -> int:
 def fen(info: dict) -> dict[str, int]:
     """The settlement's yuan amounts as exact fen, for comparisons free of float arithmetic."""
     return {k: parse_yuan(v, k, allow_negative=True) for k, v in info.items() if k in MONEY_KEYS and v is not None}
+
+
+class App:
+    """The patient's app made of Python: one activated device, every request signed by its key."""
+
+    def __init__(self, stack, person=EMP):
+        self.base = stack["base"]
+        self.key = Ed25519PrivateKey.generate()
+        self.ecert_id = activate(self.base, person, self.key)["ecert_id"]
+
+    def get(self, path: str) -> httpx.Response:
+        return httpx.get(self.base + path, headers=sign_device_request(self.key, self.ecert_id, "GET", path, b""),
+                         timeout=30)
+
+    def post(self, path: str, body: dict) -> httpx.Response:
+        raw = json.dumps(body).encode()
+        headers = sign_device_request(self.key, self.ecert_id, "POST", path, raw)
+        return httpx.post(self.base + path, content=raw, headers={**headers, "content-type": "application/json"},
+                          timeout=30)

@@ -10,17 +10,15 @@ from datetime import datetime, timedelta, timezone
 
 import httpx
 import pytest
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from medpay.domain.payment_time import PaymentTime, quantile, summarize
 from medpay.his_client import HisBusinessError
 from medpay.local_time import local_date
 from medpay.services import demo
-from medpay.services.qr.ecert import sign_device_request
 from medpay.services.mobile.visit_pay import LineFacts, bill_version, payment_msgid
 from tests.helpers_gateway import CallbackReceiver
-from tests.helpers_qr import BLOOD, EMP, H1, app_code, fen, his_bill, his_client, qr_stack, scan_image, wallet
-from tests.helpers_server import STAFF, activate, run_cli
+from tests.helpers_qr import App, BLOOD, EMP, H1, app_code, fen, his_bill, his_client, qr_stack, scan_image, wallet
+from tests.helpers_server import STAFF, run_cli
 
 OTHER = demo.PERSONS[1]
 
@@ -28,25 +26,6 @@ OTHER = demo.PERSONS[1]
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
 def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
     yield from qr_stack(request.param, tmp_path_factory.mktemp("visitpay"))
-
-
-class App:
-    """The patient's app made of Python: one activated device, every request signed."""
-
-    def __init__(self, stack, person=EMP):
-        self.base = stack["base"]
-        self.key = Ed25519PrivateKey.generate()
-        self.ecert_id = activate(self.base, person, self.key)["ecert_id"]
-
-    def get(self, path: str) -> httpx.Response:
-        return httpx.get(self.base + path, headers=sign_device_request(self.key, self.ecert_id, "GET", path, b""),
-                         timeout=30)
-
-    def post(self, path: str, body: dict) -> httpx.Response:
-        raw = json.dumps(body).encode()
-        headers = sign_device_request(self.key, self.ecert_id, "POST", path, raw)
-        return httpx.post(self.base + path, content=raw, headers={**headers, "content-type": "application/json"},
-                          timeout=30)
 
 
 def test_pay_what_the_doctor_ordered_once_with_a_changed_bill_refused(stack) -> None:

@@ -10,15 +10,18 @@ page's own clock is moved with ``page.clock``.
 from __future__ import annotations
 
 import base64
+import io
 import json
 import re
 import time
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from playwright.sync_api import Browser, Page, expect, sync_playwright
+from pypdf import PdfReader
 from sqlalchemy import func, select
 
 from medpay.adapters import qr_images
@@ -30,7 +33,7 @@ from medpay.api.terminal import EC_CODES
 from medpay.domain.bill_code import make_bill_payload
 from medpay.money import format_yuan
 from medpay.services import demo
-from tests.helpers_browser import CHROMIUM, CHROMIUM_ARGS, activate, enter_texted_code, texted
+from tests.helpers_browser import CHROMIUM, CHROMIUM_ARGS, activate, enter_texted_code, serious_violations, texted
 from tests.helpers_gateway import CallbackReceiver
 from tests.helpers_qr import EMP, H1, app_code, fen, his_bill, qr_stack, scan_image, scan_text, terminal_post, wallet
 from tests.helpers_server import STAFF, run_cli, texted_code
@@ -401,3 +404,181 @@ def test_bills_page_pays_what_the_doctor_ordered_once_even_when_the_answer_is_lo
     expect(page.locator(f"[data-open='{mdtrt_id}']")).to_have_count(0)
     assert before - wallet(stack, CHILD.psn_no) == cash
     assert count(stack, SettlementRow, SettlementRow.mdtrt_id == mdtrt_id) == 1
+
+
+def test_account_page_signs_in_links_this_device_and_signs_out(stack, page: Page) -> None:
+    """我的 at 375 px: a wrong number is named next to its field; the texted code signs in; the session cookie is
+    httpOnly and SameSite=Strict; this device's e-certificate links its person; signing out shows the sign-in form
+    again and the old cookie opens nothing."""
+    page.set_viewport_size({"width": 375, "height": 812})
+    activate(page, stack, EMP)
+    phone = "13800000021"
+    page.click("nav a[href^='/m/account']")
+    expect(page.locator("#sign-in")).to_be_visible()
+    page.fill("#phone", "1380000")
+    page.click("#phone-form button[type=submit]")
+    expect(page.locator("#phone-error")).to_have_text("请输入 11 位手机号。")
+    expect(page.locator("#phone")).to_have_attribute("aria-invalid", "true")
+    page.fill("#phone", phone)
+    page.click("#phone-form button[type=submit]")
+    expect(page.locator("#code-form [data-sent]")).to_contain_text("138****0021")
+    code = texted_code(stack["base"], phone)
+    page.fill("#code", f"{(int(code) + 1) % 10**6:06d}")
+    page.click("#code-form button[type=submit]")
+    expect(page.locator("#code-error")).to_be_visible()
+    page.fill("#code", code)
+    page.click("#code-form button[type=submit]")
+    expect(page.locator("[data-phone]")).to_have_text("已登录：138****0021")
+    cookie = next(c for c in page.context.cookies() if c["name"] == "medpay_session")
+    assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
+    assert page.evaluate("document.cookie") == ""  # no script on the page can read it
+    expect(page.locator("[data-sessions] li")).to_have_count(1)
+    expect(page.locator("[data-sessions] .tag")).to_have_text("本设备")
+    page.click("[data-link]")
+    expect(page.locator("[data-persons] li")).to_have_count(1)
+    expect(page.locator("[data-persons] .tag")).to_have_text("本人")
+    expect(page.locator("[data-link]")).to_be_hidden()
+    page.screenshot(path=str(stack["tmp"] / "account-375.png"), full_page=True)
+    page.click("[data-sign-out]")
+    expect(page.locator("#sign-in")).to_be_visible()
+    r = httpx.get(f"{stack['base']}/api/v1/mobile/account", timeout=10,
+                  headers={"cookie": f"medpay_session={cookie['value']}"})
+    assert r.status_code == 401
+
+
+def sign_in(page: Page, stack, phone: str) -> None:
+    """我的: sign in with the code the SMS simulator "texted" to ``phone``; then link this device's person."""
+    page.goto(f"{stack['base']}/m/account")
+    since = httpx.get(f"{stack['base'].sms}/sim/messages", params={"to": phone}).json()["messages"]
+    page.fill("#phone", phone)
+    page.click("#phone-form button[type=submit]")
+    expect(page.locator("#code-form")).to_be_visible()
+    page.fill("#code", texted_code(stack["base"], phone, since[-1]["seq"] if since else 0))
+    page.click("#code-form button[type=submit]")
+    expect(page.locator("[data-phone]")).to_be_visible()
+    if page.locator("[data-link]").is_visible():
+        page.click("[data-link]")
+        expect(page.locator("[data-persons] .tag").first).to_have_text("本人")
+
+
+def test_a_son_adds_his_mother_she_consents_on_her_phone_and_he_pays_her_bill(stack, browser: Browser) -> None:
+    """家庭共济 at 375 px with two phones: the son asks to act for his mother, she consents on her own phone (signed
+    in with her own number); he chooses her on his bills page and pays her bill — his personal account pays the
+    family-aid part and his wallet the cash, hers is untouched. Her withdrawal takes effect at once."""
+    son_person, mother_person = demo.PERSONS[2], demo.PERSONS[4]  # 张伟 (employee), 陈桂兰 (resident)
+    phones = [browser.new_context(viewport={"width": 375, "height": 812}, device_scale_factor=2, is_mobile=True,
+                                  has_touch=True, locale="zh-CN", timezone_id="Asia/Shanghai") for _ in range(2)]
+    son, mother = (c.new_page() for c in phones)
+    try:
+        activate(mother, stack, mother_person)
+        token = scan_text(stack, shown_code(mother))["data"]["ecToken"]  # her code at the window: the HIS bills her
+        mdtrt_id = his_bill(stack, token, mother_person, "12000.00")
+        sign_in(mother, stack, mother_person.phone)
+
+        activate(son, stack, son_person)
+        sign_in(son, stack, son_person.phone)
+        son.fill("#member_psn_no", mother_person.psn_no)
+        son.fill("#member_certno", mother_person.certno)
+        son.select_option("#relation", "parent")
+        son.check("#as_guardian")  # a guardian acts for minors only: refused, named next to the box
+        son.click("#family-form button[type=submit]")
+        expect(son.locator("#as_guardian-error")).to_contain_text("18")
+        son.uncheck("#as_guardian")
+        son.click("#family-form button[type=submit]")
+        expect(son.locator("[data-persons] li")).to_have_count(2)
+        expect(son.locator("[data-persons] li").nth(1)).to_contain_text("待对方同意")
+
+        mother.reload()
+        request = mother.locator("[data-requests] li")
+        expect(request).to_contain_text("您的子女")
+        request.locator("button", has_text="同意").first.click()
+        expect(request.locator("button", has_text="撤回同意")).to_be_visible()
+        expect(request.locator("button")).to_have_count(1)
+        mother.screenshot(path=str(stack["tmp"] / "family-consent-375.png"), full_page=True)
+
+        son.goto(f"{stack['base']}/m/bills")
+        son.select_option("#whom", mother_person.psn_no)
+        card = son.locator("li.visit", has=son.locator(f"[data-open='{mdtrt_id}']"))
+        card.locator("button").click()
+        expect(son.locator("#bill [data-parts] [data-part=total] dd")).to_have_text("¥12000.00")
+        son.screenshot(path=str(stack["tmp"] / "family-bill-375.png"), full_page=True)
+        shown_cash = son.locator("#bill [data-parts] [data-part=cash] dd").inner_text()
+        son_before, mother_before = wallet(stack, son_person.psn_no), wallet(stack, mother_person.psn_no)
+        son.click("[data-pay]")
+        expect(son.locator("[data-result-title]")).to_have_text("缴费成功")
+        expect(son.locator("#result [data-parts] [data-part=family]")).to_have_count(1)  # his account paid for her
+        deadline = time.monotonic() + 10
+        while wallet(stack, son_person.psn_no) == son_before and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert f"¥{format_yuan(son_before - wallet(stack, son_person.psn_no))}" == shown_cash
+        assert wallet(stack, mother_person.psn_no) == mother_before
+
+        mother.reload()
+        mother.locator("[data-requests] li button", has_text="撤回同意").click()
+        expect(mother.locator("[data-requests-card]")).to_be_hidden()
+        son.goto(f"{stack['base']}/m/bills")  # at once: her bills are no longer his to choose
+        expect(son.locator("[data-status]")).not_to_have_text("正在查询…")
+        expect(son.locator("[data-whom]")).to_be_hidden()
+    finally:
+        for c in phones:
+            c.close()
+
+
+def test_every_page_passes_axe_and_large_text_mode_carries_over(stack, page: Page) -> None:
+    """Accessibility: axe-core finds no serious or critical violation on any page of the app — before activation,
+    activated, signed in, and in large-text mode (适老化), which the header switches and the next page keeps."""
+    page.set_viewport_size({"width": 375, "height": 812})
+    pages = ["/m/", "/m/bills", "/m/pay", "/m/face", "/m/account", "/m/records", "/m/verify", "/m/activate",
+             "/m/activate?lang=en"]
+    for path in pages:  # a fresh phone: nothing activated yet
+        page.goto(f"{stack['base']}{path}")
+        page.wait_for_load_state("networkidle")
+        assert serious_violations(page) == [], path
+    activate(page, stack, EMP)
+    sign_in(page, stack, EMP.phone)
+    for path in pages:
+        page.goto(f"{stack['base']}{path}")
+        page.wait_for_load_state("networkidle")
+        assert serious_violations(page) == [], path
+    page.goto(f"{stack['base']}/m/account")
+    page.click("[data-large-text]")
+    expect(page.locator("[data-large-text]")).to_have_attribute("aria-pressed", "true")
+    page.click("nav a[href^='/m/bills']")  # the next page keeps it
+    expect(page.locator("[data-large-text]")).to_have_attribute("aria-pressed", "true")
+    assert page.evaluate("getComputedStyle(document.documentElement).fontSize") == "22px"
+    page.wait_for_load_state("networkidle")
+    assert serious_violations(page) == []
+    page.screenshot(path=str(stack["tmp"] / "bills-large-text-375.png"), full_page=True)
+    page.goto(f"{stack['base']}/m/account?lang=en")  # the longest header: English, large text, 375 px
+    page.wait_for_load_state("networkidle")
+    assert serious_violations(page) == []
+    assert page.evaluate("document.documentElement.scrollWidth") <= 375  # nothing spills sideways
+    page.click("[data-large-text]")
+    expect(page.locator("[data-large-text]")).to_have_attribute("aria-pressed", "false")
+    assert page.evaluate("getComputedStyle(document.documentElement).fontSize") == "17px"
+
+
+def test_records_page_lists_the_payment_and_its_slip_checks_out(stack, page: Page) -> None:
+    """报销记录 at 375 px: a bill paid in the app is listed with its split; the slip downloads as a PDF whose QR code,
+    read from the PDF, opens the check page, which says the slip is genuine."""
+    page.set_viewport_size({"width": 375, "height": 812})
+    activate(page, stack, EMP)
+    mdtrt_id = his_bill(stack, scan_text(stack, shown_code(page))["data"]["ecToken"], EMP, "180.00")
+    page.click("nav a[href^='/m/bills']")
+    page.locator(f"[data-open='{mdtrt_id}']").click()
+    page.click("[data-pay]")
+    expect(page.locator("[data-result-title]")).to_have_text("缴费成功")
+    page.goto(f"{stack['base']}/m/records")
+    record = page.locator("li.record").first
+    expect(record.locator(".amount")).to_have_text("¥180.00")
+    expect(record.locator(".tag")).to_have_text("已结算")
+    page.screenshot(path=str(stack["tmp"] / "records-375.png"), full_page=True)
+    with page.expect_download() as info:
+        record.locator("[data-slip]").click()
+    body = Path(info.value.path()).read_bytes()
+    assert body[:5] == b"%PDF-" and info.value.suggested_filename.startswith("slip-")
+    [image] = PdfReader(io.BytesIO(body)).pages[0].images
+    page.goto(qr_images.decode(image.data))
+    expect(page.locator("[data-verdict]")).to_have_text("真实有效：本结算单由平台签发，金额与平台记录一致。")
+    assert serious_violations(page) == []
+    page.screenshot(path=str(stack["tmp"] / "verify-375.png"), full_page=True)

@@ -13,7 +13,8 @@ from fastapi_offline import FastAPIOffline
 
 from medpay import __version__
 from medpay.api import admin, admin_pages, described, errors, face, kiosk, pages, payments, terminal
-from medpay.api.mobile import ecert as mobile, pages as mobile_pages, visits as mobile_visits
+from medpay.api.mobile import account as mobile_account, ecert as mobile, pages as mobile_pages
+from medpay.api.mobile import family as mobile_family, records as mobile_records, visits as mobile_visits
 from medpay.api import admin_resettlements
 from medpay.api.http_guard import HttpGuard
 from medpay.api.deps import staff
@@ -78,7 +79,7 @@ def create_app(platform: Platform | None = None, *, housekeeping_every_s: float 
         openapi_tags=[
             {"name": "institution", "description": "定点医药机构接口 — the NHSA-style interface HIS systems call (infno transactions)"},
             {"name": "terminal", "description": "扫码终端 — ec.query and one-scan settlement for an institution's signed terminals"},
-            {"name": "mobile", "description": "移动端 — e-certificate activation, the dynamic QR code and paying bill codes (device-key signed)"},
+            {"name": "mobile", "description": "移动端 — e-certificate activation, the dynamic QR code, paying bill codes and what the doctor ordered (device-key signed); phone sign-in and the account (session cookie + CSRF token)"},
             {"name": "partner", "description": "合作方 — signed callbacks of the payment gateway"},
             {"name": "admin", "description": "医保经办 — policies, quotes, ledger checks and payment recovery for the bureau's staff (staff key required)"},
             {"name": "pages", "description": "网页 — human pages: the home page, the patient's mobile app under /m/, the face kiosk at /t/face, the admin door's policy pages under /admin/ (staff key kept in the tab)"},
@@ -96,6 +97,9 @@ def create_app(platform: Platform | None = None, *, housekeeping_every_s: float 
     app.include_router(mobile.router)
     app.include_router(payments.mobile_router)
     app.include_router(mobile_visits.router)
+    app.include_router(mobile_account.router)
+    app.include_router(mobile_family.router)
+    app.include_router(mobile_records.router)
     app.include_router(payments.partner_router)
     staff_only = described.answers("/api/v1/admin", {401: "no staff key, or a wrong or revoked one"})
     app.include_router(payments.admin_router, dependencies=[Depends(staff)], responses=staff_only)

@@ -28,9 +28,15 @@ SCHEMES: dict[str, str] = {
     "X-Timestamp": "unix seconds: ±300 s for terminals, ±120 s for devices",
     "X-Nonce": "8–64 printable characters, used once per key",
     "X-Signature": f"{_ED25519}, by the terminal's or the device's key: 128 hex digits or canonical base64",
+    "X-CSRF-Token": "the app's CSRF token (from GET /api/v1/mobile/account), with every state-changing request of "
+                    "a signed-in browser",
     CALLBACK_TIMESTAMP_HEADER: "the payment gateway's callback: unix seconds",
     CALLBACK_SIGNATURE_HEADER: "the payment gateway's callback: hex HMAC-SHA256 of timestamp + body under the "
                                "callback secret",
+}
+COOKIE_SCHEMES: dict[str, str] = {
+    "medpay_session": "the app's session cookie (httpOnly, SameSite=Strict), set by POST "
+                      "/api/v1/mobile/sign-in/confirm",
 }
 SIGNED_BY: dict[str, tuple[str, ...]] = {
     "institution": ("x-tif-paasid", "x-tif-timestamp", "x-tif-nonce", "x-tif-signature"),
@@ -38,6 +44,10 @@ SIGNED_BY: dict[str, tuple[str, ...]] = {
     "device": ("X-Ecert-Id", "X-Timestamp", "X-Nonce", "X-Signature"),
     "new device": ("X-Timestamp", "X-Nonce", "X-Signature"),  # an activation: the key comes in the body
     "gateway": (CALLBACK_TIMESTAMP_HEADER, CALLBACK_SIGNATURE_HEADER),
+    "session": ("medpay_session",),  # a signed-in browser reading
+    "session+csrf": ("medpay_session", "X-CSRF-Token"),  # … and changing something
+    "session+csrf+device": ("medpay_session", "X-CSRF-Token", "X-Ecert-Id", "X-Timestamp", "X-Nonce",
+                            "X-Signature"),
 }
 
 
@@ -110,6 +120,8 @@ def finalize(spec: dict[str, Any]) -> dict[str, Any]:
     schemes = components.setdefault("securitySchemes", {})
     for name, description in SCHEMES.items():
         schemes[name] = {"type": "apiKey", "in": "header", "name": name, "description": description}
+    for name, description in COOKIE_SCHEMES.items():
+        schemes[name] = {"type": "apiKey", "in": "cookie", "name": name, "description": description}
     for path, operations in spec.get("paths", {}).items():
         door = door_of(path)
         for method, op in operations.items():

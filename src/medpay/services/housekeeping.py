@@ -1,5 +1,6 @@
 """Forgetting what may be forgotten — replay-protection nonces past their window, expired tokens, activations,
-files, face frame hashes and verification sessions — and sealing the audit log's new events (``medpay.services.audit``).
+files, face frame hashes and verification sessions, sign-in codes and app sessions — and sealing the audit log's
+new events (``medpay.services.audit``).
 
 Each rule lives with its service (``GatewayAuth.purge_nonces`` keeps a nonce as long as a request carrying it
 could still pass the timestamp check, and so on); this module runs them all. ``medpay serve`` runs it in every
@@ -21,6 +22,7 @@ from medpay.services.qr import ecert
 from medpay.services.qr.activation import purge_activations
 from medpay.services.audit import AuditLog
 from medpay.services.face.verification import purge_verifications
+from medpay.services.mobile.accounts import purge_sign_ins
 from medpay.services.gateway_auth import GatewayAuth
 from medpay.services.persons import PersonService
 from medpay.services.reconciliation import ReconciliationService
@@ -56,6 +58,7 @@ class Housekeeping:
             "ecert_activations": lambda: purge_activations(self.factory, self.clock()),
             "interface_files": self.reconciliation.purge_expired_files,
             "face_frames_and_sessions": lambda: purge_verifications(self.factory, self.clock()),
+            "sign_in_codes_and_sessions": lambda: purge_sign_ins(self.factory, self.clock()),
             "audit_events_sealed": self.audit.seal,
         }
         done: dict[str, int | None] = {}

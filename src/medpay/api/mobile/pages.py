@@ -1,6 +1,7 @@
 """The patient's mobile web app (医保码), served by the platform under ``/m/``: activate the e-certificate on this
-device, show the dynamic QR code, pay a bill code from the window's screen, enrol for face payment with a live
-selfie (and withdraw that consent). zh-CN first; ``?lang=en`` for English.
+device, show the dynamic QR code, pay a bill code from the window's screen or what the doctor ordered, enrol for
+face payment with a live selfie (and withdraw that consent), sign in to the account. zh-CN first; ``?lang=en``
+for English.
 
 The pages are templates without personal data; their plain JavaScript (``web/static``, no build step) talks to the
 mobile API with the device's Ed25519 key, kept non-extractable in IndexedDB.
@@ -60,6 +61,24 @@ def pay_page(request: Request, lang: str = "zh") -> HTMLResponse:
 @router.get("/bills", response_class=HTMLResponse, summary="待缴费 / pay what the doctor ordered (诊间支付)")
 def bills_page(request: Request, lang: str = "zh") -> HTMLResponse:
     return _page(request, "bills", lang)
+
+
+@router.get("/account", response_class=HTMLResponse,
+            summary="我的 / sign in with a phone number; the account, its person, its signed-in browsers")
+def account_page(request: Request, lang: str = "zh") -> HTMLResponse:
+    return _page(request, "account", lang)
+
+
+@router.get("/records", response_class=HTMLResponse,
+            summary="报销记录 / the year's settlements, the signed slip (PDF), the CSV export")
+def records_page(request: Request, lang: str = "zh") -> HTMLResponse:
+    return _page(request, "records", lang)
+
+
+@router.get("/verify", response_class=HTMLResponse,
+            summary="核验结算单 / check a settlement slip's QR code (public; the slip's code is in ?code=)")
+def verify_page(request: Request, lang: str = "zh") -> HTMLResponse:
+    return _page(request, "verify", lang)
 
 
 @router.get("/face", response_class=HTMLResponse, summary="刷脸开通 / enrol for face payment (consent, live selfie, PIN)")

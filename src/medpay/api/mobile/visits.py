@@ -1,6 +1,8 @@
 """诊间支付: the patient's app lists the visits whose fee lines the HIS uploaded, shows a bill with its
 pre-settlement split, and pays it in one step (``services.mobile.visit_pay``). Every request is signed by the
-e-certificate's device key, like the rest of the app (see ``api.mobile.ecert``)."""
+e-certificate's device key, like the rest of the app (see ``api.mobile.ecert``). With ``?for=psn_no`` the app acts
+for a family member (``api.mobile.family``): the signed-in account must act for them, and the device's person pays
+the cash part."""
 
 from __future__ import annotations
 
@@ -15,13 +17,14 @@ from pydantic import BaseModel, Field, StrictStr
 from medpay.api import described
 from medpay.api.bodies import json_body
 from medpay.api.mobile.ecert import openapi_signed, signed_by_device
+from medpay.api.mobile.family import For, patient
 from medpay.api.payments import Payment, payment_answer
 from medpay.interface_format import to_yuan
 from medpay.services.mobile.visit_pay import VisitPayService
 
 router = APIRouter(prefix="/api/v1/mobile/visits", tags=["mobile"])
-_ANSWERS = {401: "the device signature is refused (missing, stale, wrong, replayed)",
-            403: "the e-certificate was revoked",
+_ANSWERS = {401: "the device signature is refused (missing, stale, wrong, replayed); with ?for=, no session",
+            403: "the e-certificate was revoked; with ?for=, no family link in force (or no CSRF token)",
             404: "no such visit of yours (another person's visit answers the same)"}
 
 Code = PathParam(..., min_length=1, max_length=30, pattern=r"^[A-Za-z0-9]+$", description="定点医药机构编号")
@@ -96,16 +99,19 @@ class PayVisit(BaseModel):
 
 @router.get("", response_model=list[DueVisit], openapi_extra=openapi_signed(None),
             summary="待缴费 / my visits with fees to pay", responses=described.answers(router.prefix, _ANSWERS))
-async def due_visits(request: Request) -> list[dict[str, Any]]:
-    _ecert, psn_no = await signed_by_device(request)
+async def due_visits(request: Request, for_psn: str | None = For) -> list[dict[str, Any]]:
+    _ecert, device_psn = await signed_by_device(request)
+    psn_no, _payer = await patient(request, device_psn, for_psn)
     return [to_yuan(v) for v in await run_in_threadpool(visit_pay_service(request).due, psn_no)]
 
 
 @router.get("/{fixmedins_code}/{mdtrt_id}", response_model=Bill, openapi_extra=openapi_signed(None),
             summary="账单明细与预结算 / a visit's bill: lines and the pre-settlement split (nothing paid)",
             responses=described.answers(router.prefix, {**_ANSWERS, 409: "an admission: settled at discharge"}))
-async def bill(request: Request, fixmedins_code: str = Code, mdtrt_id: str = MdtrtId) -> dict[str, Any]:
-    _ecert, psn_no = await signed_by_device(request)
+async def bill(request: Request, fixmedins_code: str = Code, mdtrt_id: str = MdtrtId,
+               for_psn: str | None = For) -> dict[str, Any]:
+    _ecert, device_psn = await signed_by_device(request)
+    psn_no, _payer = await patient(request, device_psn, for_psn)
     return to_yuan(await run_in_threadpool(visit_pay_service(request).bill, psn_no, fixmedins_code, mdtrt_id))
 
 
@@ -116,11 +122,14 @@ async def bill(request: Request, fixmedins_code: str = Code, mdtrt_id: str = Mdt
              responses=described.answers(router.prefix, {
                  **_ANSWERS, 409: "the bill changed since it was shown, nothing is due, or an admission",
                  422: "a field is missing or malformed, or no payment gateway is configured"}))
-async def pay(request: Request, fixmedins_code: str = Code, mdtrt_id: str = MdtrtId) -> dict[str, Any]:
+async def pay(request: Request, fixmedins_code: str = Code, mdtrt_id: str = MdtrtId,
+              for_psn: str | None = For) -> dict[str, Any]:
     body = await request.body()
-    _ecert, psn_no = await signed_by_device(request, body)
+    _ecert, device_psn = await signed_by_device(request, body)
+    psn_no, cash_payer = await patient(request, device_psn, for_psn, changes_state=True)
     req = json_body(PayVisit, body)
-    res = await run_in_threadpool(visit_pay_service(request).pay, psn_no, fixmedins_code, mdtrt_id, req.version)
+    res = await run_in_threadpool(visit_pay_service(request).pay, psn_no, fixmedins_code, mdtrt_id, req.version,
+                                  cash_payer)
     return payment_answer(res)
 
 
@@ -130,8 +139,9 @@ async def pay(request: Request, fixmedins_code: str = Code, mdtrt_id: str = Mdtr
             responses=described.answers(router.prefix, {**_ANSWERS, 404: "no such visit of yours, or no payment "
                                                                          "of this bill version"}))
 async def payment(request: Request, fixmedins_code: str = Code, mdtrt_id: str = MdtrtId,
-                  version: str = PathParam(..., min_length=24, max_length=24, pattern=r"^[0-9a-f]+$")
-                  ) -> dict[str, Any]:
-    _ecert, psn_no = await signed_by_device(request)
+                  version: str = PathParam(..., min_length=24, max_length=24, pattern=r"^[0-9a-f]+$"),
+                  for_psn: str | None = For) -> dict[str, Any]:
+    _ecert, device_psn = await signed_by_device(request)
+    psn_no, _payer = await patient(request, device_psn, for_psn)
     res = await run_in_threadpool(visit_pay_service(request).payment, psn_no, fixmedins_code, mdtrt_id, version)
     return payment_answer(res)

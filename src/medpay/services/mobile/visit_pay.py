@@ -114,8 +114,9 @@ class VisitPayService:
             out["presettlement"]["policy_ver"] = info.get("policy_ver", "")
         return out
 
-    def pay(self, psn_no: str, fixmedins_code: str, mdtrt_id: str, version: str) -> PayResult:
-        """Pay the bill the patient saw (``version``) in one step; a repeat continues or repeats that payment."""
+    def pay(self, psn_no: str, fixmedins_code: str, mdtrt_id: str, version: str, cash_payer: str = "") -> PayResult:
+        """Pay the bill the patient saw (``version``) in one step; a repeat continues or repeats that payment.
+        ``cash_payer``: a family member who pays the cash part for the patient (``services.mobile.family``)."""
         if self.one_scan is None:
             raise Invalid("gateway", "no payment gateway is configured; pay at the window")
         if not isinstance(version, str) or not version.isalnum() or len(version) != 24:
@@ -124,7 +125,7 @@ class VisitPayService:
         msgid = payment_msgid(mdtrt_id, version)
         try:  # a repeat of a payment already under way: no new token, the intent knows its person
             self.one_scan.intent(intent_id_for(fixmedins_code, msgid))
-            return self.one_scan.pay(fixmedins_code, msgid, "", mdtrt_id, door=DOOR)
+            return self.one_scan.pay(fixmedins_code, msgid, "", mdtrt_id, door=DOOR, cash_payer=cash_payer)
         except NotFound:
             pass
         current = bill_version([LineFacts(r.feedetl_sn, r.det_item_fee_sumamt) for r in rows])
@@ -133,7 +134,7 @@ class VisitPayService:
         if current != version:
             raise Conflict("version", "the hospital changed the bill since you saw it; look at it again")
         token = self.persons.issue_ec_token(psn_no, fixmedins_code, "01301", ttl=TOKEN_TTL)
-        return self.one_scan.pay(fixmedins_code, msgid, token, mdtrt_id, door=DOOR)
+        return self.one_scan.pay(fixmedins_code, msgid, token, mdtrt_id, door=DOOR, cash_payer=cash_payer)
 
     def payment(self, psn_no: str, fixmedins_code: str, mdtrt_id: str, version: str) -> PayResult:
         """Where the payment of (visit, version) stands — for an app that lost the answer (reload, network)."""

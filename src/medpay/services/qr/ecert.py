@@ -387,6 +387,9 @@ def _revoked_message(row: EcertRow) -> str:
     if row.revoked_reason == "reactivated":
         return (f"this e-certificate was activated on another device at {when}; if that wasn't you, call "
                 f"{HOTLINE} and activate it again here (at a counter with your ID card if need be)")
+    if row.revoked_reason == "lost_device":
+        return (f"this e-certificate was revoked at {when} from its holder's account (a lost phone); if this is "
+                "your phone, activate it again here")
     return f"this e-certificate was revoked at {when}; activate it again on this device"
 
 

@@ -92,16 +92,19 @@ class OneScanService:
     # ------------------------------------------------------------------ the flow
 
     def pay(self, fixmedins_code: str, msgid: str, ec_token: str, mdtrt_id: str, *,
-            acct_used_flag: bool = True, notify_urls: tuple[str, ...] = (), door: str = "") -> PayResult:
+            acct_used_flag: bool = True, notify_urls: tuple[str, ...] = (), door: str = "",
+            cash_payer: str = "") -> PayResult:
         """Settle ``mdtrt_id`` for the person the e-certificate token names, cash part through the gateway.
 
         Idempotent by (institution, msgid): a retry continues where the first attempt stopped. ``door``: where the
         patient paid when it is not a terminal's scan (``"mobile"``: in the app), kept with the intent for the
-        payment-time figures.
+        payment-time figures. ``cash_payer``: whose bound payment method pays the cash part when it is not the
+        patient's own (a parent paying a child's bill in the app).
         """
         intent_id = intent_id_for(fixmedins_code, msgid)
         # the token is a one-time credential, not part of what is asked: a retry may carry a fresh scan
-        request = {"mdtrt_id": mdtrt_id, "acct_used_flag": acct_used_flag, **({"door": door} if door else {})}
+        request = {"mdtrt_id": mdtrt_id, "acct_used_flag": acct_used_flag, **({"door": door} if door else {}),
+                   **({"cash_payer": cash_payer} if cash_payer else {})}
         intent = self._open_intent(intent_id, fixmedins_code, msgid, ec_token, mdtrt_id, request, acct_used_flag)
         notify_urls = (*notify_urls, *self._registered_notify_url(fixmedins_code))
         if notify_urls and set(notify_urls) - set(intent.notify_urls or []):
@@ -163,7 +166,7 @@ class OneScanService:
                     Credential(E_CERTIFICATE, ec_token), settling=True)
             except ServiceError as e:
                 raise type(e)("ecToken" if e.field == "mdtrt_cert_no" else e.field, e.message) from None
-            if s.get(PaymentMethodRow, tok.psn_no) is None:
+            if s.get(PaymentMethodRow, request.get("cash_payer") or tok.psn_no) is None:
                 raise Invalid("payer_token", "the patient has no bound payment method; pay at the window")
             if fresh is not None:
                 self.settlement.credentials.bind(s, fresh, mdtrt_id)
@@ -213,7 +216,7 @@ class OneScanService:
         if intent.amount == 0:  # nothing to collect: fund and account cover it all
             return self._update(intent.intent_id, state="held")
         try:
-            res = self.gateway.authorise(intent.intent_id, intent.amount, self._payer_token(intent.psn_no),
+            res = self.gateway.authorise(intent.intent_id, intent.amount, self._payer_token((intent.request or {}).get("cash_payer") or intent.psn_no),
                                          f"medpay {intent.fixmedins_code} {intent.mdtrt_id}")
         except (GatewayTimeout, GatewayUnavailable) as e:
             res = self._status_or_none(intent.intent_id)

@@ -2,6 +2,7 @@
 // pre-settlement split, then one signed request that pays exactly that bill (its version). The payment being made is
 // remembered in sessionStorage: after a reload or a lost answer the page asks where it stands instead of paying again.
 import { clearErrors, post, showError, showHolder, t, text, toFen, yuan } from "./mobile.js";
+import { forPath as pathFor, offerFamily } from "./whom.js";
 import { loadDevice } from "./device.js";
 import { fillResult, renderSplit } from "./payment.js";
 
@@ -18,7 +19,13 @@ function show(section) {
   for (const s of [list, billSection, result]) s.hidden = s !== section;
 }
 
-const signedGet = (path) => post(path, { method: "GET", signedBy: device });
+let forPsn = "";  // a family member the signed-in account acts for; "" for the device's own person
+const whom = document.getElementById("whom");
+
+/** The path for the person whose bills are shown; acting for a member also sends the session (and CSRF token). */
+const forPath = (path, member = forPsn) => pathFor(path, member);
+const signedGet = (path, member = forPsn) =>
+  post(forPath(path, member), { method: "GET", signedBy: device, session: Boolean(member) });
 const visitPath = (code, mdtrt) => `/api/v1/mobile/visits/${encodeURIComponent(code)}/${encodeURIComponent(mdtrt)}`;
 const medType = (code) => text.med_types[code] ?? t("med_type_other", { code });
 
@@ -70,7 +77,8 @@ async function showBill(code, mdtrt, message = "") {
   }
   bill = data;
   billSection.querySelector("[data-bill-title]").textContent = `${data.fixmedins_name} · ${medType(data.med_type)}`;
-  billSection.querySelector("[data-bill-meta]").textContent = `${t("bills_ready")} ${data.bill_ready_at}`;
+  const patient = forPsn ? ` · ${whom.selectedOptions[0]?.text ?? ""}` : "";  // whose bill, when not one's own
+  billSection.querySelector("[data-bill-meta]").textContent = `${t("bills_ready")} ${data.bill_ready_at}${patient}`;
   const rows = data.lines.map((line) => {
     const tr = document.createElement("tr");
     const item = document.createElement("td");
@@ -115,10 +123,10 @@ payButton.addEventListener("click", async () => {
   payButton.disabled = true;
   const label = payButton.textContent;
   payButton.textContent = t("paying");
-  const pending = { code: bill.fixmedins_code, mdtrt: bill.mdtrt_id, version: bill.version };
+  const pending = { code: bill.fixmedins_code, mdtrt: bill.mdtrt_id, version: bill.version, member: forPsn };
   sessionStorage.setItem(PENDING, JSON.stringify(pending));
-  const { data, error } = await post(`${visitPath(pending.code, pending.mdtrt)}/pay`,
-    { json: { version: pending.version }, signedBy: device });
+  const { data, error } = await post(forPath(`${visitPath(pending.code, pending.mdtrt)}/pay`),
+    { json: { version: pending.version }, signedBy: device, session: Boolean(forPsn) });
   payButton.disabled = false;
   payButton.textContent = label;
   if (error?.code === "network") return resume(pending);  // the answer was lost: ask, never pay blind again
@@ -132,11 +140,14 @@ payButton.addEventListener("click", async () => {
 
 /** Where the remembered payment stands; shown as its result, or the bill again when it never started. */
 async function resume(pending) {
+  forPsn = pending.member ?? "";  // the payment under way decides whose bills these are
+  if ([...whom.options].some((o) => o.value === forPsn)) whom.value = forPsn;
   show(result);
   const message = result.querySelector("[data-result-message]");
   message.textContent = t("resuming");
   message.hidden = false;
-  const { data, error } = await signedGet(`${visitPath(pending.code, pending.mdtrt)}/payments/${pending.version}`);
+  const { data, error } = await signedGet(`${visitPath(pending.code, pending.mdtrt)}/payments/${pending.version}`,
+                                          pending.member ?? "");
   if (error?.code === "not_found") {
     sessionStorage.removeItem(PENDING);
     return showBill(pending.code, pending.mdtrt);
@@ -158,6 +169,10 @@ if (!device) {
   document.querySelector("[data-not-activated]").hidden = false;
 } else {
   showHolder(device);
+  await offerFamily(device, whom, document.querySelector("[data-whom]"), (member) => {
+    forPsn = member;
+    showList();
+  });
   const pending = sessionStorage.getItem(PENDING);
   if (pending) resume(JSON.parse(pending));
   else showList();

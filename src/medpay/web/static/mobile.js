@@ -3,23 +3,47 @@ import { signedHeaders } from "./device.js";
 
 export const text = JSON.parse(document.getElementById("page-text").textContent);
 
+// 适老化: large text and high contrast, switched in the header and remembered on this device.
+const LARGE = "medpay.largeText";
+function applyLargeText(on) {
+  if (on) document.documentElement.dataset.size = "large";
+  else delete document.documentElement.dataset.size;
+  document.querySelector("[data-large-text]")?.setAttribute("aria-pressed", String(on));
+}
+applyLargeText(localStorage.getItem(LARGE) === "1");
+document.querySelector("[data-large-text]")?.addEventListener("click", () => {
+  const on = document.documentElement.dataset.size !== "large";
+  localStorage.setItem(LARGE, on ? "1" : "0");
+  applyLargeText(on);
+});
+
 /** The page's words for `key`, with {name} placeholders filled in. */
 export function t(key, vars = {}) {
   return String(text[key] ?? key).replace(/\{(\w+)\}/g, (_, name) => vars[name] ?? "");
 }
 
+let csrfToken = null;
+
+/** The signed-in session's CSRF token (from GET /api/v1/mobile/account), sent with its state-changing requests. */
+export function setCsrf(token) {
+  csrfToken = token;
+}
+
 /** Call the mobile API: POST `json` (an object), `form` (FormData) or `bytes` ({body: Uint8Array, type}: a body
  * the page built, so that a signature can cover it), or GET. With `signedBy` (a device: its privateKey, and its
- * ecert_id once activated; or a kiosk: its privateKey and terminal_id) the request is signed in headers. Resolves
+ * ecert_id once activated; or a kiosk: its privateKey and terminal_id) the request is signed in headers. With
+ * `session`, the session cookie goes along (and the CSRF token, on anything but a GET). Resolves
  * to {data} or {error}, never throws: the error has the API's shape {code, field, message}; "network" when no
  * answer came. With `blob`, data is the response body as a Blob (an image). */
-export async function post(path, { json, form, bytes, signedBy, method = "POST", blob = false } = {}) {
+export async function post(path, { json, form, bytes, signedBy, session = false, method = "POST", blob = false } = {}) {
   const body = json ? JSON.stringify(json) : bytes ? bytes.body : form;
   const headers = json ? { "Content-Type": "application/json" } : bytes ? { "Content-Type": bytes.type } : {};
+  if (session && method !== "GET" && csrfToken) headers["X-CSRF-Token"] = csrfToken;
   let response;
   try {
     if (signedBy) Object.assign(headers, await signedHeaders(signedBy, method, path, body ?? ""));
-    response = await fetch(path, { method, cache: "no-store", credentials: "omit", headers, body });
+    response = await fetch(path, { method, cache: "no-store", credentials: session ? "same-origin" : "omit",
+                                   headers, body });
   } catch {
     return { error: { code: "network", field: "", message: "" } };
   }
