@@ -169,7 +169,8 @@ if (!device) {
   document.querySelector("[data-not-activated]").hidden = false;
 } else {
   showHolder(device);
-  await offerFamily(device, whom, document.querySelector("[data-whom]"), (member) => {
+  // the family choice arrives beside the list, not before it: one's own bills show without waiting for it
+  offerFamily(device, whom, document.querySelector("[data-whom]"), (member) => {
     forPsn = member;
     showList();
   });

@@ -140,10 +140,10 @@ if (!device) {
   const thisYear = new Date().getFullYear();
   yearSelect.replaceChildren(...[0, 1, 2].map((back) => new Option(String(thisYear - back))));
   yearSelect.addEventListener("change", show);
-  await offerFamily(device, document.getElementById("whom"), section.querySelector("[data-whom]"), (psn) => {
+  offerFamily(device, document.getElementById("whom"), section.querySelector("[data-whom]"), (psn) => {
     member = psn;
     show();
-  });
+  });  // beside the list, not before it
   section.hidden = false;
   await show();
 }
