@@ -70,7 +70,8 @@ def test_records_list_the_split_fund_by_fund_and_a_cancel_with_its_refund(stack)
     assert fen(mine)["medfee_sumamt"] == split["medfee_sumamt"] == 1_200_000
     assert fen(mine)["psn_cash_pay"] == split["psn_cash_pay"] and mine["status"] == "standing"
     # setldetail: every fund that paid, the personal account among them (as the interface lists it)
-    assert sum(round(d["fund_payamt"] * 100) for d in mine["setldetail"]) == split["fund_pay_sumamt"] + split["acct_pay"]
+    paid_by_funds = sum(round(d["fund_payamt"] * 100) for d in mine["setldetail"])
+    assert paid_by_funds == split["fund_pay_sumamt"] + split["acct_pay"]
     assert mine["setldetail"] and all(d["name"] for d in mine["setldetail"]) and mine["policy_ver"]
     assert r.json()["accumulators"] and audit_events(stack["db_url"], "records.view")
 
@@ -82,6 +83,14 @@ def test_records_list_the_split_fund_by_fund_and_a_cancel_with_its_refund(stack)
         assert after["cash_refund"] == {"captured": split["psn_cash_pay"] / 100,
                                         "refunded": split["psn_cash_pay"] / 100, "state": "done"}
 
+    told = app.get("/api/v1/mobile/notices").json()  # what happened on the account, newest first
+    kinds = [n["kind"] for n in told if n.get("setl_id") in (setl_id, None)]
+    assert kinds[:1] == ["cancelled"] or kinds[:2] in (["refunded", "cancelled"], ["cancelled", "refunded"])
+    assert "settled" in kinds and "activated" in kinds and [n["at"] for n in told] == sorted(
+        (n["at"] for n in told), reverse=True)
+    if split["psn_cash_pay"]:
+        assert next(n for n in told if n["kind"] == "refunded" and n["setl_id"] == setl_id)["amount"] == \
+            split["psn_cash_pay"] / 100
     seen = app.get("/api/v1/mobile/accesses").json()  # who was shown this person's data: the hospital, the app
     assert {"institution", "patient"} <= {e["actor_kind"] for e in seen}
     assert any(e["action"] == "records.view" for e in seen) and seen[0]["at"] >= seen[-1]["at"]

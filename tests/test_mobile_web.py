@@ -572,6 +572,7 @@ def test_records_page_lists_the_payment_and_its_slip_checks_out(stack, page: Pag
     record = page.locator("li.record").first
     expect(record.locator(".amount")).to_have_text("¥180.00")
     expect(record.locator(".tag")).to_have_text("已结算")
+    expect(page.locator("[data-notice-list] li[data-notice=settled]").first).to_contain_text("演示市第一人民医院结算 ¥180.00")
     page.screenshot(path=str(stack["tmp"] / "records-375.png"), full_page=True)
     with page.expect_download() as info:
         record.locator("[data-slip]").click()

@@ -1,6 +1,7 @@
 """报销记录 in the app (``services.mobile.records``): the year's settlements, their CSV, a settlement slip as a PDF
 the platform signs — each signed by the device key, ``?for=psn_no`` for a family member the signed-in account
-acts for —, who was shown the person's data (the audit log, one's own only), and the public check of a slip's code (``GET /api/v1/mobile/slips/verify``, and the page ``/m/verify``).
+acts for —, the account's activity and who was shown the person's data (one's own only), and the public check of
+a slip's code (``GET /api/v1/mobile/slips/verify``, and the page ``/m/verify``).
 """
 
 from __future__ import annotations
@@ -192,6 +193,28 @@ async def accesses(request: Request, limit: int = Query(50, ge=1, le=200)) -> li
     rows = await run_in_threadpool(AuditLog(request.app.state.platform.factory).of_person, psn_no, limit)
     return [{"at": r.at, "actor_kind": r.actor_kind, "actor": r.actor, "action": r.action,
              "fields": [f for f in r.fields.split(",") if f]} for r in rows]
+
+
+class Notice(BaseModel):
+    at: datetime
+    kind: str = Field(..., description="settled, cancelled, refunded, activated, revoked")
+    setl_id: str | None = None
+    fixmedins_name: str | None = None
+    medfee_sumamt: float | None = None
+    psn_cash_pay: float | None = None
+    amount: float | None = Field(None, description="refunded: the cash given back (yuan)")
+    ecert_id: str | None = None
+    reason: str | None = Field(None, description="revoked: reactivated (another device), lost_device, revoked")
+
+
+@router.get("/notices", response_model=list[Notice], response_model_exclude_none=True,
+            openapi_extra=openapi_signed(None),
+            summary="账户动态 / what happened on your account: settlements, cancellations, refunds, activations",
+            description="Your own only. Derived from the records, so nothing is missed or told twice.",
+            responses=described.answers(router.prefix, _ANSWERS))
+async def notices(request: Request, limit: int = Query(50, ge=1, le=200)) -> list[dict[str, Any]]:
+    _ecert, psn_no = await signed_by_device(request)
+    return to_yuan(await run_in_threadpool(records_service(request).notices, psn_no, limit))
 
 
 class SlipCheck(BaseModel):

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session, aliased, sessionmaker
 
 from medpay.adapters.crypto import FieldCipher, mask_certno, mask_name
 from medpay.adapters.db.base import utcnow
+from medpay.adapters.db.ecert_tables import EcertRow
 from medpay.adapters.db.payment_tables import PaymentIntentRow
 from medpay.adapters.db.tables import InstitutionRow, PersonRow, SettlementRow
 from medpay.domain.ecert_code import CodeError
@@ -82,6 +83,35 @@ class RecordsService:
         query = _RECORDS.where(SettlementRow.psn_no == psn_no, SettlementRow.setl_year == year).order_by(
             SettlementRow.setl_time.desc(), SettlementRow.setl_id)
         return [_record(*found) for found in s.execute(query)]
+
+    # -- notices -------------------------------------------------------------------------------------------
+
+    def notices(self, psn_no: str, limit: int = 50) -> list[dict[str, Any]]:
+        """What happened on the person's account, newest first: settlements, their cancellation and cash refund,
+        e-certificate activations and revocations (with why). Derived from the records themselves, so none is
+        missed and none is told twice."""
+        with self.factory() as s:
+            query = _RECORDS.where(SettlementRow.psn_no == psn_no).order_by(SettlementRow.setl_time.desc()).limit(
+                limit)
+            found = [(_record(*row), row[3]) for row in s.execute(query)]
+            ecerts = s.scalars(select(EcertRow).where(EcertRow.psn_no == psn_no)
+                               .order_by(EcertRow.activated_at.desc()).limit(limit)).all()
+        out: list[dict[str, Any]] = []
+        for r, intent in found:
+            common = {"setl_id": r["setl_id"], "fixmedins_name": r["fixmedins_name"]}
+            out.append({"at": r["setl_time"], "kind": "settled", **common, "medfee_sumamt": r["medfee_sumamt"],
+                        "psn_cash_pay": r["psn_cash_pay"]})
+            if r["cancelled_at"]:
+                out.append({"at": r["cancelled_at"], "kind": "cancelled", **common})
+            if r["cash_refund"] and r["cash_refund"]["state"] == "done":
+                out.append({"at": intent.updated_at, "kind": "refunded", **common,
+                            "amount": r["cash_refund"]["refunded"]})
+        for e in ecerts:
+            out.append({"at": e.activated_at, "kind": "activated", "ecert_id": e.ecert_id})
+            if e.revoked_at:
+                out.append({"at": e.revoked_at, "kind": "revoked", "ecert_id": e.ecert_id,
+                            "reason": e.revoked_reason or "revoked"})
+        return sorted(out, key=lambda n: n["at"], reverse=True)[:limit]
 
     # -- the slip ------------------------------------------------------------------------------------------
 

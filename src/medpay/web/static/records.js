@@ -72,7 +72,8 @@ function card(r) {
   slip.dataset.slip = r.setl_id;
   slip.addEventListener("click", async () => {
     clearErrors(section);
-    const { data, error } = await signedGet(`/api/v1/mobile/records/${encodeURIComponent(r.setl_id)}/slip.pdf?lang=${lang}`, true);
+    const path = `/api/v1/mobile/records/${encodeURIComponent(r.setl_id)}/slip.pdf?lang=${lang}`;
+    const { data, error } = await signedGet(path, true);
     if (error) return showError(section, error);
     download(data, `slip-${r.setl_id}.pdf`);
   });
@@ -100,6 +101,7 @@ async function show() {
     renderSplit(totals.querySelector("[data-chart]"), totals.querySelector("[data-parts]"), data.totals);
   }
   list.replaceChildren(...data.settlements.map(card));
+  showNotices();
   showAccesses();
   acc.hidden = !data.accumulators.length;
   acc.querySelector("[data-acc]").replaceChildren(...data.accumulators.map(({ key, value }) => {
@@ -108,6 +110,26 @@ async function show() {
                el("dd", "", key === "admissions" ? String(value) : `¥${yuan(value)}`));
     return row;
   }));
+}
+
+/** What happened on this person's account (one's own only, like the list below). */
+async function showNotices() {
+  const card = section.querySelector("[data-notices]");
+  card.hidden = true;
+  if (member) return;
+  const { data, error } = await post("/api/v1/mobile/notices?limit=20", { method: "GET", signedBy: device });
+  if (error || !data.length) return;
+  card.querySelector("[data-notice-list]").replaceChildren(...data.map((n) => {
+    const li = el("li");
+    li.dataset.notice = n.kind;
+    const key = n.kind === "revoked" ? `notice_revoked_${n.reason}` : `notice_${n.kind}`;
+    li.append(el("span", "", t(key, {
+      institution: n.fixmedins_name ?? "", total: yuan(toFen(n.medfee_sumamt ?? 0)),
+      cash: yuan(toFen(n.psn_cash_pay ?? 0)), amount: yuan(toFen(n.amount ?? 0)), setl: n.setl_id ?? "" })),
+      el("p", "meta", when(n.at)));
+    return li;
+  }));
+  card.hidden = false;
 }
 
 /** Who was shown this person's data (one's own list only: not shown when acting for a family member). */
