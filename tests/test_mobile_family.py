@@ -23,7 +23,8 @@ from medpay.adapters.db.tables import FamilyLinkRow
 from medpay.services import demo
 from medpay.services.errors import Conflict, Forbidden, Invalid, NotFound
 from medpay.services.mobile.accounts import RECYCLE_AFTER, AccountService, purge_sign_ins
-from medpay.services.mobile.family import DAILY_WRONG, FamilyService, TooManyWrong
+from medpay.services.errors import RateLimited
+from medpay.services.mobile.family import DAILY_WRONG, FamilyService
 from medpay.services.qr.ecert import sign_device_request
 from tests.fakes import FakeSms, FrozenClock
 from tests.helpers_qr import H1, app_code, fen, his_bill, qr_stack, scan_image, wallet
@@ -145,7 +146,7 @@ def test_an_account_cannot_try_id_numbers_until_one_fits(env: Env) -> None:
     for last in range(DAILY_WRONG):
         with pytest.raises(Invalid):
             env.family.add(son, CHEN.psn_no, CHEN.certno[:-1] + str((int(CHEN.certno[-1]) + 1 + last) % 10), "parent")
-    with pytest.raises(TooManyWrong) as e:  # even the right number now: tomorrow
+    with pytest.raises(RateLimited) as e:  # even the right number now: tomorrow
         env.family.add(son, CHEN.psn_no, CHEN.certno, "parent")
     assert e.value.field == "certno" and env.accounts.persons_of(son) == [ZHANG.psn_no]
     env.clock.advance(days=1)

@@ -94,6 +94,39 @@ def _b64d(text: str, field: str) -> bytes:
     return raw
 
 
+def sign_document(key: Ed25519PrivateKey, prefix: str, doc: dict) -> str:
+    """``<prefix>.<b64url(json doc)>.<b64url(Ed25519 signature of the first two parts)>``: the form of the
+    platform's signed codes that carry claims (bill codes, slip check codes)."""
+    signing_input = f"{prefix}.{_b64e(json.dumps(doc, separators=(',', ':')).encode())}"
+    return f"{signing_input}.{_b64e(key.sign(signing_input.encode('ascii')))}"
+
+
+def open_document(payload: object, prefix: str, public_key: Ed25519PublicKey, *, field: str, what: str,
+                  max_length: int) -> dict:
+    """The claims of a code made by ``sign_document``; ``CodeError`` naming ``field`` otherwise (``kind``
+    "signature" for a well-formed code the key did not sign)."""
+    if not isinstance(payload, str) or not payload.strip():
+        raise CodeError(field, f"empty {what}")
+    payload = payload.strip()
+    if len(payload) > max_length:
+        raise CodeError(field, f"too long to be a {what}")
+    parts = payload.split(".")
+    if parts[0] != prefix or len(parts) != 3:
+        raise CodeError(field, f"not a medpay {what} (expected {prefix}.<claims>.<signature>)")
+    signature = _b64d(parts[2], field)  # garbled or cut short: a malformed code, not a forged one
+    try:
+        public_key.verify(signature, f"{parts[0]}.{parts[1]}".encode("ascii"))
+    except (InvalidSignature, ValueError):
+        raise CodeError(field, "signature does not verify: not issued by this platform", "signature") from None
+    try:
+        doc = json.loads(_b64d(parts[1], field))
+    except ValueError:
+        raise CodeError(field, "claims are malformed") from None
+    if not isinstance(doc, dict):
+        raise CodeError(field, "claims are malformed")
+    return doc
+
+
 _B64URL = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
 
 

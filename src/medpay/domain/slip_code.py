@@ -8,13 +8,11 @@ reader learns the institution, the time and the amounts, which the paper shows a
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from medpay.domain.ecert_code import CodeError, _b64d, _b64e
+from medpay.domain.ecert_code import CodeError, open_document, sign_document
 
 PREFIX = "MPSLIP1"
 MAX_LENGTH = 600
@@ -32,31 +30,16 @@ class SlipClaims:
 
 
 def make_slip_payload(key: Ed25519PrivateKey, claims: SlipClaims) -> str:
-    doc = {"v": 1, "s": claims.setl_id, "f": claims.fixmedins_code, "t": claims.settled_at,
-           "a": claims.medfee_sumamt, "p": claims.fund_pay_sumamt, "c": claims.acct_pay, "k": claims.psn_cash_pay}
-    signing_input = f"{PREFIX}.{_b64e(json.dumps(doc, separators=(',', ':')).encode())}"
-    return f"{signing_input}.{_b64e(key.sign(signing_input.encode('ascii')))}"
+    return sign_document(key, PREFIX, {"v": 1, "s": claims.setl_id, "f": claims.fixmedins_code,
+                                       "t": claims.settled_at, "a": claims.medfee_sumamt, "p": claims.fund_pay_sumamt,
+                                       "c": claims.acct_pay, "k": claims.psn_cash_pay})
 
 
 def parse_slip(payload: object, public_key: Ed25519PublicKey) -> SlipClaims:
-    """The claims of a genuine check code; ``CodeError`` naming ``code`` otherwise (``reason`` "signature" for a
+    """The claims of a genuine check code; ``CodeError`` naming ``code`` otherwise (``kind`` "signature" for a
     well-formed code the platform did not sign)."""
-    if not isinstance(payload, str) or not payload.strip():
-        raise CodeError("code", "empty check code")
-    payload = payload.strip()
-    if len(payload) > MAX_LENGTH:
-        raise CodeError("code", "too long to be a slip's check code")
-    parts = payload.split(".")
-    if parts[0] != PREFIX or len(parts) != 3:
-        raise CodeError("code", f"not a settlement slip's check code (expected {PREFIX}.<claims>.<signature>)")
-    signature = _b64d(parts[2], "code")
+    c = open_document(payload, PREFIX, public_key, field="code", what="slip check code", max_length=MAX_LENGTH)
     try:
-        public_key.verify(signature, f"{parts[0]}.{parts[1]}".encode("ascii"))
-    except (InvalidSignature, ValueError):
-        raise CodeError("code", "signature does not verify: this slip was not issued by the platform",
-                        "signature") from None
-    try:
-        c = json.loads(_b64d(parts[1], "code"))
         return SlipClaims(str(c["s"]), str(c["f"]), int(c["t"]), int(c["a"]), int(c["p"]), int(c["c"]), int(c["k"]))
     except (KeyError, TypeError, ValueError):
         raise CodeError("code", "claims are malformed") from None

@@ -39,6 +39,14 @@ class Conflict(ServiceError):
     code = "conflict"
 
 
+class RateLimited(ServiceError):
+    """Too many of these, from this caller or for this person, in the time allowed; the message says when to try
+    again."""
+
+    status = 429
+    code = "rate_limited"
+
+
 class Unauthorized(ServiceError):
     """The request is not authenticated: a signature, timestamp or nonce header is missing, wrong, stale or
     replayed. ``field`` names the header at fault."""

@@ -47,7 +47,8 @@ from medpay.adapters.db.ecert_tables import EcertRow
 from medpay.adapters.db.tables import FamilyLinkRow, PersonRow
 from medpay.adapters.sms.port import SmsError, SmsOutcomeUnknown, SmsSender, mask_phone, valid_phone
 from medpay.services import audit
-from medpay.services.errors import Conflict, Invalid, NotFound, ServiceError, Unauthorized
+from medpay.services.errors import Conflict, Invalid, NotFound, RateLimited, ServiceError, Unauthorized
+from medpay.services.qr.activation import SmsFailed, WrongCode  # the same refusals as an activation's code
 from medpay.services.unit_of_work import unit_of_work
 
 log = logging.getLogger("medpay.accounts")
@@ -63,20 +64,6 @@ SEEN_EVERY = timedelta(minutes=5)  # last_seen_at is written at most this often:
 RECYCLE_AFTER = timedelta(days=90)
 CODE_KEEP = timedelta(days=2)  # a code's row, after it expired: the daily limits need a day of them
 SESSION_KEEP = timedelta(days=30)  # an ended session's row, for the account's list of sign-ins
-
-
-class RateLimited(ServiceError):
-    status = 429
-    code = "rate_limited"
-
-
-class SmsFailed(ServiceError):
-    status = 503
-    code = "sms_unavailable"
-
-
-class WrongCode(Invalid):
-    code = "code_wrong"
 
 
 class CsrfRefused(ServiceError):
@@ -408,19 +395,13 @@ def end_link(s: Session, link: AccountPersonRow, now: datetime, reason: str) -> 
         for other in s.scalars(select(AccountPersonRow).where(
                 AccountPersonRow.account_id == link.account_id, AccountPersonRow.relation != "self",
                 AccountPersonRow.revoked_at.is_(None))):
-            _end_family(s, other, link.psn_no, now, "self_ended")
-    else:
-        payer = s.scalar(select(AccountPersonRow.psn_no).where(
-            AccountPersonRow.account_id == link.account_id, AccountPersonRow.relation == "self",
-            AccountPersonRow.revoked_at.is_(None)))
-        _end_family(s, link, payer, now, reason)
-        return
-    link.status, link.revoked_at, link.revoked_reason = "revoked", now, reason
+            _end(s, other, now, "self_ended")
+    _end(s, link, now, reason)
 
 
-def _end_family(s: Session, link: AccountPersonRow, payer: str | None, now: datetime, reason: str) -> None:
-    if link.status == "active" and payer is not None:
-        s.execute(update(FamilyLinkRow).where(FamilyLinkRow.payer_psn_no == payer,
+def _end(s: Session, link: AccountPersonRow, now: datetime, reason: str) -> None:
+    if link.status == "active" and link.relation != "self":  # a family link's payer is its proof: who asked
+        s.execute(update(FamilyLinkRow).where(FamilyLinkRow.payer_psn_no == link.proof,
                                               FamilyLinkRow.beneficiary_psn_no == link.psn_no).values(active=False))
     link.status, link.revoked_at, link.revoked_reason = "revoked", now, reason
 

@@ -30,7 +30,7 @@ from medpay.adapters.db.base import utcnow
 from medpay.adapters.db.tables import FamilyLinkRow, PersonRow
 from medpay.local_time import age_on, local_date
 from medpay.services import audit
-from medpay.services.errors import Conflict, Forbidden, Invalid, NotFound, ServiceError
+from medpay.services.errors import Conflict, Forbidden, Invalid, NotFound, RateLimited
 from medpay.services.mobile.accounts import Caller, end_link, new_link_id
 from medpay.services.unit_of_work import unit_of_work
 
@@ -43,10 +43,6 @@ ADULT_AGE = 18
 class IsYou(Invalid):
     code = "is_self"
 
-
-class TooManyWrong(ServiceError):
-    status = 429
-    code = "rate_limited"
 
 
 class FamilyService:
@@ -75,7 +71,7 @@ class FamilyService:
                     FailedCheckRow.account_id == caller.account_id, FailedCheckRow.kind == "family_certno",
                     FailedCheckRow.at > now - timedelta(days=1))) or 0
                 if tries >= DAILY_WRONG:
-                    raise TooManyWrong("certno", f"{DAILY_WRONG} wrong ID numbers today; try again tomorrow, or add "
+                    raise RateLimited("certno", f"{DAILY_WRONG} wrong ID numbers today; try again tomorrow, or add "
                                                  "the member at a counter")
                 member = s.execute(select(PersonRow).where(PersonRow.psn_no == psn_no.strip())
                                    .with_for_update()).scalar()

@@ -38,7 +38,7 @@ from medpay.adapters.db.tables import PersonRow
 from medpay.adapters.sms.port import SmsError, SmsOutcomeUnknown, SmsSender, mask_phone
 from medpay.local_time import format_local
 from medpay.services import audit
-from medpay.services.errors import Conflict, Invalid, ServiceError
+from medpay.services.errors import Conflict, Invalid, RateLimited, ServiceError
 from medpay.services.unit_of_work import unit_of_work
 
 log = logging.getLogger("medpay.activation")
@@ -57,9 +57,8 @@ class ActivationPending(Conflict):
     code = "activation_pending"
 
 
-class TooManyStarts(ServiceError):
-    status = 429
-    code = "rate_limited"
+class TooManyStarts(RateLimited):
+    pass
 
 
 class SmsFailed(ServiceError):
