@@ -528,7 +528,7 @@ def test_every_page_passes_axe_and_large_text_mode_carries_over(stack, page: Pag
     """Accessibility: axe-core finds no serious or critical violation on any page of the app — before activation,
     activated, signed in, and in large-text mode (适老化), which the header switches and the next page keeps."""
     page.set_viewport_size({"width": 375, "height": 812})
-    pages = ["/m/", "/m/bills", "/m/pay", "/m/face", "/m/account", "/m/records", "/m/verify", "/m/activate",
+    pages = ["/m/", "/m/book", "/m/bills", "/m/pay", "/m/face", "/m/account", "/m/records", "/m/verify", "/m/activate",
              "/m/activate?lang=en"]
     for path in pages:  # a fresh phone: nothing activated yet
         page.goto(f"{stack['base']}{path}")
@@ -583,3 +583,42 @@ def test_records_page_lists_the_payment_and_its_slip_checks_out(stack, page: Pag
     expect(page.locator("[data-verdict]")).to_have_text("真实有效：本结算单由平台签发，金额与平台记录一致。")
     assert serious_violations(page) == []
     page.screenshot(path=str(stack["tmp"] / "verify-375.png"), full_page=True)
+
+
+def test_booking_page_books_a_slot_shows_the_number_and_cancels_with_a_refund(stack, page: Page) -> None:
+    """预约挂号 at 375 px: the demo hospitals' week of slots, filtered by hospital and department; booking settles
+    the fee at once (a double tap books once) and shows the queue number; the HIS is told; cancelling refunds."""
+    page.set_viewport_size({"width": 375, "height": 812})
+    resident = demo.PERSONS[4]  # no personal account: the fee's cash part goes through the wallet
+    activate(page, stack, resident)
+    before = wallet(stack, resident.psn_no)
+    stack["his"].clear()
+    page.click("nav a[href^='/m/book']")
+    expect(page.locator("[data-slots] li").first).to_be_visible()
+    page.select_option("#inst", H1[0])
+    page.select_option("#dept", "EK")
+    tomorrow = page.locator("#day option").nth(2).get_attribute("value")  # after 全部 and the first day listed
+    page.select_option("#day", tomorrow)
+    cards = page.locator("[data-slots] li")
+    expect(cards).to_have_count(2)  # the morning and the afternoon
+    assert all("儿科" in c for c in cards.all_inner_texts())
+    first = cards.nth(0)
+    slot_id = first.get_attribute("data-slot")
+    left = first.inner_text()
+    page.screenshot(path=str(stack["tmp"] / "book-375.png"), full_page=True)
+    first.locator("button").dblclick()  # a double tap books once
+    expect(page.locator("[data-done]")).to_contain_text("预约成功：就诊序号")
+    assert page.evaluate("document.documentElement.scrollWidth") <= 375
+    mine = page.locator("[data-mine] li")
+    expect(mine).to_have_count(1)
+    expect(mine.first).to_contain_text("已预约")
+    assert page.locator(f"[data-slot='{slot_id}']").inner_text() != left  # one seat fewer
+    charged = before - wallet(stack, resident.psn_no)
+    assert charged > 0
+    events = [json.loads(c.body) for c in stack["his"].wait_for(2, timeout=10)]
+    assert [e["event"] for e in events if "event" in e] == ["booking.created"]
+    page.screenshot(path=str(stack["tmp"] / "book-done-375.png"), full_page=True)
+    mine.first.locator("button").click()
+    expect(page.locator("[data-done]")).to_have_text("已取消预约，挂号费已原路退回。")
+    expect(page.locator("[data-mine] li")).to_have_count(0)
+    assert wallet(stack, resident.psn_no) == before

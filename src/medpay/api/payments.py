@@ -16,6 +16,7 @@ from medpay.api import described
 from medpay.api.bodies import json_body
 from medpay.api.deps import platform
 from medpay.api.errors import error_response
+from medpay.api.mobile.booking import booking_service
 from medpay.api.mobile.ecert import openapi_signed as mobile_signed, signed_by_device
 from medpay.api.platform import Platform
 from medpay.api.terminal import verify_terminal
@@ -132,17 +133,29 @@ class Resolved(BaseModel):
     state: str
 
 
+class BookingResolved(BaseModel):
+    booking_id: str
+    state: str
+
+
 class Recovery(BaseModel):
     resolved: list[Resolved]
+    bookings: list[BookingResolved] = Field(..., description="bookings finished or undone after the payments")
+    his_notices: int = Field(..., description="notices to HIS systems delivered on this retry")
 
 
 _NO_GATEWAY = {422: "no payment gateway is configured"}
 
 
 @admin_router.post("/recover", summary="处理待定支付 / resolve in-doubt payments by status query",
+                   description="Then finishes or undoes the bookings those payments left half-way, and sends again "
+                               "the notices HIS systems did not take.",
                    response_model=Recovery, responses=described.answers("/api/v1/admin", _NO_GATEWAY))
-def recover(p: Platform = Depends(platform)) -> dict[str, Any]:
-    return {"resolved": [{"intent_id": i, "state": s} for i, s in _one_scan(p).recover()]}
+def recover(request: Request, p: Platform = Depends(platform)) -> dict[str, Any]:
+    resolved = [{"intent_id": i, "state": s} for i, s in _one_scan(p).recover()]
+    bookings = booking_service(request)
+    return {"resolved": resolved, "bookings": [{"booking_id": b, "state": s} for b, s in bookings.recover()],
+            "his_notices": bookings.notices.deliver()}
 
 
 class Mismatch(BaseModel):

@@ -8,17 +8,21 @@ idempotent, so ``medpay demo seed`` can run on every start.
 from __future__ import annotations
 
 import logging
-from datetime import date
+from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from medpay.adapters.crypto import FieldCipher, mask_certno
+from medpay.adapters.db.booking_tables import BookingSlotRow
 from medpay.domain.model import MEDICAL_INSTITUTION, RETAIL_PHARMACY
+from medpay.local_time import LOCAL_TZ, local_date
 from medpay.money import format_yuan
 from medpay.services.designations import Designations
 from medpay.services.directory import Directory, PersonInput
 from medpay.services.errors import Conflict
+from medpay.services.mobile.booking import SlotInput, publish_slots, slot_id_for
 from medpay.services.staff import StaffKeys
 
 log = logging.getLogger("medpay.demo")
@@ -99,6 +103,34 @@ CATALOG = [
 ]
 
 
+# booking slots (预约挂号) the demo hospitals publish for the next days, seeded relative to the day of seeding:
+# institution, department code and name, doctor code, name and title, fee (yuan), seats in the morning and afternoon
+SCHEDULE = [
+    ("H99990100001", "NK", "内科", "D001", "赵文华", "主任医师", "10.00", 20, 15),
+    ("H99990100001", "EK", "儿科", "D002", "钱晓红", "副主任医师", "10.00", 15, 10),
+    ("H99990100003", "ZJ", "针灸科", "D101", "孙立", "主治医师", "10.00", 12, 8),
+]
+SCHEDULE_DAYS = 7
+REGISTRATION_FEE_ITEM = "001201000010000"  # 普通门诊诊查费
+
+
+def schedule(now: datetime) -> dict[str, list[Any]]:
+    """The demo hospitals' slots not yet ended at ``now``, for ``SCHEDULE_DAYS`` days from ``now``'s day, per
+    institution: mornings 08:00–12:00, afternoons 14:00–17:30 (China time), cancellable until two hours before."""
+    today = local_date(now)
+    out: dict[str, list[Any]] = {}
+    for day in (today + timedelta(days=i) for i in range(SCHEDULE_DAYS)):
+        for code, dept, dept_name, doc, doc_name, title, fee, am, pm in SCHEDULE:
+            for half, (start, end), seats in (("AM", ((8, 0), (12, 0)), am), ("PM", ((14, 0), (17, 30)), pm)):
+                at = [datetime(day.year, day.month, day.day, h, m, tzinfo=LOCAL_TZ) for h, m in (start, end)]
+                if at[1] <= now:
+                    continue
+                out.setdefault(code, []).append(SlotInput(
+                    f"{day:%Y%m%d}-{dept}-{half}", dept, dept_name, doc, doc_name, title, at[0], at[1], seats,
+                    REGISTRATION_FEE_ITEM, fee))
+    return out
+
+
 # the demo's staff key for the admin door (fictional, like everything here; never use it outside the demo)
 STAFF = ("演示经办员", "mpk_demostaff001_demo-staff-secret-do-not-use-in-production")
 
@@ -120,6 +152,13 @@ def seed(factory: sessionmaker[Session], cipher: FieldCipher) -> dict[str, Any]:
         d.add_catalog_item(code, name, lv, typ, limit, prop)
     for psn_no, insutype, biz_appy_type, choice, code in DESIGNATIONS:
         Designations(factory).designate(psn_no, insutype, biz_appy_type, choice, code, DESIGNATED_FROM)
+    now = datetime.now(timezone.utc)
+    with factory() as s:  # only slots not published yet: what the demo HIS changed or withdrew stays so
+        known = set(s.execute(select(BookingSlotRow.slot_id)).scalars())
+    for code, slots in schedule(now).items():
+        fresh = [x for x in slots if slot_id_for(code, x.his_slot_id) not in known]
+        if fresh:
+            publish_slots(factory, code, fresh, now)
     try:
         StaffKeys(factory).create(STAFF[0], key=STAFF[1])
     except Conflict:  # an operator revoked the demo key: it stays revoked

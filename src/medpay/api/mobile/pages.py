@@ -63,6 +63,11 @@ def bills_page(request: Request, lang: str = "zh") -> HTMLResponse:
     return _page(request, "bills", lang)
 
 
+@router.get("/book", response_class=HTMLResponse, summary="预约挂号 / book a visit: slots, my bookings, cancel")
+def book_page(request: Request, lang: str = "zh") -> HTMLResponse:
+    return _page(request, "book", lang)
+
+
 @router.get("/account", response_class=HTMLResponse,
             summary="我的 / sign in with a phone number; the account, its person, its signed-in browsers")
 def account_page(request: Request, lang: str = "zh") -> HTMLResponse:

@@ -14,14 +14,13 @@ Order of steps, and why:
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Callable
 
 import httpx
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -29,13 +28,14 @@ from medpay.adapters.crypto import FieldCipher
 from medpay.adapters.db.base import utcnow
 from medpay.adapters.db.payment_tables import NotificationRow, PaymentIntentRow, PaymentMethodRow
 from medpay.adapters.db.tables import EcTokenRow, InstitutionRow, SettlementRow
-from medpay.adapters.gateway.port import GatewayTimeout, GatewayUnavailable, PaymentGateway, sign_callback
+from medpay.adapters.gateway.port import GatewayTimeout, GatewayUnavailable, PaymentGateway
 from medpay.local_time import local_date
 from medpay.money import format_yuan
 from medpay.services import records
 from medpay.services.errors import Conflict, Forbidden, Invalid, NotFound, ServiceError
 from medpay.domain.credentials import E_CERTIFICATE, bill_refusal
 from medpay.services.credentials import Credential, token_hash
+from medpay.services.his_notices import claim, post_signed
 from medpay.services.settlement import SettlementService, SettleRequest
 from medpay.services.unit_of_work import unit_of_work
 
@@ -477,38 +477,18 @@ class OneScanService:
             session.close()
         delivered = 0
         for note, code in pending:
-            if not self._claim(note.id):
+            if not claim(self.factory, NotificationRow, note.id, self.clock()):
                 continue  # another sender has it
-            body = json.dumps(note.payload, ensure_ascii=False, sort_keys=True).encode()
-            ts = str(int(self.clock().timestamp()))
-            sig = sign_callback(body, tokens.get(code, ""), ts)  # the gateway's callback convention, our token
-            error, ok = "", False
-            try:
-                r = self.http.post(note.target, content=body, headers={
-                    "content-type": "application/json", "X-Medpay-Timestamp": ts, "X-Medpay-Signature": sig})
-                ok = r.status_code < 300
-                error = "" if ok else f"HTTP {r.status_code}"
-            except httpx.HTTPError as e:
-                error = f"{type(e).__name__}: {e}"[:300]
+            error = post_signed(self.http, note.target, note.payload, tokens.get(code, ""), self.clock())
             with unit_of_work(self.factory) as uow:
                 row = uow.session.get(NotificationRow, note.id)
                 row.attempts += 1
                 row.last_error = error
                 row.claimed_until = None
-                if ok:
+                if not error:
                     row.delivered_at = self.clock()
                     delivered += 1
         return delivered
-
-    def _claim(self, note_id: int, lease: timedelta = timedelta(seconds=30)) -> bool:
-        now = self.clock()
-        with unit_of_work(self.factory) as uow:
-            claimed = uow.session.execute(
-                update(NotificationRow).where(
-                    NotificationRow.id == note_id, NotificationRow.delivered_at.is_(None),
-                    (NotificationRow.claimed_until.is_(None)) | (NotificationRow.claimed_until < now))
-                .values(claimed_until=now + lease)).rowcount
-        return claimed == 1
 
     # ------------------------------------------------------------------ results
 
