@@ -4,6 +4,7 @@ window terminal: the signed terminal calls, a scan, a HIS visit with a bill, a d
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -13,6 +14,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from medpay.adapters.platform_keys import load_or_create_key
 from medpay.his_client import HisClient
 from medpay.interface_format import MONEY_KEYS
+from medpay.local_time import LOCAL_TZ
 from medpay.money import parse_yuan
 from medpay.services import demo
 from medpay.services.directory import PersonInput
@@ -22,6 +24,7 @@ from tests.helpers_server import activate, backend_db_url, free_port, run_cli, s
 H1 = demo.INSTITUTIONS[0]
 EMP = demo.PERSONS[0]
 BLOOD = "002101000010000"  # 血常规, 甲类
+BED = "001102000010000"  # 普通病房床位费
 
 
 def qr_stack(backend: str, tmp: Path, env: dict[str, str] | None = None,
@@ -95,6 +98,25 @@ def his_bill(stack, ec_token: str, person: PersonInput = EMP, amount: str = "600
     his.upload_fees([{"feedetl_sn": "1", "mdtrt_id": visit["mdtrt_id"], "psn_no": person.psn_no, "chrg_bchno": "B1",
                       "med_list_codg": BLOOD, "cnt": 1, "pric": amount, "det_item_fee_sumamt": amount}])
     return visit["mdtrt_id"]
+
+
+def local_now() -> str:
+    return datetime.now(LOCAL_TZ).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def his_admission(stack, person: PersonInput, days: int = 5) -> str:
+    """The HIS admits ``person`` (shown by ID number) and uploads ``days`` bed-days at 60.00 (2401, 2301)."""
+    his = his_client(stack)
+    his.call("1101", {"data": {"mdtrt_cert_type": "02", "mdtrt_cert_no": person.certno, "card_sn": "",
+                               "begntime": local_now(), "psn_cert_type": "01", "certno": person.certno,
+                               "psn_name": ""}})
+    mdtrt_id = his.admit({"psn_no": person.psn_no, "insutype": person.insutype, "begntime": local_now(),
+                          "mdtrt_cert_type": "02", "mdtrt_cert_no": person.certno, "med_type": "21",
+                          "ipt_no": "ZY1", "adm_dept_codg": "03", "adm_dept_name": "外科"}).output["result"]["mdtrt_id"]
+    his.upload_inpatient_fees([{"feedetl_sn": "1", "mdtrt_id": mdtrt_id, "psn_no": person.psn_no, "med_type": "21",
+                                "fee_ocur_time": local_now(), "med_list_codg": BED, "cnt": days, "pric": "60.00",
+                                "det_item_fee_sumamt": f"{60 * days}.00", "drord_no": "Y1"}])
+    return mdtrt_id
 
 
 def wallet(stack, psn_no: str = EMP.psn_no) -> int:

@@ -35,7 +35,8 @@ from medpay.money import format_yuan
 from medpay.services import demo
 from tests.helpers_browser import CHROMIUM, CHROMIUM_ARGS, activate, enter_texted_code, serious_violations, texted
 from tests.helpers_gateway import CallbackReceiver
-from tests.helpers_qr import EMP, H1, app_code, fen, his_bill, qr_stack, scan_image, scan_text, terminal_post, wallet
+from tests.helpers_qr import (EMP, H1, app_code, fen, his_admission, his_bill, his_client, local_now, qr_stack,
+                              scan_image, scan_text, terminal_post, wallet)
 from tests.helpers_server import STAFF, run_cli, texted_code
 
 CODE_TTL_S = 15
@@ -528,7 +529,7 @@ def test_every_page_passes_axe_and_large_text_mode_carries_over(stack, page: Pag
     """Accessibility: axe-core finds no serious or critical violation on any page of the app — before activation,
     activated, signed in, and in large-text mode (适老化), which the header switches and the next page keeps."""
     page.set_viewport_size({"width": 375, "height": 812})
-    pages = ["/m/", "/m/book", "/m/bills", "/m/pay", "/m/face", "/m/account", "/m/records", "/m/verify", "/m/activate",
+    pages = ["/m/", "/m/book", "/m/bills", "/m/stay", "/m/pay", "/m/face", "/m/account", "/m/records", "/m/verify", "/m/activate",
              "/m/activate?lang=en"]
     for path in pages:  # a fresh phone: nothing activated yet
         page.goto(f"{stack['base']}{path}")
@@ -622,3 +623,61 @@ def test_booking_page_books_a_slot_shows_the_number_and_cancels_with_a_refund(st
     expect(page.locator("[data-done]")).to_have_text("已取消预约，挂号费已原路退回。")
     expect(page.locator("[data-mine] li")).to_have_count(0)
     assert wallet(stack, resident.psn_no) == before
+
+
+def test_stay_page_tops_up_the_deposit_asks_for_discharge_and_shows_the_refund(stack, page: Page) -> None:
+    """住院 at 375 px: the balance against the fees so far; a top-up whose answer is lost is paid once (the page sends
+    the same request id again); the discharge request reaches the HIS; after its 2402 and 2304 the page shows the
+    settlement and the unused deposit back in the wallet."""
+    page.set_viewport_size({"width": 375, "height": 812})
+    resident = demo.PERSONS[4]
+    activate(page, stack, resident)
+    mdtrt_id = his_admission(stack, resident, days=5)
+    before = wallet(stack, resident.psn_no)
+    page.goto(f"{stack['base']}/m/stay")
+    card = page.locator(f"[data-stay='{mdtrt_id}']")
+    expect(card.locator("[data-fees]")).to_have_text("¥300.00")
+    expect(card.locator("[data-low]")).to_be_visible()  # no deposit yet: the share isn't covered
+    card.locator("[data-amount]").fill("1.234")
+    card.locator("[data-pay]").click()
+    expect(card.locator("[data-error-for=amount]")).to_be_visible()  # next to the field it names
+    assert wallet(stack, resident.psn_no) == before
+
+    lost = []
+
+    def lose_the_answer(route) -> None:  # the server takes the payment; the phone never hears back
+        request = route.request
+        lost.append(httpx.post(request.url, content=request.post_data_buffer, timeout=30, headers={
+            k: v for k, v in request.headers.items() if k.lower().startswith(("x-", "content-type"))}).status_code)
+        route.abort("internetdisconnected")
+
+    page.route("**/deposits", lose_the_answer)
+    card.locator("[data-amount]").fill("1000.00")
+    card.locator("[data-pay]").click()
+    expect(card.locator("[data-error-for='*']")).to_be_visible()
+    page.unroute("**/deposits")
+    assert lost == [200] and before - wallet(stack, resident.psn_no) == 100000
+    card.locator("[data-pay]").click()  # tried again: the same request id, so the same payment
+    expect(page.locator("[data-done]")).to_have_text("已补缴押金 ¥1000.00。")
+    assert before - wallet(stack, resident.psn_no) == 100000
+    expect(card.locator("[data-deposit]")).to_have_text("¥1000.00")
+    expect(card.locator("[data-low]")).to_be_hidden()
+    page.screenshot(path=str(stack["tmp"] / "stay-375.png"), full_page=True)
+
+    stack["his"].clear()
+    card.locator("[data-discharge]").click()
+    expect(card.locator("[data-requested]")).to_be_visible()
+    notes = [json.loads(c.body) for c in stack["his"].wait_for(1, timeout=10)]
+    assert notes[0]["event"] == "discharge.requested" and notes[0]["mdtrtId"] == mdtrt_id
+    his = his_client(stack)
+    his.discharge({"mdtrt_id": mdtrt_id, "psn_no": resident.psn_no, "insutype": resident.insutype,
+                   "endtime": local_now(), "dscg_way": "1"})
+    setl = fen(his.settle_inpatient(resident.psn_no, mdtrt_id, "300.00", insutype=resident.insutype,
+                                    mdtrt_cert_type="02", mdtrt_cert_no=resident.certno,
+                                    acct_used_flag="0").output["setlinfo"])
+    page.reload()
+    expect(card.locator("[data-state]")).to_have_text("已结算")
+    expect(card.locator("[data-f-refund]")).to_have_text(f"¥{format_yuan(setl['deposit_refund'])}")
+    assert before - wallet(stack, resident.psn_no) == setl["psn_cash_pay"]
+    expect(card.locator("[data-top-up]")).to_be_hidden()
+    page.screenshot(path=str(stack["tmp"] / "stay-settled-375.png"), full_page=True)

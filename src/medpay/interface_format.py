@@ -12,7 +12,7 @@ from medpay.nhsa_models import field_kinds
 # every key whose value is an amount in fen, wherever it appears in an output
 MONEY_KEYS = frozenset(AMOUNT_FIELDS) | {
     "balc", "fund_payamt", "crt_payb_lmt_amt", "deposit_applied", "deposit_refund", "deposit_total", "amount",
-    "det_item_fee_sumamt", "overlmt_amt", "pric_uplmt_amt", "reg_fee",
+    "det_item_fee_sumamt", "overlmt_amt", "pric_uplmt_amt", "reg_fee", "fee_sumamt", "own_share", "refund_amt", "deposit_balc",
 }
 
 

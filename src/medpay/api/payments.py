@@ -18,6 +18,7 @@ from medpay.api.deps import platform
 from medpay.api.errors import error_response
 from medpay.api.mobile.booking import booking_service
 from medpay.api.mobile.ecert import openapi_signed as mobile_signed, signed_by_device
+from medpay.api.mobile.stay import stay_service
 from medpay.api.platform import Platform
 from medpay.api.terminal import verify_terminal
 from medpay.api.uploads import read_multipart
@@ -153,6 +154,7 @@ _NO_GATEWAY = {422: "no payment gateway is configured"}
                    response_model=Recovery, responses=described.answers("/api/v1/admin", _NO_GATEWAY))
 def recover(request: Request, p: Platform = Depends(platform)) -> dict[str, Any]:
     resolved = [{"intent_id": i, "state": s} for i, s in _one_scan(p).recover()]
+    resolved += [{"intent_id": i, "state": s} for i, s in stay_service(request).recover()]  # deposits
     bookings = booking_service(request)
     return {"resolved": resolved, "bookings": [{"booking_id": b, "state": s} for b, s in bookings.recover()],
             "his_notices": bookings.notices.deliver()}

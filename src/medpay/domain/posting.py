@@ -7,7 +7,9 @@ Accounts (ids are readable strings):
 - ``medins:{code}:fund``              what the funds and accounts owe an institution (cleared later)
 - ``medins:{code}:cash``              what the patient paid the institution through a channel
 - ``payer:{channel}``                 the outside money of a channel (counter cash/card, gateway, bank)
-- ``deposit:{mdtrt_id}``              an inpatient's deposit held for the visit
+- ``deposit:{mdtrt_id}``              an inpatient's deposit paid at the counter, held for the visit
+- ``deposit:{mdtrt_id}:{channel}``    the part of it paid through another channel (the app, through the gateway):
+                                      kept apart so that what is left at discharge goes back the way it came (原路退回)
 """
 
 from __future__ import annotations
@@ -53,8 +55,12 @@ def channel_payer(channel: str) -> AccountSpec:
     return AccountSpec(f"payer:{channel}", f"payer_{channel}"[:32])
 
 
-def deposit_account(mdtrt_id: str) -> AccountSpec:
-    return AccountSpec(f"deposit:{mdtrt_id}", "deposit", AccountFlags(debits_must_not_exceed_credits=True))
+DEPOSIT_CHANNELS = ("counter", "gateway")  # the order a stay's deposits pay its cash part in
+
+
+def deposit_account(mdtrt_id: str, channel: str = "counter") -> AccountSpec:
+    suffix = "" if channel == "counter" else f":{channel}"
+    return AccountSpec(f"deposit:{mdtrt_id}{suffix}", "deposit", AccountFlags(debits_must_not_exceed_credits=True))
 
 
 @dataclass(frozen=True)
@@ -66,10 +72,12 @@ class Posting:
 
 
 def settlement_posting(setl_id: str, admdvs: str, fixmedins_code: str, adj: Adjudication, channel: str,
-                       deposit_balance: int = 0, release_deposit: bool = False, mdtrt_id: str = "") -> Posting:
+                       deposits: dict[str, int] | None = None, release_deposit: bool = False,
+                       mdtrt_id: str = "") -> Posting:
     """Transfers for one settlement: each fund and account payment to the institution, then the cash part
-    (from the visit's deposit first, the channel for the rest); at the final settlement the unused deposit
-    goes back to the patient's channel."""
+    (from the visit's deposits first — ``deposits``: balance by the channel that paid it, taken in
+    ``DEPOSIT_CHANNELS`` order — the settlement's channel for the rest); at the final settlement what is left of
+    each deposit goes back to the channel that paid it."""
     transfers: list[Transfer] = []
     specs: dict[str, AccountSpec] = {}
     inst_fund, inst_cash = institution_fund(fixmedins_code), institution_cash(fixmedins_code)
@@ -86,14 +94,19 @@ def settlement_posting(setl_id: str, admdvs: str, fixmedins_code: str, adj: Adju
     for pay in adj.account_payments:
         move(personal_account(pay.psn_no), inst_fund, pay.amount, "acct" if pay.relation == "self" else "mulaid")
     cash = adj.amounts["psn_cash_pay"]
-    from_deposit = min(cash, max(0, deposit_balance))
-    if from_deposit:
-        move(deposit_account(mdtrt_id), inst_cash, from_deposit, "deposit")
+    left = {c: max(0, (deposits or {}).get(c, 0)) for c in DEPOSIT_CHANNELS}
+    from_deposit = 0
+    for dep_channel in DEPOSIT_CHANNELS:
+        used = min(cash - from_deposit, left[dep_channel])
+        move(deposit_account(mdtrt_id, dep_channel), inst_cash, used, "deposit")
+        from_deposit += used
+        left[dep_channel] -= used
     move(channel_payer(channel), inst_cash, cash - from_deposit, "cash")
-    refund = max(0, deposit_balance - from_deposit) if release_deposit else 0
-    if refund:
-        move(deposit_account(mdtrt_id), channel_payer(channel), refund, "deposit_refund")
-    return Posting(tuple(transfers), tuple(specs.values()), from_deposit, refund)
+    if release_deposit:
+        for dep_channel in DEPOSIT_CHANNELS:
+            move(deposit_account(mdtrt_id, dep_channel), channel_payer(dep_channel), left[dep_channel],
+                 "deposit_refund")
+    return Posting(tuple(transfers), tuple(specs.values()), from_deposit, sum(left.values()) if release_deposit else 0)
 
 
 def reversal_posting(cancel_setl_id: str, original: list[Transfer]) -> Posting:

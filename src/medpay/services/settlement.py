@@ -35,6 +35,7 @@ from medpay.domain.policy import Policy, select_policy
 from medpay.domain.posting import (
     Posting,
     channel_payer,
+    DEPOSIT_CHANNELS,
     deposit_account,
     personal_account,
     reversal_posting,
@@ -279,7 +280,7 @@ class SettlementService:
             visit = records.own_visit(uow.conn, fixmedins_code, mdtrt_id, lock=True)
             if visit.med_type not in INPATIENT_MED_TYPES or visit.status != "open":
                 raise Invalid("mdtrt_id", f"visit {mdtrt_id!r} takes no deposit (not an open admission)")
-            payer, held = channel_payer(channel), deposit_account(mdtrt_id)
+            payer, held = channel_payer(channel), deposit_account(mdtrt_id, channel)
             self._post(uow, Posting((Transfer(id=f"dep:{fixmedins_code}:{msgid}", debit_account_id=payer.id,
                                               credit_account_id=held.id, amount=fen, code="deposit", ref=mdtrt_id),),
                                     (payer, held)))
@@ -433,7 +434,7 @@ class SettlementService:
             raise Invalid("mid_setl_flag", "interim settlement is only for admissions")
         if inpatient and not req.mid_setl_flag and visit.status != "discharged":
             raise Conflict("mdtrt_id", f"admission {req.mdtrt_id!r} is not discharged yet (2402 first, or mid_setl_flag=1)")
-        adj, lines, policy, deposit_balance = self._adjudicate(uow, visit, prow, req.acct_used_flag,
+        adj, lines, policy, deposits = self._adjudicate(uow, visit, prow, req.acct_used_flag,
                                                                req.mid_setl_flag, lock=True)
         self._check_declared(adj, req.declared)
         self.credentials.check_bill(conn, visit, req.credential, adj.amounts["medfee_sumamt"])
@@ -445,7 +446,7 @@ class SettlementService:
         setl_year = policy.policy_year(local_date(now))  # the year its accumulators count in
         final = not req.mid_setl_flag
         posting = settlement_posting(setl_id, prow.insuplc_admdvs, req.fixmedins_code, adj, req.channel,
-                                     deposit_balance, release_deposit=final and inpatient, mdtrt_id=visit.mdtrt_id)
+                                     deposits, release_deposit=final and inpatient, mdtrt_id=visit.mdtrt_id)
         quote = self._quote(adj, policy, visit, prow, setl_id=setl_id, msgid=req.msgid, now=now, channel=req.channel)
         quote.setlinfo.update(deposit_applied=posting.deposit_applied, deposit_refund=posting.deposit_refund)
         output = {"setlinfo": quote.setlinfo, "setldetail": quote.setldetail}
@@ -779,8 +780,8 @@ class SettlementService:
         person = records.person(prow, self.cipher)
         payers = records.family_payers(conn, prow.psn_no)
         account_ids = [personal_account(prow.psn_no).id] + [personal_account(link.payer_psn_no).id for link in payers]
-        deposit_id = deposit_account(visit.mdtrt_id).id
-        wanted = account_ids + [deposit_id]
+        deposit_ids = {c: deposit_account(visit.mdtrt_id, c).id for c in DEPOSIT_CHANNELS}
+        wanted = account_ids + list(deposit_ids.values())
         balances = uow.ledger.lock_accounts(wanted) if lock else uow.ledger.accounts(wanted)
 
         def available(account_id: str) -> int:  # an account never opened holds nothing
@@ -803,7 +804,7 @@ class SettlementService:
                              other_years=earlier)
         except AdjudicationError as e:
             raise Invalid(e.field, e.problem) from None
-        return adj, lines, policy, available(deposit_id)
+        return adj, lines, policy, {c: available(acct_id) for c, acct_id in deposit_ids.items()}
 
     @staticmethod
     def _check_declared(adj: Adjudication, declared: dict[str, Any]) -> None:

@@ -19,6 +19,7 @@ from medpay.adapters.db import diagnosis_tables  # noqa: F401
 from medpay.adapters.db import resettlement_tables  # noqa: F401
 from medpay.adapters.db import account_tables  # noqa: F401
 from medpay.adapters.db import booking_tables  # noqa: F401
+from medpay.adapters.db import stay_tables  # noqa: F401
 from medpay.adapters.db.base import Base
 
 metadata = Base.metadata

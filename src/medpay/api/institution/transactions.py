@@ -6,6 +6,7 @@ Every write passes the envelope's ``msgid`` down, so the service applies it exac
 
 from __future__ import annotations
 
+import logging
 import re
 
 from dataclasses import dataclass
@@ -21,7 +22,10 @@ from medpay.interface_format import to_yuan
 from medpay.local_time import INTERFACE_FORMAT, LOCAL_TZ, format_local
 from medpay.services.credentials import Credential
 from medpay.services.errors import Invalid
+from medpay.services.mobile.stay import refund_released
 from medpay.services.settlement import DECLARED_AMOUNTS, FeeLineInput, SettleRequest
+
+log = logging.getLogger("medpay.institution")
 
 
 @dataclass
@@ -373,6 +377,14 @@ def settle(call: Call) -> dict:
         call.fixmedins_code, call.env.msgid, mdtrt_id, acct_used_flag=flag(d, "acct_used_flag", "data", True),
         mid_setl_flag=flag(d, "mid_setl_flag", "data", False), declared=declared, psn_no=psn_no,
         credential=credential(d, "data")), with_identity=True)
+    if out["setlinfo"].get("deposit_refund") and call.platform.one_scan is not None:
+        # what is left of deposits paid in the app goes back through the gateway (原路退回); the settlement stands
+        # whatever the gateway answers now — a refund not made here is made by the payments' recovery
+        try:
+            refund_released(call.platform.factory, call.platform.one_scan.gateway, call.platform.settlement.clock,
+                            mdtrt_id)
+        except Exception:
+            log.exception("deposit refund of %s after 2304 not made; recovery retries it", mdtrt_id)
     return to_yuan(out)
 
 

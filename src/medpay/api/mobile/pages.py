@@ -68,6 +68,12 @@ def book_page(request: Request, lang: str = "zh") -> HTMLResponse:
     return _page(request, "book", lang)
 
 
+@router.get("/stay", response_class=HTMLResponse,
+            summary="住院 / a hospital stay: deposit, fees so far, top-up, discharge and its settlement")
+def stay_page(request: Request, lang: str = "zh") -> HTMLResponse:
+    return _page(request, "stay", lang)
+
+
 @router.get("/account", response_class=HTMLResponse,
             summary="我的 / sign in with a phone number; the account, its person, its signed-in browsers")
 def account_page(request: Request, lang: str = "zh") -> HTMLResponse:

@@ -399,6 +399,7 @@ class OneScanService:
         from medpay.adapters.db.ledger_store import LedgerStore
         from medpay.adapters.gateway.port import parse_statement
         from medpay.domain.posting import channel_payer
+        from medpay.services.mobile.stay import deposit_books
 
         rows = parse_statement(self.gateway.statement(day))
         gateway: dict[str, int] = {}
@@ -407,6 +408,7 @@ class OneScanService:
         payer = channel_payer(CHANNEL).id
         session = self.factory()
         try:
+            deposits = deposit_books(session, day, gateway)  # deposits paid in the app, stay by stay
             intents = [i for i in session.execute(select(PaymentIntentRow).where(
                 PaymentIntentRow.intent_id.in_(list(gateway)) | (PaymentIntentRow.captured > 0))).scalars()
                 if i.intent_id in gateway or local_date(i.updated_at) == day]
@@ -422,6 +424,8 @@ class OneScanService:
                 books[intent.intent_id] = (moved, intent.captured - intent.refunded)
         finally:
             session.close()
+        books.update({k: (ledger_fen, ours) for k, (_gw, ledger_fen, ours) in deposits.items()})
+        gateway.update({k: gw for k, (gw, _l, _o) in deposits.items()})
         mismatches = []
         for k in sorted(set(gateway) | set(books)):
             ledger_fen, intent_fen = books.get(k, (0, 0))
