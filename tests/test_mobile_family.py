@@ -27,7 +27,7 @@ from medpay.services.errors import RateLimited
 from medpay.services.mobile.family import DAILY_WRONG, FamilyService
 from medpay.services.qr.ecert import sign_device_request
 from tests.fakes import FakeSms, FrozenClock
-from tests.helpers_qr import H1, app_code, fen, his_bill, qr_stack, scan_image, wallet
+from tests.helpers_qr import H1, app_code, fen, his_bill, qr_stack, scan_image, scan_text, wallet
 from tests.helpers_server import activate, audit_events, texted_code
 
 FATHER, ZHANG, CHILD, CHEN = demo.PERSONS[0], demo.PERSONS[2], demo.PERSONS[3], demo.PERSONS[4]
@@ -212,6 +212,12 @@ def test_a_parent_pays_the_childs_bill_from_the_parents_phone(stack) -> None:
         assert r.status_code == 200 and r.json()["status"] == "active", r.text
         due = father.signed("GET", visits, csrf=False)
         assert [v["mdtrt_id"] for v in due.json()] == [mdtrt_id], due.text
+        # his phone shows his son's code (家庭代办): the window's terminal reads the son
+        code_path = f"/api/v1/mobile/ecert/code?for={CHILD.psn_no}"
+        code = father.signed("POST", code_path, {"business_type": "01301"}, csrf=False)
+        assert code.status_code == 200, code.text
+        assert scan_text(stack, code.json()["payload"])["data"]["userName"].startswith(CHILD.psn_name[0])
+        assert [e.psn_no for e in audit_events(stack["db_url"], "ecert.code_for_member")] == [CHILD.psn_no]
         bill_path = f"/api/v1/mobile/visits/{H1[0]}/{mdtrt_id}?for={CHILD.psn_no}"
         bill = father.signed("GET", bill_path, csrf=False).json()
         pay_path = f"/api/v1/mobile/visits/{H1[0]}/{mdtrt_id}/pay?for={CHILD.psn_no}"
@@ -230,6 +236,7 @@ def test_a_parent_pays_the_childs_bill_from_the_parents_phone(stack) -> None:
         assert father.http.delete(f"/api/v1/mobile/account/persons/{CHILD.psn_no}",
                                   headers={"X-CSRF-Token": father.csrf}).status_code == 200
         assert father.signed("GET", visits, csrf=False).status_code == 403
+        assert father.signed("POST", code_path, {"business_type": "01301"}, csrf=False).status_code == 403
         # without the session, ?for= is refused even with the device's signature
         path = f"/api/v1/mobile/visits?for={CHILD.psn_no}"
         r = httpx.get(f"{stack['base']}{path}", timeout=10,

@@ -20,7 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Error as PlaywrightError, Page, expect, sync_playwright
 from pypdf import PdfReader
 from sqlalchemy import func, select
 
@@ -514,11 +514,26 @@ def test_a_son_adds_his_mother_she_consents_on_her_phone_and_he_pays_her_bill(st
         assert f"¥{format_yuan(son_before - wallet(stack, son_person.psn_no))}" == shown_cash
         assert wallet(stack, mother_person.psn_no) == mother_before
 
+        # he shows her code at the window for her (家庭代办): the terminal reads her, not him
+        son.goto(f"{stack['base']}/m/")
+        own = shown_code(son)
+        son.select_option("#whom", mother_person.psn_no)
+        shown, deadline = own, time.monotonic() + 10
+        while shown == own and time.monotonic() < deadline:
+            time.sleep(0.2)
+            try:
+                shown = shown_code(son)
+            except PlaywrightError:  # replaced by the new code while being read
+                continue
+        assert scan_text(stack, shown)["data"]["userName"].startswith(mother_person.psn_name[0])
+
         mother.reload()
         mother.locator("[data-requests] li button", has_text="撤回同意").click()
         expect(mother.locator("[data-requests-card]")).to_be_hidden()
         son.goto(f"{stack['base']}/m/bills")  # at once: her bills are no longer his to choose
         expect(son.locator("[data-status]")).not_to_have_text("正在查询…")
+        expect(son.locator("[data-whom]")).to_be_hidden()
+        son.goto(f"{stack['base']}/m/")  # nor her code
         expect(son.locator("[data-whom]")).to_be_hidden()
     finally:
         for c in phones:

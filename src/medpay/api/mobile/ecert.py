@@ -17,7 +17,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field, StrictBool
 from starlette.concurrency import run_in_threadpool
@@ -170,13 +170,28 @@ class CodeResponse(BaseModel):
         "refresh_in_s": 50, "svg": "<svg xmlns=\"http://www.w3.org/2000/svg\" …</svg>"}]}}
 
 
-@router.post("/ecert/code", response_model=CodeResponse, responses=_ERRORS, openapi_extra=openapi_signed(CodeRequest),
-             summary="展码 / a fresh dynamic QR code (valid 60 s) for one business type")
-async def code(request: Request) -> Response:
+# the query parameter by which the app acts for a family member (家庭代办); ``api.mobile.family`` checks the link
+For = Query(None, alias="for", min_length=1, max_length=30, pattern=r"^[A-Za-z0-9]+$",
+            description="a family member's psn_no: act for them (the session cookie must act for them)")
+
+
+@router.post("/ecert/code", response_model=CodeResponse,
+             responses={**_ERRORS, 409: {"description": "?for= a family member who has no activated e-certificate"}},
+             openapi_extra=openapi_signed(CodeRequest),
+             summary="展码 / a fresh dynamic QR code (valid 60 s) for one business type",
+             description="With `?for=psn_no`, the code of a family member the signed-in account acts for (their "
+                         "active e-certificate), shown on this device; each showing is audited.")
+async def code(request: Request, for_psn: str | None = For) -> Response:
     body = await request.body()
-    ecert_id, _psn_no = await signed_by_device(request, body)
+    ecert_id, device_psn = await signed_by_device(request, body)
     svc = ecert_service(request)
-    payload, expires_at = svc.issue_code(ecert_id, json_body(CodeRequest, body).business_type)
+    business_type = json_body(CodeRequest, body).business_type
+    if for_psn and for_psn != device_psn:
+        from medpay.api.mobile.family import patient  # (the family door builds on this module)
+
+        member, _payer = await patient(request, device_psn, for_psn)
+        ecert_id = await run_in_threadpool(svc.member_ecert, member, ecert_id)
+    payload, expires_at = svc.issue_code(ecert_id, business_type)
     out = CodeResponse(payload=payload, expires_at=expires_at, refresh_in_s=_refresh_in(svc),
                        svg=qr_images.render_svg(payload, title="医保电子凭证"))
     return Response(out.model_dump_json(), media_type="application/json", headers={"Cache-Control": "no-store"})

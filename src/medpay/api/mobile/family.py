@@ -7,19 +7,19 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Request
 from fastapi import Path as PathParam
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field, StrictBool, StrictStr
 
 from medpay.api import described
+from medpay.api.mobile import ecert as ecert_door
 from medpay.api.mobile.account import CHANGES, SIGNED_IN, signed_in
 from medpay.services.mobile.family import RELATIONS, FamilyService
 
 router = APIRouter(prefix="/api/v1/mobile/family", tags=["mobile"])
 # ?for=psn_no on the visits and records APIs: act for a family member
-For = Query(None, alias="for", min_length=1, max_length=30, pattern=r"^[A-Za-z0-9]+$",
-            description="a family member's psn_no: act for them (the session cookie must act for them)")
+For = ecert_door.For  # ?for=psn_no on the app's requests
 
 
 def family_service(request: Request) -> FamilyService:

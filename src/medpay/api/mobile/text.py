@@ -129,7 +129,7 @@ TEXT: dict[str, dict[str, Any]] = {
         "request_pending": "同意后对方可以查看和支付您的待缴费用，并可用其个人账户为您支付；您可以随时撤回。",
         "request_active": "您已同意，可以随时撤回。", "consent_button": "同意", "decline_button": "拒绝",
         "withdraw_button": "撤回同意",
-        "whom_label": "为谁缴费", "whom_self": "本人：{name}", "whom_member": "{relation}：{name}",
+        "whom_label": "为谁办理", "whom_self": "本人：{name}", "whom_member": "{relation}：{name}",
         # records (报销记录) and the settlement slip (结算单)
         "records_title": "报销记录", "records_link": "查看报销记录、下载结算单",
         "records_intro": "每次结算的医保基金、个人账户和自付金额，按基金列出；可下载平台签发的结算单（PDF），或导出全年记录。",
@@ -392,7 +392,7 @@ TEXT: dict[str, dict[str, Any]] = {
                            "you; you can withdraw at any time.",
         "request_active": "You consented; you can withdraw at any time.", "consent_button": "Consent",
         "decline_button": "Decline", "withdraw_button": "Withdraw consent",
-        "whom_label": "Whose bills", "whom_self": "Me: {name}", "whom_member": "{relation}: {name}",
+        "whom_label": "On behalf of", "whom_self": "Me: {name}", "whom_member": "{relation}: {name}",
         # records and the settlement slip
         "records_title": "Settlement records", "records_link": "Settlement records and slips",
         "records_intro": "What the fund, your personal account and you paid at each settlement, fund by fund; download "

@@ -252,6 +252,19 @@ class EcertService:
                                                        "seen_at": self.clock()}, DeviceNonceRow.nonce):
             raise DeviceAuthError(HEADER_NONCE, "nonce already used: replayed request refused")
 
+    def member_ecert(self, psn_no: str, shown_by: str) -> str:
+        """The active e-certificate of a family member whose code a linked account's device shows (家庭代办: the
+        caller checked the link), the showing audited; a member who never activated one has none to show."""
+        with unit_of_work(self.factory) as uow:
+            row = uow.session.execute(select(EcertRow).where(EcertRow.psn_no == psn_no,
+                                                             EcertRow.status == "active")).scalar_one_or_none()
+            if row is None:
+                raise Conflict("for", "this family member has no activated e-certificate: they activate it on their "
+                                      "own phone, or at a counter with their ID")
+            audit.record(uow.session, actor_kind="patient", actor=shown_by, action="ecert.code_for_member",
+                         psn_no=psn_no, fields=("ecert_code",), at=self.clock(), ref=row.ecert_id)
+            return row.ecert_id
+
     def issue_code(self, ecert_id: str, business_type: str) -> tuple[str, datetime]:
         """A signed QR payload for ``business_type`` and when it expires (≤ 60 s), for an e-certificate whose
         device just signed the request (``verify_device``)."""

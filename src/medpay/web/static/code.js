@@ -3,6 +3,7 @@
 // type changes. Codes are fetched with no-store and never kept.
 import { clearErrors, post, showError, showHolder, t } from "./mobile.js";
 import { loadDevice } from "./device.js";
+import { forPath, offerFamily } from "./whom.js";
 
 const MAX_REFRESH_S = 60;  // a code lives at most 60 s
 const RETRY_S = 10;  // after a network or server fault: try again, but don't hammer
@@ -19,13 +20,15 @@ const device = await loadDevice().catch(() => undefined);
 let timer = 0;
 let deadline = 0;  // Date.now() when the next refresh is due; 0: none scheduled
 let generation = 0;  // a newer request (business type changed meanwhile) wins over an older answer
+let member = "";  // a family member whose code this device shows (家庭代办); "" for the device's own
 
 async function refresh() {
   clearTimeout(timer);
   const mine = ++generation;
   const businessType = select.value;
-  const { data, error } = await post("/api/v1/mobile/ecert/code", { json: { business_type: businessType },
-                                                                    signedBy: device });
+  const { data, error } = await post(forPath("/api/v1/mobile/ecert/code", member),
+                                    { json: { business_type: businessType }, signedBy: device,
+                                      session: Boolean(member) });
   if (mine !== generation) return;
   if (error) {
     qr.replaceChildren();
@@ -39,7 +42,8 @@ async function refresh() {
   qr.firstElementChild?.setAttribute("aria-hidden", "true");  // the wrapper's label speaks for it
   qr.setAttribute("aria-label", t("qr_label", { business: select.selectedOptions[0].textContent }));
   png.dataset.businessType = businessType;
-  png.removeAttribute("aria-disabled");
+  if (member) png.setAttribute("aria-disabled", "true");  // a member's code is shown, never saved
+  else png.removeAttribute("aria-disabled");
   status.textContent = t("refreshed");
   schedule(Math.min(Math.max(data.refresh_in_s, 1), MAX_REFRESH_S));
 }
@@ -83,6 +87,10 @@ if (!device) {
 } else {
   showHolder(device);
   section.hidden = false;
+  offerFamily(device, document.getElementById("whom"), section.querySelector("[data-whom]"), (psn) => {
+    member = psn;
+    refresh();
+  });
   select.addEventListener("change", refresh);
   section.querySelector("[data-refresh]").addEventListener("click", refresh);
   // a hidden page's timers may be held back: a code shown again after its refresh was due is fetched anew
