@@ -19,7 +19,7 @@ from medpay.money import parse_yuan
 from medpay.services import demo
 from medpay.services.directory import PersonInput
 from medpay.services.qr.ecert import sign_device_request, sign_terminal_request
-from tests.helpers_server import activate, backend_db_url, free_port, run_cli, server
+from tests.helpers_server import activate, backend_db_url, free_port, run_cli, server, texted_code
 
 H1 = demo.INSTITUTIONS[0]
 EMP = demo.PERSONS[0]
@@ -146,3 +146,27 @@ class App:
         headers = sign_device_request(self.key, self.ecert_id, "POST", path, raw)
         return httpx.post(self.base + path, content=raw, headers={**headers, "content-type": "application/json"},
                           timeout=30)
+
+
+class Phone:
+    """A parent's phone: an activated device and a signed-in browser session."""
+
+    def __init__(self, stack, person):
+        self.base, self.person = stack["base"], person
+        self.key = Ed25519PrivateKey.generate()
+        self.ecert_id = activate(self.base, person, self.key)["ecert_id"]
+        self.http = httpx.Client(base_url=str(self.base), timeout=30)
+        start = self.http.post("/api/v1/mobile/sign-in", json={"phone": person.phone}).json()
+        done = self.http.post("/api/v1/mobile/sign-in/confirm", json={
+            "challenge_id": start["challenge_id"], "phone": person.phone, "code": texted_code(self.base, person.phone)})
+        assert done.status_code == 200, done.text
+        self.csrf = done.json()["csrf_token"]
+
+    def signed(self, method: str, path: str, body: dict | None = None, *, csrf: bool = True) -> httpx.Response:
+        raw = json.dumps(body).encode() if body is not None else b""
+        headers = sign_device_request(self.key, self.ecert_id, method, path, raw)
+        if body is not None:
+            headers["content-type"] = "application/json"
+        if csrf:
+            headers["X-CSRF-Token"] = self.csrf
+        return self.http.request(method, path, content=raw, headers=headers)

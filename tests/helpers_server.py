@@ -166,3 +166,17 @@ def signed_in_client(base: str, inst=demo.INSTITUTIONS[0], shown=()) -> "HisClie
     for person in shown:
         c.person_info("02", person.certno)
     return c
+
+
+def row_count(db_url: str, model, *where) -> int:
+    """How many rows of ``model`` match ``where``, read straight from the server's database."""
+    from sqlalchemy import func, select
+
+    from medpay.adapters.db.engine import make_engine
+
+    engine = make_engine(db_url)
+    try:
+        with engine.connect() as conn:
+            return conn.execute(select(func.count()).select_from(model).where(*where)).scalar_one()
+    finally:
+        engine.dispose()

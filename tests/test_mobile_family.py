@@ -8,14 +8,12 @@ Service tests on both backends; end to end over HTTP against ``medpay serve`` wi
 
 from __future__ import annotations
 
-import json
 import os
 from contextlib import closing
 from datetime import timedelta
 
 import httpx
 import pytest
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import select
 
 from medpay.adapters.crypto import FieldCipher
@@ -27,8 +25,8 @@ from medpay.services.errors import RateLimited
 from medpay.services.mobile.family import DAILY_WRONG, FamilyService
 from medpay.services.qr.ecert import sign_device_request
 from tests.fakes import FakeSms, FrozenClock
-from tests.helpers_qr import H1, app_code, fen, his_bill, qr_stack, scan_image, scan_text, wallet
-from tests.helpers_server import activate, audit_events, texted_code
+from tests.helpers_qr import H1, Phone, app_code, fen, his_bill, qr_stack, scan_image, scan_text, wallet
+from tests.helpers_server import audit_events
 
 FATHER, ZHANG, CHILD, CHEN = demo.PERSONS[0], demo.PERSONS[2], demo.PERSONS[3], demo.PERSONS[4]
 
@@ -172,30 +170,6 @@ def test_when_the_account_no_longer_speaks_for_its_person_its_family_links_end(e
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
 def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
     yield from qr_stack(request.param, tmp_path_factory.mktemp("family"))
-
-
-class Phone:
-    """A parent's phone: an activated device and a signed-in browser session."""
-
-    def __init__(self, stack, person):
-        self.base, self.person = stack["base"], person
-        self.key = Ed25519PrivateKey.generate()
-        self.ecert_id = activate(self.base, person, self.key)["ecert_id"]
-        self.http = httpx.Client(base_url=str(self.base), timeout=30)
-        start = self.http.post("/api/v1/mobile/sign-in", json={"phone": person.phone}).json()
-        done = self.http.post("/api/v1/mobile/sign-in/confirm", json={
-            "challenge_id": start["challenge_id"], "phone": person.phone, "code": texted_code(self.base, person.phone)})
-        assert done.status_code == 200, done.text
-        self.csrf = done.json()["csrf_token"]
-
-    def signed(self, method: str, path: str, body: dict | None = None, *, csrf: bool = True) -> httpx.Response:
-        raw = json.dumps(body).encode() if body is not None else b""
-        headers = sign_device_request(self.key, self.ecert_id, method, path, raw)
-        if body is not None:
-            headers["content-type"] = "application/json"
-        if csrf:
-            headers["X-CSRF-Token"] = self.csrf
-        return self.http.request(method, path, content=raw, headers=headers)
 
 
 def test_a_parent_pays_the_childs_bill_from_the_parents_phone(stack) -> None:

@@ -22,11 +22,9 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from playwright.sync_api import Browser, Error as PlaywrightError, Page, expect, sync_playwright
 from pypdf import PdfReader
-from sqlalchemy import func, select
 
 from medpay.adapters import qr_images
 from medpay.adapters.db.ecert_tables import EcertRow
-from medpay.adapters.db.engine import make_engine
 from medpay.adapters.db.tables import SettlementRow
 from medpay.adapters.gateway.port import sign_callback
 from medpay.api.terminal import EC_CODES
@@ -37,7 +35,7 @@ from tests.helpers_browser import CHROMIUM, CHROMIUM_ARGS, activate, enter_texte
 from tests.helpers_gateway import CallbackReceiver
 from tests.helpers_qr import (EMP, H1, app_code, fen, his_admission, his_bill, his_client, local_now, qr_stack,
                               scan_image, scan_text, terminal_post, wallet)
-from tests.helpers_server import STAFF, run_cli, texted_code
+from tests.helpers_server import STAFF, row_count, run_cli, texted_code
 
 CODE_TTL_S = 15
 CHILD = demo.PERSONS[3]  # 王小明, resident; his father's account pays for him (家庭共济)
@@ -75,12 +73,7 @@ def page(browser: Browser):
 
 
 def count(stack, model, *where) -> int:
-    engine = make_engine(stack["db_url"])
-    try:
-        with engine.connect() as conn:
-            return conn.execute(select(func.count()).select_from(model).where(*where)).scalar_one()
-    finally:
-        engine.dispose()
+    return row_count(stack["db_url"], model, *where)
 
 
 def stored_device(page: Page) -> dict | None:
@@ -696,3 +689,27 @@ def test_stay_page_tops_up_the_deposit_asks_for_discharge_and_shows_the_refund(s
     assert before - wallet(stack, resident.psn_no) == setl["psn_cash_pay"]
     expect(card.locator("[data-top-up]")).to_be_hidden()
     page.screenshot(path=str(stack["tmp"] / "stay-settled-375.png"), full_page=True)
+
+
+def test_account_page_exports_my_data_and_deletes_what_the_app_made(stack, page: Page) -> None:
+    """我的数据 at 375 px: the export downloads the person's own data as JSON; the deletion request says what is
+    erased and what is kept, needs the tick, and leaves this device without its e-certificate."""
+    page.set_viewport_size({"width": 375, "height": 812})
+    retiree = demo.PERSONS[1]
+    activate(page, stack, retiree)
+    sign_in(page, stack, retiree.phone)
+    card = page.locator("[data-my-data]")
+    expect(card).to_be_visible()
+    with page.expect_download() as download:
+        card.locator("#export-form button").click()
+    doc = json.loads(Path(download.value.path()).read_text(encoding="utf-8"))
+    assert doc["psn_no"] == retiree.psn_no and doc["person"]["psn_name"] == retiree.psn_name
+    expect(card.locator("#deletion-form")).to_contain_text("15 年")  # what is kept, said plainly
+    page.screenshot(path=str(stack["tmp"] / "my-data-375.png"), full_page=True)
+    card.locator("#deletion-form button").click()
+    expect(card.locator("[data-error-for=confirm]")).to_have_text("请先勾选确认。")
+    card.locator("#deletion-confirm").check()
+    page.once("dialog", lambda d: d.accept())
+    card.locator("#deletion-form button").click()
+    page.wait_for_url("**/m/activate**")
+    assert count(stack, EcertRow, EcertRow.psn_no == retiree.psn_no, EcertRow.status == "active") == 0

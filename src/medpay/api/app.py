@@ -15,7 +15,7 @@ from medpay import __version__
 from medpay.api import admin, admin_pages, described, errors, face, kiosk, pages, payments, terminal
 from medpay.api.mobile import account as mobile_account, ecert as mobile, pages as mobile_pages
 from medpay.api.mobile import booking as mobile_booking, family as mobile_family, records as mobile_records
-from medpay.api.mobile import stay as mobile_stay, visits as mobile_visits
+from medpay.api.mobile import my_data as mobile_my_data, stay as mobile_stay, visits as mobile_visits
 from medpay.api import admin_resettlements
 from medpay.api.http_guard import HttpGuard
 from medpay.api.deps import staff
@@ -101,6 +101,7 @@ def create_app(platform: Platform | None = None, *, housekeeping_every_s: float 
     app.include_router(mobile_booking.router)
     app.include_router(mobile_booking.institution_router)
     app.include_router(mobile_stay.router)
+    app.include_router(mobile_my_data.router)
     app.include_router(mobile_account.router)
     app.include_router(mobile_family.router)
     app.include_router(mobile_records.router)

@@ -98,3 +98,16 @@ class FailedCheckRow(Base):
     account_id: Mapped[str] = mapped_column(String(20))
     kind: Mapped[str] = mapped_column(String(16))  # family_certno
     at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class DeletionRequestRow(Base):
+    """A person's request to have their personal data deleted (PIPL 第四十七条), from the app: what was erased at once
+    and what the law makes us keep, as told to them."""
+
+    __tablename__ = "deletion_requests"
+    request_id: Mapped[str] = mapped_column(String(20), primary_key=True)
+    psn_no: Mapped[str] = mapped_column(ForeignKey("persons.psn_no"), index=True)
+    account_id: Mapped[str] = mapped_column(String(20))
+    requested_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    erased: Mapped[str] = mapped_column(String(300))  # what was erased, comma-separated
+    kept: Mapped[str] = mapped_column(String(300))  # what is kept and why, as keys of the told text

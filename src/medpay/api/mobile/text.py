@@ -158,6 +158,14 @@ TEXT: dict[str, dict[str, Any]] = {
         "verify_mismatch": "金额与平台记录不一致：这张结算单可能被改动过。",
         "verify_cancelled": "注意：这笔结算已于 {when} 撤销。", "verify_no_code": "请扫描结算单上的二维码打开本页。",
         # paying what the doctor ordered (诊间支付)
+        "my_data_title": "我的数据", "my_data_intro": "下载平台保存的关于您的全部信息（JSON 文件）：参保登记、医保电子凭证、账号、结算记录、预约、押金和查看过您信息的记录。",
+        "my_data_export": "导出我的数据",
+        "deletion_title": "申请删除个人信息",
+        "deletion_erased": "立即删除：本账号及其登录、家庭成员关联、医保电子凭证和设备密钥、绑定的支付方式、刷脸模板。",
+        "deletion_kept": "依法保留：每次结算的医保基金记录和账务（《医疗保障基金使用监督管理条例》要求保存不少于 15 年）、谁查看过您信息的审计记录、医保部门的参保登记。这些记录只用于基金结算、清算、审计和您本人的查询。",
+        "deletion_confirm": "我已了解，删除后需重新激活医保电子凭证才能在手机上使用医保。",
+        "deletion_confirm_needed": "请先勾选确认。", "deletion_button": "申请删除",
+        "deletion_done": "已删除。本设备的医保电子凭证已失效。",
         "stay_title": "住院", "stay_link": "住院押金与出院结算",
         "stay_intro": "住院期间随时查看押金、已发生费用和预计自付；押金不足时在手机上补缴，出院时在手机上申请结算，剩余押金原路退回。",
         "stay_none": "近 90 天没有住院记录。", "stay_since": "{date} 入院",
@@ -428,6 +436,20 @@ TEXT: dict[str, dict[str, Any]] = {
         "verify_mismatch": "The amounts do not match the platform's record: this slip may have been altered.",
         "verify_cancelled": "Note: this settlement was cancelled at {when}.",
         "verify_no_code": "Open this page by scanning the QR code on a settlement slip.",
+        "my_data_title": "My data", "my_data_intro": "Download everything the platform holds about you (a JSON file): "
+                                                     "your registration, e-certificates, account, settlements, "
+                                                     "bookings, deposits and who was shown your data.",
+        "my_data_export": "Download my data",
+        "deletion_title": "Ask for my personal data to be deleted",
+        "deletion_erased": "Deleted at once: this account and its sign-ins, family links, your e-certificates and "
+                           "device keys, the bound payment method, your face template.",
+        "deletion_kept": "Kept, as the law requires: the insurance fund's record of each settlement and its "
+                         "accounting (kept at least 15 years under the fund supervision regulation), the audit log of "
+                         "who saw your data, and your insurance registration, which is the bureau's. They are used "
+                         "only for settlement, clearing, audits and your own requests.",
+        "deletion_confirm": "I understand that I must activate my e-certificate again to use insurance on a phone.",
+        "deletion_confirm_needed": "Tick the box to confirm first.", "deletion_button": "Ask for deletion",
+        "deletion_done": "Deleted. The e-certificate on this device no longer works.",
         "stay_title": "In hospital", "stay_link": "Hospital deposit and discharge",
         "stay_intro": "See your deposit, the fees so far and your expected share at any time; top the deposit up from "
                       "your phone, ask to be discharged and settled here, and get the unused deposit back the way it came.",

@@ -51,6 +51,16 @@ def check_terms(consent: object, consent_version: str, channel: str, pin: str) -
     check_pin(pin)
 
 
+def erase_face(s: Session, psn_no: str, now: datetime, via: str) -> bool:
+    """Delete the person's face template and withdraw their consents, in the caller's transaction; False when there
+    was neither."""
+    row = s.get(FaceTemplateRow, psn_no, with_for_update=True)
+    if row is not None:
+        s.delete(row)
+        s.flush()
+    return FaceEnrolment._withdraw_consents(s, psn_no, now, via) > 0 or row is not None
+
+
 class FaceEnrolment:
     def __init__(self, factory: sessionmaker[Session], cipher: FieldCipher, vault: TemplateVault,
                  encoder: FaceEncoder, clock: Callable[[], datetime] = utcnow):
@@ -121,12 +131,7 @@ class FaceEnrolment:
         now = self.clock()
         with unit_of_work(self.factory) as uow:
             s = uow.session
-            row = s.get(FaceTemplateRow, psn_no, with_for_update=True)
-            if row is not None:
-                s.delete(row)
-                s.flush()
-            withdrawn = self._withdraw_consents(s, psn_no, now, via)
-            if row is None and not withdrawn:
+            if not erase_face(s, psn_no, now, via):
                 return False
             audit.record(s, actor_kind={"app": "patient", "cli": "operator"}.get(via.split(":")[0], "operator"),
                          actor=by, action="face.withdraw", psn_no=psn_no, fields=("consent",), at=now, ref=via)

@@ -212,7 +212,7 @@ class AccountService:
                                                            MobileAccountRow.status == "open")
                             .with_for_update()).scalar()
         if account is not None and account.last_code_at < now - self.recycle_after:
-            self._close(s, account, now, "number_silent")  # perhaps someone else's number now
+            close_account(s, account, now, "number_silent")  # perhaps someone else's number now
             account = None
         new = account is None
         if new:
@@ -227,18 +227,6 @@ class AccountService:
                                last_seen_at=now, expires_at=now + SESSION_MAX,
                                user_agent=(user_agent or "")[:120]))
         return SignedIn(token, csrf_token_of(token), account.account_id, now + SESSION_MAX, new)
-
-    @staticmethod
-    def _close(s: Session, account: MobileAccountRow, now: datetime, reason: str) -> None:
-        account.status, account.closed_at, account.closed_reason = "closed", now, reason
-        s.execute(update(MobileSessionRow).where(MobileSessionRow.account_id == account.account_id,
-                                                 MobileSessionRow.revoked_at.is_(None)).values(revoked_at=now))
-        for link in s.scalars(select(AccountPersonRow).where(AccountPersonRow.account_id == account.account_id,
-                                                             AccountPersonRow.revoked_at.is_(None))):
-            end_link(s, link, now, reason)
-            audit.record(s, actor_kind="system", actor=account.account_id, action="account.unlink",
-                         psn_no=link.psn_no, fields=(), at=now, ref=reason)
-        s.flush()
 
     # -- sessions ------------------------------------------------------------------------------------------
 
@@ -349,11 +337,7 @@ class AccountService:
         now = self.clock()
         with unit_of_work(self.factory) as uow:
             s = uow.session
-            own = s.scalar(select(AccountPersonRow.link_id).where(
-                AccountPersonRow.account_id == caller.account_id, AccountPersonRow.psn_no == psn_no,
-                AccountPersonRow.relation == "self", AccountPersonRow.status == "active"))
-            if own is None:
-                raise NotFound("psn_no", "this account does not speak for such a person as themselves")
+            require_self(s, caller, psn_no)
             ecert = s.execute(select(EcertRow).where(EcertRow.psn_no == psn_no, EcertRow.status == "active")
                               .with_for_update()).scalar()
             if ecert is None:
@@ -382,6 +366,28 @@ class AccountService:
         with unit_of_work(self.factory) as uow:
             uow.session.execute(update(SignInCodeRow).where(SignInCodeRow.challenge_id == challenge_id,
                                                             SignInCodeRow.status == "pending").values(status=status))
+
+
+def close_account(s: Session, account: MobileAccountRow, now: datetime, reason: str) -> None:
+    """Close an account: its sessions and links end at once (a recycled number, the person's deletion request)."""
+    account.status, account.closed_at, account.closed_reason = "closed", now, reason
+    s.execute(update(MobileSessionRow).where(MobileSessionRow.account_id == account.account_id,
+                                             MobileSessionRow.revoked_at.is_(None)).values(revoked_at=now))
+    for link in s.scalars(select(AccountPersonRow).where(AccountPersonRow.account_id == account.account_id,
+                                                         AccountPersonRow.revoked_at.is_(None))):
+        end_link(s, link, now, reason)
+        audit.record(s, actor_kind="system", actor=account.account_id, action="account.unlink",
+                     psn_no=link.psn_no, fields=(), at=now, ref=reason)
+    s.flush()
+
+
+def require_self(s: Session, caller: Caller, psn_no: str) -> None:
+    """The signed-in account must speak for ``psn_no`` as themselves (not as a family member)."""
+    own = s.scalar(select(AccountPersonRow.link_id).where(
+        AccountPersonRow.account_id == caller.account_id, AccountPersonRow.psn_no == psn_no,
+        AccountPersonRow.relation == "self", AccountPersonRow.status == "active"))
+    if own is None:
+        raise NotFound("psn_no", "this account does not speak for such a person as themselves")
 
 
 def new_link_id() -> str:

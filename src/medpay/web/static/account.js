@@ -14,6 +14,8 @@ const linkForm = document.getElementById("link-form");
 const signOutForm = document.getElementById("sign-out-form");
 const familyForm = document.getElementById("family-form");
 const requestsForm = document.getElementById("requests-form");
+const exportForm = document.getElementById("export-form");
+const deletionForm = document.getElementById("deletion-form");
 const device = await loadDevice().catch(() => undefined);
 let challenge = null;
 
@@ -181,6 +183,34 @@ signOutForm.addEventListener("submit", (event) => {
 
 signOutForm.querySelector("[data-sign-out-everywhere]").addEventListener("click", () => {
   if (confirm(t("sign_out_everywhere_confirm"))) change(signOutForm, "/api/v1/mobile/sign-out/everywhere");
+});
+
+// 我的数据: the export is signed by this device (its person's data only); the deletion request also needs the session.
+view.querySelector("[data-my-data]").hidden = !device;
+
+exportForm.addEventListener("submit", async (event) => {
+  event.preventDefault();
+  clearErrors(exportForm);
+  const { data, error } = await post("/api/v1/mobile/my-data", { method: "GET", signedBy: device, blob: true });
+  if (error) return showError(exportForm, error);
+  const a = document.createElement("a");
+  a.href = URL.createObjectURL(data);
+  a.download = "medpay-my-data.json";
+  a.click();
+  setTimeout(() => URL.revokeObjectURL(a.href), 10_000);
+});
+
+deletionForm.addEventListener("submit", async (event) => {
+  event.preventDefault();
+  clearErrors(deletionForm);
+  if (!deletionForm.confirm.checked) {
+    showError(deletionForm, { code: "invalid", field: "confirm", message: "" }, {}, t("deletion_confirm_needed"));
+    return;
+  }
+  const { error } = await post("/api/v1/mobile/my-data/deletion", { json: {}, signedBy: device, session: true });
+  if (error) return showError(deletionForm, error);
+  alert(t("deletion_done"));
+  location.assign(`/m/activate?lang=${lang}`);
 });
 
 await show();
