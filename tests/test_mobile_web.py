@@ -384,6 +384,7 @@ def test_bills_page_pays_what_the_doctor_ordered_once_even_when_the_answer_is_lo
 
     page.route("**/pay", lose_the_answer)
     page.click("[data-pay]")
+    expect(page.locator("#result [data-result-title]")).to_be_visible()  # (its words are in the page from the start)
     expect(page.locator("[data-result-title]")).to_have_text("缴费成功")
     page.unroute("**/pay")
     assert reached == [200]
@@ -499,6 +500,7 @@ def test_a_son_adds_his_mother_she_consents_on_her_phone_and_he_pays_her_bill(st
         shown_cash = son.locator("#bill [data-parts] [data-part=cash] dd").inner_text()
         son_before, mother_before = wallet(stack, son_person.psn_no), wallet(stack, mother_person.psn_no)
         son.click("[data-pay]")
+        expect(son.locator("#result [data-result-title]")).to_be_visible()
         expect(son.locator("[data-result-title]")).to_have_text("缴费成功")
         expect(son.locator("#result [data-parts] [data-part=family]")).to_have_count(1)  # his account paid for her
         deadline = time.monotonic() + 10
@@ -575,7 +577,11 @@ def test_records_page_lists_the_payment_and_its_slip_checks_out(stack, page: Pag
     mdtrt_id = his_bill(stack, scan_text(stack, shown_code(page))["data"]["ecToken"], EMP, "180.00")
     page.click("nav a[href^='/m/bills']")
     page.locator(f"[data-open='{mdtrt_id}']").click()
+    expect(page.locator("#bill [data-parts] [data-part=total] dd")).to_have_text("¥180.00")  # the bill is shown
     page.click("[data-pay]")
+    # wait for the answer itself: the title's words are in the page from the start, and leaving the page before the
+    # answer came would race the records against the payment
+    expect(page.locator("#result [data-result-title]")).to_be_visible()
     expect(page.locator("[data-result-title]")).to_have_text("缴费成功")
     page.goto(f"{stack['base']}/m/records")
     record = page.locator("li.record").first
